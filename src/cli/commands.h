@@ -1,0 +1,13 @@
+/* The subcommands of the `shardprop` executable: one file each under src/cli/.
+ * Each takes the arguments after its name (argv[0] is the subcommand name) and
+ * returns the process exit status. */
+#ifndef SP_CLI_COMMANDS_H
+#define SP_CLI_COMMANDS_H
+
+typedef struct sp_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} sp_command;
+
+#endif

@@ -1,0 +1,54 @@
+/* shardprop: data-parallel neural-network training for HPC machines. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("shardprop %s\n", SHARDPROP_VERSION);
+    return 0;
+}
+
+static const sp_command sp_commands[] = {
+    {"version", cmd_version, "print the version"},
+};
+static const int sp_ncommands = (int)(sizeof sp_commands / sizeof sp_commands[0]);
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: shardprop <command> [options]\n\ncommands:\n");
+    for (int i = 0; i < sp_ncommands; ++i)
+        fprintf(f, "  %-10s %s\n", sp_commands[i].name, sp_commands[i].summary);
+    fprintf(f, "  %-10s %s\n", "help", "`shardprop help <command>` documents a command's flags");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version")) return cmd_version(argc - 1, argv + 1);
+    if (!strcmp(name, "help")) {
+        if (argc < 3) {
+            usage(stdout);
+            return 0;
+        }
+        for (int i = 0; i < sp_ncommands; ++i)
+            if (!strcmp(argv[2], sp_commands[i].name)) {
+                char *hargv[] = {argv[2], "--help", NULL};
+                return sp_commands[i].run(2, hargv);
+            }
+        fprintf(stderr, "shardprop: no command '%s' (see `shardprop --help`)\n", argv[2]);
+        return 2;
+    }
+    for (int i = 0; i < sp_ncommands; ++i)
+        if (!strcmp(name, sp_commands[i].name)) return sp_commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "shardprop: no command '%s' (see `shardprop --help`)\n", name);
+    return 2;
+}
