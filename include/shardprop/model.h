@@ -1,0 +1,87 @@
+/*
+ * shardprop/model.h — a sequential neural network built from a spec string.
+ *
+ *   int64_t shape[] = {1, 28, 28};                     // one sample: (C, H, W) or (F)
+ *   sp_model *m;
+ *   sp_status st = sp_model_create(&m, "conv2d:32:3:pad=1,relu,maxpool:2,flatten,dense:10",
+ *                                  shape, 3, 128);       // up to 128 samples per call
+ *   sp_model_init_params(m, 42);                        // depends only on seed and spec
+ *   sp_model_forward(m, x, B, &ctx);                    // x (B, 1, 28, 28) -> output (B, 10)
+ *   ... loss gives d_out (B, 10) ...
+ *   sp_model_zero_grads(m);
+ *   sp_model_backward(m, d_out, B, NULL, NULL);         // gradients accumulate in the slab
+ *
+ * Spec grammar: comma-separated layers, each `name[:arg...]` with positional args first, then
+ * `key=value` args. Layers (index i = position in the spec, from 0, as in nn.Sequential):
+ *   dense:UNITS                                   nn.Linear(in, UNITS)
+ *   conv2d:OUT_CHANNELS:KERNEL[:stride=S][:pad=P] nn.Conv2d(in_c, OUT_CHANNELS, KERNEL, S, P)
+ *   maxpool:K[:stride=S]  avgpool:K[:stride=S]    nn.MaxPool2d / nn.AvgPool2d (stride = K)
+ *   flatten  relu  leaky_relu[:SLOPE]  tanh  sigmoid  gelu  dropout:P
+ *
+ * Memory: the model owns one contiguous slab each of parameters and gradients (layer i's
+ * weight then bias, layers in spec order; PyTorch layouts), and the activation buffers for
+ * up to max_batch samples. Nothing is allocated during forward or backward.
+ * Threading: forward and backward are OpenMP-parallel and bitwise identical for any number of
+ * threads. Nothing here is collective; the model knows nothing of MPI.
+ */
+#ifndef SHARDPROP_MODEL_H
+#define SHARDPROP_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shardprop/status.h"
+
+typedef struct sp_model sp_model;
+
+/* What one forward pass needs to know beyond its input. */
+typedef struct sp_step_ctx {
+    bool training;             /* dropout active */
+    uint64_t seed;             /* run seed: dropout masks are functions of (seed, step, sample) */
+    int64_t step;              /* optimizer step this pass belongs to */
+    const int64_t *sample_ids; /* (B) global sample ids, or NULL: the row index */
+} sp_step_ctx;
+
+/* Build a model for samples of shape input_shape[0..input_rank) (rank 1 or 3). */
+sp_status sp_model_create(sp_model **out, const char *spec, const int64_t *input_shape,
+                          int input_rank, int max_batch);
+void sp_model_free(sp_model *m);
+
+/* He-uniform (layers followed by relu / leaky_relu / gelu) or Xavier-uniform weights, zero
+ * biases, from the counter-based RNG keyed by (seed, layer index, element). */
+void sp_model_init_params(sp_model *m, uint64_t seed);
+
+const char *sp_model_spec(const sp_model *m);
+int sp_model_num_layers(const sp_model *m);
+int sp_model_max_batch(const sp_model *m);
+size_t sp_model_num_params(const sp_model *m);
+size_t sp_model_input_size(const sp_model *m);  /* floats per sample in */
+size_t sp_model_output_size(const sp_model *m); /* floats per sample out */
+int sp_model_input_rank(const sp_model *m);
+const int64_t *sp_model_input_shape(const sp_model *m);
+float *sp_model_params(sp_model *m); /* (num_params) */
+float *sp_model_grads(sp_model *m);  /* (num_params) */
+
+/* Layer i's parameters: name ("dense", "conv2d", ...), and for layers with parameters the
+ * offset and PyTorch shape of the weight and bias in the slabs. Returns false for a layer
+ * without parameters (then the offsets are untouched). */
+const char *sp_model_layer_name(const sp_model *m, int i);
+bool sp_model_layer_params(const sp_model *m, int i, size_t *w_off, int *w_rank,
+                           int64_t w_shape[4], size_t *b_off, int64_t *b_len);
+
+/* Forward B <= max_batch samples x (B, input_size); returns the output (B, output_size),
+ * valid until the next forward. */
+const float *sp_model_forward(sp_model *m, const float *x, int B, const sp_step_ctx *ctx);
+
+/* Called during backward when the gradients of every parameter at offsets >= grad_begin are
+ * complete (backward runs last layer first; parameters are laid out first layer first). */
+typedef void (*sp_grad_ready_fn)(void *user, size_t grad_begin);
+
+/* Backward from d_out (B, output_size) = dLoss/d_output of the last forward; ADDS parameter
+ * gradients into the gradient slab. on_ready may be NULL. */
+void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready,
+                       void *user);
+void sp_model_zero_grads(sp_model *m);
+
+#endif

@@ -1,0 +1,82 @@
+/* Elementwise activations and dropout. */
+#include <math.h>
+
+#include "layers/layers.h"
+#include "util/rng.h"
+
+void sp_act_forward(float *y, const float *x, size_t n, sp_act act, float slope) {
+    switch (act) {
+    case SP_ACT_RELU:
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case SP_ACT_LEAKY_RELU:
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+        break;
+    case SP_ACT_TANH:
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) y[i] = tanhf(x[i]);
+        break;
+    case SP_ACT_SIGMOID:
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    case SP_ACT_GELU:
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+        break;
+    }
+}
+
+void sp_act_backward(float *dx, const float *dy, const float *x, const float *y, size_t n,
+                     sp_act act, float slope) {
+    switch (act) {
+    case SP_ACT_RELU: /* blame passes only through the units that fired */
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case SP_ACT_LEAKY_RELU:
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
+        break;
+    case SP_ACT_TANH: /* tanh' = 1 - tanh^2 */
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    case SP_ACT_SIGMOID: /* s' = s (1 - s) */
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case SP_ACT_GELU: /* (x Phi(x))' = Phi(x) + x phi(x) */
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) {
+            const float cdf = 0.5f * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+            const float pdf = expf(-0.5f * x[i] * x[i]) * (float)(0.5 * M_2_SQRTPI * M_SQRT1_2);
+            dx[i] = dy[i] * (cdf + x[i] * pdf);
+        }
+        break;
+    }
+}
+
+void sp_dropout_forward(float *y, float *mask, const float *x, const int64_t *sample_ids, int B,
+                        size_t size, float p, uint64_t seed, uint64_t stream, int64_t step) {
+    const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    /* the step is folded into the seed, the sample id and the element into the counter */
+    const uint64_t key = sp_mix64(seed ^ sp_mix64((uint64_t)step + 0x632be59bd9b4e019ULL));
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < B; ++i) {
+        const uint64_t id = sample_ids ? (uint64_t)sample_ids[i] : (uint64_t)i;
+        for (size_t e = 0; e < size; ++e) {
+            const size_t o = (size_t)i * size + e;
+            mask[o] = sp_rng_uniform(key, stream, id * (uint64_t)size + e) < p ? 0.0f : keep_scale;
+            y[o] = x[o] * mask[o];
+        }
+    }
+}
+
+void sp_dropout_backward(float *dx, const float *dy, const float *mask, int B, size_t size) {
+    const size_t n = (size_t)B * size;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * mask[i];
+}

@@ -1,0 +1,114 @@
+/* 2-D convolution, nn.Conv2d (square kernel, zero padding), by im2col and GEMM.
+ *
+ * The batch is unrolled into one matrix col (c*k*k, B*oh*ow) so that forward is one GEMM
+ * W (oc, ckk) * col, and the weight gradient is one GEMM whose reduction (K dimension) runs
+ * over every pixel of every sample: large, well-shaped GEMMs, and deterministic ones. */
+#include <string.h>
+
+#include "kernels/gemm.h"
+#include "layers/layers.h"
+
+bool sp_conv_geom_init(sp_conv_geom *g, int c, int h, int w, int oc, int k, int stride, int pad) {
+    g->c = c, g->h = h, g->w = w, g->oc = oc, g->k = k, g->stride = stride, g->pad = pad;
+    if (c < 1 || h < 1 || w < 1 || oc < 1 || k < 1 || stride < 1 || pad < 0) return false;
+    if (h + 2 * pad < k || w + 2 * pad < k) return false;
+    g->oh = (h + 2 * pad - k) / stride + 1;
+    g->ow = (w + 2 * pad - k) / stride + 1;
+    return true;
+}
+
+void sp_im2col(float *col, const float *x, const sp_conv_geom *g, int B) {
+    const int k = g->k, ohw = g->oh * g->ow;
+    const size_t ncols = (size_t)B * ohw;
+    /* one row of col per (channel, ki, kj): each row owned by one thread */
+#pragma omp parallel for schedule(static)
+    for (int row = 0; row < g->c * k * k; ++row) {
+        const int c = row / (k * k), ki = (row / k) % k, kj = row % k;
+        float *dst = col + (size_t)row * ncols;
+        for (int n = 0; n < B; ++n) {
+            const float *plane = x + ((size_t)n * g->c + c) * g->h * g->w;
+            for (int oy = 0; oy < g->oh; ++oy) {
+                const int iy = oy * g->stride - g->pad + ki;
+                float *d = dst + (size_t)n * ohw + (size_t)oy * g->ow;
+                if (iy < 0 || iy >= g->h) {
+                    memset(d, 0, sizeof(float) * (size_t)g->ow);
+                    continue;
+                }
+                for (int ox = 0; ox < g->ow; ++ox) {
+                    const int ix = ox * g->stride - g->pad + kj;
+                    d[ox] = (ix >= 0 && ix < g->w) ? plane[(size_t)iy * g->w + ix] : 0.0f;
+                }
+            }
+        }
+    }
+}
+
+void sp_col2im(float *dx, const float *dcol, const sp_conv_geom *g, int B) {
+    const int k = g->k, ohw = g->oh * g->ow;
+    const size_t ncols = (size_t)B * ohw;
+    /* each input plane (n, c) owned by one thread; contributions added in a fixed order */
+#pragma omp parallel for schedule(static)
+    for (int nc = 0; nc < B * g->c; ++nc) {
+        const int n = nc / g->c, c = nc % g->c;
+        float *plane = dx + (size_t)nc * g->h * g->w;
+        memset(plane, 0, sizeof(float) * (size_t)g->h * g->w);
+        for (int ki = 0; ki < k; ++ki)
+            for (int kj = 0; kj < k; ++kj) {
+                const float *src = dcol + ((size_t)(c * k + ki) * k + kj) * ncols + (size_t)n * ohw;
+                for (int oy = 0; oy < g->oh; ++oy) {
+                    const int iy = oy * g->stride - g->pad + ki;
+                    if (iy < 0 || iy >= g->h) continue;
+                    for (int ox = 0; ox < g->ow; ++ox) {
+                        const int ix = ox * g->stride - g->pad + kj;
+                        if (ix >= 0 && ix < g->w)
+                            plane[(size_t)iy * g->w + ix] += src[(size_t)oy * g->ow + ox];
+                    }
+                }
+            }
+    }
+}
+
+void sp_conv2d_forward(float *y, float *col, float *tmp, const float *x, const float *w,
+                       const float *b, const sp_conv_geom *g, int B) {
+    if (B == 0) return;
+    const int ckk = g->c * g->k * g->k, ohw = g->oh * g->ow;
+    const int ncols = B * ohw;
+    sp_im2col(col, x, g, B);
+    /* tmp (oc, B*ohw) = W (oc, ckk) * col (ckk, B*ohw) */
+    sp_gemm(false, false, g->oc, ncols, ckk, 1.0f, w, ckk, col, ncols, 0.0f, tmp, ncols);
+    /* y[n][o][p] = tmp[o][n*ohw + p] + b[o]: back to NCHW */
+#pragma omp parallel for schedule(static)
+    for (int no = 0; no < B * g->oc; ++no) {
+        const int n = no / g->oc, o = no % g->oc;
+        const float *src = tmp + (size_t)o * ncols + (size_t)n * ohw;
+        float *dst = y + (size_t)no * ohw;
+        for (int p = 0; p < ohw; ++p) dst[p] = src[p] + b[o];
+    }
+}
+
+void sp_conv2d_backward(float *dx, float *dw, float *db, float *dyp, float *dcol, const float *dy,
+                        const float *col, const float *w, const sp_conv_geom *g, int B) {
+    if (B == 0) return;
+    const int ckk = g->c * g->k * g->k, ohw = g->oh * g->ow;
+    const int ncols = B * ohw;
+    /* dyp (oc, B*ohw): the error signal laid out like the GEMM output; db in the same pass */
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < g->oc; ++o) {
+        float s = 0.0f;
+        for (int n = 0; n < B; ++n) {
+            const float *src = dy + ((size_t)n * g->oc + o) * ohw;
+            float *dst = dyp + (size_t)o * ncols + (size_t)n * ohw;
+            for (int p = 0; p < ohw; ++p) {
+                dst[p] = src[p];
+                s += src[p];
+            }
+        }
+        db[o] += s;
+    }
+    /* each filter weight's blame: dW (oc, ckk) += dyp (oc, B*ohw) * col^T (B*ohw, ckk) */
+    sp_gemm(false, true, g->oc, ckk, ncols, 1.0f, dyp, ncols, col, ncols, 1.0f, dw, ckk);
+    if (!dx) return;
+    /* the rest flows down: dcol (ckk, B*ohw) = W^T (ckk, oc) * dyp, then folded back to pixels */
+    sp_gemm(true, false, ckk, ncols, g->oc, 1.0f, w, ckk, dyp, ncols, 0.0f, dcol, ncols);
+    sp_col2im(dx, dcol, g, B);
+}

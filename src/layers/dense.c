@@ -1,0 +1,30 @@
+/* Dense (fully connected) layer, nn.Linear. */
+#include "kernels/gemm.h"
+#include "layers/layers.h"
+
+void sp_dense_forward(float *y, const float *x, const float *w, const float *b, int B, int in,
+                      int out) {
+    if (B == 0) return;
+    /* y (B, out) = x (B, in) * W^T (in, out) */
+    sp_gemm(false, true, B, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < B; ++i)
+        for (int j = 0; j < out; ++j) y[(size_t)i * out + j] += b[j];
+}
+
+void sp_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                       const float *w, int B, int in, int out) {
+    if (B == 0) return;
+    /* Each weight's share of the blame: dW (out, in) += dy^T (out, B) * x (B, in).
+     * The sum over samples is GEMM's K dimension, which threads never split. */
+    sp_gemm(true, false, out, in, B, 1.0f, dy, out, x, in, 1.0f, dw, in);
+    /* db (out) += column sums of dy, each output's sum owned by one thread, in sample order */
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < out; ++j) {
+        float s = 0.0f;
+        for (int i = 0; i < B; ++i) s += dy[(size_t)i * out + j];
+        db[j] += s;
+    }
+    /* The rest of the blame flows down: dx (B, in) = dy (B, out) * W (out, in). */
+    if (dx) sp_gemm(false, false, B, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+}

@@ -1,0 +1,147 @@
+/*
+ * Layers: backpropagation as assigning blame.
+ *
+ * Every layer is a pair. `_forward` computes the layer's output from its input. `_backward`
+ * receives the error signal dy = dLoss/dy arriving from the layer above, takes the layer's
+ * share of the blame — the gradient of its own parameters, ADDED (+=) into the gradient slab —
+ * and passes the rest down as dx = dLoss/dx for the layer below (skipped when dx is NULL, as
+ * for the first layer).
+ *
+ * Conventions: arguments come in the order outputs, saved values, inputs, parameters, sizes;
+ * every pointer is commented with its shape; B is the number of samples in this batch (may
+ * be 0). Layouts are PyTorch's: activations NCHW, Linear weight (out, in), conv weight
+ * (out_c, in_c, kh, kw).
+ *
+ * Threads own outputs: every OpenMP loop here is split over output elements (rows, channels,
+ * planes), never over a reduction, so each value is computed by the same arithmetic for any
+ * number of threads — results are bitwise identical for 1, 2 or 64 threads.
+ */
+#ifndef SP_LAYERS_H
+#define SP_LAYERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- dense (nn.Linear): y = x W^T + b ---- */
+void sp_dense_forward(float *y,       /* (B, out) */
+                      const float *x, /* (B, in) */
+                      const float *w, /* (out, in) */
+                      const float *b, /* (out) */
+                      int B, int in, int out);
+/* dW += dy^T x;  db += sum_b dy;  dx = dy W */
+void sp_dense_backward(float *dx,       /* (B, in) or NULL */
+                       float *dw,       /* (out, in) */
+                       float *db,       /* (out) */
+                       const float *dy, /* (B, out) */
+                       const float *x,  /* (B, in) */
+                       const float *w,  /* (out, in) */
+                       int B, int in, int out);
+
+/* ---- conv2d (nn.Conv2d, square kernel, zero padding), by im2col + GEMM ---- */
+typedef struct sp_conv_geom {
+    int c, h, w;           /* input channels and size */
+    int oc, k, stride, pad; /* output channels, kernel size, stride, zero padding */
+    int oh, ow;            /* output size: (h + 2 pad - k) / stride + 1 */
+} sp_conv_geom;
+/* Fill in oh, ow; false if the kernel does not fit the padded input. */
+bool sp_conv_geom_init(sp_conv_geom *g, int c, int h, int w, int oc, int k, int stride, int pad);
+
+/* col[(c k k), (B oh ow)]: every receptive field unrolled as a column (zeros in the padding). */
+void sp_im2col(float *col,      /* (c*k*k, B*oh*ow) */
+               const float *x,  /* (B, c, h, w) */
+               const sp_conv_geom *g, int B);
+/* The adjoint of im2col: dx = sum of the column entries each input pixel was copied into. */
+void sp_col2im(float *dx,         /* (B, c, h, w), overwritten */
+               const float *dcol, /* (c*k*k, B*oh*ow) */
+               const sp_conv_geom *g, int B);
+
+/* y = W * col + b, with col saved for backward. tmp is scratch. */
+void sp_conv2d_forward(float *y,       /* (B, oc, oh, ow) */
+                       float *col,     /* saved: (c*k*k, B*oh*ow) */
+                       float *tmp,     /* scratch: (oc, B*oh*ow) */
+                       const float *x, /* (B, c, h, w) */
+                       const float *w, /* (oc, c, k, k) */
+                       const float *b, /* (oc) */
+                       const sp_conv_geom *g, int B);
+/* dW += dy * col^T;  db += sum over samples and pixels of dy;  dx = col2im(W^T dy) */
+void sp_conv2d_backward(float *dx,        /* (B, c, h, w) or NULL */
+                        float *dw,        /* (oc, c, k, k) */
+                        float *db,        /* (oc) */
+                        float *dyp,       /* scratch: (oc, B*oh*ow) */
+                        float *dcol,      /* scratch: (c*k*k, B*oh*ow) */
+                        const float *dy,  /* (B, oc, oh, ow) */
+                        const float *col, /* saved by forward: (c*k*k, B*oh*ow) */
+                        const float *w,   /* (oc, c, k, k) */
+                        const sp_conv_geom *g, int B);
+
+/* ---- pooling (nn.MaxPool2d / nn.AvgPool2d, no padding, floor mode) ---- */
+typedef struct sp_pool_geom {
+    int c, h, w, k, stride, oh, ow;
+} sp_pool_geom;
+bool sp_pool_geom_init(sp_pool_geom *g, int c, int h, int w, int k, int stride);
+
+void sp_maxpool_forward(float *y,        /* (B, c, oh, ow) */
+                        int32_t *argmax, /* saved: (B, c, oh, ow) index into the input plane */
+                        const float *x,  /* (B, c, h, w) */
+                        const sp_pool_geom *g, int B);
+/* the blame goes to the input that won the max */
+void sp_maxpool_backward(float *dx,             /* (B, c, h, w), overwritten */
+                         const float *dy,       /* (B, c, oh, ow) */
+                         const int32_t *argmax, /* (B, c, oh, ow) */
+                         const sp_pool_geom *g, int B);
+void sp_avgpool_forward(float *y,       /* (B, c, oh, ow) */
+                        const float *x, /* (B, c, h, w) */
+                        const sp_pool_geom *g, int B);
+/* the blame is shared equally by the k*k inputs of the window */
+void sp_avgpool_backward(float *dx,       /* (B, c, h, w), overwritten */
+                         const float *dy, /* (B, c, oh, ow) */
+                         const sp_pool_geom *g, int B);
+
+/* ---- elementwise activations, n = B * features; backward: dx = dy * f'(x) ---- */
+typedef enum { SP_ACT_RELU, SP_ACT_LEAKY_RELU, SP_ACT_TANH, SP_ACT_SIGMOID, SP_ACT_GELU } sp_act;
+/* relu max(0,x); leaky_relu x>0 ? x : slope x; tanh; sigmoid 1/(1+e^-x);
+ * gelu x Phi(x) = x/2 (1 + erf(x/sqrt 2)) (exact, as nn.GELU()) */
+void sp_act_forward(float *y,       /* (n) */
+                    const float *x, /* (n) */
+                    size_t n, sp_act act, float slope);
+void sp_act_backward(float *dx,       /* (n), may alias dy */
+                     const float *dy, /* (n) */
+                     const float *x,  /* (n) the forward input */
+                     const float *y,  /* (n) the forward output */
+                     size_t n, sp_act act, float slope);
+
+/* ---- dropout (nn.Dropout): y = x * mask, mask = 0 with probability p, else 1/(1-p) ----
+ * The mask of element e of sample s is a pure function of (seed, stream, step, s, e): it does
+ * not depend on ranks, threads or the position of the sample in the batch. */
+void sp_dropout_forward(float *y,                  /* (B, size) */
+                        float *mask,               /* saved: (B, size) */
+                        const float *x,            /* (B, size) */
+                        const int64_t *sample_ids, /* (B) global sample ids, or NULL: row index */
+                        int B, size_t size, float p, uint64_t seed, uint64_t stream, int64_t step);
+void sp_dropout_backward(float *dx,         /* (B, size), may alias dy */
+                         const float *dy,   /* (B, size) */
+                         const float *mask, /* (B, size) */
+                         int B, size_t size);
+
+/* ---- losses: return the SUM over the batch; the gradient is scaled by grad_scale ----
+ * (grad_scale = 1 / samples in the global batch for cross-entropy, 1 / (samples * T) for MSE,
+ * so that the gradient is that of the mean loss however the batch is split over ranks.) */
+
+/* Softmax cross-entropy on integer labels, fused and stable: loss_i = logsumexp(z_i) - z_i[y_i];
+ * dz = (softmax(z) - onehot(y)) * grad_scale. *correct counts argmax(z) == y (first max wins). */
+void sp_xent_loss(double *loss_sum, int64_t *correct,
+                  float *dz,             /* (B, C) or NULL */
+                  double *row_loss,      /* scratch: (B) */
+                  const float *z,        /* (B, C) logits */
+                  const int32_t *labels, /* (B) in [0, C) */
+                  int B, int C, float grad_scale);
+/* Mean squared error: loss_sum = sum (o - t)^2; do = 2 (o - t) * grad_scale. */
+void sp_mse_loss(double *loss_sum,
+                 float *dout,          /* (B, T) or NULL */
+                 double *row_loss,     /* scratch: (B) */
+                 const float *out,     /* (B, T) */
+                 const float *target,  /* (B, T) */
+                 int B, int T, float grad_scale);
+
+#endif

@@ -1,0 +1,423 @@
+/* The sequential model: shape inference, the slabs, forward down the stack, backward up it. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layers.h"
+#include "model/spec.h"
+#include "shardprop/model.h"
+#include "util/rng.h"
+#include "util/status.h"
+
+typedef struct sp_layer {
+    sp_layer_spec spec;
+    int in_rank, out_rank;
+    int64_t in_shape[3], out_shape[3];
+    size_t in_size, out_size;          /* floats per sample */
+    size_t w_off, w_len, b_off, b_len; /* views into the parameter and gradient slabs */
+    int w_rank;
+    int64_t w_shape[4];
+    sp_conv_geom conv;
+    sp_pool_geom pool;
+    float *out;      /* (max_batch, out_size) this layer's output; flatten aliases its input */
+    float *saved;    /* conv: col (c*k*k, max_batch*oh*ow); dropout: mask (max_batch, size) */
+    int32_t *argmax; /* maxpool: (max_batch, out_size) */
+} sp_layer;
+
+struct sp_model {
+    char *spec;
+    int n;
+    sp_layer *layers;
+    int input_rank;
+    int64_t input_shape[3];
+    size_t input_size, output_size;
+    int max_batch;
+    size_t nparams;
+    float *params; /* (nparams) every layer's weight then bias, in spec order */
+    float *grads;  /* (nparams) same layout */
+    float *act;    /* slab of layer outputs and saved values */
+    float *dbuf[2]; /* (max_batch, widest layer) error-signal ping-pong */
+    float *work1, *work2; /* conv scratch: (oc, B*oh*ow) and (c*k*k, B*oh*ow), widest conv */
+    const float *x;       /* input of the last forward (caller-owned) */
+    int last_B;
+};
+
+/* a*b with overflow detection */
+static bool mul_ok_(size_t a, size_t b, size_t *out) {
+    if (a && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+
+static void *alloc_floats_(size_t n) {
+    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p) memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+static void shape_str_(char *buf, size_t cap, int rank, const int64_t *shape) {
+    if (rank == 1) snprintf(buf, cap, "(%lld)", (long long)shape[0]);
+    else
+        snprintf(buf, cap, "(%lld, %lld, %lld)", (long long)shape[0], (long long)shape[1],
+                 (long long)shape[2]);
+}
+
+/* Infer each layer's output shape and parameter shapes from its input. */
+static sp_status infer_shapes_(sp_model *m) {
+    int rank = m->input_rank;
+    int64_t shape[3] = {m->input_shape[0], m->input_shape[1], m->input_shape[2]};
+    size_t off = 0;
+    for (int i = 0; i < m->n; ++i) {
+        sp_layer *L = &m->layers[i];
+        const sp_layer_spec *s = &L->spec;
+        char got[96];
+        shape_str_(got, sizeof got, rank, shape);
+        L->in_rank = rank;
+        memcpy(L->in_shape, shape, sizeof shape);
+        L->in_size = (size_t)shape[0] * (size_t)(rank == 3 ? shape[1] * shape[2] : 1);
+        switch (s->kind) {
+        case SP_LAYER_DENSE:
+            if (rank != 1)
+                return SP_FAIL(SP_ERR_SPEC,
+                               "model spec: layer %d '%s': needs a flat input (F) but gets %s; "
+                               "add 'flatten' before it",
+                               i, s->text, got);
+            L->w_rank = 2;
+            L->w_shape[0] = s->units, L->w_shape[1] = shape[0];
+            L->w_len = (size_t)s->units * (size_t)shape[0];
+            L->b_len = (size_t)s->units;
+            shape[0] = s->units;
+            break;
+        case SP_LAYER_CONV2D:
+            if (rank != 3 ||
+                !sp_conv_geom_init(&L->conv, (int)shape[0], (int)shape[1], (int)shape[2],
+                                   s->out_channels, s->kernel, s->stride, s->pad))
+                return SP_FAIL(SP_ERR_SPEC,
+                               "model spec: layer %d '%s': needs an image input (C, H, W) at "
+                               "least as large as the kernel, but gets %s",
+                               i, s->text, got);
+            L->w_rank = 4;
+            L->w_shape[0] = s->out_channels, L->w_shape[1] = shape[0];
+            L->w_shape[2] = L->w_shape[3] = s->kernel;
+            L->w_len = (size_t)s->out_channels * (size_t)shape[0] * (size_t)s->kernel *
+                       (size_t)s->kernel;
+            L->b_len = (size_t)s->out_channels;
+            shape[0] = s->out_channels, shape[1] = L->conv.oh, shape[2] = L->conv.ow;
+            break;
+        case SP_LAYER_MAXPOOL:
+        case SP_LAYER_AVGPOOL:
+            if (rank != 3 || !sp_pool_geom_init(&L->pool, (int)shape[0], (int)shape[1],
+                                                (int)shape[2], s->kernel, s->stride))
+                return SP_FAIL(SP_ERR_SPEC,
+                               "model spec: layer %d '%s': needs an image input (C, H, W) at "
+                               "least as large as the window, but gets %s",
+                               i, s->text, got);
+            shape[1] = L->pool.oh, shape[2] = L->pool.ow;
+            break;
+        case SP_LAYER_FLATTEN:
+            if (rank == 3) shape[0] = shape[0] * shape[1] * shape[2];
+            rank = 1;
+            break;
+        default: /* elementwise: shape unchanged */
+            break;
+        }
+        L->out_rank = rank;
+        memcpy(L->out_shape, shape, sizeof shape);
+        L->out_size = (size_t)shape[0] * (size_t)(rank == 3 ? shape[1] * shape[2] : 1);
+        if (L->w_len) {
+            L->w_off = off;
+            L->b_off = off + L->w_len;
+            off += L->w_len + L->b_len;
+        }
+    }
+    m->nparams = off;
+    m->output_size = m->n ? m->layers[m->n - 1].out_size : m->input_size;
+    return SP_OK;
+}
+
+/* Lay out the activation slab: outputs, saved values and scratch for max_batch samples. */
+static sp_status alloc_buffers_(sp_model *m) {
+    const size_t B = (size_t)m->max_batch;
+    size_t act = 0, widest = m->input_size, w1 = 0, w2 = 0;
+    size_t offs[3 * 4096];
+    for (int i = 0; i < m->n; ++i) {
+        sp_layer *L = &m->layers[i];
+        size_t out_n = 0, saved_n = 0, arg_n = 0;
+        if (!mul_ok_(L->out_size, B, &out_n))
+            return SP_FAIL(SP_ERR_NOMEM, "model: layer %d output too large", i);
+        if (L->out_size > widest) widest = L->out_size;
+        if (L->spec.kind == SP_LAYER_CONV2D) {
+            const sp_conv_geom *g = &L->conv;
+            size_t cols, ckk = (size_t)g->c * g->k * g->k, ohw = (size_t)g->oh * g->ow;
+            if (!mul_ok_(ohw, B, &cols) || !mul_ok_(ckk, cols, &saved_n))
+                return SP_FAIL(SP_ERR_NOMEM, "model: layer %d im2col buffer too large", i);
+            if ((size_t)g->oc * cols > w1) w1 = (size_t)g->oc * cols;
+            if (saved_n > w2) w2 = saved_n;
+        } else if (L->spec.kind == SP_LAYER_DROPOUT) {
+            saved_n = out_n;
+        } else if (L->spec.kind == SP_LAYER_MAXPOOL) {
+            arg_n = out_n;
+        }
+        if (L->spec.kind == SP_LAYER_FLATTEN) out_n = 0;
+        offs[3 * i] = act;
+        act += (out_n + 15) & ~(size_t)15;
+        offs[3 * i + 1] = act;
+        act += (saved_n + 15) & ~(size_t)15;
+        offs[3 * i + 2] = act;
+        act += (arg_n + 15) & ~(size_t)15; /* int32 fits in a float slot */
+    }
+    size_t dlen;
+    if (!mul_ok_(widest, B, &dlen)) return SP_FAIL(SP_ERR_NOMEM, "model: activations too large");
+    m->act = alloc_floats_(act);
+    m->dbuf[0] = alloc_floats_(dlen);
+    m->dbuf[1] = alloc_floats_(dlen);
+    m->work1 = w1 ? alloc_floats_(w1) : NULL;
+    m->work2 = w2 ? alloc_floats_(w2) : NULL;
+    if (!m->act || !m->dbuf[0] || !m->dbuf[1] || (w1 && !m->work1) || (w2 && !m->work2))
+        return SP_FAIL(SP_ERR_NOMEM,
+                       "model: cannot allocate %.1f MB of activations for a batch of %d",
+                       (double)(act + 2 * dlen + w1 + w2) * 4 / 1e6, m->max_batch);
+    for (int i = 0; i < m->n; ++i) {
+        sp_layer *L = &m->layers[i];
+        L->out = m->act + offs[3 * i];
+        L->saved = m->act + offs[3 * i + 1];
+        L->argmax = (int32_t *)(void *)(m->act + offs[3 * i + 2]);
+    }
+    return SP_OK;
+}
+
+sp_status sp_model_create(sp_model **out, const char *spec, const int64_t *input_shape,
+                          int input_rank, int max_batch) {
+    *out = NULL;
+    if (input_rank != 1 && input_rank != 3)
+        return SP_FAIL(SP_ERR_SPEC, "model: input must be (F) or (C, H, W), got rank %d",
+                       input_rank);
+    for (int d = 0; d < input_rank; ++d)
+        if (input_shape[d] < 1 || input_shape[d] > (1 << 24))
+            return SP_FAIL(SP_ERR_SPEC, "model: input dimension %d is %lld", d,
+                           (long long)input_shape[d]);
+    if (max_batch < 1) return SP_FAIL(SP_ERR_ARG, "model: batch size must be >= 1");
+    sp_model *m = calloc(1, sizeof *m);
+    if (!m) return SP_FAIL(SP_ERR_NOMEM, "model: out of memory");
+    sp_layer_spec *specs = NULL;
+    int n = 0;
+    sp_status st = sp_spec_parse(spec, &specs, &n);
+    if (st != SP_OK) {
+        free(m);
+        return st;
+    }
+    m->spec = strdup(spec);
+    m->n = n;
+    m->layers = calloc((size_t)n, sizeof *m->layers);
+    if (!m->spec || !m->layers) {
+        free(specs);
+        sp_model_free(m);
+        return SP_FAIL(SP_ERR_NOMEM, "model: out of memory");
+    }
+    for (int i = 0; i < n; ++i) m->layers[i].spec = specs[i];
+    free(specs);
+    m->input_rank = input_rank;
+    m->input_shape[0] = input_shape[0];
+    m->input_shape[1] = input_rank == 3 ? input_shape[1] : 1;
+    m->input_shape[2] = input_rank == 3 ? input_shape[2] : 1;
+    m->input_size = (size_t)(m->input_shape[0] * m->input_shape[1] * m->input_shape[2]);
+    m->max_batch = max_batch;
+    if ((st = infer_shapes_(m)) != SP_OK || (st = alloc_buffers_(m)) != SP_OK) {
+        sp_model_free(m);
+        return st;
+    }
+    m->params = alloc_floats_(m->nparams);
+    m->grads = alloc_floats_(m->nparams);
+    if (!m->params || !m->grads) {
+        const size_t np = m->nparams;
+        sp_model_free(m);
+        return SP_FAIL(SP_ERR_NOMEM, "model: cannot allocate %zu parameters", np);
+    }
+    *out = m;
+    return SP_OK;
+}
+
+void sp_model_free(sp_model *m) {
+    if (!m) return;
+    free(m->spec);
+    free(m->layers);
+    free(m->params);
+    free(m->grads);
+    free(m->act);
+    free(m->dbuf[0]);
+    free(m->dbuf[1]);
+    free(m->work1);
+    free(m->work2);
+    free(m);
+}
+
+void sp_model_init_params(sp_model *m, uint64_t seed) {
+    for (int i = 0; i < m->n; ++i) {
+        sp_layer *L = &m->layers[i];
+        if (!L->w_len) continue;
+        /* the nonlinearity this layer feeds decides the gain */
+        double gain2 = 0; /* 0: Xavier */
+        for (int j = i + 1; j < m->n; ++j) {
+            sp_layer_kind k = m->layers[j].spec.kind;
+            if (k == SP_LAYER_DROPOUT || k == SP_LAYER_FLATTEN || k == SP_LAYER_MAXPOOL ||
+                k == SP_LAYER_AVGPOOL)
+                continue;
+            if (k == SP_LAYER_RELU || k == SP_LAYER_GELU) gain2 = 2.0;
+            if (k == SP_LAYER_LEAKY_RELU) {
+                const double a = m->layers[j].spec.slope;
+                gain2 = 2.0 / (1.0 + a * a);
+            }
+            break;
+        }
+        const size_t recept = L->w_rank == 4 ? (size_t)(L->w_shape[2] * L->w_shape[3]) : 1;
+        const double fan_in = (double)L->w_shape[1] * (double)recept;
+        const double fan_out = (double)L->w_shape[0] * (double)recept;
+        /* He uniform: U(-b, b), b = gain sqrt(3 / fan_in); Xavier uniform: b = sqrt(6/(in+out)) */
+        const double bound = gain2 > 0 ? sqrt(3.0 * gain2 / fan_in) : sqrt(6.0 / (fan_in + fan_out));
+        float *w = m->params + L->w_off;
+        const uint64_t stream = SP_STREAM_INIT + ((uint64_t)i << 8);
+        for (size_t e = 0; e < L->w_len; ++e)
+            w[e] = (float)(bound * (2.0 * (double)sp_rng_uniform(seed, stream, e) - 1.0));
+        memset(m->params + L->b_off, 0, L->b_len * sizeof(float));
+    }
+}
+
+const float *sp_model_forward(sp_model *m, const float *x, int B, const sp_step_ctx *ctx) {
+    m->x = x;
+    m->last_B = B;
+    const float *in = x;
+    for (int i = 0; i < m->n; ++i) {
+        sp_layer *L = &m->layers[i];
+        const float *w = m->params + L->w_off, *b = m->params + L->b_off;
+        const size_t n = (size_t)B * L->out_size;
+        switch (L->spec.kind) {
+        case SP_LAYER_DENSE:
+            sp_dense_forward(L->out, in, w, b, B, (int)L->in_size, (int)L->out_size);
+            break;
+        case SP_LAYER_CONV2D:
+            sp_conv2d_forward(L->out, L->saved, m->work1, in, w, b, &L->conv, B);
+            break;
+        case SP_LAYER_MAXPOOL: sp_maxpool_forward(L->out, L->argmax, in, &L->pool, B); break;
+        case SP_LAYER_AVGPOOL: sp_avgpool_forward(L->out, in, &L->pool, B); break;
+        case SP_LAYER_FLATTEN: L->out = (float *)in; break; /* same memory, new shape */
+        case SP_LAYER_RELU: sp_act_forward(L->out, in, n, SP_ACT_RELU, 0); break;
+        case SP_LAYER_LEAKY_RELU:
+            sp_act_forward(L->out, in, n, SP_ACT_LEAKY_RELU, L->spec.slope);
+            break;
+        case SP_LAYER_TANH: sp_act_forward(L->out, in, n, SP_ACT_TANH, 0); break;
+        case SP_LAYER_SIGMOID: sp_act_forward(L->out, in, n, SP_ACT_SIGMOID, 0); break;
+        case SP_LAYER_GELU: sp_act_forward(L->out, in, n, SP_ACT_GELU, 0); break;
+        case SP_LAYER_DROPOUT:
+            if (ctx && ctx->training && L->spec.p > 0) {
+                sp_dropout_forward(L->out, L->saved, in, ctx->sample_ids, B, L->out_size,
+                                   L->spec.p, ctx->seed,
+                                   SP_STREAM_DROPOUT + ((uint64_t)i << 8), ctx->step);
+            } else {
+                /* evaluation: identity, and a mask of ones so backward stays correct */
+                memcpy(L->out, in, n * sizeof(float));
+                for (size_t e = 0; e < n; ++e) L->saved[e] = 1.0f;
+            }
+            break;
+        }
+        in = L->out;
+    }
+    return in;
+}
+
+void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready,
+                       void *user) {
+    const float *dy = d_out;
+    for (int i = m->n - 1; i >= 0; --i) {
+        sp_layer *L = &m->layers[i];
+        const float *x = i ? m->layers[i - 1].out : m->x;
+        /* the layer below needs the error signal only if something below has parameters */
+        bool need_dx = false;
+        for (int j = 0; j < i && !need_dx; ++j) need_dx = m->layers[j].w_len > 0;
+        float *dx = need_dx ? (dy == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]) : NULL;
+        float *dw = m->grads + L->w_off, *db = m->grads + L->b_off;
+        const float *w = m->params + L->w_off;
+        const size_t n = (size_t)B * L->out_size;
+        switch (L->spec.kind) {
+        case SP_LAYER_DENSE:
+            sp_dense_backward(dx, dw, db, dy, x, w, B, (int)L->in_size, (int)L->out_size);
+            break;
+        case SP_LAYER_CONV2D:
+            sp_conv2d_backward(dx, dw, db, m->work1, m->work2, dy, L->saved, w, &L->conv, B);
+            break;
+        case SP_LAYER_FLATTEN: dx = dx ? (float *)dy : NULL; break;
+        default:
+            if (!dx) break;
+            switch (L->spec.kind) {
+            case SP_LAYER_MAXPOOL: sp_maxpool_backward(dx, dy, L->argmax, &L->pool, B); break;
+            case SP_LAYER_AVGPOOL: sp_avgpool_backward(dx, dy, &L->pool, B); break;
+            case SP_LAYER_RELU: sp_act_backward(dx, dy, x, L->out, n, SP_ACT_RELU, 0); break;
+            case SP_LAYER_LEAKY_RELU:
+                sp_act_backward(dx, dy, x, L->out, n, SP_ACT_LEAKY_RELU, L->spec.slope);
+                break;
+            case SP_LAYER_TANH: sp_act_backward(dx, dy, x, L->out, n, SP_ACT_TANH, 0); break;
+            case SP_LAYER_SIGMOID:
+                sp_act_backward(dx, dy, x, L->out, n, SP_ACT_SIGMOID, 0);
+                break;
+            case SP_LAYER_GELU: sp_act_backward(dx, dy, x, L->out, n, SP_ACT_GELU, 0); break;
+            case SP_LAYER_DROPOUT: sp_dropout_backward(dx, dy, L->saved, B, L->out_size); break;
+            default: break;
+            }
+        }
+        if (L->w_len && on_ready) on_ready(user, L->w_off);
+        if (!dx) break;
+        dy = dx;
+    }
+}
+
+void sp_model_zero_grads(sp_model *m) {
+    memset(m->grads, 0, m->nparams * sizeof(float));
+}
+
+const char *sp_model_spec(const sp_model *m) {
+    return m->spec;
+}
+int sp_model_num_layers(const sp_model *m) {
+    return m->n;
+}
+int sp_model_max_batch(const sp_model *m) {
+    return m->max_batch;
+}
+size_t sp_model_num_params(const sp_model *m) {
+    return m->nparams;
+}
+size_t sp_model_input_size(const sp_model *m) {
+    return m->input_size;
+}
+size_t sp_model_output_size(const sp_model *m) {
+    return m->output_size;
+}
+int sp_model_input_rank(const sp_model *m) {
+    return m->input_rank;
+}
+const int64_t *sp_model_input_shape(const sp_model *m) {
+    return m->input_shape;
+}
+float *sp_model_params(sp_model *m) {
+    return m->params;
+}
+float *sp_model_grads(sp_model *m) {
+    return m->grads;
+}
+
+const char *sp_model_layer_name(const sp_model *m, int i) {
+    return sp_layer_kind_name(m->layers[i].spec.kind);
+}
+
+bool sp_model_layer_params(const sp_model *m, int i, size_t *w_off, int *w_rank,
+                           int64_t w_shape[4], size_t *b_off, int64_t *b_len) {
+    const sp_layer *L = &m->layers[i];
+    if (!L->w_len) return false;
+    *w_off = L->w_off;
+    *w_rank = L->w_rank;
+    memcpy(w_shape, L->w_shape, sizeof L->w_shape);
+    *b_off = L->b_off;
+    *b_len = (int64_t)L->b_len;
+    return true;
+}

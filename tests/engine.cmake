@@ -1,0 +1,5 @@
+add_library(sp_reflayers STATIC ref_layers.c)
+target_link_libraries(sp_reflayers PUBLIC sp_options m)
+target_link_libraries(sp_testutil PUBLIC sp_reflayers)
+sp_test(layers)
+sp_test(model)

@@ -1,0 +1,86 @@
+#include "ref_layers.h"
+
+#include <math.h>
+
+void ref_dense(double *y, const double *x, const double *w, const double *b, int B, int in, int out) {
+    for (int n = 0; n < B; ++n)
+        for (int o = 0; o < out; ++o) {
+            double s = b[o];
+            for (int i = 0; i < in; ++i) s += x[n * in + i] * w[o * in + i];
+            y[n * out + o] = s;
+        }
+}
+
+void ref_conv2d(double *y, const double *x, const double *w, const double *b, int B, int c, int h,
+                int wd, int oc, int k, int stride, int pad) {
+    const int oh = (h + 2 * pad - k) / stride + 1, ow = (wd + 2 * pad - k) / stride + 1;
+    for (int n = 0; n < B; ++n)
+        for (int o = 0; o < oc; ++o)
+            for (int i = 0; i < oh; ++i)
+                for (int j = 0; j < ow; ++j) {
+                    double s = b[o];
+                    for (int ci = 0; ci < c; ++ci)
+                        for (int p = 0; p < k; ++p)
+                            for (int q = 0; q < k; ++q) {
+                                int yy = i * stride - pad + p, xx = j * stride - pad + q;
+                                if (yy < 0 || yy >= h || xx < 0 || xx >= wd) continue;
+                                s += w[((o * c + ci) * k + p) * k + q] *
+                                     x[((n * c + ci) * h + yy) * wd + xx];
+                            }
+                    y[((n * oc + o) * oh + i) * ow + j] = s;
+                }
+}
+
+static void ref_pool_(double *y, const double *x, int B, int c, int h, int w, int k, int stride,
+                      int avg) {
+    const int oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
+    for (int nc = 0; nc < B * c; ++nc)
+        for (int i = 0; i < oh; ++i)
+            for (int j = 0; j < ow; ++j) {
+                double m = -INFINITY, s = 0;
+                for (int p = 0; p < k; ++p)
+                    for (int q = 0; q < k; ++q) {
+                        double v = x[(nc * h + i * stride + p) * w + j * stride + q];
+                        m = v > m ? v : m;
+                        s += v;
+                    }
+                y[(nc * oh + i) * ow + j] = avg ? s / (k * k) : m;
+            }
+}
+
+void ref_maxpool(double *y, const double *x, int B, int c, int h, int w, int k, int stride) {
+    ref_pool_(y, x, B, c, h, w, k, stride, 0);
+}
+
+void ref_avgpool(double *y, const double *x, int B, int c, int h, int w, int k, int stride) {
+    ref_pool_(y, x, B, c, h, w, k, stride, 1);
+}
+
+void ref_act(double *y, const double *x, int64_t n, int act, double slope) {
+    for (int64_t i = 0; i < n; ++i) {
+        double v = x[i];
+        switch (act) {
+        case 0: y[i] = v > 0 ? v : 0; break;
+        case 1: y[i] = v > 0 ? v : slope * v; break;
+        case 2: y[i] = tanh(v); break;
+        case 3: y[i] = 1 / (1 + exp(-v)); break;
+        default: y[i] = v * 0.5 * (1 + erf(v / sqrt(2.0))); break;
+        }
+    }
+}
+
+double ref_xent(const double *z, const int32_t *labels, int B, int C) {
+    double total = 0;
+    for (int n = 0; n < B; ++n) {
+        double se = 0;
+        for (int j = 0; j < C; ++j) se += exp(z[n * C + j]);
+        total += log(se) - z[n * C + labels[n]];
+    }
+    return total / B;
+}
+
+double ref_mse(const double *o, const double *t, int B, int T) {
+    double s = 0;
+    for (int i = 0; i < B * T; ++i) s += (o[i] - t[i]) * (o[i] - t[i]);
+    return s / (B * T);
+}

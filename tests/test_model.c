@@ -1,0 +1,293 @@
+/*
+ * The model: spec parsing (valid specs and the error messages of invalid ones), shape
+ * inference and parameter layout against PyTorch's numbers, initialization, and a whole-model
+ * gradient check (float backward through the real model vs central differences of a
+ * double-precision composition of the reference layers; relative error < 1e-4).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layers.h"
+#include "model/spec.h"
+#include "ref_layers.h"
+#include "shardprop/model.h"
+#include "testutil.h"
+#include "util/status.h"
+
+static void spec_ok(const char *spec, int n_expected) {
+    sp_layer_spec *L = NULL;
+    int n = 0;
+    sp_status st = sp_spec_parse(spec, &L, &n);
+    CHECK(st == SP_OK && n == n_expected, "'%s' parses to %d layers (st %d, %s)", spec, n_expected,
+          (int)st, sp_last_error());
+    free(L);
+}
+
+/* An invalid spec is refused, and the message contains every fragment given. */
+static void spec_bad(const char *spec, const char *frag1, const char *frag2) {
+    sp_layer_spec *L = NULL;
+    int n = 0;
+    sp_status st = sp_spec_parse(spec, &L, &n);
+    CHECK(st == SP_ERR_SPEC, "'%s' is refused", spec);
+    const char *msg = sp_last_error();
+    CHECK(strstr(msg, frag1) != NULL, "'%s': message '%s' mentions '%s'", spec, msg, frag1);
+    if (frag2) CHECK(strstr(msg, frag2) != NULL, "'%s': message '%s' mentions '%s'", spec, msg, frag2);
+    CHECK(L == NULL && n == 0, "no output on error");
+}
+
+static void test_spec(void) {
+    spec_ok("dense:1024,relu,dense:10", 3);
+    spec_ok("conv2d:32:3:pad=1,relu,maxpool:2,conv2d:64:3:pad=1,relu,maxpool:2,flatten,dense:128,"
+            "relu,dropout:0.25,dense:10",
+            11);
+    spec_ok(" dense : 8 , tanh ,sigmoid,gelu,leaky_relu,leaky_relu:0.2,leaky_relu:slope=0.3", 7);
+    spec_ok("conv2d:4:3:stride=2:pad=0,avgpool:2:stride=1,maxpool:kernel=2", 3);
+    spec_ok("conv2d:out_channels=4:kernel=3", 1);
+
+    sp_layer_spec *L = NULL;
+    int n = 0;
+    CHECK(sp_spec_parse("conv2d:16:5:pad=2:stride=3,maxpool:3,leaky_relu:0.2,dropout:0.5", &L, &n) ==
+              SP_OK,
+          "parse");
+    if (L) {
+        CHECK(L[0].kind == SP_LAYER_CONV2D && L[0].out_channels == 16 && L[0].kernel == 5 &&
+                  L[0].pad == 2 && L[0].stride == 3,
+              "conv2d args");
+        CHECK(L[1].kind == SP_LAYER_MAXPOOL && L[1].kernel == 3 && L[1].stride == 3,
+              "maxpool stride defaults to the kernel");
+        CHECK(L[2].slope == 0.2f && fabsf(L[3].p - 0.5f) < 1e-7f, "slope and p");
+        free(L);
+    }
+
+    spec_bad("", "empty", NULL);
+    spec_bad("dense:10,,relu", "layer 1", "empty layer");
+    spec_bad("dense:10,relu,", "layer 2", "empty layer");
+    spec_bad("dense", "layer 0 'dense'", "missing units (expected dense:UNITS)");
+    spec_bad("dense:0", "units must be an integer >= 1", "dense:UNITS");
+    spec_bad("dense:abc", "units must be an integer", "got 'abc'");
+    spec_bad("relu,conv2d:32", "layer 1 'conv2d:32'", "missing kernel (expected conv2d:OUT_CHANNELS:KERNEL[:stride=S][:pad=P])");
+    spec_bad("conv2d:8:3:pad=-1", "pad must be an integer >= 0", NULL);
+    spec_bad("conv2d:8:3:padding=1", "unknown argument 'padding'", "conv2d:OUT_CHANNELS:KERNEL");
+    spec_bad("conv2d:8:3:stride=1:stride=2", "given twice", NULL);
+    spec_bad("conv2d:8:kernel=3:2", "positional argument after a key=value", NULL);
+    spec_bad("dropout:1.5", "dropout probability must be in [0, 1)", NULL);
+    spec_bad("dropout", "missing p", "dropout:P");
+    spec_bad("relu:3", "too many arguments", "expected relu");
+    spec_bad("dense:10,softmaxx", "layer 1 'softmaxx'", "unknown layer 'softmaxx'");
+    spec_bad("leaky_relu:nan", "slope must be a number", NULL);
+}
+
+static sp_model *make(const char *spec, int rank, int64_t a, int64_t b, int64_t c, int max_batch) {
+    const int64_t shape[3] = {a, b, c};
+    sp_model *m = NULL;
+    sp_status st = sp_model_create(&m, spec, shape, rank, max_batch);
+    CHECK(st == SP_OK, "create '%s': %s", spec, sp_last_error());
+    return m;
+}
+
+static void test_shapes(void) {
+    /* parameter counts as torch's sum(p.numel()) for the same nn.Sequential */
+    sp_model *m = make("conv2d:32:3:pad=1,relu,maxpool:2,conv2d:64:3:pad=1,relu,maxpool:2,flatten,"
+                       "dense:128,relu,dense:10",
+                       3, 1, 28, 28, 4);
+    if (m) {
+        CHECK(sp_model_num_params(m) == 320 + 18496 + 401536 + 1290, "cnn params %zu",
+              sp_model_num_params(m));
+        CHECK(sp_model_output_size(m) == 10, "cnn output");
+        size_t w_off, b_off;
+        int w_rank;
+        int64_t w_shape[4], b_len;
+        CHECK(sp_model_layer_params(m, 3, &w_off, &w_rank, w_shape, &b_off, &b_len) &&
+                  w_rank == 4 && w_shape[0] == 64 && w_shape[1] == 32 && w_shape[2] == 3 &&
+                  w_shape[3] == 3 && w_off == 320 && b_off == 320 + 18432 && b_len == 64,
+              "layer 3 = conv2d (64, 32, 3, 3) at offset 320");
+        CHECK(sp_model_layer_params(m, 7, &w_off, &w_rank, w_shape, &b_off, &b_len) &&
+                  w_shape[0] == 128 && w_shape[1] == 3136,
+              "layer 7 = dense (128, 3136)");
+        CHECK(!sp_model_layer_params(m, 1, &w_off, &w_rank, w_shape, &b_off, &b_len),
+              "relu has no parameters");
+        CHECK(!strcmp(sp_model_layer_name(m, 2), "maxpool"), "layer name");
+        sp_model_free(m);
+    }
+    m = make("dense:1024,relu,dense:1024,relu,dense:10", 1, 784, 1, 1, 8);
+    if (m) {
+        CHECK(sp_model_num_params(m) == 785 * 1024 + 1025 * 1024 + 1025 * 10, "mlp params");
+        sp_model_free(m);
+    }
+    /* shape errors name the layer and the shapes */
+    const int64_t img[3] = {1, 28, 28}, vec[1] = {10}, tiny[3] = {1, 2, 2};
+    sp_model *bad = NULL;
+    CHECK(sp_model_create(&bad, "dense:10", img, 3, 4) == SP_ERR_SPEC &&
+              strstr(sp_last_error(), "layer 0 'dense:10'") &&
+              strstr(sp_last_error(), "(1, 28, 28)") && strstr(sp_last_error(), "add 'flatten'"),
+          "dense on an image: %s", sp_last_error());
+    CHECK(sp_model_create(&bad, "conv2d:4:3", vec, 1, 4) == SP_ERR_SPEC &&
+              strstr(sp_last_error(), "needs an image input"),
+          "conv on a vector: %s", sp_last_error());
+    CHECK(sp_model_create(&bad, "conv2d:4:5", tiny, 3, 4) == SP_ERR_SPEC &&
+              strstr(sp_last_error(), "(1, 2, 2)"),
+          "kernel larger than the input: %s", sp_last_error());
+    CHECK(sp_model_create(&bad, "relu,maxpool:3", tiny, 3, 4) == SP_ERR_SPEC &&
+              strstr(sp_last_error(), "layer 1 'maxpool:3'"),
+          "pool larger than the input: %s", sp_last_error());
+    CHECK(bad == NULL, "no model on error");
+}
+
+static void test_init(void) {
+    sp_model *a = make("dense:300,relu,dense:50,tanh,dense:7", 1, 200, 1, 1, 2);
+    sp_model *b = make("dense:300,relu,dense:50,tanh,dense:7", 1, 200, 1, 1, 16);
+    if (!a || !b) return;
+    sp_model_init_params(a, 123);
+    sp_model_init_params(b, 123);
+    const size_t n = sp_model_num_params(a);
+    CHECK(memcmp(sp_model_params(a), sp_model_params(b), n * 4) == 0,
+          "init depends only on seed and spec (not on the batch size)");
+    sp_model_init_params(b, 124);
+    CHECK(memcmp(sp_model_params(a), sp_model_params(b), n * 4) != 0, "another seed differs");
+    /* layer 0 feeds relu: He uniform, bound sqrt(6/200); layer 2 feeds tanh: Xavier
+     * sqrt(6/(300+50)); biases zero. Check max |w| and the variance bound^2/3. */
+    const float *p = sp_model_params(a);
+    const double bounds[2] = {sqrt(6.0 / 200), sqrt(6.0 / 350)};
+    const size_t offs[2][2] = {{0, 60000}, {60300, 60300 + 15000}};
+    for (int l = 0; l < 2; ++l) {
+        double mx = 0, var = 0;
+        for (size_t e = offs[l][0]; e < offs[l][1]; ++e) {
+            mx = fmax(mx, fabs(p[e]));
+            var += (double)p[e] * p[e];
+        }
+        var /= (double)(offs[l][1] - offs[l][0]);
+        const double want = bounds[l] * bounds[l] / 3;
+        CHECK(mx <= bounds[l] && mx > 0.98 * bounds[l], "layer %d max |w| %.4f bound %.4f", l, mx,
+              bounds[l]);
+        CHECK(fabs(var / want - 1) < 0.05, "layer %d variance %.5f vs %.5f", l, var, want);
+    }
+    double bsum = 0;
+    for (size_t e = 60000; e < 60300; ++e) bsum += fabs(p[e]);
+    CHECK(bsum == 0, "biases start at zero");
+    sp_model_free(a);
+    sp_model_free(b);
+}
+
+/* ---- whole-model gradient check ---- */
+typedef struct {
+    double *p; /* parameters, double copy of the slab */
+    const double *x;
+    const int32_t *lab;
+    int B;
+} net_ctx;
+
+/* conv2d:3:3:pad=1,relu,maxpool:2,conv2d:2:2:stride=2,tanh,flatten,dense:5,gelu,dropout:0.5,dense:3
+ * on (2, 6, 6), composed from the reference layers (dropout is the identity in evaluation). */
+static double cnn_loss(net_ctx *c) {
+    const int B = c->B;
+    double a1[64 * 3 * 36], a2[64 * 3 * 9], a3[64 * 2], a4[64 * 5], a5[64 * 3];
+    const double *p = c->p;
+    ref_conv2d(a1, c->x, p, p + 54, B, 2, 6, 6, 3, 3, 1, 1);
+    ref_act(a1, a1, B * 3 * 36, 0, 0);
+    ref_maxpool(a2, a1, B, 3, 6, 6, 2, 2);
+    ref_conv2d(a3, a2, p + 57, p + 81, B, 3, 3, 3, 2, 2, 2, 0);
+    ref_act(a3, a3, B * 2, 2, 0);
+    ref_dense(a4, a3, p + 83, p + 93, B, 2, 5);
+    ref_act(a4, a4, B * 5, 4, 0);
+    ref_dense(a5, a4, p + 98, p + 113, B, 5, 3);
+    return ref_xent(a5, c->lab, B, 3);
+}
+
+/* dense:7,leaky_relu:0.1,dense:4,sigmoid,dense:3 on (5) */
+static double mlp_loss(net_ctx *c) {
+    const int B = c->B;
+    double a1[64 * 7], a2[64 * 4], a3[64 * 3];
+    const double *p = c->p;
+    ref_dense(a1, c->x, p, p + 35, B, 5, 7);
+    ref_act(a1, a1, B * 7, 1, 0.1);
+    ref_dense(a2, a1, p + 42, p + 70, B, 7, 4);
+    ref_act(a2, a2, B * 4, 3, 0);
+    ref_dense(a3, a2, p + 74, p + 86, B, 4, 3);
+    return ref_xent(a3, c->lab, B, 3);
+}
+
+static void test_model_grad(const char *spec, int rank, const int64_t *shape, size_t nparams,
+                            double (*loss)(net_ctx *)) {
+    const int B = 5;
+    sp_model *m = NULL;
+    CHECK(sp_model_create(&m, spec, shape, rank, 8) == SP_OK, "create %s: %s", spec,
+          sp_last_error());
+    if (!m) return;
+    CHECK(sp_model_num_params(m) == nparams, "%s: %zu params", spec, sp_model_num_params(m));
+    sp_model_init_params(m, 9);
+    /* non-zero biases, so that their gradients are exercised away from zero */
+    float *pf = sp_model_params(m);
+    for (size_t e = 0; e < nparams; ++e) pf[e] += 0.05f * (float)((int)(e % 7) - 3);
+    const size_t in = sp_model_input_size(m);
+    double *x = calloc((size_t)B * in, sizeof(double)), *p = calloc(nparams, sizeof(double));
+    float *xf = calloc((size_t)B * in, sizeof(float));
+    sp_test_fill_d(x, (size_t)B * in, 77, -1, 1);
+    for (size_t i = 0; i < (size_t)B * in; ++i) xf[i] = (float)x[i], x[i] = xf[i];
+    for (size_t e = 0; e < nparams; ++e) p[e] = pf[e];
+    int32_t lab[5] = {0, 2, 1, 1, 2};
+    net_ctx c = {p, x, lab, B};
+
+    sp_step_ctx ctx = {.training = false};
+    const float *z = sp_model_forward(m, xf, B, &ctx);
+    float dz[5 * 3];
+    double rows[5], lsum;
+    int64_t correct;
+    sp_xent_loss(&lsum, &correct, dz, rows, z, lab, B, 3, 1.0f / B);
+    const double lref = loss(&c);
+    CHECK(fabs(lsum / B - lref) < 1e-5 * fmax(1, fabs(lref)), "%s: loss %.8g vs reference %.8g",
+          spec, lsum / B, lref);
+    sp_model_zero_grads(m);
+    sp_model_backward(m, dz, B, NULL, NULL);
+    double *g = calloc(nparams, sizeof(double));
+    for (size_t e = 0; e < nparams; ++e) {
+        const double s = p[e];
+        p[e] = s + 1e-5;
+        const double lp = loss(&c);
+        p[e] = s - 1e-5;
+        const double lm = loss(&c);
+        p[e] = s;
+        g[e] = (lp - lm) / 2e-5;
+    }
+    const double e = sp_test_relerr(sp_model_grads(m), g, nparams, 1e-3);
+    CHECK(e < 1e-4, "%s: parameter gradients vs finite differences relerr %.3g", spec, e);
+    free(x), free(p), free(xf), free(g);
+    sp_model_free(m);
+}
+
+static size_t ready_calls[16];
+static int nready;
+static void on_ready(void *user, size_t begin) {
+    (void)user;
+    if (nready < 16) ready_calls[nready++] = begin;
+}
+
+static void test_ready_order(void) {
+    sp_model *m = make("dense:6,relu,dense:4,relu,dense:3", 1, 5, 1, 1, 4);
+    if (!m) return;
+    sp_model_init_params(m, 1);
+    float x[4 * 5] = {0}, d[4 * 3] = {0};
+    sp_test_fill(x, 20, 3, -1, 1);
+    sp_test_fill(d, 12, 4, -1, 1);
+    sp_step_ctx ctx = {.training = true, .seed = 1};
+    sp_model_forward(m, x, 4, &ctx);
+    nready = 0;
+    sp_model_backward(m, d, 4, on_ready, NULL);
+    CHECK(nready == 3 && ready_calls[0] == 36 + 28 && ready_calls[1] == 36 && ready_calls[2] == 0,
+          "grad-ready callbacks last layer first: %d calls, %zu %zu %zu", nready, ready_calls[0],
+          ready_calls[1], ready_calls[2]);
+    sp_model_free(m);
+}
+
+int main(void) {
+    test_spec();
+    test_shapes();
+    test_init();
+    const int64_t img[3] = {2, 6, 6}, vec[1] = {5};
+    test_model_grad("conv2d:3:3:pad=1,relu,maxpool:2,conv2d:2:2:stride=2,tanh,flatten,dense:5,"
+                    "gelu,dropout:0.5,dense:3",
+                    3, img, 116, cnn_loss);
+    test_model_grad("dense:7,leaky_relu:0.1,dense:4,sigmoid,dense:3", 1, vec, 89, mlp_loss);
+    test_ready_order();
+    return sp_test_summary("model");
+}
