@@ -203,48 +203,51 @@ static int round_up_(int x, int m) {
     return (x + m - 1) / m * m;
 }
 
+/* Panel (kc, w) <- n floats from each of the kc rows src + k * ld, zero-padded to width w. */
+static void pack_rows_(const float *src, size_t ld, int kc, int n, int w, float *p) {
+    for (int k = 0; k < kc; ++k, src += ld, p += w) {
+        for (int j = 0; j < n; ++j) p[j] = src[j];
+        for (int j = n; j < w; ++j) p[j] = 0.0f;
+    }
+}
+
+/* Panel (kc, w) <- the transpose of n vectors of length kc at src + j * ld, zero-padded to w.
+ * Reads w streams, writes sequentially. */
+static void pack_cols_(const float *src, size_t ld, int kc, int n, int w, float *p) {
+    const float *s[SP_GEMM_NR_MAX];
+    for (int j = 0; j < n; ++j) s[j] = src + j * ld;
+    for (int k = 0; k < kc; ++k, p += w) {
+        for (int j = 0; j < n; ++j) p[j] = s[j][k];
+        for (int j = n; j < w; ++j) p[j] = 0.0f;
+    }
+}
+
 /* ap (ceil(mc/mr) panels of (kc, mr)) <- op(A)[i0 : i0+mc, p0 : p0+kc], rows past mc zero. */
 static void pack_a_(bool trans_a, const float *A, int lda, int i0, int p0, int mc, int kc, int mr,
                     float *ap) {
     for (int ir = 0; ir < mc; ir += mr, ap += (size_t)kc * mr) {
-        int m = min_(mr, mc - ir);
-        if (trans_a) { /* A is (K, M): row k of the panel is contiguous */
-            const float *src = A + (size_t)p0 * lda + i0 + ir;
-            for (int k = 0; k < kc; ++k) {
-                for (int r = 0; r < m; ++r) ap[(size_t)k * mr + r] = src[(size_t)k * lda + r];
-                for (int r = m; r < mr; ++r) ap[(size_t)k * mr + r] = 0.0f;
-            }
-        } else { /* A is (M, K): each row of A becomes a column of the panel */
-            for (int r = 0; r < m; ++r) {
-                const float *src = A + (size_t)(i0 + ir + r) * lda + p0;
-                for (int k = 0; k < kc; ++k) ap[(size_t)k * mr + r] = src[k];
-            }
-            for (int r = m; r < mr; ++r)
-                for (int k = 0; k < kc; ++k) ap[(size_t)k * mr + r] = 0.0f;
-        }
+        const int m = min_(mr, mc - ir);
+        if (trans_a) /* A is (K, M) */
+            pack_rows_(A + (size_t)p0 * lda + i0 + ir, (size_t)lda, kc, m, mr, ap);
+        else
+            pack_cols_(A + (size_t)(i0 + ir) * lda + p0, (size_t)lda, kc, m, mr, ap);
     }
 }
 
 /* bp (ceil(nc/nr) panels of (kc, nr)) <- op(B)[p0 : p0+kc, j0 : j0+nc], columns past nc zero. */
 static void pack_b_(bool trans_b, const float *B, int ldb, int p0, int j0, int kc, int nc, int nr,
                     float *bp) {
-    for (int jr = 0; jr < nc; jr += nr, bp += (size_t)kc * nr) {
-        int n = min_(nr, nc - jr);
-        if (trans_b) { /* B is (N, K): each row of B becomes a column of the panel */
-            for (int j = 0; j < n; ++j) {
-                const float *src = B + (size_t)(j0 + jr + j) * ldb + p0;
-                for (int k = 0; k < kc; ++k) bp[(size_t)k * nr + j] = src[k];
-            }
-            for (int j = n; j < nr; ++j)
-                for (int k = 0; k < kc; ++k) bp[(size_t)k * nr + j] = 0.0f;
-        } else { /* B is (K, N): row k of the panel is contiguous */
-            const float *src = B + (size_t)p0 * ldb + j0 + jr;
-            for (int k = 0; k < kc; ++k) {
-                memcpy(bp + (size_t)k * nr, src + (size_t)k * ldb, (size_t)n * sizeof(float));
-                for (int j = n; j < nr; ++j) bp[(size_t)k * nr + j] = 0.0f;
-            }
+    if (!trans_b) { /* B is (K, N): read each row of the block once, in order */
+        for (int k = 0; k < kc; ++k) {
+            const float *src = B + (size_t)(p0 + k) * ldb + j0;
+            for (int jr = 0; jr < nc; jr += nr)
+                pack_rows_(src + jr, 0, 1, min_(nr, nc - jr), nr,
+                           bp + (size_t)jr * kc + (size_t)k * nr);
         }
+        return;
     }
+    for (int jr = 0; jr < nc; jr += nr, bp += (size_t)kc * nr) /* B is (N, K) */
+        pack_cols_(B + (size_t)(j0 + jr) * ldb + p0, (size_t)ldb, kc, min_(nr, nc - jr), nr, bp);
 }
 
 /* ---- the blocked product of one rectangle of C ---------------------------------------------- */

@@ -22,6 +22,10 @@ static inline void update8_(float *c, __m256 acc, __m256 alpha, float beta) {
 
 void sp_gemm_ukernel_avx2(int kc, const float *ap, const float *bp, float *c, int ldc, int m, int n,
                           float alpha, float beta) {
+    for (int r = 0; r < m; ++r) { /* C is needed after the k loop: fetch it meanwhile */
+        _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (size_t)r * ldc + n - 1), _MM_HINT_T0);
+    }
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int k = 0; k < kc; ++k) {

@@ -30,6 +30,10 @@ static inline void update16_(float *c, __m512 acc, __m512 alpha, float beta) {
 
 void sp_gemm_ukernel_avx512(int kc, const float *ap, const float *bp, float *c, int ldc, int m,
                             int n, float alpha, float beta) {
+    for (int r = 0; r < m; ++r) { /* C is needed after the k loop: fetch it meanwhile */
+        _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (size_t)r * ldc + n - 1), _MM_HINT_T0);
+    }
     const __m512 z = _mm512_setzero_ps();
     __m512 acc00 = z, acc01 = z, acc10 = z, acc11 = z, acc20 = z, acc21 = z, acc30 = z, acc31 = z,
            acc40 = z, acc41 = z, acc50 = z, acc51 = z, acc60 = z, acc61 = z, acc70 = z, acc71 = z,

@@ -29,6 +29,9 @@ typedef void (*sp_gemm_ukernel_fn)(int kc, const float *ap, const float *bp, flo
  * bits of C) does not depend on the ISA either. */
 #define SP_GEMM_KC 256
 
+/* The widest MR or NR of any micro-kernel. */
+#define SP_GEMM_NR_MAX 32
+
 /* Portable C (fmaf), in gemm.c: 4 x 16. */
 #define SP_GEMM_PORTABLE_MR 4
 #define SP_GEMM_PORTABLE_NR 16
