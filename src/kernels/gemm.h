@@ -40,4 +40,8 @@ const char *sp_isa_name(sp_isa isa);
  * The environment variable SHARDPROP_GEMM_ISA=portable|avx2|avx512 does the same at start. */
 bool sp_gemm_set_isa(sp_isa isa);
 
+/* How many OpenMP threads sp_gemm would use for an M x N x K product called from here (1 inside
+ * a parallel region, and for problems too small to be worth the fork), with the current ISA. */
+int sp_gemm_plan_threads(int M, int N, int K);
+
 #endif
