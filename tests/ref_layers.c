@@ -2,7 +2,8 @@
 
 #include <math.h>
 
-void ref_dense(double *y, const double *x, const double *w, const double *b, int B, int in, int out) {
+void ref_dense(double *y, const double *x, const double *w, const double *b, int B, int in,
+               int out) {
     for (int n = 0; n < B; ++n)
         for (int o = 0; o < out; ++o) {
             double s = b[o];
@@ -60,11 +61,21 @@ void ref_act(double *y, const double *x, int64_t n, int act, double slope) {
     for (int64_t i = 0; i < n; ++i) {
         double v = x[i];
         switch (act) {
-        case 0: y[i] = v > 0 ? v : 0; break;
-        case 1: y[i] = v > 0 ? v : slope * v; break;
-        case 2: y[i] = tanh(v); break;
-        case 3: y[i] = 1 / (1 + exp(-v)); break;
-        default: y[i] = v * 0.5 * (1 + erf(v / sqrt(2.0))); break;
+        case 0:
+            y[i] = v > 0 ? v : 0;
+            break;
+        case 1:
+            y[i] = v > 0 ? v : slope * v;
+            break;
+        case 2:
+            y[i] = tanh(v);
+            break;
+        case 3:
+            y[i] = 1 / (1 + exp(-v));
+            break;
+        default:
+            y[i] = v * 0.5 * (1 + erf(v / sqrt(2.0)));
+            break;
         }
     }
 }

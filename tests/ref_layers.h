@@ -6,7 +6,8 @@
 
 #include <stdint.h>
 
-void ref_dense(double *y, const double *x, const double *w, const double *b, int B, int in, int out);
+void ref_dense(double *y, const double *x, const double *w, const double *b, int B, int in,
+               int out);
 void ref_conv2d(double *y, const double *x, const double *w, const double *b, int B, int c, int h,
                 int wd, int oc, int k, int stride, int pad);
 void ref_maxpool(double *y, const double *x, int B, int c, int h, int w, int k, int stride);

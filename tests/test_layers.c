@@ -141,8 +141,15 @@ static void test_dense(int B, int in, int out) {
 static void test_conv(int B, int ch, int h, int wd, int oc, int k, int stride, int pad) {
     sp_conv_geom g;
     CHECK(sp_conv_geom_init(&g, ch, h, wd, oc, k, stride, pad), "geom");
-    lcase c = {.fwd = fwd_conv, .B = B, .c = ch, .h = h, .wd = wd, .oc = oc, .k = k,
-               .stride = stride, .pad = pad};
+    lcase c = {.fwd = fwd_conv,
+               .B = B,
+               .c = ch,
+               .h = h,
+               .wd = wd,
+               .oc = oc,
+               .k = k,
+               .stride = stride,
+               .pad = pad};
     const size_t ohw = (size_t)g.oh * g.ow, ckk = (size_t)ch * k * k;
     c.nx = (size_t)B * ch * h * wd, c.nw = (size_t)oc * ckk, c.nb = (size_t)oc;
     c.ny = (size_t)B * oc * ohw;
@@ -165,7 +172,12 @@ static void test_conv(int B, int ch, int h, int wd, int oc, int k, int stride, i
 static void test_pool(int avg, int B, int ch, int h, int wd, int k, int stride) {
     sp_pool_geom g;
     CHECK(sp_pool_geom_init(&g, ch, h, wd, k, stride), "pool geom");
-    lcase c = {.fwd = avg ? fwd_avgpool : fwd_maxpool, .B = B, .c = ch, .h = h, .wd = wd, .k = k,
+    lcase c = {.fwd = avg ? fwd_avgpool : fwd_maxpool,
+               .B = B,
+               .c = ch,
+               .h = h,
+               .wd = wd,
+               .k = k,
                .stride = stride};
     c.nx = (size_t)B * ch * h * wd, c.ny = (size_t)B * ch * g.oh * g.ow;
     setup(&c, (uint64_t)(avg * 100 + B * 7 + h * 3 + k + stride * 5));
@@ -179,8 +191,8 @@ static void test_pool(int avg, int B, int ch, int h, int wd, int k, int stride) 
         sp_maxpool_backward(dx, r, arg, &g, B);
     }
     char what[96];
-    snprintf(what, sizeof what, "%s B=%d c=%d %dx%d k=%d s=%d", avg ? "avgpool" : "maxpool", B,
-             ch, h, wd, k, stride);
+    snprintf(what, sizeof what, "%s B=%d c=%d %dx%d k=%d s=%d", avg ? "avgpool" : "maxpool", B, ch,
+             h, wd, k, stride);
     compare(&c, what, y, dx, NULL, NULL);
     free(x), free(r), free(y), free(dx), free(arg);
     teardown(&c);
@@ -192,7 +204,7 @@ static void test_act(int act, double slope) {
     c.nx = c.ny = 37;
     setup(&c, (uint64_t)(500 + act));
     for (size_t i = 0; i < c.nx; ++i) {
-        c.x[i] *= 3.0; /* cover the saturating ranges too */
+        c.x[i] *= 3.0;                         /* cover the saturating ranges too */
         if (fabs(c.x[i]) < 1e-3) c.x[i] = 0.5; /* keep FD away from the kink of relu */
     }
     float *x = to_f(c.x, c.nx), *r = to_f(c.r, c.ny), *y = falloc(c.ny), *dx = falloc(c.nx);
@@ -228,7 +240,8 @@ static void test_dropout(void) {
     CHECK(fabs(frac - p) < 0.02, "dropout: dropped fraction %.4f vs p = %.2f", frac, (double)p);
     /* the mask follows the sample, not its row: reverse the rows, same masks per sample */
     float *xr = falloc(n);
-    for (int i = 0; i < B; ++i) memcpy(xr + (size_t)i * size, x + (size_t)(B - 1 - i) * size, size * 4);
+    for (int i = 0; i < B; ++i)
+        memcpy(xr + (size_t)i * size, x + (size_t)(B - 1 - i) * size, size * 4);
     sp_dropout_forward(y2, mask2, xr, ids_rev, B, size, p, 42, 7, 5);
     ok = 1;
     for (int i = 0; i < B; ++i)
@@ -326,9 +339,9 @@ int main(void) {
     for (size_t i = 0; i < sizeof dshapes / sizeof dshapes[0]; ++i)
         test_dense(dshapes[i][0], dshapes[i][1], dshapes[i][2]);
     /* conv2d: B, c, h, w, oc, k, stride, pad */
-    const int cshapes[][8] = {{1, 1, 5, 5, 1, 3, 1, 0}, {2, 3, 7, 6, 4, 3, 1, 1},
-                              {3, 2, 9, 9, 3, 3, 2, 1}, {1, 2, 8, 7, 5, 1, 1, 0},
-                              {2, 1, 6, 6, 2, 5, 2, 2}, {2, 3, 5, 5, 2, 2, 3, 0},
+    const int cshapes[][8] = {{1, 1, 5, 5, 1, 3, 1, 0},  {2, 3, 7, 6, 4, 3, 1, 1},
+                              {3, 2, 9, 9, 3, 3, 2, 1},  {1, 2, 8, 7, 5, 1, 1, 0},
+                              {2, 1, 6, 6, 2, 5, 2, 2},  {2, 3, 5, 5, 2, 2, 3, 0},
                               {1, 17, 3, 3, 7, 3, 1, 1}, {2, 1, 1, 1, 3, 1, 1, 0}};
     for (size_t i = 0; i < sizeof cshapes / sizeof cshapes[0]; ++i) {
         const int *s = cshapes[i];

@@ -32,7 +32,8 @@ static void spec_bad(const char *spec, const char *frag1, const char *frag2) {
     CHECK(st == SP_ERR_SPEC, "'%s' is refused", spec);
     const char *msg = sp_last_error();
     CHECK(strstr(msg, frag1) != NULL, "'%s': message '%s' mentions '%s'", spec, msg, frag1);
-    if (frag2) CHECK(strstr(msg, frag2) != NULL, "'%s': message '%s' mentions '%s'", spec, msg, frag2);
+    if (frag2)
+        CHECK(strstr(msg, frag2) != NULL, "'%s': message '%s' mentions '%s'", spec, msg, frag2);
     CHECK(L == NULL && n == 0, "no output on error");
 }
 
@@ -47,8 +48,8 @@ static void test_spec(void) {
 
     sp_layer_spec *L = NULL;
     int n = 0;
-    CHECK(sp_spec_parse("conv2d:16:5:pad=2:stride=3,maxpool:3,leaky_relu:0.2,dropout:0.5", &L, &n) ==
-              SP_OK,
+    CHECK(sp_spec_parse("conv2d:16:5:pad=2:stride=3,maxpool:3,leaky_relu:0.2,dropout:0.5", &L,
+                        &n) == SP_OK,
           "parse");
     if (L) {
         CHECK(L[0].kind == SP_LAYER_CONV2D && L[0].out_channels == 16 && L[0].kernel == 5 &&
@@ -66,7 +67,8 @@ static void test_spec(void) {
     spec_bad("dense", "layer 0 'dense'", "missing units (expected dense:UNITS)");
     spec_bad("dense:0", "units must be an integer >= 1", "dense:UNITS");
     spec_bad("dense:abc", "units must be an integer", "got 'abc'");
-    spec_bad("relu,conv2d:32", "layer 1 'conv2d:32'", "missing kernel (expected conv2d:OUT_CHANNELS:KERNEL[:stride=S][:pad=P])");
+    spec_bad("relu,conv2d:32", "layer 1 'conv2d:32'",
+             "missing kernel (expected conv2d:OUT_CHANNELS:KERNEL[:stride=S][:pad=P])");
     spec_bad("conv2d:8:3:pad=-1", "pad must be an integer >= 0", NULL);
     spec_bad("conv2d:8:3:padding=1", "unknown argument 'padding'", "conv2d:OUT_CHANNELS:KERNEL");
     spec_bad("conv2d:8:3:stride=1:stride=2", "given twice", NULL);

@@ -67,8 +67,11 @@ float *sp_model_grads(sp_model *m);  /* (num_params) */
  * offset and PyTorch shape of the weight and bias in the slabs. Returns false for a layer
  * without parameters (then the offsets are untouched). */
 const char *sp_model_layer_name(const sp_model *m, int i);
-bool sp_model_layer_params(const sp_model *m, int i, size_t *w_off, int *w_rank,
-                           int64_t w_shape[4], size_t *b_off, int64_t *b_len);
+bool sp_model_layer_params(const sp_model *m, int i, size_t *w_off, int *w_rank, int64_t w_shape[4],
+                           size_t *b_off, int64_t *b_len);
+
+/* Layer i's output shape for one sample (rank 1 or 3, into shape[0..rank)); returns the rank. */
+int sp_model_layer_out_shape(const sp_model *m, int i, int64_t shape[3]);
 
 /* Forward B <= max_batch samples x (B, input_size); returns the output (B, output_size),
  * valid until the next forward. */

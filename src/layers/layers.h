@@ -40,16 +40,16 @@ void sp_dense_backward(float *dx,       /* (B, in) or NULL */
 
 /* ---- conv2d (nn.Conv2d, square kernel, zero padding), by im2col + GEMM ---- */
 typedef struct sp_conv_geom {
-    int c, h, w;           /* input channels and size */
+    int c, h, w;            /* input channels and size */
     int oc, k, stride, pad; /* output channels, kernel size, stride, zero padding */
-    int oh, ow;            /* output size: (h + 2 pad - k) / stride + 1 */
+    int oh, ow;             /* output size: (h + 2 pad - k) / stride + 1 */
 } sp_conv_geom;
 /* Fill in oh, ow; false if the kernel does not fit the padded input. */
 bool sp_conv_geom_init(sp_conv_geom *g, int c, int h, int w, int oc, int k, int stride, int pad);
 
 /* col[(c k k), (B oh ow)]: every receptive field unrolled as a column (zeros in the padding). */
-void sp_im2col(float *col,      /* (c*k*k, B*oh*ow) */
-               const float *x,  /* (B, c, h, w) */
+void sp_im2col(float *col,     /* (c*k*k, B*oh*ow) */
+               const float *x, /* (B, c, h, w) */
                const sp_conv_geom *g, int B);
 /* The adjoint of im2col: dx = sum of the column entries each input pixel was copied into. */
 void sp_col2im(float *dx,         /* (B, c, h, w), overwritten */
@@ -130,18 +130,16 @@ void sp_dropout_backward(float *dx,         /* (B, size), may alias dy */
 
 /* Softmax cross-entropy on integer labels, fused and stable: loss_i = logsumexp(z_i) - z_i[y_i];
  * dz = (softmax(z) - onehot(y)) * grad_scale. *correct counts argmax(z) == y (first max wins). */
-void sp_xent_loss(double *loss_sum, int64_t *correct,
-                  float *dz,             /* (B, C) or NULL */
-                  double *row_loss,      /* scratch: (B) */
-                  const float *z,        /* (B, C) logits */
-                  const int32_t *labels, /* (B) in [0, C) */
+void sp_xent_loss(double *loss_sum, int64_t *correct, float *dz, /* (B, C) or NULL */
+                  double *row_loss,                              /* scratch: (B) */
+                  const float *z,                                /* (B, C) logits */
+                  const int32_t *labels,                         /* (B) in [0, C) */
                   int B, int C, float grad_scale);
 /* Mean squared error: loss_sum = sum (o - t)^2; do = 2 (o - t) * grad_scale. */
-void sp_mse_loss(double *loss_sum,
-                 float *dout,          /* (B, T) or NULL */
-                 double *row_loss,     /* scratch: (B) */
-                 const float *out,     /* (B, T) */
-                 const float *target,  /* (B, T) */
+void sp_mse_loss(double *loss_sum, float *dout, /* (B, T) or NULL */
+                 double *row_loss,              /* scratch: (B) */
+                 const float *out,              /* (B, T) */
+                 const float *target,           /* (B, T) */
                  int B, int T, float grad_scale);
 
 #endif

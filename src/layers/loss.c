@@ -23,7 +23,8 @@ void sp_xent_loss(double *loss_sum, int64_t *correct, float *dz, double *row_los
             /* d loss_i / d z_ij = softmax_ij - [j == y_i]: the output's error, to be passed back */
             float *di = dz + (size_t)i * C;
             for (int j = 0; j < C; ++j)
-                di[j] = (float)(exp((double)zi[j] - lse) - (j == labels[i] ? 1.0 : 0.0)) * grad_scale;
+                di[j] =
+                    (float)(exp((double)zi[j] - lse) - (j == labels[i] ? 1.0 : 0.0)) * grad_scale;
         }
     }
     /* the batch sum in row order: independent of the thread count */

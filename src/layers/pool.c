@@ -41,7 +41,8 @@ void sp_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, cons
     for (int nc = 0; nc < B * g->c; ++nc) {
         float *plane = dx + (size_t)nc * g->h * g->w;
         memset(plane, 0, sizeof(float) * (size_t)g->h * g->w);
-        for (int p = 0; p < ohw; ++p) plane[argmax[(size_t)nc * ohw + p]] += dy[(size_t)nc * ohw + p];
+        for (int p = 0; p < ohw; ++p)
+            plane[argmax[(size_t)nc * ohw + p]] += dy[(size_t)nc * ohw + p];
     }
 }
 

@@ -34,10 +34,10 @@ struct sp_model {
     size_t input_size, output_size;
     int max_batch;
     size_t nparams;
-    float *params; /* (nparams) every layer's weight then bias, in spec order */
-    float *grads;  /* (nparams) same layout */
-    float *act;    /* slab of layer outputs and saved values */
-    float *dbuf[2]; /* (max_batch, widest layer) error-signal ping-pong */
+    float *params;        /* (nparams) every layer's weight then bias, in spec order */
+    float *grads;         /* (nparams) same layout */
+    float *act;           /* slab of layer outputs and saved values */
+    float *dbuf[2];       /* (max_batch, widest layer) error-signal ping-pong */
     float *work1, *work2; /* conv scratch: (oc, B*oh*ow) and (c*k*k, B*oh*ow), widest conv */
     const float *x;       /* input of the last forward (caller-owned) */
     int last_B;
@@ -58,7 +58,8 @@ static void *alloc_floats_(size_t n) {
 }
 
 static void shape_str_(char *buf, size_t cap, int rank, const int64_t *shape) {
-    if (rank == 1) snprintf(buf, cap, "(%lld)", (long long)shape[0]);
+    if (rank == 1)
+        snprintf(buf, cap, "(%lld)", (long long)shape[0]);
     else
         snprintf(buf, cap, "(%lld, %lld, %lld)", (long long)shape[0], (long long)shape[1],
                  (long long)shape[2]);
@@ -101,8 +102,8 @@ static sp_status infer_shapes_(sp_model *m) {
             L->w_rank = 4;
             L->w_shape[0] = s->out_channels, L->w_shape[1] = shape[0];
             L->w_shape[2] = L->w_shape[3] = s->kernel;
-            L->w_len = (size_t)s->out_channels * (size_t)shape[0] * (size_t)s->kernel *
-                       (size_t)s->kernel;
+            L->w_len =
+                (size_t)s->out_channels * (size_t)shape[0] * (size_t)s->kernel * (size_t)s->kernel;
             L->b_len = (size_t)s->out_channels;
             shape[0] = s->out_channels, shape[1] = L->conv.oh, shape[2] = L->conv.ow;
             break;
@@ -275,7 +276,8 @@ void sp_model_init_params(sp_model *m, uint64_t seed) {
         const double fan_in = (double)L->w_shape[1] * (double)recept;
         const double fan_out = (double)L->w_shape[0] * (double)recept;
         /* He uniform: U(-b, b), b = gain sqrt(3 / fan_in); Xavier uniform: b = sqrt(6/(in+out)) */
-        const double bound = gain2 > 0 ? sqrt(3.0 * gain2 / fan_in) : sqrt(6.0 / (fan_in + fan_out));
+        const double bound =
+            gain2 > 0 ? sqrt(3.0 * gain2 / fan_in) : sqrt(6.0 / (fan_in + fan_out));
         float *w = m->params + L->w_off;
         const uint64_t stream = SP_STREAM_INIT + ((uint64_t)i << 8);
         for (size_t e = 0; e < L->w_len; ++e)
@@ -299,21 +301,34 @@ const float *sp_model_forward(sp_model *m, const float *x, int B, const sp_step_
         case SP_LAYER_CONV2D:
             sp_conv2d_forward(L->out, L->saved, m->work1, in, w, b, &L->conv, B);
             break;
-        case SP_LAYER_MAXPOOL: sp_maxpool_forward(L->out, L->argmax, in, &L->pool, B); break;
-        case SP_LAYER_AVGPOOL: sp_avgpool_forward(L->out, in, &L->pool, B); break;
-        case SP_LAYER_FLATTEN: L->out = (float *)in; break; /* same memory, new shape */
-        case SP_LAYER_RELU: sp_act_forward(L->out, in, n, SP_ACT_RELU, 0); break;
+        case SP_LAYER_MAXPOOL:
+            sp_maxpool_forward(L->out, L->argmax, in, &L->pool, B);
+            break;
+        case SP_LAYER_AVGPOOL:
+            sp_avgpool_forward(L->out, in, &L->pool, B);
+            break;
+        case SP_LAYER_FLATTEN:
+            L->out = (float *)in;
+            break; /* same memory, new shape */
+        case SP_LAYER_RELU:
+            sp_act_forward(L->out, in, n, SP_ACT_RELU, 0);
+            break;
         case SP_LAYER_LEAKY_RELU:
             sp_act_forward(L->out, in, n, SP_ACT_LEAKY_RELU, L->spec.slope);
             break;
-        case SP_LAYER_TANH: sp_act_forward(L->out, in, n, SP_ACT_TANH, 0); break;
-        case SP_LAYER_SIGMOID: sp_act_forward(L->out, in, n, SP_ACT_SIGMOID, 0); break;
-        case SP_LAYER_GELU: sp_act_forward(L->out, in, n, SP_ACT_GELU, 0); break;
+        case SP_LAYER_TANH:
+            sp_act_forward(L->out, in, n, SP_ACT_TANH, 0);
+            break;
+        case SP_LAYER_SIGMOID:
+            sp_act_forward(L->out, in, n, SP_ACT_SIGMOID, 0);
+            break;
+        case SP_LAYER_GELU:
+            sp_act_forward(L->out, in, n, SP_ACT_GELU, 0);
+            break;
         case SP_LAYER_DROPOUT:
             if (ctx && ctx->training && L->spec.p > 0) {
-                sp_dropout_forward(L->out, L->saved, in, ctx->sample_ids, B, L->out_size,
-                                   L->spec.p, ctx->seed,
-                                   SP_STREAM_DROPOUT + ((uint64_t)i << 8), ctx->step);
+                sp_dropout_forward(L->out, L->saved, in, ctx->sample_ids, B, L->out_size, L->spec.p,
+                                   ctx->seed, SP_STREAM_DROPOUT + ((uint64_t)i << 8), ctx->step);
             } else {
                 /* evaluation: identity, and a mask of ones so backward stays correct */
                 memcpy(L->out, in, n * sizeof(float));
@@ -346,23 +361,38 @@ void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn 
         case SP_LAYER_CONV2D:
             sp_conv2d_backward(dx, dw, db, m->work1, m->work2, dy, L->saved, w, &L->conv, B);
             break;
-        case SP_LAYER_FLATTEN: dx = dx ? (float *)dy : NULL; break;
+        case SP_LAYER_FLATTEN:
+            dx = dx ? (float *)dy : NULL;
+            break;
         default:
             if (!dx) break;
             switch (L->spec.kind) {
-            case SP_LAYER_MAXPOOL: sp_maxpool_backward(dx, dy, L->argmax, &L->pool, B); break;
-            case SP_LAYER_AVGPOOL: sp_avgpool_backward(dx, dy, &L->pool, B); break;
-            case SP_LAYER_RELU: sp_act_backward(dx, dy, x, L->out, n, SP_ACT_RELU, 0); break;
+            case SP_LAYER_MAXPOOL:
+                sp_maxpool_backward(dx, dy, L->argmax, &L->pool, B);
+                break;
+            case SP_LAYER_AVGPOOL:
+                sp_avgpool_backward(dx, dy, &L->pool, B);
+                break;
+            case SP_LAYER_RELU:
+                sp_act_backward(dx, dy, x, L->out, n, SP_ACT_RELU, 0);
+                break;
             case SP_LAYER_LEAKY_RELU:
                 sp_act_backward(dx, dy, x, L->out, n, SP_ACT_LEAKY_RELU, L->spec.slope);
                 break;
-            case SP_LAYER_TANH: sp_act_backward(dx, dy, x, L->out, n, SP_ACT_TANH, 0); break;
+            case SP_LAYER_TANH:
+                sp_act_backward(dx, dy, x, L->out, n, SP_ACT_TANH, 0);
+                break;
             case SP_LAYER_SIGMOID:
                 sp_act_backward(dx, dy, x, L->out, n, SP_ACT_SIGMOID, 0);
                 break;
-            case SP_LAYER_GELU: sp_act_backward(dx, dy, x, L->out, n, SP_ACT_GELU, 0); break;
-            case SP_LAYER_DROPOUT: sp_dropout_backward(dx, dy, L->saved, B, L->out_size); break;
-            default: break;
+            case SP_LAYER_GELU:
+                sp_act_backward(dx, dy, x, L->out, n, SP_ACT_GELU, 0);
+                break;
+            case SP_LAYER_DROPOUT:
+                sp_dropout_backward(dx, dy, L->saved, B, L->out_size);
+                break;
+            default:
+                break;
             }
         }
         if (L->w_len && on_ready) on_ready(user, L->w_off);
@@ -410,8 +440,8 @@ const char *sp_model_layer_name(const sp_model *m, int i) {
     return sp_layer_kind_name(m->layers[i].spec.kind);
 }
 
-bool sp_model_layer_params(const sp_model *m, int i, size_t *w_off, int *w_rank,
-                           int64_t w_shape[4], size_t *b_off, int64_t *b_len) {
+bool sp_model_layer_params(const sp_model *m, int i, size_t *w_off, int *w_rank, int64_t w_shape[4],
+                           size_t *b_off, int64_t *b_len) {
     const sp_layer *L = &m->layers[i];
     if (!L->w_len) return false;
     *w_off = L->w_off;
@@ -420,4 +450,10 @@ bool sp_model_layer_params(const sp_model *m, int i, size_t *w_off, int *w_rank,
     *b_off = L->b_off;
     *b_len = (int64_t)L->b_len;
     return true;
+}
+
+int sp_model_layer_out_shape(const sp_model *m, int i, int64_t shape[3]) {
+    const sp_layer *L = &m->layers[i];
+    memcpy(shape, L->out_shape, sizeof L->out_shape);
+    return L->out_rank;
 }

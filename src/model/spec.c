@@ -24,7 +24,11 @@ typedef struct kind_info {
 
 static const kind_info kinds_[] = {
     {"dense", SP_LAYER_DENSE, 1, 1, {"units"}, "dense:UNITS"},
-    {"conv2d", SP_LAYER_CONV2D, 2, 4, {"out_channels", "kernel", "stride", "pad"},
+    {"conv2d",
+     SP_LAYER_CONV2D,
+     2,
+     4,
+     {"out_channels", "kernel", "stride", "pad"},
      "conv2d:OUT_CHANNELS:KERNEL[:stride=S][:pad=P]"},
     {"maxpool", SP_LAYER_MAXPOOL, 1, 2, {"kernel", "stride"}, "maxpool:K[:stride=S]"},
     {"avgpool", SP_LAYER_AVGPOOL, 1, 2, {"kernel", "stride"}, "avgpool:K[:stride=S]"},
@@ -85,22 +89,28 @@ static sp_status set_arg_(sp_layer_spec *L, const kind_info *k, int a, const cha
     long v = strtol(val, &end, 10);
     const long lo = !strcmp(name, "pad") ? 0 : 1;
     if (!*val || *end || errno || v < lo || v > 1000000) {
-        snprintf(msg, sizeof msg, "%s must be an integer %s, got '%s'", name,
-                 lo ? ">= 1" : ">= 0", val);
+        snprintf(msg, sizeof msg, "%s must be an integer %s, got '%s'", name, lo ? ">= 1" : ">= 0",
+                 val);
         return bad_(index, L->text, k, msg);
     }
-    if (!strcmp(name, "units")) L->units = (int)v;
-    else if (!strcmp(name, "out_channels")) L->out_channels = (int)v;
-    else if (!strcmp(name, "kernel")) L->kernel = (int)v;
-    else if (!strcmp(name, "stride")) L->stride = (int)v;
-    else if (!strcmp(name, "pad")) L->pad = (int)v;
+    if (!strcmp(name, "units"))
+        L->units = (int)v;
+    else if (!strcmp(name, "out_channels"))
+        L->out_channels = (int)v;
+    else if (!strcmp(name, "kernel"))
+        L->kernel = (int)v;
+    else if (!strcmp(name, "stride"))
+        L->stride = (int)v;
+    else if (!strcmp(name, "pad"))
+        L->pad = (int)v;
     return SP_OK;
 }
 
 static sp_status parse_layer_(char *tok, int index, sp_layer_spec *L) {
     memset(L, 0, sizeof *L);
     snprintf(L->text, sizeof L->text, "%s", tok);
-    if (!*tok) return bad_(index, "", NULL, "empty layer (two commas in a row, or a trailing comma?)");
+    if (!*tok)
+        return bad_(index, "", NULL, "empty layer (two commas in a row, or a trailing comma?)");
     char *fields[16];
     int nf = 0;
     for (char *save = NULL, *f = strtok_r(tok, ":", &save); f; f = strtok_r(NULL, ":", &save)) {
@@ -169,7 +179,8 @@ static sp_status parse_layer_(char *tok, int index, sp_layer_spec *L) {
 sp_status sp_spec_parse(const char *spec, sp_layer_spec **layers, int *n) {
     *layers = NULL;
     *n = 0;
-    if (!spec) return SP_FAIL(SP_ERR_SPEC, "model spec: missing (e.g. --model dense:128,relu,dense:10)");
+    if (!spec)
+        return SP_FAIL(SP_ERR_SPEC, "model spec: missing (e.g. --model dense:128,relu,dense:10)");
     size_t len = strlen(spec);
     char *copy = malloc(len + 1);
     if (!copy) return SP_FAIL(SP_ERR_NOMEM, "model spec: out of memory");
