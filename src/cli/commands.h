@@ -10,4 +10,10 @@ typedef struct sp_command {
     const char *summary;
 } sp_command;
 
+/* The data tools (src/cli/cmd_<name>.c). */
+int sp_cmd_import(int argc, char **argv);
+int sp_cmd_synth(int argc, char **argv);
+int sp_cmd_inspect(int argc, char **argv);
+int sp_cmd_split(int argc, char **argv);
+
 #endif

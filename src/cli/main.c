@@ -13,6 +13,10 @@ static int cmd_version(int argc, char **argv) {
 
 static const sp_command sp_commands[] = {
     {"version", cmd_version, "print the version"},
+    {"import", sp_cmd_import, "convert IDX (MNIST) or CSV files into a data file"},
+    {"synth", sp_cmd_synth, "write a synthetic data set (blobs, spirals, regression)"},
+    {"inspect", sp_cmd_inspect, "describe a data file and check it against the contract"},
+    {"split", sp_cmd_split, "split a data file into training and validation files"},
 };
 static const int sp_ncommands = (int)(sizeof sp_commands / sizeof sp_commands[0]);
 

@@ -1,0 +1,614 @@
+/* Opening, validating and reading a data file (see the contract in data.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/dataset_impl.h"
+#include "util/h5.h"
+#include "util/status.h"
+
+const char *sp_x_dtype_name(sp_x_dtype t) {
+    switch (t) {
+    case SP_DTYPE_F32:
+        return "float32";
+    case SP_DTYPE_F64:
+        return "float64";
+    case SP_DTYPE_U8:
+        return "uint8";
+    }
+    return "?";
+}
+
+/* "(1,28,28)" */
+static void shape_str_(char *buf, size_t cap, const int64_t *shape, int rank) {
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, cap - k, "(");
+    for (int d = 0; d < rank && k < cap; ++d)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", d ? "," : "", (long long)shape[d]);
+    if (k < cap) snprintf(buf + k, cap - k, ")");
+}
+
+/* Open dataset `name`, or fail naming what is there instead. Chunk cache sized for random row
+ * reads when `row_reads` (up to 64 MiB, or the whole dataset when smaller). */
+static sp_status open_dataset_(hid_t file, const char *path, const char *name, bool row_reads,
+                               hid_t *out) {
+    *out = -1;
+    if (!sp_h5_exists(file, name))
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': not found in the file", path, name);
+    hid_t o = H5Oopen(file, name, H5P_DEFAULT);
+    if (o < 0) return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': cannot be opened", path, name);
+    H5I_type_t it = H5Iget_type(o);
+    H5Oclose(o);
+    if (it != H5I_DATASET)
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': is a %s, not a dataset", path, name,
+                       it == H5I_GROUP      ? "group"
+                       : it == H5I_DATATYPE ? "named datatype"
+                                            : "non-dataset object");
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    if (d < 0) return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': cannot be opened", path, name);
+    if (!row_reads) {
+        *out = d;
+        return SP_OK;
+    }
+    hid_t dcpl = H5Dget_create_plist(d);
+    hid_t t = H5Dget_type(d), s = H5Dget_space(d);
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
+        hsize_t chunk[32];
+        int r = H5Pget_chunk(dcpl, 32, chunk);
+        double chunk_bytes = (double)H5Tget_size(t), total = (double)H5Tget_size(t);
+        for (int i = 0; i < r; ++i) chunk_bytes *= (double)chunk[i];
+        hssize_t np = H5Sget_simple_extent_npoints(s);
+        total *= (double)(np > 0 ? np : 0);
+        double nbytes = fmin(fmax(total * 1.05, 1048576.0), 64.0 * 1048576.0);
+        double nchunks = nbytes / fmax(chunk_bytes, 1.0);
+        size_t nslots = (size_t)fmin(fmax(nchunks * 10.0, 521.0), 1e6) | 1;
+        hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+        H5Pset_chunk_cache(dapl, nslots, (size_t)nbytes, 1.0);
+        H5Dclose(d);
+        d = H5Dopen2(file, name, dapl);
+        H5Pclose(dapl);
+    }
+    H5Sclose(s);
+    H5Tclose(t);
+    H5Pclose(dcpl);
+    if (d < 0) return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': cannot be opened", path, name);
+    *out = d;
+    return SP_OK;
+}
+
+/* Rank and dims of a simple dataspace, or an error naming file/dataset. */
+static sp_status get_dims_(hid_t d, const char *path, const char *name, int max_rank, int *rank,
+                           hsize_t *dims) {
+    hid_t s = H5Dget_space(d);
+    H5S_class_t c = H5Sget_simple_extent_type(s);
+    int r = c == H5S_SIMPLE ? H5Sget_simple_extent_ndims(s) : 0;
+    if (r >= 1 && r <= max_rank) H5Sget_simple_extent_dims(s, dims, NULL);
+    H5Sclose(s);
+    if (c != H5S_SIMPLE)
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': wrong rank: %s dataspace, expected an array",
+                       path, name, c == H5S_SCALAR ? "scalar" : "empty");
+    *rank = r;
+    return SP_OK;
+}
+
+/* Read rows [first, first + count) of `d` as mem_type into buf. */
+static sp_status read_range_(hid_t d, hid_t mem_type, int64_t first, int64_t count, void *buf,
+                             const char *path, const char *name) {
+    hid_t fs = H5Dget_space(d);
+    int r = H5Sget_simple_extent_ndims(fs);
+    hsize_t dims[32], start[32] = {0}, cnt[32];
+    H5Sget_simple_extent_dims(fs, dims, NULL);
+    start[0] = (hsize_t)first;
+    cnt[0] = (hsize_t)count;
+    hsize_t nelem = (hsize_t)count;
+    for (int i = 1; i < r; ++i) {
+        cnt[i] = dims[i];
+        nelem *= dims[i];
+    }
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+    hid_t ms = H5Screate_simple(1, &nelem, NULL);
+    herr_t e = H5Dread(d, mem_type, ms, fs, H5P_DEFAULT, buf);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    if (e < 0)
+        return SP_FAIL(SP_ERR_IO,
+                       "%s: dataset '%s': cannot read rows %lld..%lld (damaged file or missing "
+                       "compression filter?)",
+                       path, name, (long long)first, (long long)(first + count - 1));
+    return SP_OK;
+}
+
+sp_status sp_h5_read_rows_sorted(hid_t dset, hid_t mem_type, const int64_t *sorted, int64_t n,
+                                 void *buf, const char *path, const char *name) {
+    if (n == 0) return SP_OK;
+    hid_t fs = H5Dget_space(dset);
+    int r = H5Sget_simple_extent_ndims(fs);
+    hsize_t dims[32], start[32] = {0}, cnt[32];
+    H5Sget_simple_extent_dims(fs, dims, NULL);
+    hsize_t row_elems = 1;
+    for (int i = 1; i < r; ++i) {
+        cnt[i] = dims[i];
+        row_elems *= dims[i];
+    }
+    /* Coalesce the sorted ids into runs; one hyperslab block per run, OR-ed together. */
+    herr_t e = 0;
+    for (int64_t i = 0; i < n && e >= 0;) {
+        int64_t j = i;
+        while (j + 1 < n && sorted[j + 1] == sorted[j] + 1) ++j;
+        start[0] = (hsize_t)sorted[i];
+        cnt[0] = (hsize_t)(j - i + 1);
+        e = H5Sselect_hyperslab(fs, i == 0 ? H5S_SELECT_SET : H5S_SELECT_OR, start, NULL, cnt,
+                                NULL);
+        i = j + 1;
+    }
+    hsize_t nelem = (hsize_t)n * row_elems;
+    hid_t ms = H5Screate_simple(1, &nelem, NULL);
+    if (e >= 0) e = H5Dread(dset, mem_type, ms, fs, H5P_DEFAULT, buf);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    if (e < 0)
+        return SP_FAIL(SP_ERR_IO,
+                       "%s: dataset '%s': cannot read %lld rows (damaged file or missing "
+                       "compression filter?)",
+                       path, name, (long long)n);
+    return SP_OK;
+}
+
+static sp_status open_x_(sp_dataset *ds) {
+    const char *path = ds->path, *name = ds->x_name;
+    sp_dataset_info *in = &ds->info;
+    SP_CHECK(open_dataset_(ds->file, path, name, true, &ds->dx));
+    hid_t t = H5Dget_type(ds->dx);
+    H5T_class_t c = H5Tget_class(t);
+    size_t sz = H5Tget_size(t);
+    const char *tn = sp_h5_type_name(t);
+    H5Tclose(t);
+    if (c == H5T_INTEGER && sz == 1 && !strcmp(tn, "uint8")) {
+        in->x_dtype = SP_DTYPE_U8;
+        ds->x_mem_type = H5T_NATIVE_UCHAR;
+    } else if (c == H5T_FLOAT && sz == 4) {
+        in->x_dtype = SP_DTYPE_F32;
+        ds->x_mem_type = H5T_NATIVE_FLOAT;
+    } else if (c == H5T_FLOAT && sz == 8) {
+        in->x_dtype = SP_DTYPE_F64;
+        ds->x_mem_type = H5T_NATIVE_DOUBLE;
+    } else {
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': unsupported dtype %s (X must be float32, float64 or "
+                       "uint8)",
+                       path, name, tn);
+    }
+    SP_CHECK(get_dims_(ds->dx, path, name, 5, &ds->x_rank, ds->x_dims));
+    if (ds->x_rank < 2 || ds->x_rank > 5)
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': wrong rank %d (X must be (N, F) or (N, C, H, W): 2 to 5 "
+                       "dimensions)",
+                       path, name, ds->x_rank);
+    in->n = (int64_t)ds->x_dims[0];
+    in->sample_rank = ds->x_rank - 1;
+    size_t ss = 1;
+    for (int d = 1; d < ds->x_rank; ++d) {
+        in->sample_shape[d - 1] = (int64_t)ds->x_dims[d];
+        if (ds->x_dims[d] > (hsize_t)INT64_MAX || !sp_size_mul(ss, (size_t)ds->x_dims[d], &ss))
+            return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': sample size overflows size_t", path,
+                           name);
+    }
+    if (ss == 0)
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': empty samples (a sample dimension is 0)",
+                       path, name);
+    in->sample_size = ss;
+    size_t esz = in->x_dtype == SP_DTYPE_U8 ? 1 : in->x_dtype == SP_DTYPE_F32 ? 4 : 8, total;
+    if (!sp_size_mul(ss, esz, &in->x_row_bytes) ||
+        !sp_size_mul(in->x_row_bytes, (size_t)ds->x_dims[0], &total) ||
+        !sp_size_mul(ss * 4, (size_t)ds->x_dims[0], &total) || ds->x_dims[0] > (hsize_t)INT64_MAX)
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': shape too large: its byte size overflows size_t", path,
+                       name);
+    bool found;
+    in->scale = 1.0;
+    in->offset = 0.0;
+    double v;
+    SP_CHECK(sp_h5_attr_read_double(ds->dx, "scale", &v, &found, path, name));
+    if (found) in->scale = v;
+    SP_CHECK(sp_h5_attr_read_double(ds->dx, "offset", &v, &found, path, name));
+    if (found) in->offset = v;
+    if (!isfinite(in->scale) || !isfinite(in->offset))
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': attribute scale or offset is not finite",
+                       path, name);
+    return SP_OK;
+}
+
+static sp_status open_y_(sp_dataset *ds) {
+    const char *path = ds->path, *name = ds->y_name;
+    sp_dataset_info *in = &ds->info;
+    SP_CHECK(open_dataset_(ds->file, path, name, false, &ds->dy));
+    hid_t t = H5Dget_type(ds->dy);
+    H5T_class_t c = H5Tget_class(t);
+    size_t sz = H5Tget_size(t);
+    in->y_dtype = sp_h5_type_name(t);
+    H5Tclose(t);
+    if (c == H5T_INTEGER && (sz == 1 || sz == 2 || sz == 4 || sz == 8))
+        in->regression = false;
+    else if (c == H5T_FLOAT && (sz == 4 || sz == 8))
+        in->regression = true;
+    else
+        return SP_FAIL(
+            SP_ERR_DATA,
+            "%s: dataset '%s': unsupported dtype %s (y must be integer labels int8..int64 "
+            "/ uint8..uint64, or float32/float64 targets)",
+            path, name, in->y_dtype);
+    hsize_t dims[32];
+    SP_CHECK(get_dims_(ds->dy, path, name, 32, &ds->y_rank, dims));
+    if (ds->y_rank < 1 || ds->y_rank > 2 || (!in->regression && ds->y_rank == 2 && dims[1] != 1))
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': wrong rank %d (y must be %s)", path, name,
+                       ds->y_rank,
+                       in->regression ? "(N, T) or (N,) float targets" : "(N,) integer labels");
+    ds->y_dims[0] = dims[0];
+    ds->y_dims[1] = ds->y_rank == 2 ? dims[1] : 1;
+    if (in->regression) {
+        in->targets = (int64_t)ds->y_dims[1];
+        if (in->targets == 0)
+            return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': regression targets have T = 0", path,
+                           name);
+    }
+    return SP_OK;
+}
+
+/* Read y fully (in blocks) and validate it: labels in range, targets finite. */
+static sp_status load_y_(sp_dataset *ds) {
+    const char *path = ds->path, *name = ds->y_name;
+    sp_dataset_info *in = &ds->info;
+    const int64_t n = in->n, block = 1 << 18;
+    if (in->regression) {
+        size_t bytes;
+        if (!sp_size_mul((size_t)n, (size_t)in->targets * sizeof(float), &bytes))
+            return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': byte size overflows size_t", path, name);
+        ds->targets = malloc(bytes);
+        if (!ds->targets)
+            return SP_FAIL(SP_ERR_NOMEM, "%s: dataset '%s': cannot allocate %zu bytes", path, name,
+                           bytes);
+        for (int64_t f = 0; f < n; f += block) {
+            int64_t cnt = n - f < block ? n - f : block;
+            float *dst = ds->targets + f * in->targets;
+            SP_CHECK(read_range_(ds->dy, H5T_NATIVE_FLOAT, f, cnt, dst, path, name));
+            for (int64_t i = 0; i < cnt * in->targets; ++i)
+                if (!isfinite(dst[i]))
+                    return SP_FAIL(SP_ERR_NUMERIC, "%s: dataset '%s': row %lld: NaN or Inf target",
+                                   path, name, (long long)(f + i / in->targets));
+        }
+        return SP_OK;
+    }
+    bool found;
+    double cattr = 0;
+    SP_CHECK(sp_h5_attr_read_double(ds->dy, "classes", &cattr, &found, path, name));
+    if (found && !(cattr >= 1 && cattr <= (double)INT32_MAX && cattr == floor(cattr)))
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': attribute 'classes' = %g is not a positive integer", path,
+                       name, cattr);
+    ds->labels = malloc((size_t)n * sizeof(int32_t));
+    int64_t *tmp = malloc((size_t)(n < block ? n : block) * sizeof(int64_t));
+    if (!ds->labels || !tmp) {
+        free(tmp);
+        return SP_FAIL(SP_ERR_NOMEM, "%s: dataset '%s': cannot allocate labels", path, name);
+    }
+    /* uint64 values above INT64_MAX saturate to INT64_MAX in HDF5's conversion: out of range. */
+    int64_t maxl = -1;
+    for (int64_t f = 0; f < n; f += block) {
+        int64_t cnt = n - f < block ? n - f : block;
+        sp_status st = read_range_(ds->dy, H5T_NATIVE_INT64, f, cnt, tmp, path, name);
+        if (st != SP_OK) {
+            free(tmp);
+            return st;
+        }
+        for (int64_t i = 0; i < cnt; ++i) {
+            int64_t l = tmp[i];
+            if (l < 0 || (found && l >= (int64_t)cattr) || l >= INT32_MAX) {
+                free(tmp);
+                if (l < 0)
+                    return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': row %lld: negative label %lld",
+                                   path, name, (long long)(f + i), (long long)l);
+                return SP_FAIL(SP_ERR_DATA,
+                               "%s: dataset '%s': row %lld: label %lld out of range [0, %lld)",
+                               path, name, (long long)(f + i), (long long)l,
+                               (long long)(found ? (int64_t)cattr : INT32_MAX));
+            }
+            ds->labels[f + i] = (int32_t)l;
+            if (l > maxl) maxl = l;
+        }
+    }
+    free(tmp);
+    in->classes = found ? (int64_t)cattr : maxl + 1;
+    return SP_OK;
+}
+
+static sp_status open_locked_(sp_dataset *ds) {
+    ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (ds->file < 0)
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: cannot open as HDF5 (damaged or truncated file?) for datasets '%s' and "
+                       "'%s'",
+                       ds->path, ds->x_name, ds->y_name);
+    SP_CHECK(open_x_(ds));
+    SP_CHECK(open_y_(ds));
+    if (ds->y_dims[0] != ds->x_dims[0])
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: datasets '%s' and '%s' disagree on N: %s has %llu samples, %s has %llu",
+                       ds->path, ds->x_name, ds->y_name, ds->x_name,
+                       (unsigned long long)ds->x_dims[0], ds->y_name,
+                       (unsigned long long)ds->y_dims[0]);
+    if (ds->info.n == 0)
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': no samples (N = 0)", ds->path, ds->x_name);
+    return load_y_(ds);
+}
+
+sp_status sp_dataset_open(sp_dataset **out, const char *path, const char *x_name,
+                          const char *y_name) {
+    *out = NULL;
+    if (!x_name) x_name = "X";
+    if (!y_name) y_name = "y";
+    char what[512];
+    snprintf(what, sizeof what, "datasets '%s' and '%s'", x_name, y_name);
+    SP_CHECK(sp_h5_check_file(path, what));
+    sp_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", path);
+    ds->file = ds->dx = ds->dy = -1;
+    ds->path = strdup(path);
+    ds->x_name = strdup(x_name);
+    ds->y_name = strdup(y_name);
+    if (!ds->path || !ds->x_name || !ds->y_name) {
+        sp_dataset_close(ds);
+        return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", path);
+    }
+    ds->info.path = ds->path;
+    ds->info.x_name = ds->x_name;
+    ds->info.y_name = ds->y_name;
+    sp_h5_lock();
+    sp_status st = open_locked_(ds);
+    sp_h5_unlock();
+    if (st != SP_OK) {
+        sp_dataset_close(ds);
+        return st;
+    }
+    *out = ds;
+    return SP_OK;
+}
+
+const sp_dataset_info *sp_dataset_get_info(const sp_dataset *ds) {
+    return &ds->info;
+}
+
+sp_status sp_dataset_check_input_shape(const sp_dataset *ds, const int64_t *shape, int rank) {
+    const sp_dataset_info *in = &ds->info;
+    bool ok = rank == in->sample_rank;
+    for (int d = 0; ok && d < rank; ++d) ok = shape[d] == in->sample_shape[d];
+    if (ok) return SP_OK;
+    char a[160], b[160];
+    shape_str_(a, sizeof a, in->sample_shape, in->sample_rank);
+    shape_str_(b, sizeof b, shape, rank < 0 ? 0 : rank > 8 ? 8 : rank);
+    return SP_FAIL(SP_ERR_DATA,
+                   "%s: dataset '%s': sample shape %s does not match the model input shape %s",
+                   in->path, in->x_name, a, b);
+}
+
+void sp_dataset_close(sp_dataset *ds) {
+    if (!ds) return;
+    sp_h5_lock();
+    if (ds->dx >= 0) H5Dclose(ds->dx);
+    if (ds->dy >= 0) H5Dclose(ds->dy);
+    if (ds->file >= 0) H5Fclose(ds->file);
+    sp_h5_unlock();
+    free(ds->labels);
+    free(ds->targets);
+    free(ds->sorted);
+    free(ds->pairs);
+    free(ds->raw);
+    free(ds->path);
+    free(ds->x_name);
+    free(ds->y_name);
+    free(ds);
+}
+
+/* Convert one row of X from the file's dtype to float32 x*scale + offset. Returns the index of
+ * the first non-finite result, or -1. */
+static int64_t convert_row_(const sp_dataset *ds, const void *raw, float *dst) {
+    const sp_dataset_info *in = &ds->info;
+    const size_t n = in->sample_size;
+    const double s = in->scale, o = in->offset;
+    const bool ident = s == 1.0 && o == 0.0;
+    switch (in->x_dtype) {
+    case SP_DTYPE_U8: {
+        const uint8_t *r = raw;
+        float lut[256];
+        for (int v = 0; v < 256; ++v) lut[v] = (float)((double)v * s + o);
+        for (size_t i = 0; i < n; ++i) dst[i] = lut[r[i]];
+        break;
+    }
+    case SP_DTYPE_F32: {
+        const float *r = raw;
+        if (ident)
+            memcpy(dst, r, n * sizeof(float));
+        else
+            for (size_t i = 0; i < n; ++i) dst[i] = (float)((double)r[i] * s + o);
+        break;
+    }
+    case SP_DTYPE_F64: {
+        const double *r = raw;
+        for (size_t i = 0; i < n; ++i) dst[i] = (float)(r[i] * s + o);
+        break;
+    }
+    }
+    for (size_t i = 0; i < n; ++i)
+        if (!isfinite(dst[i])) return (int64_t)i;
+    return -1;
+}
+
+static sp_status nonfinite_(const sp_dataset *ds, int64_t row, int64_t elem, float v) {
+    return SP_FAIL(SP_ERR_NUMERIC, "%s: dataset '%s': row %lld: %s at element %lld", ds->path,
+                   ds->x_name, (long long)row, isnan(v) ? "NaN" : "Inf (or overflow of float32)",
+                   (long long)elem);
+}
+
+typedef struct {
+    int64_t id, idx;
+} id_pair_;
+
+static int cmp_pair_(const void *a, const void *b) {
+    const id_pair_ *p = a, *q = b;
+    if (p->id != q->id) return p->id < q->id ? -1 : 1;
+    return (p->idx > q->idx) - (p->idx < q->idx);
+}
+
+static sp_status reserve_(sp_dataset *ds, int64_t n) {
+    if ((size_t)n <= ds->cap) return SP_OK;
+    size_t cap = (size_t)n, raw_bytes;
+    if (!sp_size_mul(cap, ds->info.x_row_bytes, &raw_bytes))
+        return SP_FAIL(SP_ERR_NOMEM, "%s: dataset '%s': read of %lld rows overflows size_t",
+                       ds->path, ds->x_name, (long long)n);
+    free(ds->sorted);
+    free(ds->pairs);
+    free(ds->raw);
+    ds->sorted = malloc(cap * sizeof(int64_t));
+    ds->pairs = malloc(cap * sizeof(id_pair_));
+    ds->raw = malloc(raw_bytes ? raw_bytes : 1);
+    if (!ds->sorted || !ds->pairs || !ds->raw) {
+        free(ds->sorted);
+        free(ds->pairs);
+        free(ds->raw);
+        ds->sorted = NULL;
+        ds->pairs = NULL;
+        ds->raw = NULL;
+        ds->cap = 0;
+        return SP_FAIL(SP_ERR_NOMEM, "%s: dataset '%s': cannot allocate a read buffer of %zu bytes",
+                       ds->path, ds->x_name, raw_bytes);
+    }
+    ds->cap = cap;
+    return SP_OK;
+}
+
+sp_status sp_dataset_read(sp_dataset *ds, const int64_t *ids, int64_t n, float *x, int32_t *labels,
+                          float *targets) {
+    const sp_dataset_info *in = &ds->info;
+    if (n < 0) return SP_FAIL(SP_ERR_ARG, "%s: negative read count %lld", ds->path, (long long)n);
+    for (int64_t i = 0; i < n; ++i)
+        if (ids[i] < 0 || ids[i] >= in->n)
+            return SP_FAIL(SP_ERR_ARG, "%s: dataset '%s': sample index %lld out of range [0, %lld)",
+                           ds->path, ds->x_name, (long long)ids[i], (long long)in->n);
+    if (labels) {
+        if (in->regression)
+            return SP_FAIL(SP_ERR_ARG, "%s: dataset '%s': labels requested from regression targets",
+                           ds->path, ds->y_name);
+        for (int64_t i = 0; i < n; ++i) labels[i] = ds->labels[ids[i]];
+    }
+    if (targets) {
+        if (!in->regression)
+            return SP_FAIL(SP_ERR_ARG, "%s: dataset '%s': targets requested from class labels",
+                           ds->path, ds->y_name);
+        const int64_t t = in->targets;
+        for (int64_t i = 0; i < n; ++i)
+            memcpy(targets + i * t, ds->targets + ids[i] * t, (size_t)t * sizeof(float));
+    }
+    if (!x || n == 0) return SP_OK;
+    SP_CHECK(reserve_(ds, n));
+    id_pair_ *pairs = ds->pairs;
+    for (int64_t i = 0; i < n; ++i) pairs[i] = (id_pair_){ids[i], i};
+    qsort(pairs, (size_t)n, sizeof *pairs, cmp_pair_);
+    int64_t u = 0;
+    for (int64_t i = 0; i < n; ++i)
+        if (i == 0 || pairs[i].id != pairs[i - 1].id) ds->sorted[u++] = pairs[i].id;
+    sp_h5_lock();
+    sp_status st = sp_h5_read_rows_sorted(ds->dx, ds->x_mem_type, ds->sorted, u, ds->raw, ds->path,
+                                          ds->x_name);
+    sp_h5_unlock();
+    SP_CHECK(st);
+    /* Scatter: unique row k goes to every caller position holding its id. */
+    const size_t ss = in->sample_size, rb = in->x_row_bytes;
+    int64_t k = -1;
+    for (int64_t i = 0; i < n; ++i) {
+        float *dst = x + (size_t)pairs[i].idx * ss;
+        if (i > 0 && pairs[i].id == pairs[i - 1].id) {
+            memcpy(dst, x + (size_t)pairs[i - 1].idx * ss, ss * sizeof(float));
+            continue;
+        }
+        ++k;
+        int64_t bad = convert_row_(ds, (const char *)ds->raw + (size_t)k * rb, dst);
+        if (bad >= 0) return nonfinite_(ds, pairs[i].id, bad, dst[bad]);
+    }
+    return SP_OK;
+}
+
+void sp_dataset_describe(const sp_dataset *ds, char *buf, size_t cap) {
+    const sp_dataset_info *in = &ds->info;
+    char shape[160];
+    shape_str_(shape, sizeof shape, in->sample_shape, in->sample_rank);
+    if (in->regression)
+        snprintf(buf, cap, "%s: N=%lld, %s %s %s scale=%g offset=%g, %s %s %lld targets", in->path,
+                 (long long)in->n, in->x_name, sp_x_dtype_name(in->x_dtype), shape, in->scale,
+                 in->offset, in->y_name, in->y_dtype, (long long)in->targets);
+    else
+        snprintf(buf, cap, "%s: N=%lld, %s %s %s scale=%g offset=%g, %s %s %lld classes", in->path,
+                 (long long)in->n, in->x_name, sp_x_dtype_name(in->x_dtype), shape, in->scale,
+                 in->offset, in->y_name, in->y_dtype, (long long)in->classes);
+}
+
+sp_status sp_dataset_summarize(sp_dataset *ds, sp_dataset_summary *out) {
+    memset(out, 0, sizeof *out);
+    const sp_dataset_info *in = &ds->info;
+    const size_t ss = in->sample_size, rb = in->x_row_bytes;
+    int64_t block = (int64_t)((8u << 20) / rb);
+    if (block < 1) block = 1;
+    if (block > in->n) block = in->n;
+    SP_CHECK(reserve_(ds, block));
+    float *row = malloc(ss * sizeof(float));
+    if (!row) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", ds->path);
+    double mn = INFINITY, mx = -INFINITY, sum = 0;
+    sp_status st = SP_OK;
+    for (int64_t f = 0; f < in->n && st == SP_OK; f += block) {
+        int64_t cnt = in->n - f < block ? in->n - f : block;
+        sp_h5_lock();
+        st = read_range_(ds->dx, ds->x_mem_type, f, cnt, ds->raw, ds->path, ds->x_name);
+        sp_h5_unlock();
+        for (int64_t i = 0; i < cnt && st == SP_OK; ++i) {
+            int64_t bad = convert_row_(ds, (const char *)ds->raw + (size_t)i * rb, row);
+            if (bad >= 0) {
+                st = nonfinite_(ds, f + i, bad, row[bad]);
+                break;
+            }
+            double rs = 0;
+            for (size_t j = 0; j < ss; ++j) {
+                rs += row[j];
+                if (row[j] < mn) mn = row[j];
+                if (row[j] > mx) mx = row[j];
+            }
+            sum += rs;
+        }
+    }
+    free(row);
+    if (st != SP_OK) return st;
+    out->x_min = mn;
+    out->x_max = mx;
+    out->x_mean = sum / ((double)in->n * (double)ss);
+    if (in->regression) {
+        double ymn = INFINITY, ymx = -INFINITY, ys = 0;
+        size_t nt = (size_t)in->n * (size_t)in->targets;
+        for (size_t i = 0; i < nt; ++i) {
+            double v = ds->targets[i];
+            ys += v;
+            if (v < ymn) ymn = v;
+            if (v > ymx) ymx = v;
+        }
+        out->y_min = ymn;
+        out->y_max = ymx;
+        out->y_mean = ys / (double)nt;
+    } else {
+        out->class_counts = calloc((size_t)in->classes, sizeof(int64_t));
+        if (!out->class_counts) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", ds->path);
+        for (int64_t i = 0; i < in->n; ++i) out->class_counts[ds->labels[i]]++;
+    }
+    return SP_OK;
+}
+
+void sp_dataset_summary_free(sp_dataset_summary *s) {
+    free(s->class_counts);
+    s->class_counts = NULL;
+}

@@ -1,0 +1,35 @@
+/* Internal to src/data: the dataset's HDF5 handles, for the tools (split, summarize) that need
+ * raw access. Callers hold sp_h5_lock() around every use of the hid_t fields. */
+#ifndef SP_DATA_DATASET_IMPL_H
+#define SP_DATA_DATASET_IMPL_H
+
+#include <hdf5.h>
+
+#include "data/data.h"
+
+struct sp_dataset {
+    sp_dataset_info info;
+    char *path, *x_name, *y_name;
+    hid_t file, dx, dy;
+    hid_t x_mem_type; /* native type X is read as (uint8, float, double) */
+    int x_rank;       /* 1 + sample_rank */
+    hsize_t x_dims[5];
+    int y_rank;
+    hsize_t y_dims[2];
+    int32_t *labels; /* (n) classification labels, read at open */
+    float *targets;  /* (n, T) regression targets, read at open */
+    /* scratch, reused across reads */
+    int64_t *sorted; /* (cap) sorted unique ids */
+    void *pairs;     /* (cap) (id, caller index) pairs, sorted by id */
+    void *raw;       /* (cap, x_row_bytes) */
+    size_t cap;
+};
+
+/*
+ * Read rows `sorted[0..n)` (strictly increasing) of dataset `dset` (dims[0] rows of
+ * row_elems elements) into `buf` as `mem_type`, with one H5Dread over the union of the runs.
+ */
+sp_status sp_h5_read_rows_sorted(hid_t dset, hid_t mem_type, const int64_t *sorted, int64_t n,
+                                 void *buf, const char *path, const char *name);
+
+#endif

@@ -1,0 +1,35 @@
+/* The global sample order and the per-rank split of each global batch: pure functions of their
+ * arguments, so every rank computes the same thing without communicating. */
+#include "data/data.h"
+#include "util/rng.h"
+
+void sp_epoch_order(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch, bool shuffle) {
+    for (int64_t i = 0; i < n; ++i) perm[i] = i;
+    if (!shuffle) return;
+    const uint64_t stream = (uint64_t)SP_STREAM_ORDER + ((uint64_t)epoch << 8);
+    /* Fisher-Yates from the back: position i swaps with a uniform j in [0, i]; the draw for
+     * position i is keyed by i alone. */
+    for (int64_t i = n - 1; i > 0; --i) {
+        int64_t j = (int64_t)sp_rng_below(seed, stream, (uint64_t)i, (uint64_t)i + 1);
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+int64_t sp_batches_per_epoch(int64_t n, int64_t batch) {
+    if (n <= 0 || batch <= 0) return 0;
+    return (n + batch - 1) / batch;
+}
+
+void sp_rank_slice(int64_t n, int64_t batch, int64_t b, int rank, int nranks, int64_t *pos,
+                   int64_t *count, int64_t *global_count) {
+    int64_t first = b * batch;
+    int64_t g = n - first < batch ? n - first : batch;
+    if (g < 0 || b < 0) g = 0;
+    const int64_t p = nranks, r = rank;
+    const int64_t base = g / p, rem = g % p;
+    *global_count = g;
+    *count = base + (r < rem ? 1 : 0);
+    *pos = first + r * base + (r < rem ? r : rem);
+}

@@ -1,0 +1,53 @@
+/*
+ * Tools that write data files (the `import`, `synth`, `split` commands) and describe them
+ * (`inspect`). Every writer goes through a temporary file renamed into place at the end, so a
+ * failure leaves no partial output. Output datasets are chunked along N and gzip-compressed.
+ */
+#ifndef SP_DATA_TOOLS_H
+#define SP_DATA_TOOLS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "data/synth.h"
+#include "shardprop/status.h"
+
+/*
+ * IDX (MNIST format) images + labels -> X uint8 (N, 1, rows, cols) with scale = 1/255, offset = 0
+ * and y uint8 (N,) with classes = max label + 1. Either file may be gzipped or plain. The magic
+ * numbers (0x00000803 images, 0x00000801 labels, unsigned byte), the dimensions, the counts and
+ * the file lengths are validated. *n_out (may be NULL) receives N.
+ */
+sp_status sp_import_idx(const char *images, const char *labels, const char *out, int64_t *n_out);
+
+/*
+ * CSV of numbers -> X float32 (N, F) and y: int32 (N,) labels with `classes` (non-negative
+ * integers), or float32 (N, 1) with `regression`. A first line with a non-numeric field is a
+ * header. `label_column` is a header name or a 0-based column index. Blank lines are skipped;
+ * every other malformed line is an error naming the line number.
+ */
+sp_status sp_import_csv(const char *in, const char *label_column, bool regression, const char *out,
+                        int64_t *n_out, int64_t *features_out);
+
+/* A synthetic set (data/synth.h) -> X float32 (N, F), y int32 (N,) with `classes` or float32
+ * (N, T). */
+sp_status sp_synth_write(const char *out, sp_synth_kind kind, int64_t n, int features, int classes,
+                         int outputs, uint64_t seed);
+
+/*
+ * Random split of a data file into train and validation files: round(val_fraction * N) samples
+ * (at least 1 and at most N-1) go to the validation file, chosen by a Fisher-Yates permutation
+ * keyed by (seed, SP_STREAM_SPLIT); with `stratify` (classification only) each class is split on
+ * its own. Both outputs keep the original order of their samples, the dtypes, shapes and every
+ * attribute of X and y; the dataset names are kept too. Other objects in the file are not copied.
+ */
+sp_status sp_data_split(const char *in, const char *x_name, const char *y_name, double val_fraction,
+                        uint64_t seed, bool stratify, const char *out_train, const char *out_val,
+                        int64_t *n_train, int64_t *n_val);
+
+/* Print every group and dataset of an HDF5 file (shape, dtype, chunking, filters, attributes)
+ * to `f`. *has_model_group tells whether a top-level group "model" exists (a checkpoint). */
+sp_status sp_h5_describe_file(const char *path, FILE *f, bool *has_model_group);
+
+#endif
