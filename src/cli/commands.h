@@ -10,6 +10,10 @@ typedef struct sp_command {
     const char *summary;
 } sp_command;
 
+/* Training (src/cli/cmd_train.c, cmd_demo.c). */
+int sp_cmd_train(int argc, char **argv);
+int sp_cmd_demo(int argc, char **argv);
+
 /* The data tools (src/cli/cmd_<name>.c). */
 int sp_cmd_import(int argc, char **argv);
 int sp_cmd_synth(int argc, char **argv);

@@ -12,6 +12,8 @@ static int cmd_version(int argc, char **argv) {
 }
 
 static const sp_command sp_commands[] = {
+    {"train", sp_cmd_train, "train a model, data-parallel over MPI ranks"},
+    {"demo", sp_cmd_demo, "train a classifier on in-memory two spirals (needs no data)"},
     {"version", cmd_version, "print the version"},
     {"import", sp_cmd_import, "convert IDX (MNIST) or CSV files into a data file"},
     {"synth", sp_cmd_synth, "write a synthetic data set (blobs, spirals, regression)"},

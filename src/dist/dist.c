@@ -1,0 +1,380 @@
+#define _GNU_SOURCE /* sched_getaffinity */
+#include "dist/dist.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/status.h"
+
+struct sp_comm {
+    MPI_Comm comm;
+    int rank, size;
+    bool we_initialized;
+};
+
+static sp_status mpi_fail_(int err, const char *what) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(err, msg, &len);
+    return SP_FAIL(SP_ERR_MPI, "MPI: %s failed: %s", what, msg);
+}
+#define MPI_CHECK(call, what)                                                                      \
+    do {                                                                                           \
+        int e_ = (call);                                                                           \
+        if (e_ != MPI_SUCCESS) return mpi_fail_(e_, what);                                         \
+    } while (0)
+
+sp_status sp_comm_init(sp_comm **out, int *argc, char ***argv) {
+    *out = NULL;
+    sp_comm *c = calloc(1, sizeof *c);
+    if (!c) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        int provided = 0;
+        /* FUNNELED: only the main thread calls MPI; OpenMP threads and the data reader never do */
+        if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+            free(c);
+            return SP_FAIL(SP_ERR_MPI, "MPI_Init_thread failed");
+        }
+        c->we_initialized = true;
+        if (provided < MPI_THREAD_FUNNELED) {
+            free(c);
+            return SP_FAIL(SP_ERR_MPI,
+                           "the MPI library provides thread level %d, shardprop needs "
+                           "MPI_THREAD_FUNNELED",
+                           provided);
+        }
+    }
+    c->comm = MPI_COMM_WORLD;
+    /* errors come back as codes, so a failing call becomes a status we can agree on */
+    MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(c->comm, &c->rank);
+    MPI_Comm_size(c->comm, &c->size);
+    *out = c;
+    return SP_OK;
+}
+
+void sp_comm_finalize(sp_comm *c) {
+    if (!c) return;
+    if (c->we_initialized) MPI_Finalize();
+    free(c);
+}
+
+_Noreturn void sp_comm_abort(sp_comm *c, int code) {
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(c ? c->comm : MPI_COMM_WORLD, code);
+    _Exit(code); /* MPI_Abort does not return; keep the compiler and the reader sure of it */
+}
+
+int sp_comm_rank(const sp_comm *c) {
+    return c->rank;
+}
+int sp_comm_size(const sp_comm *c) {
+    return c->size;
+}
+double sp_comm_wtime(void) {
+    return MPI_Wtime();
+}
+
+sp_status sp_comm_agree(sp_comm *c, sp_status local, uint32_t *flags) {
+    /* one MAX reduction: word 0 = INT_MAX - (lowest failing rank), 0 when no rank failed;
+     * words 1..SP_AGREE_FLAGS = each flag bit, so MAX is an OR */
+    enum { SP_AGREE_FLAGS = 16 };
+    int v[1 + SP_AGREE_FLAGS];
+    v[0] = local != SP_OK ? INT_MAX - c->rank : 0;
+    for (int i = 0; i < SP_AGREE_FLAGS; ++i) v[1 + i] = flags ? (int)((*flags >> i) & 1u) : 0;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 1 + SP_AGREE_FLAGS, MPI_INT, MPI_MAX, c->comm),
+              "agreement");
+    if (flags) {
+        *flags = 0;
+        for (int i = 0; i < SP_AGREE_FLAGS; ++i) *flags |= (uint32_t)v[1 + i] << i;
+    }
+    if (v[0] == 0) return SP_OK;
+    const int failed = INT_MAX - v[0];
+    /* the failing rank's status and message travel to everyone */
+    struct {
+        int status;
+        char msg[1000];
+    } rec;
+    memset(&rec, 0, sizeof rec);
+    if (c->rank == failed) {
+        rec.status = (int)local;
+        snprintf(rec.msg, sizeof rec.msg, "%s", sp_last_error());
+    }
+    MPI_CHECK(MPI_Bcast(&rec, (int)sizeof rec, MPI_BYTE, failed, c->comm), "agreement (message)");
+    if (c->size > 1)
+        return sp_error_set((sp_status)rec.status, "dist", "rank %d: %s", failed, rec.msg);
+    return sp_error_set((sp_status)rec.status, "dist", "%s", rec.msg);
+}
+
+/* MPI counts are int: move large buffers in chunks */
+#define SP_MPI_CHUNK ((size_t)1 << 30)
+
+sp_status sp_comm_bcast_bytes(sp_comm *c, void *buf, size_t n, int root) {
+    for (size_t o = 0; o < n; o += SP_MPI_CHUNK) {
+        size_t len = n - o < SP_MPI_CHUNK ? n - o : SP_MPI_CHUNK;
+        MPI_CHECK(MPI_Bcast((char *)buf + o, (int)len, MPI_BYTE, root, c->comm), "broadcast");
+    }
+    return SP_OK;
+}
+
+sp_status sp_comm_bcast_floats(sp_comm *c, float *buf, size_t n, int root) {
+    return sp_comm_bcast_bytes(c, buf, n * sizeof(float), root);
+}
+
+sp_status sp_comm_sum_doubles(sp_comm *c, double *buf, int n) {
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, c->comm), "allreduce");
+    return SP_OK;
+}
+
+sp_status sp_comm_all_equal_u64(sp_comm *c, uint64_t v, bool *equal) {
+    uint64_t in[2] = {v, ~v}, out[2];
+    MPI_CHECK(MPI_Allreduce(in, out, 2, MPI_UINT64_T, MPI_MAX, c->comm), "checksum comparison");
+    /* max(v) == v_min  <=>  max(v) == ~max(~v) */
+    *equal = out[0] == ~out[1];
+    return SP_OK;
+}
+
+sp_status sp_comm_gather_bytes(sp_comm *c, const void *send, size_t n, void *recv, int root) {
+    MPI_CHECK(MPI_Gather(send, (int)n, MPI_BYTE, recv, (int)n, MPI_BYTE, root, c->comm), "gather");
+    return SP_OK;
+}
+
+uint64_t sp_checksum_floats(const float *x, size_t n) {
+    const unsigned char *p = (const unsigned char *)x;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n * sizeof(float); ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* ------------------------------------------------------------------ the gradient reducer */
+
+typedef struct bucket {
+    size_t begin, len;
+    MPI_Request req;
+    bool started, done;
+} bucket;
+
+struct sp_reducer {
+    sp_comm *c;
+    float *slab;
+    size_t n;
+    bool blocking;
+    int nb;
+    bucket *b;
+    int next; /* buckets are started in order 0, 1, ... (end of the slab first) */
+    int in_flight;
+    double t_first_start, t_all_done;
+    sp_reducer_stats st;
+};
+
+sp_status sp_reducer_create(sp_reducer **out, sp_comm *c, float *slab, size_t n,
+                            size_t bucket_bytes) {
+    *out = NULL;
+    sp_reducer *r = calloc(1, sizeof *r);
+    if (!r) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    r->c = c, r->slab = slab, r->n = n;
+    r->blocking = bucket_bytes == 0;
+    size_t per = bucket_bytes / sizeof(float);
+    if (per == 0 || per > n) per = n ? n : 1;
+    if (per > (size_t)INT_MAX) per = (size_t)INT_MAX; /* one MPI call per bucket */
+    r->nb = n ? (int)((n + per - 1) / per) : 0;
+    r->b = calloc((size_t)(r->nb ? r->nb : 1), sizeof *r->b);
+    if (!r->b) {
+        free(r);
+        return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    }
+    /* bucket 0 is the tail of the slab: the gradients backward completes first */
+    size_t end = n;
+    for (int i = 0; i < r->nb; ++i) {
+        size_t len = end < per ? end : per;
+        r->b[i].begin = end - len;
+        r->b[i].len = len;
+        end -= len;
+    }
+    *out = r;
+    return SP_OK;
+}
+
+void sp_reducer_free(sp_reducer *r) {
+    if (!r) return;
+    free(r->b);
+    free(r);
+}
+
+int sp_reducer_num_buckets(const sp_reducer *r) {
+    return r->nb;
+}
+
+void sp_reducer_bucket(const sp_reducer *r, int i, size_t *begin, size_t *len) {
+    *begin = r->b[i].begin;
+    *len = r->b[i].len;
+}
+
+void sp_reducer_begin(sp_reducer *r) {
+    r->next = 0;
+    r->in_flight = 0;
+    r->t_first_start = r->t_all_done = 0;
+    for (int i = 0; i < r->nb; ++i) r->b[i].started = r->b[i].done = false;
+}
+
+static void start_bucket_(sp_reducer *r, int i) {
+    bucket *b = &r->b[i];
+    if (r->next == 0 || r->t_first_start == 0) r->t_first_start = MPI_Wtime();
+    MPI_Iallreduce(MPI_IN_PLACE, r->slab + b->begin, (int)b->len, MPI_FLOAT, MPI_SUM, r->c->comm,
+                   &b->req);
+    b->started = true;
+    r->in_flight++;
+}
+
+/* Let MPI move the requests in flight along; note when the last one completes. */
+static void progress_(sp_reducer *r) {
+    for (int i = 0; i < r->next; ++i) {
+        bucket *b = &r->b[i];
+        if (b->done) continue;
+        int flag = 0;
+        MPI_Test(&b->req, &flag, MPI_STATUS_IGNORE);
+        if (flag) {
+            b->done = true;
+            if (--r->in_flight == 0 && r->next == r->nb) r->t_all_done = MPI_Wtime();
+        }
+    }
+}
+
+void sp_reducer_ready(sp_reducer *r, size_t begin) {
+    if (r->blocking || r->c->size == 1) return;
+    while (r->next < r->nb && r->b[r->next].begin >= begin) start_bucket_(r, r->next++);
+    progress_(r);
+}
+
+sp_status sp_reducer_finish(sp_reducer *r) {
+    const double t0 = MPI_Wtime();
+    r->st.steps++;
+    r->st.bytes += r->n * sizeof(float);
+    if (r->c->size == 1 || r->n == 0) return SP_OK;
+    if (r->blocking) {
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, r->slab, (int)r->n, MPI_FLOAT, MPI_SUM, r->c->comm),
+                  "gradient allreduce");
+        const double dt = MPI_Wtime() - t0;
+        r->st.comm_s += dt;
+        r->st.exposed_s += dt;
+        return SP_OK;
+    }
+    while (r->next < r->nb) start_bucket_(r, r->next++);
+    for (int i = 0; i < r->nb; ++i) {
+        bucket *b = &r->b[i];
+        if (b->done) continue;
+        int err = MPI_Wait(&b->req, MPI_STATUS_IGNORE);
+        if (err != MPI_SUCCESS) return mpi_fail_(err, "gradient allreduce");
+        b->done = true;
+    }
+    const double t1 = MPI_Wtime();
+    if (r->t_all_done == 0) r->t_all_done = t1;
+    r->st.exposed_s += t1 - t0;
+    r->st.comm_s += r->t_all_done - r->t_first_start;
+    return SP_OK;
+}
+
+void sp_reducer_get_stats(const sp_reducer *r, sp_reducer_stats *s) {
+    *s = r->st;
+}
+
+void sp_reducer_reset_stats(sp_reducer *r) {
+    memset(&r->st, 0, sizeof r->st);
+}
+
+/* ------------------------------------------------------------------ layout report */
+
+#define SP_MAX_CPUS 1024
+
+typedef struct rank_rec {
+    char host[MPI_MAX_PROCESSOR_NAME];
+    int cpus_online;
+    int threads;
+    unsigned char mask[SP_MAX_CPUS / 8];
+    int nmask;
+} rank_rec;
+
+sp_status sp_comm_layout_report(sp_comm *c, int threads, char *buf, size_t cap, int *warnings) {
+    rank_rec me;
+    memset(&me, 0, sizeof me);
+    int len = 0;
+    char name[MPI_MAX_PROCESSOR_NAME];
+    MPI_Get_processor_name(name, &len);
+    snprintf(me.host, sizeof me.host, "%s", name);
+    me.cpus_online = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    me.threads = threads;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        for (int i = 0; i < SP_MAX_CPUS && i < CPU_SETSIZE; ++i)
+            if (CPU_ISSET(i, &set)) me.mask[i / 8] |= (unsigned char)(1u << (i % 8)), me.nmask++;
+    rank_rec *all = NULL;
+    if (c->rank == 0) {
+        all = calloc((size_t)c->size, sizeof *all);
+        if (!all) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    }
+    sp_status st = sp_comm_gather_bytes(c, &me, sizeof me, all, 0);
+    *warnings = 0;
+    if (st != SP_OK || c->rank != 0) {
+        free(all);
+        return st;
+    }
+    size_t used = 0;
+    buf[0] = '\0';
+#define OUT(...)                                                                                   \
+    do {                                                                                           \
+        if (used < cap) used += (size_t)snprintf(buf + used, cap - used, __VA_ARGS__);             \
+    } while (0)
+    OUT("layout: %d rank%s x %d thread%s\n", c->size, c->size == 1 ? "" : "s", threads,
+        threads == 1 ? "" : "s");
+    bool *seen = calloc((size_t)c->size, sizeof *seen);
+    for (int r = 0; r < c->size && seen; ++r) {
+        if (seen[r]) continue;
+        int nranks = 0, nthreads = 0, overlap = 0;
+        unsigned char uni[SP_MAX_CPUS / 8] = {0};
+        for (int q = r; q < c->size; ++q) {
+            if (strcmp(all[q].host, all[r].host)) continue;
+            seen[q] = true;
+            nranks++;
+            nthreads += all[q].threads;
+            for (int k = 0; k < SP_MAX_CPUS / 8; ++k) {
+                /* a rank running several threads on cores another rank also uses */
+                if (uni[k] & all[q].mask[k]) overlap = 1;
+                uni[k] |= all[q].mask[k];
+            }
+        }
+        OUT("  host %s: %d rank%s, %d threads, %d cores online\n", all[r].host, nranks,
+            nranks == 1 ? "" : "s", nthreads, all[r].cpus_online);
+        if (nthreads > all[r].cpus_online) {
+            OUT("  warning: host %s runs %d threads on %d cores (oversubscribed: expect a large "
+                "slowdown; lower --threads or the ranks per host)\n",
+                all[r].host, nthreads, all[r].cpus_online);
+            ++*warnings;
+        } else if (overlap && nranks > 1) {
+            OUT("  warning: ranks on host %s are bound to overlapping cores; bind each rank to "
+                "its own cores (mpirun --map-by slot:PE=T --bind-to core, or srun "
+                "--cpus-per-task=T --cpu-bind=cores)\n",
+                all[r].host);
+            ++*warnings;
+        }
+        for (int q = r; q < c->size; ++q)
+            if (!strcmp(all[q].host, all[r].host) && all[q].threads > all[q].nmask &&
+                all[q].nmask > 0) {
+                OUT("  warning: rank %d runs %d threads but is bound to %d core%s\n", q,
+                    all[q].threads, all[q].nmask, all[q].nmask == 1 ? "" : "s");
+                ++*warnings;
+            }
+    }
+#undef OUT
+    free(seen);
+    free(all);
+    return SP_OK;
+}

@@ -1,0 +1,296 @@
+#include "train/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/args.h"
+#include "util/status.h"
+
+struct sp_train_args {
+    char **strings; /* the file's "--key=value" words */
+    int n;
+    char **argv; /* merged argv: file words, then the command line */
+};
+
+static const char *train_description =
+    "Train a model on an HDF5 data file, data-parallel over the MPI ranks: each rank "
+    "backpropagates its slice of every global batch with OpenMP threads, the gradients are "
+    "summed over ranks in buckets overlapped with backward, and every rank makes the same "
+    "update. Runs as one process, under mpirun -n P, or under srun. Options may also come from "
+    "--config FILE (key = value lines, names without the dashes; flags override the file).";
+
+/* The table: one place for names, defaults (set in config_defaults_), help and ranges. */
+#define N_SPECS 52
+static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
+    int n = 0;
+#define STR(name, field, meta, help)                                                               \
+    s[n++] = (sp_arg_spec){name, SP_ARG_STRING, &c->field, meta, help, .required = false}
+#define INT(name, field, lo, hi, meta, help)                                                       \
+    s[n++] = (sp_arg_spec) {                                                                       \
+        name, SP_ARG_INT, &c->field, meta, help, .imin = lo, .imax = hi                            \
+    }
+#define DBL(name, field, lo, hi, meta, help)                                                       \
+    s[n++] = (sp_arg_spec) {                                                                       \
+        name, SP_ARG_DOUBLE, &c->field, meta, help, .dmin = lo, .dmax = hi                         \
+    }
+#define FLAG(name, field, help)                                                                    \
+    s[n++] = (sp_arg_spec) {                                                                       \
+        name, SP_ARG_BOOL, &c->field, NULL, help, .required = false                                \
+    }
+    STR("config", config_file, "FILE", "read options from FILE (key = value lines)");
+    STR("data", data, "TRAIN.h5", "training data (required; datasets X and y, see README)");
+    STR("model", model, "SPEC", "model spec, e.g. flatten,dense:128,relu,dense:10 (required)");
+    STR("val", val, "VAL.h5", "validation data, evaluated at the end of every epoch");
+    STR("loss", loss, "xent|mse", "loss (default: xent for integer labels, mse for float y)");
+    STR("x", x_name, "NAME", "path of the inputs in the data files (default X)");
+    STR("y", y_name, "NAME", "path of the labels/targets in the data files (default y)");
+    INT("epochs", epochs, 0, INT64_MAX, "N", "epochs (default 10)");
+    INT("max-steps", max_steps, 0, INT64_MAX, "N",
+        "stop after N optimizer steps; 0 writes the initialized model and exits");
+    INT("batch", batch, 1, 1 << 24, "B", "global batch size, split over the ranks (default 64)");
+    STR("optimizer", optimizer, "sgd|adam|adamw", "optimizer (default sgd)");
+    DBL("lr", lr, 0, 1e6, "LR", "base learning rate (default 0.01)");
+    DBL("momentum", momentum, 0, 0.999999, "M", "SGD momentum (default 0.9)");
+    FLAG("nesterov", nesterov, "Nesterov momentum (SGD)");
+    DBL("weight-decay", weight_decay, 0, 1e6, "WD",
+        "weight decay: L2 on the gradient (sgd, adam), decoupled (adamw) (default 0)");
+    DBL("beta1", beta1, 0, 0.999999, "B1", "Adam beta1 (default 0.9)");
+    DBL("beta2", beta2, 0, 0.999999999, "B2", "Adam beta2 (default 0.999)");
+    DBL("eps", eps, 1e-30, 1, "EPS", "Adam epsilon (default 1e-8)");
+    STR("schedule", schedule, "constant|step|cosine", "learning-rate schedule (default constant)");
+    INT("warmup-steps", warmup_steps, 0, INT64_MAX, "N", "linear warmup steps (default 0)");
+    DBL("lr-gamma", lr_gamma, 1e-12, 1, "G", "step schedule: factor (default 0.1)");
+    INT("lr-step-every", lr_step_every, 1, INT64_MAX, "N",
+        "step schedule: multiply the rate by --lr-gamma every N steps (default 1000)");
+    DBL("min-lr", min_lr, 0, 1e6, "LR", "cosine schedule: final rate (default 0)");
+    DBL("clip-norm", clip_norm, 0, 1e30, "C", "clip the global gradient norm to C (0: off)");
+    INT("seed", seed, 0, INT64_MAX, "S",
+        "seed of the initial weights, the sample order and dropout (default 1)");
+    FLAG("no-shuffle", no_shuffle, "keep the file's order in every epoch");
+    INT("threads", threads, 0, 4096, "T",
+        "OpenMP threads per rank (default: OMP_NUM_THREADS, else the cores given to the rank)");
+    STR("out", out, "MODEL.h5", "write the final model (a checkpoint file) here");
+    STR("metrics", metrics, "FILE.jsonl", "append JSON lines: step, epoch and summary events");
+    INT("log-every", log_every, 1, INT64_MAX, "N", "log and record metrics every N steps (50)");
+    INT("data-cache-mb", data_cache_mb, 0, INT64_MAX, "MB",
+        "keep rows read in memory when this rank's working set fits (default 1024)");
+    FLAG("no-prefetch", no_prefetch, "read each batch synchronously (no reader thread)");
+    DBL("bucket-mb", bucket_mb, 0, 1 << 20, "MB",
+        "gradient allreduce bucket size; 0: one blocking allreduce after backward (default 4)");
+    INT("check-every", check_every, 0, INT64_MAX, "N",
+        "compare a checksum of the parameters across ranks every N steps and at the end "
+        "(default 1000; 0: only at the end)");
+    FLAG("quiet", quiet, "print only errors and the final summary");
+    FLAG("dry-run", dry_run, "set up, print the plan (model, buckets, layout) and exit");
+    FLAG("json", json, "with --dry-run: print the plan as JSON");
+    STR("checkpoint-dir", checkpoint_dir, "DIR", "write checkpoints DIR/step_<8 digits>.h5");
+    INT("checkpoint-every", checkpoint_every, 0, INT64_MAX, "N", "checkpoint every N steps");
+    DBL("checkpoint-every-minutes", checkpoint_every_minutes, 0, 1e9, "M",
+        "checkpoint every M minutes of wall time");
+    INT("keep", keep, 0, INT64_MAX, "K", "keep the K newest checkpoints (default 3; 0: all)");
+    STR("checkpoint-errors", checkpoint_errors, "fail|warn",
+        "on a failed checkpoint write: stop with an error (fail, default) or warn and go on");
+    STR("resume", resume, "auto|FILE",
+        "resume from FILE, or with auto from DIR/latest when present (else start fresh)");
+    STR("init-from", init_from, "FILE", "start a new run from a checkpoint's parameters");
+    DBL("max-time", max_time, 0, 1e9, "MIN",
+        "checkpoint and stop cleanly after MIN minutes (default: from SLURM_JOB_END_TIME)");
+    DBL("collective-timeout", collective_timeout, 0, 1e9, "S",
+        "abort the job when a rank waits in a collective longer than S seconds (600; 0: off)");
+#undef STR
+#undef INT
+#undef DBL
+#undef FLAG
+    return n;
+}
+
+static void config_defaults_(sp_train_config *c) {
+    memset(c, 0, sizeof *c);
+    c->loss = "auto";
+    c->epochs = 10;
+    c->max_steps = -1;
+    c->batch = 64;
+    c->optimizer = "sgd";
+    c->schedule = "constant";
+    c->lr = 0.01, c->momentum = 0.9, c->beta1 = 0.9, c->beta2 = 0.999, c->eps = 1e-8;
+    c->lr_gamma = 0.1, c->lr_step_every = 1000;
+    c->seed = 1;
+    c->log_every = 50;
+    c->check_every = 1000;
+    c->data_cache_mb = 1024;
+    c->bucket_mb = 4;
+    c->keep = 3;
+    c->checkpoint_errors = "fail";
+    c->collective_timeout = 600;
+}
+
+void sp_train_print_help(FILE *f) {
+    sp_train_config c;
+    config_defaults_(&c);
+    sp_arg_spec specs[N_SPECS];
+    sp_args a = {.command = "shardprop train", .description = train_description, .specs = specs};
+    a.nspecs = make_specs_(&c, specs);
+    sp_args_print_help(&a, f);
+}
+
+void sp_train_args_free(sp_train_args *a) {
+    if (!a) return;
+    for (int i = 0; i < a->n; ++i) free(a->strings[i]);
+    free(a->strings);
+    free(a->argv);
+    free(a);
+}
+
+static char *trim_(char *s) {
+    while (isspace((unsigned char)*s)) ++s;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+    return s;
+}
+
+/* Read `key = value` lines into "--key=value" words, checking keys against the table. */
+static sp_status read_config_file_(const char *path, const sp_arg_spec *specs, int nspecs,
+                                   sp_train_args *a) {
+    FILE *f = fopen(path, "r");
+    if (!f) return SP_FAIL(SP_ERR_ARG, "%s: cannot read config file: %s", path, strerror(errno));
+    char line[4096];
+    int lineno = 0;
+    sp_status st = SP_OK;
+    while (st == SP_OK && fgets(line, sizeof line, f)) {
+        ++lineno;
+        if (!strchr(line, '\n') && !feof(f)) {
+            st = SP_FAIL(SP_ERR_ARG, "%s:%d: line too long", path, lineno);
+            break;
+        }
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char *s = trim_(line);
+        if (!*s) continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            st = SP_FAIL(SP_ERR_ARG, "%s:%d: expected 'key = value', got '%s'", path, lineno, s);
+            break;
+        }
+        *eq = '\0';
+        char *key = trim_(s), *val = trim_(eq + 1);
+        for (char *p = key; *p; ++p)
+            if (*p == '_') *p = '-';
+        int k;
+        for (k = 0; k < nspecs; ++k)
+            if (!strcmp(specs[k].name, key)) break;
+        if (k == nspecs || !strcmp(key, "config")) {
+            st = SP_FAIL(SP_ERR_ARG, "%s:%d: unknown key '%s' (see shardprop help train)", path,
+                         lineno, key);
+            break;
+        }
+        size_t len = strlen(key) + strlen(val) + 4;
+        char *word = malloc(len),
+             **grown = realloc(a->strings, sizeof(char *) * (size_t)(a->n + 1));
+        if (!word || !grown) {
+            free(word);
+            if (grown) a->strings = grown;
+            st = SP_FAIL(SP_ERR_NOMEM, "out of memory");
+            break;
+        }
+        a->strings = grown;
+        snprintf(word, len, "--%s=%s", key, val);
+        a->strings[a->n++] = word;
+    }
+    fclose(f);
+    return st;
+}
+
+sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, bool *help,
+                                sp_train_args **owned) {
+    config_defaults_(cfg);
+    *help = false;
+    *owned = NULL;
+    sp_arg_spec specs[N_SPECS];
+    sp_args a = {.command = "shardprop train", .description = train_description, .specs = specs};
+    a.nspecs = make_specs_(cfg, specs);
+    sp_train_args *own = calloc(1, sizeof *own);
+    if (!own) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    *owned = own;
+    /* find --config first: the file comes before the command line, which overrides it */
+    const char *file = NULL;
+    for (int i = 1; i < argc; ++i) {
+        if (!strcmp(argv[i], "--")) break;
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            file = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            file = argv[i] + 9;
+    }
+    if (file) SP_CHECK(read_config_file_(file, specs, a.nspecs, own));
+    own->argv = calloc((size_t)(argc + own->n + 1), sizeof(char *));
+    if (!own->argv) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    int n = 0;
+    own->argv[n++] = argv[0];
+    for (int i = 0; i < own->n; ++i) own->argv[n++] = own->strings[i];
+    for (int i = 1; i < argc; ++i) own->argv[n++] = argv[i];
+    SP_CHECK(sp_args_parse(&a, n, own->argv));
+    *help = a.help;
+    return SP_OK;
+}
+
+sp_status sp_train_config_check(const sp_train_config *c) {
+    if (!c->data) return SP_FAIL(SP_ERR_ARG, "--data TRAIN.h5 is required");
+    if (!c->model) return SP_FAIL(SP_ERR_ARG, "--model SPEC is required");
+    if (strcmp(c->loss, "auto") && strcmp(c->loss, "xent") && strcmp(c->loss, "mse"))
+        return SP_FAIL(SP_ERR_ARG, "--loss must be xent or mse, got '%s'", c->loss);
+    if (strcmp(c->checkpoint_errors, "fail") && strcmp(c->checkpoint_errors, "warn"))
+        return SP_FAIL(SP_ERR_ARG, "--checkpoint-errors must be fail or warn, got '%s'",
+                       c->checkpoint_errors);
+    if ((c->checkpoint_every > 0 || c->checkpoint_every_minutes > 0) && !c->checkpoint_dir)
+        return SP_FAIL(SP_ERR_ARG, "--checkpoint-every needs --checkpoint-dir DIR");
+    if (c->resume && !strcmp(c->resume, "auto") && !c->checkpoint_dir)
+        return SP_FAIL(SP_ERR_ARG, "--resume auto needs --checkpoint-dir DIR");
+    if (c->resume && c->init_from)
+        return SP_FAIL(SP_ERR_ARG, "--resume and --init-from exclude each other");
+    if (c->json && !c->dry_run) return SP_FAIL(SP_ERR_ARG, "--json goes with --dry-run");
+    return SP_OK;
+}
+
+char *sp_train_config_format(const sp_train_config *cfg) {
+    sp_train_config c = *cfg;
+    sp_arg_spec specs[N_SPECS];
+    const int n = make_specs_(&c, specs);
+    size_t cap = 8192, used = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    out[0] = '\0';
+    for (int i = 0; i < n; ++i) {
+        const sp_arg_spec *s = &specs[i];
+        char val[1100];
+        switch (s->type) {
+        case SP_ARG_STRING: {
+            const char *v = *(const char **)s->dest;
+            if (!v || !strcmp(s->name, "config")) continue;
+            snprintf(val, sizeof val, "%s", v);
+            break;
+        }
+        case SP_ARG_INT:
+            if (*(int64_t *)s->dest < 0) continue; /* unset (max-steps) */
+            snprintf(val, sizeof val, "%lld", (long long)*(int64_t *)s->dest);
+            break;
+        case SP_ARG_DOUBLE:
+            snprintf(val, sizeof val, "%.17g", *(double *)s->dest);
+            break;
+        case SP_ARG_BOOL:
+            snprintf(val, sizeof val, "%s", *(bool *)s->dest ? "true" : "false");
+            break;
+        }
+        size_t need = strlen(s->name) + strlen(val) + 5;
+        if (used + need >= cap) {
+            char *grown = realloc(out, cap * 2 + need);
+            if (!grown) {
+                free(out);
+                return NULL;
+            }
+            out = grown, cap = cap * 2 + need;
+        }
+        used += (size_t)snprintf(out + used, cap - used, "%s = %s\n", s->name, val);
+    }
+    return out;
+}

@@ -1,0 +1,57 @@
+/*
+ * The configuration of `shardprop train`: every flag, its default and its meaning in one
+ * table, readable from the command line and from a `--config FILE` of `key = value` lines
+ * (the same names without dashes; `#` starts a comment; command-line flags override the file;
+ * unknown keys are errors naming the file and line).
+ */
+#ifndef SP_TRAIN_CONFIG_H
+#define SP_TRAIN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "shardprop/status.h"
+
+typedef struct sp_train_config {
+    /* data and model */
+    const char *data, *val, *model, *loss, *x_name, *y_name;
+    int64_t data_cache_mb;
+    bool no_shuffle, no_prefetch;
+    /* length */
+    int64_t epochs, max_steps, batch;
+    /* optimization */
+    const char *optimizer, *schedule;
+    double lr, momentum, weight_decay, beta1, beta2, eps, clip_norm, lr_gamma, min_lr;
+    bool nesterov;
+    int64_t warmup_steps, lr_step_every;
+    /* run */
+    int64_t seed, threads, log_every, check_every;
+    double bucket_mb;
+    const char *out, *metrics, *config_file;
+    bool quiet, dry_run, json;
+    /* checkpoints and resume */
+    const char *checkpoint_dir, *resume, *init_from, *checkpoint_errors;
+    int64_t checkpoint_every, keep;
+    double checkpoint_every_minutes, max_time, collective_timeout;
+} sp_train_config;
+
+/* Owns the strings read from a config file. */
+typedef struct sp_train_args sp_train_args;
+
+/* Parse argv (argv[0] = "train") into *cfg, reading --config first if given. *help is set for
+ * --help (the text is printed by sp_train_print_help). Errors: SP_ERR_ARG, one line. */
+sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, bool *help,
+                                sp_train_args **owned);
+void sp_train_args_free(sp_train_args *a);
+void sp_train_print_help(FILE *f);
+
+/* Cross-field checks (a loss name, an optimizer name, ranges that depend on each other). */
+sp_status sp_train_config_check(const sp_train_config *cfg);
+
+/* The resolved configuration as "key = value\n" lines, in the table's order (malloc'd). It is
+ * itself a valid --config file. */
+char *sp_train_config_format(const sp_train_config *cfg);
+
+#endif

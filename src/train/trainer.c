@@ -1,0 +1,552 @@
+#define _GNU_SOURCE /* sched_getaffinity */
+#include "train/trainer.h"
+
+#include <math.h>
+#include <omp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data/data.h"
+#include "layers/layers.h"
+#include "optim/clip.h"
+#include "optim/optim.h"
+#include "optim/schedule.h"
+#include "shardprop/model.h"
+#include "train/checkpoint.h"
+#include "util/json.h"
+#include "util/status.h"
+
+typedef struct trainer {
+    const sp_train_config *cfg;
+    sp_comm *comm;
+    int rank, size, threads;
+    sp_dataset *ds, *vds;
+    sp_loader *ld, *vld;
+    sp_model *m;
+    sp_optimizer *opt;
+    sp_schedule sched;
+    sp_reducer *red;
+    bool xent;
+    int outputs; /* classes (xent) or targets (mse) */
+    float *dz;   /* (local batch, outputs) error at the output */
+    double *rows;
+    FILE *metrics;
+    bool tty, talk; /* rank 0 prints; progress in place on a terminal */
+    int64_t step, total_steps, batches_per_epoch;
+    double t_start;
+    /* accumulators since the last log line and over the epoch */
+    double log_loss, log_n, log_correct, log_t0;
+    double ep_loss, ep_n, ep_correct, ep_t0, ep_compute;
+    double compute_s; /* forward + backward + update time of this rank */
+} trainer;
+
+static double now_(void) {
+    return sp_comm_wtime();
+}
+
+/* --threads, else OMP_NUM_THREADS, else the cores this rank may run on. */
+static int choose_threads_(const sp_train_config *cfg) {
+    if (cfg->threads > 0) return (int)cfg->threads;
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && atoi(env) > 0) return omp_get_max_threads();
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    return omp_get_max_threads();
+}
+
+/* The backward hook: gradients at offsets >= begin are final; their buckets may go. */
+static void on_grad_ready_(void *user, size_t begin) {
+    sp_reducer_ready((sp_reducer *)user, begin);
+}
+
+/* Forward + loss (+ backward and the overlapped allreduce when training) of one batch.
+ * Every rank calls this for every global batch, with count possibly 0. */
+static sp_status run_batch_(trainer *t, const sp_batch *b, bool training, double sums[3]) {
+    const int B = (int)b->count;
+    const double t0 = now_();
+    sp_step_ctx ctx = {.training = training,
+                       .seed = (uint64_t)t->cfg->seed,
+                       .step = t->step,
+                       .sample_ids = b->ids};
+    double loss_sum = 0;
+    int64_t correct = 0;
+    /* the mean over the global batch: every rank scales by the same global count */
+    const float scale = t->xent ? 1.0f / (float)b->global_count
+                                : 1.0f / ((float)b->global_count * (float)t->outputs);
+    float *dz = training ? t->dz : NULL;
+    if (B > 0) {
+        const float *z = sp_model_forward(t->m, b->x, B, &ctx);
+        if (t->xent)
+            sp_xent_loss(&loss_sum, &correct, dz, t->rows, z, b->labels, B, t->outputs, scale);
+        else
+            sp_mse_loss(&loss_sum, dz, t->rows, z, b->targets, B, t->outputs, scale);
+    }
+    if (training) {
+        sp_model_zero_grads(t->m);
+        sp_reducer_begin(t->red);
+        if (B > 0) sp_model_backward(t->m, dz, B, on_grad_ready_, t->red);
+        t->compute_s += now_() - t0;
+        SP_CHECK(sp_reducer_finish(t->red));
+    } else {
+        t->compute_s += now_() - t0;
+    }
+    sums[0] = loss_sum, sums[1] = (double)correct, sums[2] = (double)B;
+    return SP_OK;
+}
+
+/* Evaluate a whole data set, distributed: each rank its slices, sums exact over ranks. */
+static sp_status evaluate_(trainer *t, sp_loader *ld, double *loss, double *acc) {
+    sp_status st = sp_loader_start_epoch(ld, 0, 0);
+    double tot[3] = {0, 0, 0};
+    for (;;) {
+        sp_batch b;
+        bool done = false;
+        if (st == SP_OK) st = sp_loader_next(ld, &b, &done);
+        uint32_t flags = done ? 1u : 0u;
+        SP_CHECK(sp_comm_agree(t->comm, st, &flags));
+        if (flags & 1u) break; /* every rank has the same number of batches */
+        double s[3];
+        SP_CHECK(run_batch_(t, &b, false, s));
+        for (int i = 0; i < 3; ++i) tot[i] += s[i];
+    }
+    SP_CHECK(sp_comm_sum_doubles(t->comm, tot, 3));
+    *loss = tot[2] > 0 ? tot[0] / (tot[2] * (t->xent ? 1 : t->outputs)) : NAN;
+    *acc = t->xent && tot[2] > 0 ? tot[1] / tot[2] : NAN;
+    return SP_OK;
+}
+
+static void fmt_eta_(char *buf, size_t cap, double s) {
+    if (!isfinite(s) || s < 0) s = 0;
+    long v = (long)(s + 0.5);
+    if (v >= 3600)
+        snprintf(buf, cap, "%ld:%02ld:%02ld", v / 3600, v / 60 % 60, v % 60);
+    else
+        snprintf(buf, cap, "%ld:%02ld", v / 60, v % 60);
+}
+
+static void log_step_(trainer *t, int64_t epoch, bool force) {
+    const sp_train_config *c = t->cfg;
+    if (!force && t->step % c->log_every != 0) return;
+    if (t->log_n <= 0) return;
+    const double dt = now_() - t->log_t0;
+    const double loss = t->log_loss / (t->log_n * (t->xent ? 1 : t->outputs));
+    const double acc = t->log_correct / t->log_n;
+    const double sps = dt > 0 ? t->log_n / dt : 0;
+    const double lr = sp_schedule_lr(&t->sched, t->step > 0 ? t->step - 1 : 0);
+    if (t->talk && !t->tty && !c->quiet) {
+        printf("step %lld/%lld  epoch %lld  loss %.4f", (long long)t->step,
+               (long long)t->total_steps, (long long)epoch + 1, loss);
+        if (t->xent) printf("  accuracy %.4f", acc);
+        printf("  lr %.4g  %.0f samples/s\n", lr, sps);
+        fflush(stdout);
+    }
+    if (t->metrics) {
+        sp_json j;
+        sp_json_begin(&j, t->metrics);
+        sp_json_str(&j, "event", "step");
+        sp_json_int(&j, "step", t->step);
+        sp_json_int(&j, "epoch", epoch + 1);
+        sp_json_num(&j, "loss", loss);
+        if (t->xent)
+            sp_json_num(&j, "accuracy", acc);
+        else
+            sp_json_null(&j, "accuracy");
+        sp_json_num(&j, "lr", lr);
+        sp_json_num(&j, "samples_per_s", sps);
+        sp_json_end(&j);
+    }
+    t->log_loss = t->log_n = t->log_correct = 0;
+    t->log_t0 = now_();
+}
+
+static void progress_(trainer *t, int64_t epoch, int64_t batch_done) {
+    if (!t->talk || !t->tty || t->cfg->quiet) return;
+    const double dt = now_() - t->ep_t0;
+    const double sps = dt > 0 ? t->ep_n / dt : 0;
+    const double loss = t->ep_n > 0 ? t->ep_loss / (t->ep_n * (t->xent ? 1 : t->outputs)) : NAN;
+    const double per_step = t->step > 0 ? (now_() - t->t_start) / (double)t->step : 0;
+    char eta[32];
+    fmt_eta_(eta, sizeof eta, per_step * (double)(t->total_steps - t->step));
+    printf("\repoch %lld  %lld/%lld  loss %.4f", (long long)epoch + 1, (long long)batch_done,
+           (long long)t->batches_per_epoch, loss);
+    if (t->xent) printf("  acc %.4f", t->ep_n > 0 ? t->ep_correct / t->ep_n : 0.0);
+    printf("  %.0f samples/s  ETA %s   ", sps, eta);
+    fflush(stdout);
+}
+
+/* Compare the parameter checksums of all ranks; a mismatch is an error naming the step. */
+static sp_status check_params_(trainer *t) {
+    const uint64_t h = sp_checksum_floats(sp_model_params(t->m), sp_model_num_params(t->m));
+    bool equal = false;
+    SP_CHECK(sp_comm_all_equal_u64(t->comm, h, &equal));
+    if (!equal)
+        return SP_FAIL(SP_ERR_MPI,
+                       "parameters differ between ranks at step %lld (checksums disagree): the "
+                       "ranks no longer train the same model",
+                       (long long)t->step);
+    return SP_OK;
+}
+
+/* Rank 0 writes the model file; everyone agrees on the outcome. */
+static sp_status write_model_(trainer *t, const char *path, int64_t epoch, int64_t epoch_batch) {
+    sp_status st = SP_OK;
+    if (t->rank == 0) {
+        char *conf = sp_train_config_format(t->cfg);
+        sp_train_state ts = {.step = t->step,
+                             .epoch = epoch,
+                             .epoch_batch = epoch_batch,
+                             .seed = (uint64_t)t->cfg->seed,
+                             .config = conf ? conf : "",
+                             .world_size = t->size,
+                             .threads = t->threads};
+        st = sp_ckpt_write(path, t->m, t->opt, t->xent ? "xent" : "mse", &ts);
+        free(conf);
+    }
+    return sp_comm_agree(t->comm, st, NULL);
+}
+
+/* Everything that can fail locally before the first collective step; agreed by the caller. */
+static sp_status setup_local_(trainer *t) {
+    const sp_train_config *c = t->cfg;
+    SP_CHECK(sp_dataset_open(&t->ds, c->data, c->x_name, c->y_name));
+    const sp_dataset_info *di = sp_dataset_get_info(t->ds);
+    if (c->val) {
+        SP_CHECK(sp_dataset_open(&t->vds, c->val, c->x_name, c->y_name));
+        const sp_dataset_info *vi = sp_dataset_get_info(t->vds);
+        SP_CHECK(sp_dataset_check_input_shape(t->vds, di->sample_shape, di->sample_rank));
+        if (vi->regression != di->regression || (vi->regression && vi->targets != di->targets))
+            return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': its targets do not match %s's", c->val,
+                           vi->y_name, c->data);
+    }
+    /* the loss follows y: integer labels -> cross-entropy, float targets -> MSE */
+    t->xent = !strcmp(c->loss, "auto") ? !di->regression : !strcmp(c->loss, "xent");
+    if (t->xent && di->regression)
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': --loss xent needs integer labels, y is %s",
+                       c->data, di->y_name, di->y_dtype);
+    if (!t->xent && !di->regression)
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': --loss mse needs float targets (N, T), y holds integer "
+                       "labels",
+                       c->data, di->y_name);
+    t->outputs = (int)(t->xent ? di->classes : di->targets);
+    if (di->sample_rank != 1 && di->sample_rank != 3)
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': samples of rank %d; shardprop models take (N, F) or "
+                       "(N, C, H, W)",
+                       c->data, di->x_name, di->sample_rank);
+    const int64_t local_max = (c->batch + t->size - 1) / t->size;
+    SP_CHECK(sp_model_create(&t->m, c->model, di->sample_shape, di->sample_rank, (int)local_max));
+    if (sp_model_output_size(t->m) != (size_t)t->outputs)
+        return SP_FAIL(SP_ERR_SPEC,
+                       "model spec: the last layer gives %zu outputs but %s has %d %s; end the "
+                       "model with dense:%d",
+                       sp_model_output_size(t->m), c->data, t->outputs,
+                       t->xent ? "classes" : "targets", t->outputs);
+    t->dz = malloc(sizeof(float) * (size_t)local_max * (size_t)t->outputs);
+    t->rows = malloc(sizeof(double) * (size_t)local_max);
+    if (!t->dz || !t->rows) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+
+    sp_opt_kind kind;
+    SP_CHECK(sp_opt_kind_parse(c->optimizer, &kind));
+    sp_opt_config oc = sp_opt_config_defaults(kind);
+    oc.momentum = (float)c->momentum;
+    oc.nesterov = c->nesterov;
+    oc.weight_decay = (float)c->weight_decay;
+    oc.beta1 = (float)c->beta1, oc.beta2 = (float)c->beta2, oc.eps = (float)c->eps;
+    if (kind != SP_OPT_SGD) oc.momentum = 0, oc.nesterov = false;
+    SP_CHECK(sp_opt_config_check(&oc));
+    SP_CHECK(sp_optim_create(&t->opt, &oc, sp_model_num_params(t->m)));
+
+    t->batches_per_epoch = sp_batches_per_epoch(di->n, c->batch);
+    t->total_steps = t->batches_per_epoch * c->epochs;
+    if (c->max_steps >= 0 && c->max_steps < t->total_steps) t->total_steps = c->max_steps;
+    SP_CHECK(sp_sched_kind_parse(c->schedule, &t->sched.kind));
+    t->sched.base_lr = c->lr;
+    t->sched.warmup_steps = c->warmup_steps;
+    t->sched.step_every = c->lr_step_every;
+    t->sched.gamma = c->lr_gamma;
+    t->sched.total_steps = t->total_steps > c->warmup_steps ? t->total_steps : c->warmup_steps + 1;
+    t->sched.min_lr = c->min_lr;
+    SP_CHECK(sp_schedule_check(&t->sched));
+
+    sp_loader_config lc = {.batch = c->batch,
+                           .rank = t->rank,
+                           .nranks = t->size,
+                           .seed = (uint64_t)c->seed,
+                           .shuffle = !c->no_shuffle,
+                           .cache_mb = (size_t)c->data_cache_mb,
+                           .prefetch = !c->no_prefetch};
+    SP_CHECK(sp_loader_create(&t->ld, t->ds, &lc));
+    if (t->vds) {
+        lc.shuffle = false;
+        SP_CHECK(sp_loader_create(&t->vld, t->vds, &lc));
+    }
+    const size_t bucket_bytes = (size_t)(c->bucket_mb * 1024.0 * 1024.0);
+    SP_CHECK(sp_reducer_create(&t->red, t->comm, sp_model_grads(t->m), sp_model_num_params(t->m),
+                               bucket_bytes));
+    if (c->metrics && t->rank == 0) {
+        t->metrics = fopen(c->metrics, "a");
+        if (!t->metrics)
+            return SP_FAIL(SP_ERR_IO, "%s: cannot open the metrics file for appending", c->metrics);
+    }
+    return SP_OK;
+}
+
+static void print_plan_(trainer *t, bool json) {
+    sp_model *m = t->m;
+    const int nb = sp_reducer_num_buckets(t->red);
+    if (json) {
+        printf("{\"spec\": ");
+        sp_json_write_string(stdout, sp_model_spec(m));
+        printf(", \"params\": %zu, \"ranks\": %d, \"threads\": %d, \"batch\": %lld, "
+               "\"bucket_mb\": %g, \"layers\": [",
+               sp_model_num_params(m), t->size, t->threads, (long long)t->cfg->batch,
+               t->cfg->bucket_mb);
+        for (int i = 0; i < sp_model_num_layers(m); ++i) {
+            int64_t sh[3];
+            const int r = sp_model_layer_out_shape(m, i, sh);
+            size_t w_off = 0, b_off = 0;
+            int w_rank;
+            int64_t w_shape[4], b_len = 0;
+            const bool has = sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len);
+            size_t np = 0;
+            if (has) {
+                np = (size_t)b_len;
+                size_t wn = 1;
+                for (int d = 0; d < w_rank; ++d) wn *= (size_t)w_shape[d];
+                np += wn;
+            }
+            printf("%s{\"index\": %d, \"name\": \"%s\", \"out_shape\": [", i ? ", " : "", i,
+                   sp_model_layer_name(m, i));
+            for (int d = 0; d < r; ++d) printf("%s%lld", d ? ", " : "", (long long)sh[d]);
+            printf("], \"params\": %zu, \"param_offset\": %zu}", np, has ? w_off : 0);
+        }
+        printf("], \"buckets\": [");
+        for (int i = 0; i < nb; ++i) {
+            size_t b0, len;
+            sp_reducer_bucket(t->red, i, &b0, &len);
+            printf("%s{\"index\": %d, \"offset\": %zu, \"floats\": %zu, \"bytes\": %zu}",
+                   i ? ", " : "", i, b0, len, len * sizeof(float));
+        }
+        printf("]}\n");
+        return;
+    }
+    printf("model %s: %zu parameters\n", sp_model_spec(m), sp_model_num_params(m));
+    for (int i = 0; i < sp_model_num_layers(m); ++i) {
+        int64_t sh[3];
+        const int r = sp_model_layer_out_shape(m, i, sh);
+        printf("  %2d %-10s -> (", i, sp_model_layer_name(m, i));
+        for (int d = 0; d < r; ++d) printf("%s%lld", d ? ", " : "", (long long)sh[d]);
+        printf(")\n");
+    }
+    printf("gradient buckets (%d, allreduced last layer first):\n", nb);
+    for (int i = 0; i < nb; ++i) {
+        size_t b0, len;
+        sp_reducer_bucket(t->red, i, &b0, &len);
+        printf("  bucket %d: floats [%zu, %zu), %.2f MB\n", i, b0, b0 + len,
+               (double)len * 4 / 1048576.0);
+    }
+}
+
+static void free_trainer_(trainer *t) {
+    sp_loader_free(t->ld);
+    sp_loader_free(t->vld);
+    sp_dataset_close(t->ds);
+    sp_dataset_close(t->vds);
+    sp_reducer_free(t->red);
+    sp_optim_free(t->opt);
+    sp_model_free(t->m);
+    free(t->dz);
+    free(t->rows);
+    if (t->metrics) fclose(t->metrics);
+}
+
+static sp_status train_(trainer *t) {
+    const sp_train_config *c = t->cfg;
+    SP_CHECK(sp_comm_agree(t->comm, setup_local_(t), NULL));
+
+    /* the same initial parameters everywhere: seeded init, broadcast anyway, verified */
+    sp_model_init_params(t->m, (uint64_t)c->seed);
+    SP_CHECK(sp_comm_bcast_floats(t->comm, sp_model_params(t->m), sp_model_num_params(t->m), 0));
+    SP_CHECK(check_params_(t));
+
+    char layout[8192];
+    int warnings = 0;
+    SP_CHECK(sp_comm_layout_report(t->comm, t->threads, layout, sizeof layout, &warnings));
+    if (c->dry_run) {
+        if (t->rank == 0) {
+            print_plan_(t, c->json);
+            if (!c->json) fputs(layout, stdout);
+        }
+        return SP_OK;
+    }
+    if (t->talk && (!c->quiet || warnings)) {
+        char line[512];
+        sp_dataset_describe(t->ds, line, sizeof line);
+        printf("data: %s\n", line);
+        if (t->vds) {
+            sp_dataset_describe(t->vds, line, sizeof line);
+            printf("validation: %s\n", line);
+        }
+        printf("model: %s (%zu parameters), loss %s, optimizer %s lr %g, batch %lld (%lld per "
+               "rank at most)\n",
+               c->model, sp_model_num_params(t->m), t->xent ? "xent" : "mse", c->optimizer, c->lr,
+               (long long)c->batch, (long long)((c->batch + t->size - 1) / t->size));
+        printf("reading %.1f MB per epoch per rank (rank 0), %lld steps in %lld epochs\n",
+               (double)sp_loader_bytes_per_epoch(t->ld) / 1e6, (long long)t->total_steps,
+               (long long)c->epochs);
+        fputs(layout, stdout);
+        fflush(stdout);
+    }
+    if (c->max_steps == 0) {
+        if (c->out) SP_CHECK(write_model_(t, c->out, 0, 0));
+        if (t->talk && !c->quiet)
+            printf("max-steps 0: wrote the initialized model%s%s\n", c->out ? " to " : "",
+                   c->out ? c->out : "");
+        return SP_OK;
+    }
+
+    t->t_start = now_();
+    t->log_t0 = t->t_start;
+    double last_loss = NAN, last_acc = NAN, val_loss = NAN, val_acc = NAN;
+    int64_t epoch = 0;
+    bool stop = false;
+    for (epoch = 0; epoch < c->epochs && !stop; ++epoch) {
+        SP_CHECK(sp_comm_agree(t->comm, sp_loader_start_epoch(t->ld, epoch, 0), NULL));
+        t->ep_loss = t->ep_n = t->ep_correct = 0;
+        t->ep_t0 = now_();
+        t->compute_s = 0;
+        sp_loader_stats ls0;
+        sp_loader_get_stats(t->ld, &ls0);
+        sp_reducer_reset_stats(t->red);
+        int64_t done_batches = 0;
+        for (;;) {
+            sp_batch b;
+            bool done = false;
+            sp_status st = sp_loader_next(t->ld, &b, &done);
+            uint32_t flags = done ? 1u : 0u;
+            /* agree before the collective step: a rank that failed to read stops everyone */
+            SP_CHECK(sp_comm_agree(t->comm, st, &flags));
+            if (flags & 1u) break;
+            double s[3];
+            SP_CHECK(run_batch_(t, &b, true, s));
+            SP_CHECK(sp_comm_sum_doubles(t->comm, s, 3));
+            /* s is the same on every rank now: a NaN loss stops all of them together */
+            if (!isfinite(s[0]))
+                return SP_FAIL(SP_ERR_NUMERIC,
+                               "the loss became %s at step %lld (epoch %lld): lower --lr, or "
+                               "use --clip-norm",
+                               isnan(s[0]) ? "NaN" : "infinite", (long long)t->step + 1,
+                               (long long)epoch + 1);
+            const double t0 = now_();
+            float *g = sp_model_grads(t->m);
+            if (c->clip_norm > 0) sp_clip_grad_norm(g, sp_model_num_params(t->m), c->clip_norm);
+            const double lr = sp_schedule_lr(&t->sched, t->step);
+            sp_optim_step(t->opt, sp_model_params(t->m), g, (float)lr);
+            t->compute_s += now_() - t0;
+            t->step++;
+            done_batches++;
+            t->log_loss += s[0], t->log_correct += s[1], t->log_n += s[2];
+            t->ep_loss += s[0], t->ep_correct += s[1], t->ep_n += s[2];
+            if (c->check_every > 0 && t->step % c->check_every == 0) SP_CHECK(check_params_(t));
+            if (t->talk) {
+                log_step_(t, epoch, false);
+                progress_(t, epoch, done_batches);
+            }
+            if (t->step >= t->total_steps) {
+                stop = true;
+                break;
+            }
+        }
+        const double ep_time = now_() - t->ep_t0;
+        last_loss = t->ep_n > 0 ? t->ep_loss / (t->ep_n * (t->xent ? 1 : t->outputs)) : NAN;
+        last_acc = t->xent && t->ep_n > 0 ? t->ep_correct / t->ep_n : NAN;
+        if (t->vld) SP_CHECK(evaluate_(t, t->vld, &val_loss, &val_acc));
+        sp_reducer_stats rs;
+        sp_reducer_get_stats(t->red, &rs);
+        sp_loader_stats ls1;
+        sp_loader_get_stats(t->ld, &ls1);
+        if (t->talk) {
+            if (t->tty && !c->quiet) printf("\n");
+            if (!c->quiet) {
+                printf("epoch %lld/%lld  loss %.4f", (long long)epoch + 1, (long long)c->epochs,
+                       last_loss);
+                if (t->xent) printf("  accuracy %.4f", last_acc);
+                if (t->vld) {
+                    printf("  val_loss %.4f", val_loss);
+                    if (t->xent) printf("  val_accuracy %.4f", val_acc);
+                }
+                printf("  %.1fs  %.0f samples/s\n", ep_time, t->ep_n / ep_time);
+                fflush(stdout);
+            }
+            if (t->metrics) {
+                sp_json j;
+                sp_json_begin(&j, t->metrics);
+                sp_json_str(&j, "event", "epoch");
+                sp_json_int(&j, "epoch", epoch + 1);
+                sp_json_int(&j, "step", t->step);
+                sp_json_num(&j, "loss", last_loss);
+                sp_json_num(&j, "accuracy", last_acc);
+                sp_json_num(&j, "val_loss", val_loss);
+                sp_json_num(&j, "val_accuracy", val_acc);
+                sp_json_num(&j, "time_s", ep_time);
+                sp_json_num(&j, "samples_per_s", t->ep_n / ep_time);
+                sp_json_num(&j, "compute_s", t->compute_s);
+                sp_json_num(&j, "comm_s", rs.comm_s);
+                sp_json_num(&j, "comm_hidden_fraction",
+                            rs.comm_s > 0 ? 1.0 - rs.exposed_s / rs.comm_s : NAN);
+                sp_json_num(&j, "io_wait_s", ls1.io_wait_s - ls0.io_wait_s);
+                sp_json_end(&j);
+            }
+        }
+    }
+    if (t->talk && t->log_n > 0) log_step_(t, epoch - 1, true);
+    SP_CHECK(check_params_(t));
+    const double total = now_() - t->t_start;
+    if (c->out) SP_CHECK(write_model_(t, c->out, epoch, 0));
+    if (t->talk) {
+        printf("done: %lld steps in %.1fs, final loss %.4f", (long long)t->step, total, last_loss);
+        if (t->xent) printf(", accuracy %.4f", last_acc);
+        if (t->vld && t->xent) printf(", val_accuracy %.4f", val_acc);
+        if (c->out) printf("; model written to %s", c->out);
+        printf("\n");
+        if (t->metrics) {
+            sp_json j;
+            sp_json_begin(&j, t->metrics);
+            sp_json_str(&j, "event", "summary");
+            sp_json_int(&j, "steps", t->step);
+            sp_json_int(&j, "epochs", epoch);
+            sp_json_num(&j, "time_s", total);
+            sp_json_num(&j, "loss", last_loss);
+            sp_json_num(&j, "accuracy", last_acc);
+            sp_json_num(&j, "val_loss", val_loss);
+            sp_json_num(&j, "val_accuracy", val_acc);
+            sp_json_int(&j, "ranks", t->size);
+            sp_json_int(&j, "threads", t->threads);
+            sp_json_int(&j, "params", (int64_t)sp_model_num_params(t->m));
+            sp_json_end(&j);
+        }
+    }
+    return SP_OK;
+}
+
+sp_status sp_train_run(const sp_train_config *cfg, sp_comm *comm) {
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.cfg = cfg;
+    t.comm = comm;
+    t.rank = sp_comm_rank(comm);
+    t.size = sp_comm_size(comm);
+    t.threads = choose_threads_(cfg);
+    omp_set_num_threads(t.threads);
+    t.talk = t.rank == 0;
+    t.tty = isatty(STDOUT_FILENO);
+    sp_status st = train_(&t);
+    free_trainer_(&t);
+    return st;
+}
