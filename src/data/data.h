@@ -91,8 +91,9 @@ sp_status sp_dataset_check_input_shape(const sp_dataset *ds, const int64_t *shap
  *   x        (n, sample_size) float32, as x*scale + offset; NULL to skip X
  *   labels   (n) or NULL (classification only)
  *   targets  (n, targets) or NULL (regression only)
- * Reads only those rows of X: ids are sorted, coalesced into runs and read with one hyperslab
- * union into a reusable internal buffer, then scattered into the caller's order. A NaN or Inf
+ * Reads only those rows of X: ids are sorted, coalesced into runs of consecutive ids and read
+ * run by run (one hyperslab H5Dread each) into a reusable internal buffer, then converted and
+ * scattered into the caller's order. A NaN or Inf
  * value (after scale/offset) is SP_ERR_NUMERIC naming the file, dataset and row (sample index).
  */
 sp_status sp_dataset_read(sp_dataset *ds, const int64_t *ids, int64_t n, float *x, int32_t *labels,

@@ -101,13 +101,11 @@ static sp_status read_range_(hid_t d, hid_t mem_type, int64_t first, int64_t cou
     H5Sget_simple_extent_dims(fs, dims, NULL);
     start[0] = (hsize_t)first;
     cnt[0] = (hsize_t)count;
-    hsize_t nelem = (hsize_t)count;
-    for (int i = 1; i < r; ++i) {
-        cnt[i] = dims[i];
-        nelem *= dims[i];
-    }
+    for (int i = 1; i < r; ++i) cnt[i] = dims[i];
     H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
-    hid_t ms = H5Screate_simple(1, &nelem, NULL);
+    /* A memory space of the file's rank: HDF5 copies a same-shaped selection far faster than
+     * one mapped onto a 1-D buffer. */
+    hid_t ms = H5Screate_simple(r, cnt, NULL);
     herr_t e = H5Dread(d, mem_type, ms, fs, H5P_DEFAULT, buf);
     H5Sclose(ms);
     H5Sclose(fs);
@@ -126,26 +124,33 @@ sp_status sp_h5_read_rows_sorted(hid_t dset, hid_t mem_type, const int64_t *sort
     int r = H5Sget_simple_extent_ndims(fs);
     hsize_t dims[32], start[32] = {0}, cnt[32];
     H5Sget_simple_extent_dims(fs, dims, NULL);
-    hsize_t row_elems = 1;
+    size_t row_bytes = H5Tget_size(mem_type);
     for (int i = 1; i < r; ++i) {
         cnt[i] = dims[i];
-        row_elems *= dims[i];
+        row_bytes *= (size_t)dims[i];
     }
-    /* Coalesce the sorted ids into runs; one hyperslab block per run, OR-ed together. */
+    /*
+     * Coalesce the sorted ids into runs and read each run with its own H5Dread of a single
+     * block. (One read of the OR-ed union of all runs is the obvious alternative, but HDF5 1.10
+     * maps an irregular selection onto chunks element by element: measured ~10x slower on
+     * gzip-chunked MNIST rows than these per-run reads, which hit the chunk cache.)
+     */
     herr_t e = 0;
+    int64_t done = 0;
     for (int64_t i = 0; i < n && e >= 0;) {
         int64_t j = i;
         while (j + 1 < n && sorted[j + 1] == sorted[j] + 1) ++j;
         start[0] = (hsize_t)sorted[i];
         cnt[0] = (hsize_t)(j - i + 1);
-        e = H5Sselect_hyperslab(fs, i == 0 ? H5S_SELECT_SET : H5S_SELECT_OR, start, NULL, cnt,
-                                NULL);
+        e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+        hid_t ms = H5Screate_simple(r, cnt, NULL); /* same rank as the file: the fast path */
+        if (e >= 0)
+            e = H5Dread(dset, mem_type, ms, fs, H5P_DEFAULT,
+                        (char *)buf + (size_t)done * row_bytes);
+        H5Sclose(ms);
+        done += j - i + 1;
         i = j + 1;
     }
-    hsize_t nelem = (hsize_t)n * row_elems;
-    hid_t ms = H5Screate_simple(1, &nelem, NULL);
-    if (e >= 0) e = H5Dread(dset, mem_type, ms, fs, H5P_DEFAULT, buf);
-    H5Sclose(ms);
     H5Sclose(fs);
     if (e < 0)
         return SP_FAIL(SP_ERR_IO,

@@ -27,7 +27,7 @@ struct sp_dataset {
 
 /*
  * Read rows `sorted[0..n)` (strictly increasing) of dataset `dset` (dims[0] rows of
- * row_elems elements) into `buf` as `mem_type`, with one H5Dread over the union of the runs.
+ * row_elems elements) into `buf` as `mem_type`, with one H5Dread per run of consecutive ids.
  */
 sp_status sp_h5_read_rows_sorted(hid_t dset, hid_t mem_type, const int64_t *sorted, int64_t n,
                                  void *buf, const char *path, const char *name);

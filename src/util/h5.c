@@ -312,13 +312,9 @@ sp_status sp_h5_write_rows(hid_t dset, hid_t mem_type, int64_t first, int64_t co
     H5Sget_simple_extent_dims(fs, dims, NULL);
     start[0] = (hsize_t)first;
     cnt[0] = (hsize_t)count;
-    hsize_t nelem = (hsize_t)count;
-    for (int d = 1; d < rank; ++d) {
-        cnt[d] = dims[d];
-        nelem *= dims[d];
-    }
+    for (int d = 1; d < rank; ++d) cnt[d] = dims[d];
     H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
-    hid_t ms = H5Screate_simple(1, &nelem, NULL);
+    hid_t ms = H5Screate_simple(rank, cnt, NULL); /* same rank as the file: fast path */
     herr_t e = H5Dwrite(dset, mem_type, ms, fs, H5P_DEFAULT, buf);
     H5Sclose(ms);
     H5Sclose(fs);
