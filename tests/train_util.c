@@ -23,7 +23,11 @@ int sp_test_shardprop(int np, int threads, const char *args, char **out) {
         snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=%d %s -n %d --bind-to none %s %s %s 2>&1",
                  threads, mpiexec ? mpiexec : "mpiexec", np, pre ? pre : "", sp_test_bin(), args);
     else
-        snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=%d %s %s 2>&1", threads, sp_test_bin(), args);
+        /* LeakSanitizer's tracer crashes in an Open MPI singleton (its helper threads); leaks
+         * of the same code are checked in the runs under mpiexec */
+        snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=%d %s%s %s 2>&1", threads,
+                 strncmp(args, "train", 5) ? "" : "ASAN_OPTIONS=detect_leaks=0 ", sp_test_bin(),
+                 args);
     return sp_test_run(cmd, out);
 }
 
