@@ -3,7 +3,10 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +18,73 @@ struct sp_comm {
     MPI_Comm comm;
     int rank, size;
     bool we_initialized;
+    /* the watchdog: what this rank is waiting in, since when, at which step */
+    pthread_t wd_thread;
+    bool wd_running;
+    double wd_timeout;
+    atomic_int wd_stop;
+    atomic_llong wd_since_ns; /* 0: not in a collective */
+    _Atomic(const char *) wd_op;
+    atomic_llong wd_step;
 };
+
+static long long mono_ns_(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Mark the start and the end of a (possibly) blocking collective call. */
+static void watch_(sp_comm *c, const char *op) {
+    atomic_store(&c->wd_op, op);
+    atomic_store(&c->wd_since_ns, mono_ns_());
+}
+static void unwatch_(sp_comm *c) {
+    atomic_store(&c->wd_since_ns, 0);
+}
+
+static void *watchdog_main_(void *arg) {
+    sp_comm *c = arg;
+    const long long limit = (long long)(c->wd_timeout * 1e9);
+    while (!atomic_load(&c->wd_stop)) {
+        struct timespec nap = {0, 200 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+        const long long since = atomic_load(&c->wd_since_ns);
+        if (!since || mono_ns_() - since < limit) continue;
+        fprintf(stderr,
+                "shardprop: error: rank %d waited more than %.0f s in %s at step %lld (another "
+                "rank stalled or died); aborting the job (--collective-timeout)\n",
+                c->rank, c->wd_timeout, atomic_load(&c->wd_op),
+                (long long)atomic_load(&c->wd_step));
+        fflush(stderr);
+        /* The main thread is blocked inside MPI; MPI_Abort from here is the only way out that
+         * ends every rank. Should it not return control to the launcher, leave hard. */
+        MPI_Abort(c->comm, 3);
+        _exit(3);
+    }
+    return NULL;
+}
+
+sp_status sp_watchdog_start(sp_comm *c, double timeout_s) {
+    if (timeout_s <= 0 || c->wd_running) return SP_OK;
+    c->wd_timeout = timeout_s;
+    atomic_store(&c->wd_stop, 0);
+    if (pthread_create(&c->wd_thread, NULL, watchdog_main_, c) != 0)
+        return SP_FAIL(SP_ERR_INTERNAL, "cannot start the watchdog thread");
+    c->wd_running = true;
+    return SP_OK;
+}
+
+void sp_watchdog_set_step(sp_comm *c, int64_t step) {
+    atomic_store(&c->wd_step, (long long)step);
+}
+
+void sp_watchdog_stop(sp_comm *c) {
+    if (!c->wd_running) return;
+    atomic_store(&c->wd_stop, 1);
+    pthread_join(c->wd_thread, NULL);
+    c->wd_running = false;
+}
 
 static sp_status mpi_fail_(int err, const char *what) {
     char msg[MPI_MAX_ERROR_STRING];
@@ -23,11 +92,6 @@ static sp_status mpi_fail_(int err, const char *what) {
     MPI_Error_string(err, msg, &len);
     return SP_FAIL(SP_ERR_MPI, "MPI: %s failed: %s", what, msg);
 }
-#define MPI_CHECK(call, what)                                                                      \
-    do {                                                                                           \
-        int e_ = (call);                                                                           \
-        if (e_ != MPI_SUCCESS) return mpi_fail_(e_, what);                                         \
-    } while (0)
 
 sp_status sp_comm_init(sp_comm **out, int *argc, char ***argv) {
     *out = NULL;
@@ -62,6 +126,7 @@ sp_status sp_comm_init(sp_comm **out, int *argc, char ***argv) {
 
 void sp_comm_finalize(sp_comm *c) {
     if (!c) return;
+    sp_watchdog_stop(c);
     if (c->we_initialized) MPI_Finalize();
     free(c);
 }
@@ -90,8 +155,10 @@ sp_status sp_comm_agree(sp_comm *c, sp_status local, uint32_t *flags) {
     int v[1 + SP_AGREE_FLAGS];
     v[0] = local != SP_OK ? INT_MAX - c->rank : 0;
     for (int i = 0; i < SP_AGREE_FLAGS; ++i) v[1 + i] = flags ? (int)((*flags >> i) & 1u) : 0;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 1 + SP_AGREE_FLAGS, MPI_INT, MPI_MAX, c->comm),
-              "agreement");
+    watch_(c, "the step agreement (MPI_Allreduce)");
+    int e0 = MPI_Allreduce(MPI_IN_PLACE, v, 1 + SP_AGREE_FLAGS, MPI_INT, MPI_MAX, c->comm);
+    unwatch_(c);
+    if (e0 != MPI_SUCCESS) return mpi_fail_(e0, "agreement");
     if (flags) {
         *flags = 0;
         for (int i = 0; i < SP_AGREE_FLAGS; ++i) *flags |= (uint32_t)v[1 + i] << i;
@@ -108,7 +175,10 @@ sp_status sp_comm_agree(sp_comm *c, sp_status local, uint32_t *flags) {
         rec.status = (int)local;
         snprintf(rec.msg, sizeof rec.msg, "%s", sp_last_error());
     }
-    MPI_CHECK(MPI_Bcast(&rec, (int)sizeof rec, MPI_BYTE, failed, c->comm), "agreement (message)");
+    watch_(c, "the error agreement (MPI_Bcast)");
+    int e1 = MPI_Bcast(&rec, (int)sizeof rec, MPI_BYTE, failed, c->comm);
+    unwatch_(c);
+    if (e1 != MPI_SUCCESS) return mpi_fail_(e1, "agreement (message)");
     if (c->size > 1)
         return sp_error_set((sp_status)rec.status, "dist", "rank %d: %s", failed, rec.msg);
     return sp_error_set((sp_status)rec.status, "dist", "%s", rec.msg);
@@ -120,7 +190,10 @@ sp_status sp_comm_agree(sp_comm *c, sp_status local, uint32_t *flags) {
 sp_status sp_comm_bcast_bytes(sp_comm *c, void *buf, size_t n, int root) {
     for (size_t o = 0; o < n; o += SP_MPI_CHUNK) {
         size_t len = n - o < SP_MPI_CHUNK ? n - o : SP_MPI_CHUNK;
-        MPI_CHECK(MPI_Bcast((char *)buf + o, (int)len, MPI_BYTE, root, c->comm), "broadcast");
+        watch_(c, "a broadcast (MPI_Bcast)");
+        int e = MPI_Bcast((char *)buf + o, (int)len, MPI_BYTE, root, c->comm);
+        unwatch_(c);
+        if (e != MPI_SUCCESS) return mpi_fail_(e, "broadcast");
     }
     return SP_OK;
 }
@@ -130,20 +203,29 @@ sp_status sp_comm_bcast_floats(sp_comm *c, float *buf, size_t n, int root) {
 }
 
 sp_status sp_comm_sum_doubles(sp_comm *c, double *buf, int n) {
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, c->comm), "allreduce");
+    watch_(c, "the loss allreduce (MPI_Allreduce)");
+    int e = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, c->comm);
+    unwatch_(c);
+    if (e != MPI_SUCCESS) return mpi_fail_(e, "allreduce");
     return SP_OK;
 }
 
 sp_status sp_comm_all_equal_u64(sp_comm *c, uint64_t v, bool *equal) {
     uint64_t in[2] = {v, ~v}, out[2];
-    MPI_CHECK(MPI_Allreduce(in, out, 2, MPI_UINT64_T, MPI_MAX, c->comm), "checksum comparison");
+    watch_(c, "the checksum comparison (MPI_Allreduce)");
+    int e = MPI_Allreduce(in, out, 2, MPI_UINT64_T, MPI_MAX, c->comm);
+    unwatch_(c);
+    if (e != MPI_SUCCESS) return mpi_fail_(e, "checksum comparison");
     /* max(v) == v_min  <=>  max(v) == ~max(~v) */
     *equal = out[0] == ~out[1];
     return SP_OK;
 }
 
 sp_status sp_comm_gather_bytes(sp_comm *c, const void *send, size_t n, void *recv, int root) {
-    MPI_CHECK(MPI_Gather(send, (int)n, MPI_BYTE, recv, (int)n, MPI_BYTE, root, c->comm), "gather");
+    watch_(c, "a gather (MPI_Gather)");
+    int e = MPI_Gather(send, (int)n, MPI_BYTE, recv, (int)n, MPI_BYTE, root, c->comm);
+    unwatch_(c);
+    if (e != MPI_SUCCESS) return mpi_fail_(e, "gather");
     return SP_OK;
 }
 
@@ -260,21 +342,28 @@ sp_status sp_reducer_finish(sp_reducer *r) {
     r->st.bytes += r->n * sizeof(float);
     if (r->c->size == 1 || r->n == 0) return SP_OK;
     if (r->blocking) {
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, r->slab, (int)r->n, MPI_FLOAT, MPI_SUM, r->c->comm),
-                  "gradient allreduce");
+        watch_(r->c, "the gradient allreduce (MPI_Allreduce)");
+        int e = MPI_Allreduce(MPI_IN_PLACE, r->slab, (int)r->n, MPI_FLOAT, MPI_SUM, r->c->comm);
+        unwatch_(r->c);
+        if (e != MPI_SUCCESS) return mpi_fail_(e, "gradient allreduce");
         const double dt = MPI_Wtime() - t0;
         r->st.comm_s += dt;
         r->st.exposed_s += dt;
         return SP_OK;
     }
     while (r->next < r->nb) start_bucket_(r, r->next++);
+    watch_(r->c, "the gradient allreduce (MPI_Wait on a bucket)");
     for (int i = 0; i < r->nb; ++i) {
         bucket *b = &r->b[i];
         if (b->done) continue;
         int err = MPI_Wait(&b->req, MPI_STATUS_IGNORE);
-        if (err != MPI_SUCCESS) return mpi_fail_(err, "gradient allreduce");
+        if (err != MPI_SUCCESS) {
+            unwatch_(r->c);
+            return mpi_fail_(err, "gradient allreduce");
+        }
         b->done = true;
     }
+    unwatch_(r->c);
     const double t1 = MPI_Wtime();
     if (r->t_all_done == 0) r->t_all_done = t1;
     r->st.exposed_s += t1 - t0;
@@ -301,6 +390,13 @@ typedef struct rank_rec {
     unsigned char mask[SP_MAX_CPUS / 8];
     int nmask;
 } rank_rec;
+
+static int popcount_(const unsigned char *m, size_t n) {
+    int k = 0;
+    for (size_t i = 0; i < n; ++i)
+        for (int b = 0; b < 8; ++b) k += (m[i] >> b) & 1;
+    return k;
+}
 
 sp_status sp_comm_layout_report(sp_comm *c, int threads, char *buf, size_t cap, int *warnings) {
     rank_rec me;
@@ -358,7 +454,7 @@ sp_status sp_comm_layout_report(sp_comm *c, int threads, char *buf, size_t cap, 
                 "slowdown; lower --threads or the ranks per host)\n",
                 all[r].host, nthreads, all[r].cpus_online);
             ++*warnings;
-        } else if (overlap && nranks > 1) {
+        } else if (overlap && nranks > 1 && nthreads > popcount_(uni, sizeof uni)) {
             OUT("  warning: ranks on host %s are bound to overlapping cores; bind each rank to "
                 "its own cores (mpirun --map-by slot:PE=T --bind-to core, or srun "
                 "--cpus-per-task=T --cpu-bind=cores)\n",

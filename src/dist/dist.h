@@ -84,6 +84,17 @@ typedef struct sp_reducer_stats {
 void sp_reducer_get_stats(const sp_reducer *r, sp_reducer_stats *s);
 void sp_reducer_reset_stats(sp_reducer *r);
 
+/*
+ * The collective-timeout watchdog: a thread that notices when this rank has waited in one
+ * collective call longer than timeout_s, prints which rank, which operation and which step,
+ * and aborts the whole job (MPI_Abort). Every collective of this module is watched. Never a
+ * silent hang: a rank that stalls outside collectives is caught by the others, which wait for
+ * it inside one. timeout_s <= 0: off.
+ */
+sp_status sp_watchdog_start(sp_comm *c, double timeout_s);
+void sp_watchdog_set_step(sp_comm *c, int64_t step);
+void sp_watchdog_stop(sp_comm *c);
+
 /* One line per host for the start-up report, and warnings (oversubscription, ranks bound to
  * overlapping cores) — built on rank 0 into buf. (collective) */
 sp_status sp_comm_layout_report(sp_comm *c, int threads, char *buf, size_t cap, int *warnings);

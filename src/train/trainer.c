@@ -18,6 +18,7 @@
 #include "shardprop/model.h"
 #include "train/checkpoint.h"
 #include "util/json.h"
+#include "util/signals.h"
 #include "util/status.h"
 
 typedef struct trainer {
@@ -41,7 +42,10 @@ typedef struct trainer {
     /* accumulators since the last log line and over the epoch */
     double log_loss, log_n, log_correct, log_t0;
     double ep_loss, ep_n, ep_correct, ep_t0, ep_compute;
-    double compute_s; /* forward + backward + update time of this rank */
+    double compute_s;   /* forward + backward + update time of this rank */
+    int64_t first_step; /* step at the start of this process (after a resume) */
+    double deadline;    /* wall time (sp_comm_wtime) to stop by; 0: none */
+    double last_ckpt_time, last_ckpt_s;
 } trainer;
 
 static double now_(void) {
@@ -366,14 +370,250 @@ static void free_trainer_(trainer *t) {
     if (t->metrics) fclose(t->metrics);
 }
 
+/* Flags agreed by all ranks at every step boundary (OR over ranks). */
+enum {
+    FLAG_EPOCH_DONE = 1u << 0, /* the loader has no more batches in this epoch */
+    FLAG_SIGNAL = 1u << 1,     /* a stop signal arrived on some rank */
+    FLAG_CKPT_TIME = 1u << 2,  /* --checkpoint-every-minutes elapsed (rank 0's clock) */
+    FLAG_OUT_OF_TIME = 1u << 3 /* --max-time / SLURM_JOB_END_TIME is near (rank 0's clock) */
+};
+
+/* Where the run stands, for checkpoints. */
+typedef struct position {
+    int64_t epoch, epoch_batch;
+} position;
+
+/* Write DIR/step_<step>.h5 (rank 0), agreed; --checkpoint-errors warn turns a failure into a
+ * warning. */
+static sp_status checkpoint_(trainer *t, position pos) {
+    const sp_train_config *c = t->cfg;
+    const double t0 = now_();
+    sp_status st = SP_OK;
+    char written[4096] = "";
+    if (t->rank == 0) {
+        char *conf = sp_train_config_format(c);
+        sp_train_state ts = {.step = t->step,
+                             .epoch = pos.epoch,
+                             .epoch_batch = pos.epoch_batch,
+                             .seed = (uint64_t)c->seed,
+                             .config = conf ? conf : "",
+                             .world_size = t->size,
+                             .threads = t->threads};
+        st = conf ? sp_ckpt_save(c->checkpoint_dir, t->step, (int)c->keep, t->m, t->opt,
+                                 t->xent ? "xent" : "mse", &ts, written, sizeof written)
+                  : SP_FAIL(SP_ERR_NOMEM, "out of memory");
+        free(conf);
+    }
+    st = sp_comm_agree(t->comm, st, NULL);
+    t->last_ckpt_s = now_() - t0;
+    t->last_ckpt_time = now_();
+    if (st != SP_OK && !strcmp(c->checkpoint_errors, "warn")) {
+        if (t->talk) {
+            if (t->tty) printf("\n");
+            fprintf(stderr, "shardprop train: warning: checkpoint at step %lld failed: %s\n",
+                    (long long)t->step, sp_last_error());
+        }
+        return SP_OK;
+    }
+    if (st == SP_OK && t->talk && !c->quiet && !t->tty)
+        printf("checkpoint: %s (%.2f s)\n", written, t->last_ckpt_s);
+    return st;
+}
+
+/* Decisions only rank 0's clock makes; the agreement spreads them. */
+static uint32_t clock_flags_(trainer *t) {
+    const sp_train_config *c = t->cfg;
+    if (t->rank != 0) return 0;
+    uint32_t f = 0;
+    const double now = now_();
+    if (c->checkpoint_dir && c->checkpoint_every_minutes > 0 &&
+        now - t->last_ckpt_time >= c->checkpoint_every_minutes * 60.0)
+        f |= FLAG_CKPT_TIME;
+    if (t->deadline > 0) {
+        /* stop while there is time for two more steps and a checkpoint, with a margin */
+        const double per_step =
+            t->step > t->first_step ? (now - t->t_start) / (double)(t->step - t->first_step) : 0;
+        if (now + 2 * per_step + 2 * t->last_ckpt_s + 5.0 >= t->deadline) f |= FLAG_OUT_OF_TIME;
+    }
+    return f;
+}
+
+/* Test-only fault injection (documented in the README's testing section):
+ * SHARDPROP_TEST_STALL_RANK=r and SHARDPROP_TEST_STALL_STEP=s make rank r sleep for an hour
+ * inside step s; SHARDPROP_TEST_STEP_DELAY_MS=ms slows every step down. */
+static void test_hooks_(trainer *t) {
+    static int stall_rank = -2, delay_ms = -1;
+    static long long stall_step = -1;
+    if (stall_rank == -2) {
+        const char *r = getenv("SHARDPROP_TEST_STALL_RANK"),
+                   *s = getenv("SHARDPROP_TEST_STALL_STEP"),
+                   *d = getenv("SHARDPROP_TEST_STEP_DELAY_MS");
+        stall_rank = r ? atoi(r) : -1;
+        stall_step = s ? atoll(s) : -1;
+        delay_ms = d ? atoi(d) : 0;
+    }
+    if (stall_rank == t->rank && stall_step == t->step + 1) {
+        fprintf(stderr, "rank %d: test hook: stalling in step %lld\n", t->rank,
+                (long long)t->step + 1);
+        sleep(3600);
+    }
+    if (delay_ms > 0) {
+        struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A "key = value" line of a stored configuration ("" if absent). */
+static void config_value_(const char *conf, const char *key, char *out, size_t cap) {
+    out[0] = '\0';
+    const size_t kl = strlen(key);
+    for (const char *p = conf; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        if (!strncmp(p, key, kl) && !strncmp(p + kl, " = ", 3)) {
+            const char *v = p + kl + 3;
+            size_t n = eol ? (size_t)(eol - v) : strlen(v);
+            if (n >= cap) n = cap - 1;
+            memcpy(out, v, n);
+            out[n] = '\0';
+            return;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+}
+
+/* Resume or init-from: load what the checkpoint holds into this rank (every rank reads the same
+ * file; rank 0 chose it). */
+static sp_status load_start_(trainer *t, const char *path, bool resume, position *pos) {
+    const sp_train_config *c = t->cfg;
+    SP_CHECK(sp_ckpt_load_params(path, t->m));
+    if (!resume) return SP_OK;
+    sp_ckpt_info info;
+    sp_status st = sp_ckpt_read_info(path, &info);
+    if (st == SP_OK && (!info.has_train || !info.has_optimizer))
+        st = SP_FAIL(SP_ERR_DATA,
+                     "%s: not a training checkpoint (no /train or /optimizer): use --init-from "
+                     "to start a new run from its parameters",
+                     path);
+    if (st == SP_OK && strcmp(info.loss, t->xent ? "xent" : "mse"))
+        st = SP_FAIL(SP_ERR_ARG, "%s: the run used --loss %s, this one %s", path, info.loss,
+                     t->xent ? "xent" : "mse");
+    if (st == SP_OK && info.train.seed != (uint64_t)c->seed)
+        st = SP_FAIL(SP_ERR_ARG,
+                     "%s: the run used --seed %llu, this one %lld: resuming needs the same seed "
+                     "(the data order and dropout depend on it)",
+                     path, (unsigned long long)info.train.seed, (long long)c->seed);
+    if (st == SP_OK) {
+        char v[64], mine[64];
+        const char *keys[] = {"batch", "no-shuffle", "data"};
+        char *conf = sp_train_config_format(c);
+        for (int k = 0; k < 3 && st == SP_OK && conf; ++k) {
+            config_value_(info.train.config, keys[k], v, sizeof v);
+            config_value_(conf, keys[k], mine, sizeof mine);
+            if (v[0] && strcmp(v, mine))
+                st = SP_FAIL(SP_ERR_ARG,
+                             "%s: the run used %s = %s, this one %s: resuming needs the same "
+                             "value",
+                             path, keys[k], v, mine);
+        }
+        free(conf);
+    }
+    if (st == SP_OK) st = sp_ckpt_load_optimizer(path, t->m, t->opt);
+    if (st == SP_OK) {
+        t->step = info.train.step;
+        pos->epoch = info.train.epoch;
+        pos->epoch_batch = info.train.epoch_batch;
+    }
+    sp_ckpt_info_free(&info);
+    return st;
+}
+
+/* Which checkpoint to start from (rank 0 decides; every rank gets the path). "" = fresh. */
+static sp_status choose_start_(trainer *t, char *path, size_t cap, bool *resume) {
+    const sp_train_config *c = t->cfg;
+    sp_status st = SP_OK;
+    path[0] = '\0';
+    *resume = c->resume != NULL;
+    if (t->rank == 0) {
+        if (c->resume && !strcmp(c->resume, "auto")) {
+            bool found = false;
+            st = sp_ckpt_latest(c->checkpoint_dir, path, cap, &found);
+            if (st == SP_OK && !found) path[0] = '\0';
+        } else if (c->resume || c->init_from) {
+            snprintf(path, cap, "%s", c->resume ? c->resume : c->init_from);
+        }
+    }
+    SP_CHECK(sp_comm_agree(t->comm, st, NULL));
+    return sp_comm_bcast_bytes(t->comm, path, cap, 0);
+}
+
+static sp_status write_complete_marker_(trainer *t) {
+    sp_status st = SP_OK;
+    if (t->rank == 0 && t->cfg->checkpoint_dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/COMPLETE", t->cfg->checkpoint_dir);
+        FILE *f = fopen(path, "w");
+        if (!f || fprintf(f, "%lld\n", (long long)t->step) < 0 || fclose(f) != 0)
+            st = SP_FAIL(SP_ERR_IO, "%s: cannot write the completion marker", path);
+    }
+    return sp_comm_agree(t->comm, st, NULL);
+}
+
+static void epoch_report_(trainer *t, int64_t epoch, double ep_time, double last_loss,
+                          double last_acc, double val_loss, double val_acc,
+                          const sp_loader_stats *ls0) {
+    const sp_train_config *c = t->cfg;
+    sp_reducer_stats rs;
+    sp_reducer_get_stats(t->red, &rs);
+    sp_loader_stats ls1;
+    sp_loader_get_stats(t->ld, &ls1);
+    if (!t->talk) return;
+    if (t->tty && !c->quiet) printf("\n");
+    if (!c->quiet) {
+        printf("epoch %lld/%lld  loss %.4f", (long long)epoch + 1, (long long)c->epochs, last_loss);
+        if (t->xent) printf("  accuracy %.4f", last_acc);
+        if (t->vld) {
+            printf("  val_loss %.4f", val_loss);
+            if (t->xent) printf("  val_accuracy %.4f", val_acc);
+        }
+        printf("  %.1fs  %.0f samples/s\n", ep_time, t->ep_n / ep_time);
+        fflush(stdout);
+    }
+    if (t->metrics) {
+        sp_json j;
+        sp_json_begin(&j, t->metrics);
+        sp_json_str(&j, "event", "epoch");
+        sp_json_int(&j, "epoch", epoch + 1);
+        sp_json_int(&j, "step", t->step);
+        sp_json_num(&j, "loss", last_loss);
+        sp_json_num(&j, "accuracy", last_acc);
+        sp_json_num(&j, "val_loss", val_loss);
+        sp_json_num(&j, "val_accuracy", val_acc);
+        sp_json_num(&j, "time_s", ep_time);
+        sp_json_num(&j, "samples_per_s", t->ep_n / ep_time);
+        sp_json_num(&j, "compute_s", t->compute_s);
+        sp_json_num(&j, "comm_s", rs.comm_s);
+        sp_json_num(&j, "comm_hidden_fraction",
+                    rs.comm_s > 0 ? 1.0 - rs.exposed_s / rs.comm_s : NAN);
+        sp_json_num(&j, "io_wait_s", ls1.io_wait_s - ls0->io_wait_s);
+        sp_json_end(&j);
+    }
+}
+
 static sp_status train_(trainer *t) {
     const sp_train_config *c = t->cfg;
     SP_CHECK(sp_comm_agree(t->comm, setup_local_(t), NULL));
 
-    /* the same initial parameters everywhere: seeded init, broadcast anyway, verified */
+    /* the same initial parameters everywhere: seeded init (or a checkpoint), broadcast anyway,
+     * verified */
     sp_model_init_params(t->m, (uint64_t)c->seed);
+    position pos = {0, 0};
+    char start[4096];
+    bool resume = false;
+    SP_CHECK(choose_start_(t, start, sizeof start, &resume));
+    if (start[0]) SP_CHECK(sp_comm_agree(t->comm, load_start_(t, start, resume, &pos), NULL));
     SP_CHECK(sp_comm_bcast_floats(t->comm, sp_model_params(t->m), sp_model_num_params(t->m), 0));
     SP_CHECK(check_params_(t));
+    t->first_step = t->step;
 
     char layout[8192];
     int warnings = 0;
@@ -400,6 +640,10 @@ static sp_status train_(trainer *t) {
         printf("reading %.1f MB per epoch per rank (rank 0), %lld steps in %lld epochs\n",
                (double)sp_loader_bytes_per_epoch(t->ld) / 1e6, (long long)t->total_steps,
                (long long)c->epochs);
+        if (start[0])
+            printf("%s %s: step %lld, epoch %lld, batch %lld of the epoch\n",
+                   resume ? "resuming from" : "initialized from", start, (long long)t->step,
+                   (long long)pos.epoch + 1, (long long)pos.epoch_batch);
         fputs(layout, stdout);
         fflush(stdout);
     }
@@ -410,29 +654,60 @@ static sp_status train_(trainer *t) {
                    c->out ? c->out : "");
         return SP_OK;
     }
-
+    SP_CHECK(sp_watchdog_start(t->comm, c->collective_timeout));
+    sp_signals_install();
     t->t_start = now_();
     t->log_t0 = t->t_start;
+    t->last_ckpt_time = t->t_start;
     double last_loss = NAN, last_acc = NAN, val_loss = NAN, val_acc = NAN;
-    int64_t epoch = 0;
-    bool stop = false;
-    for (epoch = 0; epoch < c->epochs && !stop; ++epoch) {
-        SP_CHECK(sp_comm_agree(t->comm, sp_loader_start_epoch(t->ld, epoch, 0), NULL));
+    bool stop = t->step >= t->total_steps, stopped_early = false;
+    int64_t epoch = pos.epoch;
+    position cur = pos; /* where the run stands after the last step */
+    for (; epoch < c->epochs && !stop; ++epoch) {
+        const int64_t first = epoch == pos.epoch ? pos.epoch_batch : 0;
+        SP_CHECK(sp_comm_agree(t->comm, sp_loader_start_epoch(t->ld, epoch, first), NULL));
         t->ep_loss = t->ep_n = t->ep_correct = 0;
         t->ep_t0 = now_();
         t->compute_s = 0;
         sp_loader_stats ls0;
         sp_loader_get_stats(t->ld, &ls0);
         sp_reducer_reset_stats(t->red);
-        int64_t done_batches = 0;
+        int64_t done_batches = first;
         for (;;) {
             sp_batch b;
             bool done = false;
             sp_status st = sp_loader_next(t->ld, &b, &done);
-            uint32_t flags = done ? 1u : 0u;
-            /* agree before the collective step: a rank that failed to read stops everyone */
+            uint32_t flags = (done ? FLAG_EPOCH_DONE : 0u) |
+                             (sp_signals_pending() ? FLAG_SIGNAL : 0u) | clock_flags_(t);
+            /* agree before the collective step: a rank that failed to read stops everyone, a
+             * signal on any rank stops everyone at the same step */
+            sp_watchdog_set_step(t->comm, t->step + 1);
             SP_CHECK(sp_comm_agree(t->comm, st, &flags));
-            if (flags & 1u) break;
+            const position here = {epoch, done_batches};
+            if (flags & (FLAG_SIGNAL | FLAG_OUT_OF_TIME)) {
+                if (!c->checkpoint_dir)
+                    return SP_FAIL(SP_ERR_INTERRUPT,
+                                   "stopped by %s at step %lld without --checkpoint-dir: the "
+                                   "progress since the start is lost",
+                                   (flags & FLAG_SIGNAL) ? "a signal" : "the time limit",
+                                   (long long)t->step);
+                SP_CHECK(checkpoint_(t, here));
+                if (t->talk) {
+                    if (t->tty) printf("\n");
+                    printf("stopped by %s: checkpointed at step %lld (epoch %lld, batch %lld); "
+                           "resume with --resume auto --checkpoint-dir %s\n",
+                           (flags & FLAG_SIGNAL) ? "a signal" : "the time limit",
+                           (long long)t->step, (long long)epoch + 1, (long long)done_batches,
+                           c->checkpoint_dir);
+                    fflush(stdout);
+                }
+                stopped_early = true;
+                stop = true;
+                break;
+            }
+            if (flags & FLAG_CKPT_TIME) SP_CHECK(checkpoint_(t, here));
+            if (flags & FLAG_EPOCH_DONE) break;
+            test_hooks_(t);
             double s[3];
             SP_CHECK(run_batch_(t, &b, true, s));
             SP_CHECK(sp_comm_sum_doubles(t->comm, s, 3));
@@ -451,6 +726,7 @@ static sp_status train_(trainer *t) {
             t->compute_s += now_() - t0;
             t->step++;
             done_batches++;
+            cur = (position){epoch, done_batches};
             t->log_loss += s[0], t->log_correct += s[1], t->log_n += s[2];
             t->ep_loss += s[0], t->ep_correct += s[1], t->ep_n += s[2];
             if (c->check_every > 0 && t->step % c->check_every == 0) SP_CHECK(check_params_(t));
@@ -458,57 +734,34 @@ static sp_status train_(trainer *t) {
                 log_step_(t, epoch, false);
                 progress_(t, epoch, done_batches);
             }
+            if (c->checkpoint_dir && c->checkpoint_every > 0 &&
+                t->step % c->checkpoint_every == 0 && t->step < t->total_steps)
+                SP_CHECK(checkpoint_(t, (position){epoch, done_batches}));
             if (t->step >= t->total_steps) {
                 stop = true;
                 break;
             }
         }
+        if (stopped_early) break;
         const double ep_time = now_() - t->ep_t0;
         last_loss = t->ep_n > 0 ? t->ep_loss / (t->ep_n * (t->xent ? 1 : t->outputs)) : NAN;
         last_acc = t->xent && t->ep_n > 0 ? t->ep_correct / t->ep_n : NAN;
         if (t->vld) SP_CHECK(evaluate_(t, t->vld, &val_loss, &val_acc));
-        sp_reducer_stats rs;
-        sp_reducer_get_stats(t->red, &rs);
-        sp_loader_stats ls1;
-        sp_loader_get_stats(t->ld, &ls1);
-        if (t->talk) {
-            if (t->tty && !c->quiet) printf("\n");
-            if (!c->quiet) {
-                printf("epoch %lld/%lld  loss %.4f", (long long)epoch + 1, (long long)c->epochs,
-                       last_loss);
-                if (t->xent) printf("  accuracy %.4f", last_acc);
-                if (t->vld) {
-                    printf("  val_loss %.4f", val_loss);
-                    if (t->xent) printf("  val_accuracy %.4f", val_acc);
-                }
-                printf("  %.1fs  %.0f samples/s\n", ep_time, t->ep_n / ep_time);
-                fflush(stdout);
-            }
-            if (t->metrics) {
-                sp_json j;
-                sp_json_begin(&j, t->metrics);
-                sp_json_str(&j, "event", "epoch");
-                sp_json_int(&j, "epoch", epoch + 1);
-                sp_json_int(&j, "step", t->step);
-                sp_json_num(&j, "loss", last_loss);
-                sp_json_num(&j, "accuracy", last_acc);
-                sp_json_num(&j, "val_loss", val_loss);
-                sp_json_num(&j, "val_accuracy", val_acc);
-                sp_json_num(&j, "time_s", ep_time);
-                sp_json_num(&j, "samples_per_s", t->ep_n / ep_time);
-                sp_json_num(&j, "compute_s", t->compute_s);
-                sp_json_num(&j, "comm_s", rs.comm_s);
-                sp_json_num(&j, "comm_hidden_fraction",
-                            rs.comm_s > 0 ? 1.0 - rs.exposed_s / rs.comm_s : NAN);
-                sp_json_num(&j, "io_wait_s", ls1.io_wait_s - ls0.io_wait_s);
-                sp_json_end(&j);
-            }
-        }
+        epoch_report_(t, epoch, ep_time, last_loss, last_acc, val_loss, val_acc, &ls0);
+        if (cur.epoch == epoch && cur.epoch_batch >= t->batches_per_epoch)
+            cur = (position){epoch + 1, 0};
     }
+    sp_watchdog_stop(t->comm);
+    if (stopped_early) return SP_OK;
     if (t->talk && t->log_n > 0) log_step_(t, epoch - 1, true);
     SP_CHECK(check_params_(t));
     const double total = now_() - t->t_start;
-    if (c->out) SP_CHECK(write_model_(t, c->out, epoch, 0));
+    /* the final state, so that --resume auto on a finished run has nothing left to do */
+    if (c->checkpoint_dir) {
+        SP_CHECK(checkpoint_(t, cur));
+        SP_CHECK(write_complete_marker_(t));
+    }
+    if (c->out) SP_CHECK(write_model_(t, c->out, cur.epoch, cur.epoch_batch));
     if (t->talk) {
         printf("done: %lld steps in %.1fs, final loss %.4f", (long long)t->step, total, last_loss);
         if (t->xent) printf(", accuracy %.4f", last_acc);
@@ -546,6 +799,15 @@ sp_status sp_train_run(const sp_train_config *cfg, sp_comm *comm) {
     omp_set_num_threads(t.threads);
     t.talk = t.rank == 0;
     t.tty = isatty(STDOUT_FILENO);
+    /* the time limit: --max-time, else the end of the SLURM allocation (less a margin for the
+     * shutdown); rank 0's clock decides, the step agreement tells the others */
+    if (cfg->max_time > 0) {
+        t.deadline = now_() + cfg->max_time * 60.0;
+    } else {
+        const char *end = getenv("SLURM_JOB_END_TIME");
+        const long long e = end ? atoll(end) : 0;
+        if (e > 0) t.deadline = now_() + (double)(e - (long long)time(NULL)) - 30.0;
+    }
     sp_status st = train_(&t);
     free_trainer_(&t);
     return st;
