@@ -46,6 +46,7 @@ typedef struct trainer {
     int64_t first_step; /* step at the start of this process (after a resume) */
     double deadline;    /* wall time (sp_comm_wtime) to stop by; 0: none */
     double last_ckpt_time, last_ckpt_s;
+    double last_progress;
 } trainer;
 
 static double now_(void) {
@@ -168,8 +169,28 @@ static void log_step_(trainer *t, int64_t epoch, bool force) {
     t->log_t0 = now_();
 }
 
+/* Is rank 0 writing to a person's terminal? Under mpirun the ranks' stdout is a pseudo-terminal
+ * that the launcher made even when the launcher itself writes to a file (a SLURM log), so ask
+ * about the launcher's stdout instead. */
+static bool stdout_is_terminal_(void) {
+    if (!isatty(STDOUT_FILENO)) return false;
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_RANK") && !getenv("PMIX_RANK") &&
+        !getenv("SLURM_PROCID"))
+        return true;
+    char path[64], link[256];
+    snprintf(path, sizeof path, "/proc/%d/fd/1", (int)getppid());
+    const ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n <= 0) return false;
+    link[n] = '\0';
+    return !strncmp(link, "/dev/pts/", 9) || !strncmp(link, "/dev/tty", 8);
+}
+
 static void progress_(trainer *t, int64_t epoch, int64_t batch_done) {
     if (!t->talk || !t->tty || t->cfg->quiet) return;
+    /* at most a few updates a second, and always the last batch of the epoch */
+    const double now = now_();
+    if (now - t->last_progress < 0.25 && batch_done < t->batches_per_epoch) return;
+    t->last_progress = now;
     const double dt = now_() - t->ep_t0;
     const double sps = dt > 0 ? t->ep_n / dt : 0;
     const double loss = t->ep_n > 0 ? t->ep_loss / (t->ep_n * (t->xent ? 1 : t->outputs)) : NAN;
@@ -798,7 +819,7 @@ sp_status sp_train_run(const sp_train_config *cfg, sp_comm *comm) {
     t.threads = choose_threads_(cfg);
     omp_set_num_threads(t.threads);
     t.talk = t.rank == 0;
-    t.tty = isatty(STDOUT_FILENO);
+    t.tty = stdout_is_terminal_();
     /* the time limit: --max-time, else the end of the SLURM allocation (less a margin for the
      * shutdown); rank 0's clock decides, the step agreement tells the others */
     if (cfg->max_time > 0) {
