@@ -70,6 +70,14 @@ const char *sp_model_layer_name(const sp_model *m, int i);
 bool sp_model_layer_params(const sp_model *m, int i, size_t *w_off, int *w_rank, int64_t w_shape[4],
                            size_t *b_off, int64_t *b_len);
 
+/* Forward floating-point operations for one sample (a multiply-add counts 2; GEMM layers
+ * dominate; backward costs about twice this for layers with parameters). */
+double sp_model_flops_per_sample(const sp_model *m);
+
+/* Bytes the model holds: parameters, gradients and the buffers for max_batch samples (not the
+ * optimizer state, which the optimizer owns). */
+size_t sp_model_memory_bytes(const sp_model *m);
+
 /* Layer i's output shape for one sample (rank 1 or 3, into shape[0..rank)); returns the rank. */
 int sp_model_layer_out_shape(const sp_model *m, int i, int64_t shape[3]);
 

@@ -39,6 +39,7 @@ struct sp_model {
     float *act;           /* slab of layer outputs and saved values */
     float *dbuf[2];       /* (max_batch, widest layer) error-signal ping-pong */
     float *work1, *work2; /* conv scratch: (oc, B*oh*ow) and (c*k*k, B*oh*ow), widest conv */
+    size_t buffer_floats; /* activations, saved values, error signals and scratch */
     const float *x;       /* input of the last forward (caller-owned) */
     int last_B;
 };
@@ -171,6 +172,7 @@ static sp_status alloc_buffers_(sp_model *m) {
     }
     size_t dlen;
     if (!mul_ok_(widest, B, &dlen)) return SP_FAIL(SP_ERR_NOMEM, "model: activations too large");
+    m->buffer_floats = act + 2 * dlen + w1 + w2;
     m->act = alloc_floats_(act);
     m->dbuf[0] = alloc_floats_(dlen);
     m->dbuf[1] = alloc_floats_(dlen);
@@ -456,4 +458,33 @@ int sp_model_layer_out_shape(const sp_model *m, int i, int64_t shape[3]) {
     const sp_layer *L = &m->layers[i];
     memcpy(shape, L->out_shape, sizeof L->out_shape);
     return L->out_rank;
+}
+
+double sp_model_flops_per_sample(const sp_model *m) {
+    double f = 0;
+    for (int i = 0; i < m->n; ++i) {
+        const sp_layer *L = &m->layers[i];
+        switch (L->spec.kind) {
+        case SP_LAYER_DENSE:
+            f += 2.0 * (double)L->w_len;
+            break;
+        case SP_LAYER_CONV2D:
+            f += 2.0 * (double)L->w_len * (double)L->conv.oh * (double)L->conv.ow;
+            break;
+        case SP_LAYER_MAXPOOL:
+        case SP_LAYER_AVGPOOL:
+            f += (double)L->out_size * (double)L->pool.k * (double)L->pool.k;
+            break;
+        case SP_LAYER_FLATTEN:
+            break;
+        default:
+            f += (double)L->out_size;
+            break;
+        }
+    }
+    return f;
+}
+
+size_t sp_model_memory_bytes(const sp_model *m) {
+    return (2 * m->nparams + m->buffer_floats) * sizeof(float);
 }

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,6 +329,10 @@ static void print_plan_(trainer *t, bool json) {
     if (json) {
         printf("{\"spec\": ");
         sp_json_write_string(stdout, sp_model_spec(m));
+        printf(", \"flops_per_sample_forward\": %.6g, \"memory_bytes_per_rank\": %zu",
+               sp_model_flops_per_sample(m),
+               sp_model_memory_bytes(m) +
+                   (size_t)sp_optim_num_states(t->opt) * sp_model_num_params(m) * sizeof(float));
         printf(", \"params\": %zu, \"ranks\": %d, \"threads\": %d, \"batch\": %lld, "
                "\"bucket_mb\": %g, \"layers\": [",
                sp_model_num_params(m), t->size, t->threads, (long long)t->cfg->batch,
@@ -361,7 +366,21 @@ static void print_plan_(trainer *t, bool json) {
         printf("]}\n");
         return;
     }
-    printf("model %s: %zu parameters\n", sp_model_spec(m), sp_model_num_params(m));
+    char *conf = sp_train_config_format(t->cfg);
+    printf("configuration:\n");
+    for (const char *p = conf; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        printf("  %.*s\n", (int)(eol ? eol - p : (ptrdiff_t)strlen(p)), p);
+        p = eol ? eol + 1 : NULL;
+    }
+    free(conf);
+    const double fps = sp_model_flops_per_sample(m);
+    const int64_t local = (t->cfg->batch + t->size - 1) / t->size;
+    printf("model %s: %zu parameters, %.3g MFLOP per sample forward (~%.3g forward+backward)\n",
+           sp_model_spec(m), sp_model_num_params(m), fps / 1e6, 3 * fps / 1e6);
+    printf("memory per rank: %.1f MB model buffers for %lld samples + %.1f MB optimizer state\n",
+           (double)sp_model_memory_bytes(m) / 1e6, (long long)local,
+           (double)sp_optim_num_states(t->opt) * (double)sp_model_num_params(m) * 4 / 1e6);
     for (int i = 0; i < sp_model_num_layers(m); ++i) {
         int64_t sh[3];
         const int r = sp_model_layer_out_shape(m, i, sh);
