@@ -274,9 +274,15 @@ char *sp_train_config_format(const sp_train_config *cfg) {
             if (*(int64_t *)s->dest < 0) continue; /* unset (max-steps) */
             snprintf(val, sizeof val, "%lld", (long long)*(int64_t *)s->dest);
             break;
-        case SP_ARG_DOUBLE:
-            snprintf(val, sizeof val, "%.17g", *(double *)s->dest);
+        case SP_ARG_DOUBLE: {
+            /* the shortest form that reads back as the same double */
+            const double v = *(double *)s->dest;
+            for (int prec = 6; prec <= 17; ++prec) {
+                snprintf(val, sizeof val, "%.*g", prec, v);
+                if (strtod(val, NULL) == v) break;
+            }
             break;
+        }
         case SP_ARG_BOOL:
             snprintf(val, sizeof val, "%s", *(bool *)s->dest ? "true" : "false");
             break;
