@@ -665,6 +665,13 @@ static sp_status train_(trainer *t) {
         }
         return SP_OK;
     }
+    /* where the run starts from is worth a line even in --quiet runs (job logs) */
+    if (t->talk && start[0]) {
+        printf("%s %s: step %lld, epoch %lld, batch %lld of the epoch\n",
+               resume ? "resuming from" : "initialized from", start, (long long)t->step,
+               (long long)pos.epoch + 1, (long long)pos.epoch_batch);
+        fflush(stdout);
+    }
     if (t->talk && (!c->quiet || warnings)) {
         char line[512];
         sp_dataset_describe(t->ds, line, sizeof line);
@@ -680,10 +687,6 @@ static sp_status train_(trainer *t) {
         printf("reading %.1f MB per epoch per rank (rank 0), %lld steps in %lld epochs\n",
                (double)sp_loader_bytes_per_epoch(t->ld) / 1e6, (long long)t->total_steps,
                (long long)c->epochs);
-        if (start[0])
-            printf("%s %s: step %lld, epoch %lld, batch %lld of the epoch\n",
-                   resume ? "resuming from" : "initialized from", start, (long long)t->step,
-                   (long long)pos.epoch + 1, (long long)pos.epoch_batch);
         fputs(layout, stdout);
         fflush(stdout);
     }
