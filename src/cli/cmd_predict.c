@@ -56,9 +56,11 @@ int sp_cmd_predict(int argc, char **argv) {
     sp_model *m = NULL;
     sp_dataset *ds = NULL;
     bool xent = false;
-    const int max_batch = (int)((batch + ranks - 1) / ranks);
-    sp_status st = sp_eval_load_model(ckpt, max_batch, &m, &xent);
-    if (st == SP_OK) st = sp_dataset_open_ex(&ds, data, x, y, SP_DATASET_Y_OPTIONAL);
+    sp_status st = sp_dataset_open_ex(&ds, data, x, y, SP_DATASET_Y_OPTIONAL);
+    if (st == SP_OK) { /* the largest slice of a rank: no larger than the file */
+        const int64_t n = sp_dataset_get_info(ds)->n, per = (batch + ranks - 1) / ranks;
+        st = sp_eval_load_model(ckpt, (int)(per < n ? per : n), &m, &xent);
+    }
     if (st == SP_OK) st = sp_eval_check_data(ds, m, xent, ckpt);
     st = sp_comm_agree(comm, st, NULL);
     if (st == SP_OK) st = sp_predict_write(m, ds, batch, comm, xent, out, ckpt);

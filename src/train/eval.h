@@ -56,7 +56,8 @@ typedef struct sp_eval_result {
  * Evaluate every sample of the loader's data set (one pass, epoch 0 of the loader's order) and
  * fill *out (zeroed first; free with sp_eval_result_free, also after a failure). (collective)
  *
- * m: built for at least the loader's largest slice per rank (max_batch >= ceil(batch/nranks));
+ * m: built for at least the loader's largest slice per rank (max_batch >= min(ceil(batch /
+ * nranks), N));
  * outputs = sp_model_output_size(m). ld: over this rank's slices (rank/nranks of c; shuffle does
  * not matter for the metrics). Classification needs labels in [0, outputs); regression needs T =
  * outputs targets. Every rank walks the same number of global batches (a slice may be empty);

@@ -112,7 +112,8 @@ sp_status sp_predict_write(sp_model *m, sp_dataset *ds, int64_t batch, sp_comm *
     const int rank = sp_comm_rank(c), P = sp_comm_size(c);
     const sp_dataset_info *in = sp_dataset_get_info(ds);
     const int k = (int)sp_model_output_size(m);
-    const int64_t per_rank = (batch + P - 1) / P;
+    int64_t per_rank = (batch + P - 1) / P; /* the largest slice of a rank */
+    if (per_rank > in->n) per_rank = in->n;
     sp_status st = SP_OK;
     if (batch < 1 || per_rank > sp_model_max_batch(m))
         st = SP_FAIL(SP_ERR_ARG,

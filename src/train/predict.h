@@ -31,7 +31,7 @@
 #include "shardprop/status.h"
 
 /*
- * Predict every sample of `ds` with `m` (built for max_batch >= ceil(batch / P)) and write
+ * Predict every sample of `ds` with `m` (built for max_batch >= min(ceil(batch / P), N)) and write
  * `out_path` as above. `ds` is borrowed (a loader over it is created and freed here); it may be
  * unlabeled. ckpt_path is recorded in the file. (collective: every rank calls it with the same
  * arguments; local failures are agreed before each collective step; only rank 0 writes.)
