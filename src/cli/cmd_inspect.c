@@ -1,18 +1,126 @@
 /* shardprop inspect: describe a data file and check it against the contract. */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/commands.h"
 #include "data/data.h"
 #include "data/tools.h"
+#include "optim/optim.h"
+#include "shardprop/model.h"
+#include "train/checkpoint.h"
 #include "util/args.h"
 #include "util/status.h"
 
-/* A file with a top-level /model group is a checkpoint, not a data file. */
+/* "(1, 28, 28)" / "(10,)" */
+static void print_shape_(const int64_t *s, int rank) {
+    printf("(");
+    for (int d = 0; d < rank; ++d) printf("%s%lld", d ? ", " : "", (long long)s[d]);
+    printf(rank == 1 ? ",)" : ")");
+}
+
+static int checkpoint_failed_(sp_status st) {
+    printf("validation: FAILED: %s\n", sp_last_error());
+    return sp_cli_fail("shardprop inspect", st);
+}
+
+/* The model's layers: output shapes and parameter shapes. */
+static void print_layers_(const sp_model *m) {
+    printf("  layers (%d, %zu parameters):\n", sp_model_num_layers(m), sp_model_num_params(m));
+    for (int i = 0; i < sp_model_num_layers(m); ++i) {
+        int64_t sh[3];
+        const int r = sp_model_layer_out_shape(m, i, sh);
+        printf("    %2d %-10s -> ", i, sp_model_layer_name(m, i));
+        print_shape_(sh, r);
+        size_t w_off, b_off;
+        int w_rank;
+        int64_t w_shape[4], b_len;
+        if (sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) {
+            int64_t wn = 1;
+            for (int d = 0; d < w_rank; ++d) wn *= w_shape[d];
+            printf("  params/%d/weight ", i);
+            print_shape_(w_shape, w_rank);
+            printf(" bias (%lld,): %lld parameters", (long long)b_len, (long long)(wn + b_len));
+        }
+        printf("\n");
+    }
+}
+
+/*
+ * A file with a top-level /model group is a checkpoint: its attributes, the model it describes,
+ * the optimizer and the training position; then validation: the model is built from the spec
+ * and input shape and the parameters (and the optimizer state, if any) are loaded into it.
+ */
 static int inspect_checkpoint_(const char *path) {
-    printf("not a data file: %s has a /model group (a checkpoint); describing checkpoints is not "
-           "implemented yet\n",
-           path);
-    return 1;
+    printf("\n%s has a /model group: described as a checkpoint, not a data file\n", path);
+    sp_ckpt_info info;
+    sp_status st = sp_ckpt_read_info(path, &info);
+    if (st != SP_OK) {
+        sp_ckpt_info_free(&info);
+        return checkpoint_failed_(st);
+    }
+    printf("checkpoint:\n  format_version: %d\n  spec: %s\n  input shape: ", info.format_version,
+           info.spec);
+    print_shape_(info.input_shape, info.input_rank);
+    printf("\n  loss: %s\n", info.loss);
+    sp_model *m = NULL;
+    st = sp_model_create(&m, info.spec, info.input_shape, info.input_rank, 1);
+    if (st == SP_OK) {
+        print_layers_(m);
+        const size_t k = sp_model_output_size(m);
+        if (!strcmp(info.loss, "xent"))
+            printf("  task: classification, %zu classes\n", k);
+        else if (!strcmp(info.loss, "mse"))
+            printf("  task: regression, %zu targets\n", k);
+        else
+            st = SP_FAIL(SP_ERR_DATA, "%s: /model@loss \"%s\" is neither xent nor mse", path,
+                         info.loss);
+    }
+    if (info.has_optimizer) {
+        const sp_opt_config *o = &info.opt;
+        printf("  optimizer: %s, step %lld", sp_opt_kind_name(o->kind), (long long)info.opt_step);
+        if (o->kind == SP_OPT_SGD)
+            printf(", momentum %.7g, nesterov %s", (double)o->momentum, o->nesterov ? "yes" : "no");
+        else
+            printf(", beta1 %.7g, beta2 %.7g, eps %.7g", (double)o->beta1, (double)o->beta2,
+                   (double)o->eps);
+        printf(", weight_decay %.7g\n", (double)o->weight_decay);
+    } else {
+        printf("  optimizer: none (a model-only file: use it to predict or to initialize)\n");
+    }
+    if (info.has_train) {
+        const sp_train_state *t = &info.train;
+        printf("  train state: step %lld, epoch %lld, epoch_batch %lld, seed %llu\n"
+               "  written by: shardprop %s, %d rank%s x %d thread%s\n",
+               (long long)t->step, (long long)t->epoch, (long long)t->epoch_batch,
+               (unsigned long long)t->seed, info.version, t->world_size,
+               t->world_size == 1 ? "" : "s", t->threads, t->threads == 1 ? "" : "s");
+        printf("  config:\n");
+        const char *c = t->config && *t->config ? t->config : "(empty)\n";
+        for (const char *p = c; *p;) { /* indent each line */
+            const char *e = strchr(p, '\n');
+            const int len = e ? (int)(e - p) : (int)strlen(p);
+            printf("    %.*s\n", len, p);
+            p += len + (e ? 1 : 0);
+        }
+    } else {
+        printf("  train state: none\n");
+    }
+    /* validation: load everything into a model (and optimizer) built from the file itself */
+    sp_optimizer *opt = NULL;
+    if (st == SP_OK) st = sp_ckpt_load_params(path, m);
+    if (st == SP_OK && info.has_optimizer) {
+        st = sp_opt_config_check(&info.opt);
+        if (st == SP_OK) st = sp_optim_create(&opt, &info.opt, sp_model_num_params(m));
+        if (st == SP_OK) st = sp_ckpt_load_optimizer(path, m, opt);
+    }
+    const bool with_opt = info.has_optimizer;
+    sp_optim_free(opt);
+    sp_model_free(m);
+    sp_ckpt_info_free(&info);
+    if (st != SP_OK) return checkpoint_failed_(st);
+    printf("validation: OK (the parameters%s load into the model built from the spec)\n",
+           with_opt ? " and the optimizer state" : "");
+    return 0;
 }
 
 static int inspect_data_(const char *path, const char *xn, const char *yn) {
@@ -63,7 +171,14 @@ int sp_cmd_inspect(int argc, char **argv) {
                      "List the groups, datasets (shape, dtype, chunks, filters) and attributes of\n"
                      "an HDF5 file, then check it against the data file contract: class histogram\n"
                      "or target statistics, min/max/mean of X after scale/offset, and\n"
-                     "\"validation: OK\" or \"validation: FAILED: <reason>\" (exit status 1).",
+                     "\"validation: OK\" or \"validation: FAILED: <reason>\" (exit status 1).\n"
+                     "A checkpoint (a file with a /model group, e.g. from `train --out`) is\n"
+                     "described instead: spec, input shape, loss, format version, every layer's\n"
+                     "output and parameter shapes, the optimizer (type, hyper-parameters, step),\n"
+                     "the training position (step, epoch, batch in the epoch, seed, ranks,\n"
+                     "threads, version) and the stored configuration; it is validated by loading\n"
+                     "the parameters (and optimizer state) into a model built from its spec.\n"
+                     "--x and --y apply to data files only.",
                  .specs = specs,
                  .nspecs = 2,
                  .min_positional = 1,

@@ -14,6 +14,10 @@ typedef struct sp_command {
 int sp_cmd_train(int argc, char **argv);
 int sp_cmd_demo(int argc, char **argv);
 
+/* Using a trained model (src/cli/cmd_eval.c, cmd_predict.c). */
+int sp_cmd_eval(int argc, char **argv);
+int sp_cmd_predict(int argc, char **argv);
+
 /* The data tools (src/cli/cmd_<name>.c). */
 int sp_cmd_import(int argc, char **argv);
 int sp_cmd_synth(int argc, char **argv);

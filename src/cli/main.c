@@ -13,11 +13,13 @@ static int cmd_version(int argc, char **argv) {
 
 static const sp_command sp_commands[] = {
     {"train", sp_cmd_train, "train a model, data-parallel over MPI ranks"},
+    {"eval", sp_cmd_eval, "evaluate a trained model on a labeled data file (loss, accuracy, ...)"},
+    {"predict", sp_cmd_predict, "write a trained model's predictions for a data file"},
     {"demo", sp_cmd_demo, "train a classifier on in-memory two spirals (needs no data)"},
     {"version", cmd_version, "print the version"},
     {"import", sp_cmd_import, "convert IDX (MNIST) or CSV files into a data file"},
     {"synth", sp_cmd_synth, "write a synthetic data set (blobs, spirals, regression)"},
-    {"inspect", sp_cmd_inspect, "describe a data file and check it against the contract"},
+    {"inspect", sp_cmd_inspect, "describe a data file or a checkpoint and validate it"},
     {"split", sp_cmd_split, "split a data file into training and validation files"},
 };
 static const int sp_ncommands = (int)(sizeof sp_commands / sizeof sp_commands[0]);

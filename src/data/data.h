@@ -67,6 +67,7 @@ typedef struct sp_dataset_info {
     int64_t classes;                    /* classification: 'classes' attribute, else max + 1 */
     const char *y_dtype;                /* dtype name of y in the file ("uint8", "float32", ...) */
     size_t x_row_bytes;                 /* bytes of one sample of X in the file's dtype */
+    bool labeled; /* y is present (always, unless opened with SP_DATASET_Y_OPTIONAL) */
 } sp_dataset_info;
 
 /*
@@ -78,6 +79,19 @@ typedef struct sp_dataset_info {
  */
 sp_status sp_dataset_open(sp_dataset **out, const char *path, const char *x_name,
                           const char *y_name);
+
+/* Flags of sp_dataset_open_ex. */
+enum {
+    /* A file without the y dataset opens as unlabeled data (for prediction): info.labeled is
+     * false, regression false, classes and targets 0; sp_dataset_read then gives X only (asking
+     * for labels or targets is SP_ERR_ARG) and a loader's batches have labels = targets = NULL.
+     * A y that exists is validated as usual. */
+    SP_DATASET_Y_OPTIONAL = 1u
+};
+
+/* sp_dataset_open with flags (0 = sp_dataset_open). */
+sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_name,
+                             const char *y_name, unsigned flags);
 
 /* Valid until sp_dataset_close. */
 const sp_dataset_info *sp_dataset_get_info(const sp_dataset *ds);
@@ -152,8 +166,8 @@ typedef struct sp_batch {
     int64_t first_pos;     /* position of ids[0] in the epoch order */
     const int64_t *ids;    /* (count) sample indices */
     const float *x;        /* (count, sample_size) */
-    const int32_t *labels; /* (count) or NULL (regression) */
-    const float *targets;  /* (count, T) or NULL (classification) */
+    const int32_t *labels; /* (count) or NULL (regression, unlabeled) */
+    const float *targets;  /* (count, T) or NULL (classification, unlabeled) */
 } sp_batch;
 
 /*

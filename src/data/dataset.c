@@ -327,7 +327,7 @@ static sp_status load_y_(sp_dataset *ds) {
     return SP_OK;
 }
 
-static sp_status open_locked_(sp_dataset *ds) {
+static sp_status open_locked_(sp_dataset *ds, unsigned flags) {
     ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (ds->file < 0)
         return SP_FAIL(SP_ERR_DATA,
@@ -335,6 +335,14 @@ static sp_status open_locked_(sp_dataset *ds) {
                        "'%s'",
                        ds->path, ds->x_name, ds->y_name);
     SP_CHECK(open_x_(ds));
+    if ((flags & SP_DATASET_Y_OPTIONAL) && !sp_h5_exists(ds->file, ds->y_name)) {
+        ds->info.labeled = false; /* X only: prediction on unlabeled data */
+        if (ds->info.n == 0)
+            return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': no samples (N = 0)", ds->path,
+                           ds->x_name);
+        return SP_OK;
+    }
+    ds->info.labeled = true;
     SP_CHECK(open_y_(ds));
     if (ds->y_dims[0] != ds->x_dims[0])
         return SP_FAIL(SP_ERR_DATA,
@@ -349,11 +357,19 @@ static sp_status open_locked_(sp_dataset *ds) {
 
 sp_status sp_dataset_open(sp_dataset **out, const char *path, const char *x_name,
                           const char *y_name) {
+    return sp_dataset_open_ex(out, path, x_name, y_name, 0);
+}
+
+sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_name,
+                             const char *y_name, unsigned flags) {
     *out = NULL;
     if (!x_name) x_name = "X";
     if (!y_name) y_name = "y";
     char what[512];
-    snprintf(what, sizeof what, "datasets '%s' and '%s'", x_name, y_name);
+    if (flags & SP_DATASET_Y_OPTIONAL)
+        snprintf(what, sizeof what, "dataset '%s'", x_name);
+    else
+        snprintf(what, sizeof what, "datasets '%s' and '%s'", x_name, y_name);
     SP_CHECK(sp_h5_check_file(path, what));
     sp_dataset *ds = calloc(1, sizeof *ds);
     if (!ds) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", path);
@@ -369,7 +385,7 @@ sp_status sp_dataset_open(sp_dataset **out, const char *path, const char *x_name
     ds->info.x_name = ds->x_name;
     ds->info.y_name = ds->y_name;
     sp_h5_lock();
-    sp_status st = open_locked_(ds);
+    sp_status st = open_locked_(ds, flags);
     sp_h5_unlock();
     if (st != SP_OK) {
         sp_dataset_close(ds);
@@ -499,6 +515,9 @@ sp_status sp_dataset_read(sp_dataset *ds, const int64_t *ids, int64_t n, float *
         if (ids[i] < 0 || ids[i] >= in->n)
             return SP_FAIL(SP_ERR_ARG, "%s: dataset '%s': sample index %lld out of range [0, %lld)",
                            ds->path, ds->x_name, (long long)ids[i], (long long)in->n);
+    if ((labels || targets) && !in->labeled)
+        return SP_FAIL(SP_ERR_ARG, "%s: dataset '%s': not in the file (unlabeled data)", ds->path,
+                       ds->y_name);
     if (labels) {
         if (in->regression)
             return SP_FAIL(SP_ERR_ARG, "%s: dataset '%s': labels requested from regression targets",
@@ -546,7 +565,11 @@ void sp_dataset_describe(const sp_dataset *ds, char *buf, size_t cap) {
     const sp_dataset_info *in = &ds->info;
     char shape[160];
     shape_str_(shape, sizeof shape, in->sample_shape, in->sample_rank);
-    if (in->regression)
+    if (!in->labeled)
+        snprintf(buf, cap, "%s: N=%lld, %s %s %s scale=%g offset=%g, no %s (unlabeled)", in->path,
+                 (long long)in->n, in->x_name, sp_x_dtype_name(in->x_dtype), shape, in->scale,
+                 in->offset, in->y_name);
+    else if (in->regression)
         snprintf(buf, cap, "%s: N=%lld, %s %s %s scale=%g offset=%g, %s %s %lld targets", in->path,
                  (long long)in->n, in->x_name, sp_x_dtype_name(in->x_dtype), shape, in->scale,
                  in->offset, in->y_name, in->y_dtype, (long long)in->targets);
@@ -605,7 +628,7 @@ sp_status sp_dataset_summarize(sp_dataset *ds, sp_dataset_summary *out) {
         out->y_min = ymn;
         out->y_max = ymx;
         out->y_mean = ys / (double)nt;
-    } else {
+    } else if (in->labeled) {
         out->class_counts = calloc((size_t)in->classes, sizeof(int64_t));
         if (!out->class_counts) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", ds->path);
         for (int64_t i = 0; i < in->n; ++i) out->class_counts[ds->labels[i]]++;

@@ -199,11 +199,11 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
         lbuf_ *B = &ld->buf[k];
         B->ids = malloc(c * sizeof(int64_t));
         B->x = malloc(xbytes);
-        if (!in->regression)
+        if (in->labeled && !in->regression)
             B->labels = malloc(c * sizeof(int32_t));
-        else
+        else if (in->labeled)
             B->targets = malloc(c * (size_t)in->targets * sizeof(float));
-        ok = B->ids && B->x && (B->labels || B->targets);
+        ok = B->ids && B->x && (B->labels || B->targets || !in->labeled);
     }
     if (!ok) {
         sp_loader_free(ld);

@@ -474,3 +474,47 @@ sp_status sp_comm_layout_report(sp_comm *c, int threads, char *buf, size_t cap, 
     free(all);
     return SP_OK;
 }
+
+/* ------------------------------------------------ small reductions for evaluation (eval.c) */
+
+sp_status sp_comm_sum_int64(sp_comm *c, int64_t *buf, size_t n) {
+    const size_t chunk = (size_t)INT_MAX / 2;
+    for (size_t o = 0; o < n; o += chunk) {
+        const size_t len = n - o < chunk ? n - o : chunk;
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)len, MPI_INT64_T, MPI_SUM, c->comm),
+                  "allreduce (int64)");
+    }
+    return SP_OK;
+}
+
+sp_status sp_comm_gatherv_bytes(sp_comm *c, const void *send, size_t n, void *recv,
+                                const size_t *counts, int root) {
+    /* every rank checks its own size, root the total; agreed before the collective */
+    sp_status st = n <= (size_t)INT_MAX ? SP_OK
+                                        : SP_FAIL(SP_ERR_ARG,
+                                                  "gather: %zu bytes from rank %d "
+                                                  "exceed the 2 GiB limit of one call",
+                                                  n, c->rank);
+    int *cnt = NULL, *displ = NULL;
+    if (c->rank == root && st == SP_OK) {
+        cnt = malloc(sizeof(int) * (size_t)c->size);
+        displ = malloc(sizeof(int) * (size_t)c->size);
+        if (!cnt || !displ) st = SP_FAIL(SP_ERR_NOMEM, "gather: out of memory");
+        size_t total = 0;
+        for (int r = 0; r < c->size && st == SP_OK; ++r) {
+            if (counts[r] > (size_t)INT_MAX - total)
+                st = SP_FAIL(SP_ERR_ARG, "gather: more than 2 GiB in one call");
+            else
+                cnt[r] = (int)counts[r], displ[r] = (int)total, total += counts[r];
+        }
+    }
+    st = sp_comm_agree(c, st, NULL);
+    if (st == SP_OK) {
+        const int e =
+            MPI_Gatherv(send, (int)n, MPI_BYTE, recv, cnt, displ, MPI_BYTE, root, c->comm);
+        if (e != MPI_SUCCESS) st = mpi_fail_(e, "gather");
+    }
+    free(cnt);
+    free(displ);
+    return st;
+}

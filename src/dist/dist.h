@@ -99,4 +99,16 @@ void sp_watchdog_stop(sp_comm *c);
  * overlapping cores) — built on rank 0 into buf. (collective) */
 sp_status sp_comm_layout_report(sp_comm *c, int threads, char *buf, size_t cap, int *warnings);
 
+/* In-place sum of n int64 values over ranks (exact; any n: sent in chunks). (collective) */
+sp_status sp_comm_sum_int64(sp_comm *c, int64_t *buf, size_t n);
+
+/*
+ * Gather blocks of different sizes to root, in rank order: rank r sends n bytes; on root,
+ * counts[r] (root's array of size() entries; must equal what rank r sends) bytes of rank r land
+ * in recv one after another (recv: sum of counts). counts and recv are ignored on other ranks.
+ * The total must stay below 2 GiB (MPI int displacements): SP_ERR_ARG otherwise. (collective)
+ */
+sp_status sp_comm_gatherv_bytes(sp_comm *c, const void *send, size_t n, void *recv,
+                                const size_t *counts, int root);
+
 #endif
