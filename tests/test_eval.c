@@ -34,20 +34,10 @@ static int count_of(const char *s, const char *needle) {
     return n;
 }
 
-/* `shardprop ARGS` alone (np == 0) or under mpiexec -n np, one thread; output (stdout+stderr).
- * Alone, leak detection is off as sp_test_shardprop does for `train`: LeakSanitizer's tracer
- * crashes at exit in an Open MPI singleton (its helper threads); the same code's leaks are
- * checked in the runs under mpiexec. */
+/* `shardprop ARGS` alone (np == 0) or under mpiexec -n np, one thread; output (stdout+stderr). */
 static char *run(int np, const char *args, int *rc) {
     char *out = NULL;
-    if (np > 0) {
-        *rc = sp_test_shardprop(np, 1, args, &out);
-    } else {
-        char cmd[8192];
-        snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0 %s %s 2>&1",
-                 sp_test_bin(), args);
-        *rc = sp_test_run(cmd, &out);
-    }
+    *rc = sp_test_shardprop(np, 1, args, &out);
     return out ? out : calloc(1, 1);
 }
 

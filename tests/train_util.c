@@ -16,6 +16,11 @@ const char *sp_test_bin(void) {
     return b;
 }
 
+/* The subcommands that start MPI. */
+static int mpi_command_(const char *args) {
+    return !strncmp(args, "train", 5) || !strncmp(args, "eval", 4) || !strncmp(args, "predict", 7);
+}
+
 int sp_test_shardprop(int np, int threads, const char *args, char **out) {
     const char *mpiexec = getenv("MPIEXEC"), *pre = getenv("MPIEXEC_PREFLAGS");
     char cmd[8192];
@@ -26,8 +31,7 @@ int sp_test_shardprop(int np, int threads, const char *args, char **out) {
         /* LeakSanitizer's tracer crashes in an Open MPI singleton (its helper threads); leaks
          * of the same code are checked in the runs under mpiexec */
         snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=%d %s%s %s 2>&1", threads,
-                 strncmp(args, "train", 5) ? "" : "ASAN_OPTIONS=detect_leaks=0 ", sp_test_bin(),
-                 args);
+                 mpi_command_(args) ? "ASAN_OPTIONS=detect_leaks=0 " : "", sp_test_bin(), args);
     return sp_test_run(cmd, out);
 }
 

@@ -145,7 +145,7 @@ int sp_cmd_eval(int argc, char **argv) {
     const int early = sp_cli_mpi_start(&a, argc, argv, &comm);
     if (early >= 0) return early;
     const int rank = sp_comm_rank(comm), ranks = sp_comm_size(comm);
-    const int threads = sp_cli_set_threads(o.threads);
+    const int threads = sp_set_threads(o.threads);
     const double t0 = sp_comm_wtime();
 
     /* everything that can fail locally, then one agreement */

@@ -50,7 +50,7 @@ int sp_cmd_predict(int argc, char **argv) {
     const int early = sp_cli_mpi_start(&a, argc, argv, &comm);
     if (early >= 0) return early;
     const int rank = sp_comm_rank(comm), ranks = sp_comm_size(comm);
-    const int nthreads = sp_cli_set_threads(threads);
+    const int nthreads = sp_set_threads(threads);
     const double t0 = sp_comm_wtime();
 
     sp_model *m = NULL;

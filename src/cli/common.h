@@ -7,10 +7,7 @@
 #include "dist/dist.h"
 #include "shardprop/status.h"
 #include "util/args.h"
-
-/* OpenMP threads per rank: `requested` when > 0, else OMP_NUM_THREADS when set, else the cores
- * this process may run on (its affinity mask). Sets omp_set_num_threads and returns it. */
-int sp_cli_set_threads(int64_t requested);
+#include "util/threads.h"
 
 /*
  * The start of an MPI command: parse the flags (every rank parses the same command line); on

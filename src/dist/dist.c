@@ -481,8 +481,10 @@ sp_status sp_comm_sum_int64(sp_comm *c, int64_t *buf, size_t n) {
     const size_t chunk = (size_t)INT_MAX / 2;
     for (size_t o = 0; o < n; o += chunk) {
         const size_t len = n - o < chunk ? n - o : chunk;
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)len, MPI_INT64_T, MPI_SUM, c->comm),
-                  "allreduce (int64)");
+        watch_(c, "a count allreduce (MPI_Allreduce)");
+        const int e = MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)len, MPI_INT64_T, MPI_SUM, c->comm);
+        unwatch_(c);
+        if (e != MPI_SUCCESS) return mpi_fail_(e, "allreduce (int64)");
     }
     return SP_OK;
 }
@@ -510,8 +512,10 @@ sp_status sp_comm_gatherv_bytes(sp_comm *c, const void *send, size_t n, void *re
     }
     st = sp_comm_agree(c, st, NULL);
     if (st == SP_OK) {
+        watch_(c, "a gather (MPI_Gatherv)");
         const int e =
             MPI_Gatherv(send, (int)n, MPI_BYTE, recv, cnt, displ, MPI_BYTE, root, c->comm);
+        unwatch_(c);
         if (e != MPI_SUCCESS) st = mpi_fail_(e, "gather");
     }
     free(cnt);

@@ -1,10 +1,8 @@
-#define _GNU_SOURCE /* sched_getaffinity */
 #include "train/trainer.h"
 
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +16,10 @@
 #include "optim/schedule.h"
 #include "shardprop/model.h"
 #include "train/checkpoint.h"
+#include "train/eval.h"
 #include "util/json.h"
 #include "util/signals.h"
+#include "util/threads.h"
 #include "util/status.h"
 
 typedef struct trainer {
@@ -52,17 +52,6 @@ typedef struct trainer {
 
 static double now_(void) {
     return sp_comm_wtime();
-}
-
-/* --threads, else OMP_NUM_THREADS, else the cores this rank may run on. */
-static int choose_threads_(const sp_train_config *cfg) {
-    if (cfg->threads > 0) return (int)cfg->threads;
-    const char *env = getenv("OMP_NUM_THREADS");
-    if (env && atoi(env) > 0) return omp_get_max_threads();
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
-    return omp_get_max_threads();
 }
 
 /* The backward hook: gradients at offsets >= begin are final; their buckets may go. */
@@ -106,24 +95,18 @@ static sp_status run_batch_(trainer *t, const sp_batch *b, bool training, double
 }
 
 /* Evaluate a whole data set, distributed: each rank its slices, sums exact over ranks. */
+/* Evaluate a whole data set, distributed: the same code as `shardprop eval`. */
 static sp_status evaluate_(trainer *t, sp_loader *ld, double *loss, double *acc) {
-    sp_status st = sp_loader_start_epoch(ld, 0, 0);
-    double tot[3] = {0, 0, 0};
-    for (;;) {
-        sp_batch b;
-        bool done = false;
-        if (st == SP_OK) st = sp_loader_next(ld, &b, &done);
-        uint32_t flags = done ? 1u : 0u;
-        SP_CHECK(sp_comm_agree(t->comm, st, &flags));
-        if (flags & 1u) break; /* every rank has the same number of batches */
-        double s[3];
-        SP_CHECK(run_batch_(t, &b, false, s));
-        for (int i = 0; i < 3; ++i) tot[i] += s[i];
+    sp_eval_result r;
+    const double t0 = now_();
+    sp_status st = sp_eval_run(t->m, ld, t->comm, t->xent, t->outputs, &r);
+    if (st == SP_OK) {
+        *loss = r.loss;
+        *acc = t->xent ? r.accuracy : NAN;
     }
-    SP_CHECK(sp_comm_sum_doubles(t->comm, tot, 3));
-    *loss = tot[2] > 0 ? tot[0] / (tot[2] * (t->xent ? 1 : t->outputs)) : NAN;
-    *acc = t->xent && tot[2] > 0 ? tot[1] / tot[2] : NAN;
-    return SP_OK;
+    sp_eval_result_free(&r);
+    t->compute_s += now_() - t0;
+    return st;
 }
 
 static void fmt_eta_(char *buf, size_t cap, double s) {
@@ -838,8 +821,7 @@ sp_status sp_train_run(const sp_train_config *cfg, sp_comm *comm) {
     t.comm = comm;
     t.rank = sp_comm_rank(comm);
     t.size = sp_comm_size(comm);
-    t.threads = choose_threads_(cfg);
-    omp_set_num_threads(t.threads);
+    t.threads = sp_set_threads(cfg->threads);
     t.talk = t.rank == 0;
     t.tty = stdout_is_terminal_();
     /* the time limit: --max-time, else the end of the SLURM allocation (less a margin for the
