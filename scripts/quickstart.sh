@@ -67,7 +67,7 @@ OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} mpirun -n "$ranks" "$bin" train --config "
 sp_log "evaluating on the test set (data/fashion-mnist/test.h5)"
 "$bin" eval --checkpoint "$run/model.h5" --data data/fashion-mnist/test.h5 \
     --metrics "$run/metrics.jsonl" | tee "$run/eval.txt"
-acc=$(sed -n 's/^accuracy[: ]*\([0-9.]*\).*/\1/p' "$run/eval.txt" | head -n 1)
+acc=$(grep -o 'accuracy [0-9.]*' "$run/eval.txt" | head -n 1 | cut -d' ' -f2)
 
 if [ "$have_plot" = yes ]; then
     python3 scripts/plot_metrics.py "$run/metrics.jsonl" "$run/curves.png" \
