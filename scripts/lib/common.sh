@@ -47,12 +47,23 @@ sp_install() {
     $sudo apt-get install -y -q --no-install-recommends $missing >/dev/null
 }
 
-# sp_build DIR TYPE [cmake args...]: configure and build.
+# sp_build DIR TYPE [cmake args...]: configure and build (the compiler's output goes to
+# DIR/build.log, shown when the build fails).
 sp_build() {
     local dir=$1 type=$2
     shift 2
-    cmake -S "$SP_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
-    cmake --build "$dir" -j"$(nproc)"
+    mkdir -p "$dir"
+    if ! { cmake -S "$SP_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" "$@" &&
+        cmake --build "$dir" -j"$(nproc)"; } >"$dir/build.log" 2>&1; then
+        tail -n 40 "$dir/build.log" >&2
+        sp_log "the build failed; the whole log is $dir/build.log"
+        return 1
+    fi
+}
+
+# Debian's python3 (with the python3-* packages) even when another python3 comes first on PATH.
+sp_python() {
+    if [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else command -v python3; fi
 }
 
 # Open MPI refuses to run as root unless told; allow more ranks than cores.
