@@ -214,6 +214,77 @@ static void test_errors(void) {
     free(out);
 }
 
+/* Time-based checkpoints, --max-time, SLURM_JOB_END_TIME, and the second Ctrl-C. */
+static void test_time_limits(void) {
+    char cmd[4096], ck[512];
+    /* every 0.0005 min = 30 ms of wall time, with 40 ms steps: a checkpoint at almost every step */
+    snprintf(ck, sizeof ck, "%s/minutes_ck", dir);
+    snprintf(cmd, sizeof cmd,
+             "SHARDPROP_TEST_STEP_DELAY_MS=40 OMP_NUM_THREADS=1 %s train --data %s/d.h5 %s "
+             "--checkpoint-dir %s --checkpoint-every-minutes 0.0005 --keep 0 --max-steps 8 "
+             "2>&1; ls %s | grep -c '^step_'",
+             sp_test_bin(), dir, base, ck, ck);
+    char *out = NULL;
+    sp_test_run(cmd, &out);
+    const char *last = out ? strrchr(out, '\n') : NULL;
+    while (last && last > out && last[-1] != '\n') --last; /* start of the last line */
+    const int files = out ? atoi(out + (last ? last - out : 0)) : 0;
+    CHECK(files >= 4, "--checkpoint-every-minutes: %d checkpoints in 8 steps of 40 ms:\n%s", files,
+          out ? out : "");
+    free(out);
+    /* --max-time 0.04 min = 2.4 s with 100 ms steps (27 in all): stops early, cleanly */
+    snprintf(ck, sizeof ck, "%s/maxtime_ck", dir);
+    snprintf(cmd, sizeof cmd,
+             "SHARDPROP_TEST_STEP_DELAY_MS=100 OMP_NUM_THREADS=1 %s train --data %s/d.h5 %s "
+             "--checkpoint-dir %s --max-time 0.04 2>&1",
+             sp_test_bin(), dir, base, ck);
+    out = NULL;
+    int rc = sp_test_run(cmd, &out);
+    CHECK(rc == 0 && out && strstr(out, "stopped by the time limit: checkpointed at step"),
+          "--max-time: checkpoint and a clean stop (exit %d):\n%s", rc, out ? out : "");
+    free(out);
+    /* SLURM_JOB_END_TIME 33 s from now, less the 30 s shutdown margin: the same */
+    snprintf(ck, sizeof ck, "%s/slurmtime_ck", dir);
+    snprintf(cmd, sizeof cmd,
+             "SLURM_JOB_END_TIME=$(( $(date +%%s) + 33 )) SHARDPROP_TEST_STEP_DELAY_MS=100 "
+             "OMP_NUM_THREADS=1 %s train --data %s/d.h5 %s --checkpoint-dir %s 2>&1",
+             sp_test_bin(), dir, base, ck);
+    out = NULL;
+    rc = sp_test_run(cmd, &out);
+    CHECK(rc == 0 && out && strstr(out, "stopped by the time limit: checkpointed at step"),
+          "SLURM_JOB_END_TIME: checkpoint and a clean stop (exit %d):\n%s", rc, out ? out : "");
+    free(out);
+    char extra[1024];
+    snprintf(extra, sizeof extra, "--checkpoint-dir %s --resume auto --out %s/slurmtime.h5", ck,
+             dir);
+    out = NULL;
+    expect_ok(run(0, base, "", extra, &out), out, "resume after the time limit");
+    /* Ctrl-C twice: the first asks for a checkpoint, the second aborts at once (exit 130) */
+    snprintf(cmd, sizeof cmd,
+             "SHARDPROP_TEST_STEP_DELAY_MS=2000 OMP_NUM_THREADS=1 %s train --data %s/d.h5 %s "
+             "> /dev/null 2>&1 & pid=$!; sleep 1; kill -INT $pid; sleep 0.2; kill -INT $pid; "
+             "wait $pid; echo rc=$?",
+             sp_test_bin(), dir, base);
+    out = NULL;
+    sp_test_run(cmd, &out);
+    CHECK(out && strstr(out, "rc=130"), "a second SIGINT aborts at once: %s", out ? out : "");
+    free(out);
+    /* resuming on data of another shape is refused */
+    char other[1024];
+    snprintf(other, sizeof other,
+             "synth --kind blobs --n 100 --features 5 --classes 4 --seed 2 --out %s/other.h5", dir);
+    sp_test_shardprop(0, 1, other, NULL);
+    snprintf(cmd, sizeof cmd,
+             "train --data %s/other.h5 --model dense:24,relu,dropout:0.25,dense:4 --seed 7 "
+             "--batch 48 --checkpoint-dir %s --resume auto",
+             dir, ck);
+    out = NULL;
+    rc = sp_test_shardprop(0, 1, cmd, &out);
+    CHECK(rc != 0 && out && strstr(out, "(5,)") && strstr(out, "(12,)"),
+          "resume on data of another shape: refused naming both shapes:\n%s", out ? out : "");
+    free(out);
+}
+
 static void test_watchdog(void) {
     char cmd[4096];
     const char *mpi = getenv("MPIEXEC") ? getenv("MPIEXEC") : "mpiexec";
@@ -272,6 +343,7 @@ int main(void) {
     test_signal();
     test_kill_during_checkpoint();
     test_errors();
+    test_time_limits();
     test_watchdog();
     return sp_test_summary("resume");
 }

@@ -481,8 +481,9 @@ static void test_hooks_(trainer *t) {
         sleep(3600);
     }
     if (delay_ms > 0) {
+        /* the whole delay, even when a signal interrupts it (as a long step would) */
         struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        while (nanosleep(&ts, &ts) != 0) continue;
     }
 }
 
