@@ -27,8 +27,12 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 fi
 cmake --build "$build" -j"$(nproc)" --target "fuzz_$target" >/dev/null
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/shardprop-fuzz-$target.XXXXXX")
+base=${TMPDIR:-/tmp}
+[ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
+work=$(mktemp -d "$base/shardprop-fuzz-$target.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+mkdir "$work/scratch"
+export SP_FUZZ_SCRATCH=$work/scratch # the targets' files; crashed jobs' leftovers go with $work
 cp -r "$SP_ROOT/tests/fuzz/corpus/$target" "$work/corpus"
 findings=$build/findings/$target
 mkdir -p "$findings"

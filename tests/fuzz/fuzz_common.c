@@ -36,7 +36,9 @@ const char *sp_fuzz_setup(void) {
     sp_h5_lock(); /* initializes HDF5 and silences its error printing */
     sp_h5_unlock();
     struct stat st;
-    const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : NULL;
+    const char *base = getenv("SP_FUZZ_SCRATCH"); /* set by scripts/fuzz.sh */
+    if (!base || !*base)
+        base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : NULL;
     if (!base) base = getenv("TMPDIR");
     if (!base || !*base) base = "/tmp";
     snprintf(dir_, sizeof dir_, "%s/shardprop-fuzz-XXXXXX", base);

@@ -19,8 +19,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define SP_FUZZ_MEM_LIMIT ((size_t)64 << 20)
 
 /* Once per process: the memory limit, one OpenMP thread, HDF5 initialized and silent, and a
- * private scratch directory (in /dev/shm when there is one, else TMPDIR or /tmp) removed at
- * exit. Returns the directory. */
+ * private scratch directory (under $SP_FUZZ_SCRATCH, else /dev/shm when there is one, else TMPDIR
+ * or /tmp) removed at exit (a crashed process leaves it: scripts/fuzz.sh removes its scratch
+ * root). Returns the directory. */
 const char *sp_fuzz_setup(void);
 
 /* "<scratch dir>/<name>" into buf (cap bytes). */
