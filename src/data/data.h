@@ -75,6 +75,8 @@ typedef struct sp_dataset_info {
  * are datasets, ranks and dtypes are supported, X and y agree on N, N >= 1, byte sizes fit
  * size_t, and (classification) every label is in [0, classes) — y is read fully here (N values;
  * regression targets are checked for NaN/Inf too). X is not read. x_name/y_name NULL mean "X"/"y".
+ * Buffers sized from the file (one sample, the labels or targets) are checked against the
+ * memory limit of util/mem.h first: SP_ERR_NOMEM naming the file and dataset.
  * On failure *out is NULL and the status carries one line: "<file>: dataset '<name>': <problem>".
  */
 sp_status sp_dataset_open(sp_dataset **out, const char *path, const char *x_name,
@@ -92,6 +94,14 @@ enum {
 /* sp_dataset_open with flags (0 = sp_dataset_open). */
 sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_name,
                              const char *y_name, unsigned flags);
+
+/*
+ * The same from an HDF5 file image in memory (`len` bytes; copied, so the caller may free it on
+ * return). `name` (NULL: "(file image)") stands for the path in messages and in the info. Used by
+ * the fuzz targets and by tests; the validation is exactly sp_dataset_open's.
+ */
+sp_status sp_dataset_open_image(sp_dataset **out, const void *image, size_t len, const char *name,
+                                const char *x_name, const char *y_name);
 
 /* Valid until sp_dataset_close. */
 const sp_dataset_info *sp_dataset_get_info(const sp_dataset *ds);

@@ -4,8 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <hdf5_hl.h>
+
 #include "data/dataset_impl.h"
 #include "util/h5.h"
+#include "util/mem.h"
 #include "util/status.h"
 
 const char *sp_x_dtype_name(sp_x_dtype t) {
@@ -160,6 +163,14 @@ sp_status sp_h5_read_rows_sorted(hid_t dset, hid_t mem_type, const int64_t *sort
     return SP_OK;
 }
 
+/* The memory limit for a buffer of dataset `name`, naming the file and the dataset. */
+static sp_status mem_check_(const sp_dataset *ds, const char *name, size_t bytes,
+                            const char *what) {
+    char who[600];
+    snprintf(who, sizeof who, "%s: dataset '%s'", ds->path, name);
+    return sp_mem_check(bytes, who, what);
+}
+
 static sp_status open_x_(sp_dataset *ds) {
     const char *path = ds->path, *name = ds->x_name;
     sp_dataset_info *in = &ds->info;
@@ -210,6 +221,10 @@ static sp_status open_x_(sp_dataset *ds) {
         return SP_FAIL(SP_ERR_DATA,
                        "%s: dataset '%s': shape too large: its byte size overflows size_t", path,
                        name);
+    size_t one;
+    if (!sp_size_mul(ss, sizeof(float), &one))
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': sample size overflows size_t", path, name);
+    SP_CHECK(mem_check_(ds, name, one, "one sample as float32"));
     bool found;
     in->scale = 1.0;
     in->offset = 0.0;
@@ -266,9 +281,11 @@ static sp_status load_y_(sp_dataset *ds) {
     sp_dataset_info *in = &ds->info;
     const int64_t n = in->n, block = 1 << 18;
     if (in->regression) {
-        size_t bytes;
-        if (!sp_size_mul((size_t)n, (size_t)in->targets * sizeof(float), &bytes))
+        size_t bytes, row;
+        if (!sp_size_mul((size_t)in->targets, sizeof(float), &row) ||
+            !sp_size_mul((size_t)n, row, &bytes))
             return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': byte size overflows size_t", path, name);
+        SP_CHECK(mem_check_(ds, name, bytes, "the targets (read whole at open)"));
         ds->targets = malloc(bytes);
         if (!ds->targets)
             return SP_FAIL(SP_ERR_NOMEM, "%s: dataset '%s': cannot allocate %zu bytes", path, name,
@@ -291,7 +308,12 @@ static sp_status load_y_(sp_dataset *ds) {
         return SP_FAIL(SP_ERR_DATA,
                        "%s: dataset '%s': attribute 'classes' = %g is not a positive integer", path,
                        name, cattr);
-    ds->labels = malloc((size_t)n * sizeof(int32_t));
+    size_t lbytes;
+    SP_CHECK(
+        sp_size_mul((size_t)n, sizeof(int32_t), &lbytes)
+            ? mem_check_(ds, name, lbytes, "the labels (read whole at open)")
+            : SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': byte size overflows size_t", path, name));
+    ds->labels = malloc(lbytes);
     int64_t *tmp = malloc((size_t)(n < block ? n : block) * sizeof(int64_t));
     if (!ds->labels || !tmp) {
         free(tmp);
@@ -327,13 +349,15 @@ static sp_status load_y_(sp_dataset *ds) {
     return SP_OK;
 }
 
-static sp_status open_locked_(sp_dataset *ds, unsigned flags) {
-    ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (ds->file < 0)
-        return SP_FAIL(SP_ERR_DATA,
-                       "%s: cannot open as HDF5 (damaged or truncated file?) for datasets '%s' and "
-                       "'%s'",
-                       ds->path, ds->x_name, ds->y_name);
+static sp_status open_failed_(const sp_dataset *ds) {
+    return SP_FAIL(SP_ERR_DATA,
+                   "%s: cannot open as HDF5 (damaged or truncated file?) for datasets '%s' and "
+                   "'%s'",
+                   ds->path, ds->x_name, ds->y_name);
+}
+
+/* Validate the open file ds->file (caller holds the lock). */
+static sp_status validate_locked_(sp_dataset *ds, unsigned flags) {
     SP_CHECK(open_x_(ds));
     if ((flags & SP_DATASET_Y_OPTIONAL) && !sp_h5_exists(ds->file, ds->y_name)) {
         ds->info.labeled = false; /* X only: prediction on unlabeled data */
@@ -355,6 +379,27 @@ static sp_status open_locked_(sp_dataset *ds, unsigned flags) {
     return load_y_(ds);
 }
 
+/* A dataset with its names set and no file yet. */
+static sp_status dataset_new_(sp_dataset **out, const char *path, const char *x_name,
+                              const char *y_name) {
+    sp_dataset *ds = calloc(1, sizeof *ds);
+    *out = NULL;
+    if (!ds) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", path);
+    ds->file = ds->dx = ds->dy = -1;
+    ds->path = strdup(path);
+    ds->x_name = strdup(x_name);
+    ds->y_name = strdup(y_name);
+    if (!ds->path || !ds->x_name || !ds->y_name) {
+        sp_dataset_close(ds);
+        return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", path);
+    }
+    ds->info.path = ds->path;
+    ds->info.x_name = ds->x_name;
+    ds->info.y_name = ds->y_name;
+    *out = ds;
+    return SP_OK;
+}
+
 sp_status sp_dataset_open(sp_dataset **out, const char *path, const char *x_name,
                           const char *y_name) {
     return sp_dataset_open_ex(out, path, x_name, y_name, 0);
@@ -371,21 +416,41 @@ sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_n
     else
         snprintf(what, sizeof what, "datasets '%s' and '%s'", x_name, y_name);
     SP_CHECK(sp_h5_check_file(path, what));
-    sp_dataset *ds = calloc(1, sizeof *ds);
-    if (!ds) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", path);
-    ds->file = ds->dx = ds->dy = -1;
-    ds->path = strdup(path);
-    ds->x_name = strdup(x_name);
-    ds->y_name = strdup(y_name);
-    if (!ds->path || !ds->x_name || !ds->y_name) {
-        sp_dataset_close(ds);
-        return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", path);
-    }
-    ds->info.path = ds->path;
-    ds->info.x_name = ds->x_name;
-    ds->info.y_name = ds->y_name;
+    sp_dataset *ds;
+    SP_CHECK(dataset_new_(&ds, path, x_name, y_name));
     sp_h5_lock();
-    sp_status st = open_locked_(ds, flags);
+    ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    sp_status st = ds->file < 0 ? open_failed_(ds) : validate_locked_(ds, flags);
+    sp_h5_unlock();
+    if (st != SP_OK) {
+        sp_dataset_close(ds);
+        return st;
+    }
+    *out = ds;
+    return SP_OK;
+}
+
+sp_status sp_dataset_open_image(sp_dataset **out, const void *image, size_t len, const char *name,
+                                const char *x_name, const char *y_name) {
+    *out = NULL;
+    if (!x_name) x_name = "X";
+    if (!y_name) y_name = "y";
+    if (!name) name = "(file image)";
+    /* The checks sp_h5_check_file makes on a file: the HDF5 signature at 0, 512, 1024, ... */
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    bool ok = false;
+    for (size_t off = 0; !ok && len >= 8 && off <= len - 8; off = off ? off * 2 : 512)
+        ok = memcmp((const char *)image + off, sig, 8) == 0;
+    if (!ok)
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: not an HDF5 file (no HDF5 signature; wanted datasets '%s' and '%s')",
+                       name, x_name, y_name);
+    sp_dataset *ds;
+    SP_CHECK(dataset_new_(&ds, name, x_name, y_name));
+    sp_h5_lock();
+    /* flags 0: HDF5 copies the image, read-only; the caller's buffer is not kept */
+    ds->file = H5LTopen_file_image((void *)image, len, 0);
+    sp_status st = ds->file < 0 ? open_failed_(ds) : validate_locked_(ds, 0);
     sp_h5_unlock();
     if (st != SP_OK) {
         sp_dataset_close(ds);
@@ -483,9 +548,10 @@ static int cmp_pair_(const void *a, const void *b) {
 static sp_status reserve_(sp_dataset *ds, int64_t n) {
     if ((size_t)n <= ds->cap) return SP_OK;
     size_t cap = (size_t)n, raw_bytes;
-    if (!sp_size_mul(cap, ds->info.x_row_bytes, &raw_bytes))
+    if (!sp_size_mul(cap, ds->info.x_row_bytes, &raw_bytes) || cap > SIZE_MAX / 16)
         return SP_FAIL(SP_ERR_NOMEM, "%s: dataset '%s': read of %lld rows overflows size_t",
                        ds->path, ds->x_name, (long long)n);
+    SP_CHECK(mem_check_(ds, ds->x_name, raw_bytes, "the read buffer"));
     free(ds->sorted);
     free(ds->pairs);
     free(ds->raw);
@@ -629,6 +695,8 @@ sp_status sp_dataset_summarize(sp_dataset *ds, sp_dataset_summary *out) {
         out->y_max = ymx;
         out->y_mean = ys / (double)nt;
     } else if (in->labeled) {
+        SP_CHECK(mem_check_(ds, ds->y_name, (size_t)in->classes * sizeof(int64_t),
+                            "the class histogram"));
         out->class_counts = calloc((size_t)in->classes, sizeof(int64_t));
         if (!out->class_counts) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", ds->path);
         for (int64_t i = 0; i < in->n; ++i) out->class_counts[ds->labels[i]]++;

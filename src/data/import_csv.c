@@ -7,6 +7,7 @@
 #include "data/tools.h"
 #include "util/args.h"
 #include "util/h5.h"
+#include "util/mem.h"
 #include "util/status.h"
 
 #define MAX_FIELDS_ 1000000
@@ -53,10 +54,12 @@ typedef struct {
     size_t len, cap, elem;
 } vec_;
 
+/* Grows by doubling, within the memory limit (util/mem.h): false when out of memory. */
 static bool vec_push_(vec_ *v, const void *x) {
     if (v->len == v->cap) {
-        size_t nc = v->cap ? v->cap * 2 : 1024;
-        void *np = realloc(v->p, nc * v->elem);
+        size_t nc = v->cap ? v->cap * 2 : 1024, bytes;
+        if (!sp_size_mul(nc, v->elem, &bytes) || bytes > sp_mem_limit()) return false;
+        void *np = realloc(v->p, bytes);
         if (!np) return false;
         v->p = np;
         v->cap = nc;
@@ -64,6 +67,13 @@ static bool vec_push_(vec_ *v, const void *x) {
     memcpy((char *)v->p + v->len * v->elem, x, v->elem);
     v->len++;
     return true;
+}
+
+static sp_status nomem_(const char *in, int64_t lineno) {
+    return SP_FAIL(SP_ERR_NOMEM,
+                   "%s: line %lld: out of memory, or the data exceed the memory limit of %.1f MiB "
+                   "(--max-memory-mb)",
+                   in, (long long)lineno, (double)sp_mem_limit() / 1048576.0);
 }
 
 sp_status sp_import_csv(const char *in, const char *label_column, bool regression, const char *out,
@@ -167,12 +177,11 @@ sp_status sp_import_csv(const char *in, const char *label_column, bool regressio
                 } else {
                     int32_t l = (int32_t)v;
                     if (l > maxl) maxl = l;
-                    if (!vec_push_(&ys, &l)) st = SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", in);
+                    if (!vec_push_(&ys, &l)) st = nomem_(in, lineno);
                 }
             } else {
                 float fv = (float)v;
-                if (!vec_push_(i == label ? &ys : &xs, &fv))
-                    st = SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", in);
+                if (!vec_push_(i == label ? &ys : &xs, &fv)) st = nomem_(in, lineno);
             }
         }
     }

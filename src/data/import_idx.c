@@ -7,6 +7,7 @@
 
 #include "data/tools.h"
 #include "util/h5.h"
+#include "util/mem.h"
 #include "util/status.h"
 
 typedef struct {
@@ -56,15 +57,26 @@ static sp_status read_idx_(const char *path, int want_ndims, const char *what, i
         }
     }
     a->size = total;
-    a->data = malloc(total);
-    if (!a->data) {
-        st = SP_FAIL(SP_ERR_NOMEM, "%s: cannot allocate %zu bytes for the IDX %s", path, total,
-                     what);
-        goto done;
-    }
-    size_t have = 0;
+    /* The header's sizes are not trusted: checked against the memory limit, and the buffer
+     * grows as data actually arrives, so a short file claiming a huge array allocates little. */
+    char who[600];
+    snprintf(who, sizeof who, "%s: IDX %s", path, what);
+    if ((st = sp_mem_check(total, who, "the data")) != SP_OK) goto done;
+    size_t have = 0, cap = 0;
     while (have < total) {
-        size_t want = total - have > (1u << 30) ? (1u << 30) : total - have;
+        if (have == cap) {
+            size_t nc = cap ? (cap > total / 2 ? total : cap * 2)
+                            : (total < (1u << 20) ? total : (1u << 20));
+            uint8_t *grown = realloc(a->data, nc);
+            if (!grown) {
+                st = SP_FAIL(SP_ERR_NOMEM, "%s: cannot allocate %zu bytes for the IDX %s", path, nc,
+                             what);
+                goto done;
+            }
+            a->data = grown;
+            cap = nc;
+        }
+        size_t want = cap - have > (1u << 30) ? (1u << 30) : cap - have;
         int r = gzread(g, a->data + have, (unsigned)want);
         if (r <= 0) break;
         have += (size_t)r;

@@ -13,6 +13,7 @@
 
 #include "data/data.h"
 #include "util/h5.h"
+#include "util/mem.h"
 #include "util/status.h"
 
 typedef struct {
@@ -188,8 +189,21 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
         ld->rank_rows += cnt;
     }
     const size_t ss = in->sample_size, c = (size_t)ld->cmax;
-    size_t xbytes;
+    size_t xbytes, pbytes;
     bool ok = sp_size_mul(c, ss * sizeof(float), &xbytes);
+    /* the order (N) and three batch buffers, sized from the file: checked against the limit */
+    char who[600];
+    snprintf(who, sizeof who, "%s: data loader", in->path);
+    sp_status st = SP_OK;
+    if (!ok || !sp_size_mul(xbytes, 3, &xbytes))
+        st = SP_FAIL(SP_ERR_NOMEM, "%s: batch of %zu samples overflows size_t", who, c);
+    if (st == SP_OK) st = sp_mem_check(xbytes, who, "three batch buffers");
+    if (st == SP_OK) st = sp_mem_check_n((size_t)ld->n, sizeof(int64_t), &pbytes, who, "the order");
+    if (st != SP_OK) {
+        sp_loader_free(ld);
+        return st;
+    }
+    xbytes /= 3;
     ld->perm = malloc((size_t)ld->n * sizeof(int64_t));
     ld->miss_ids = malloc(c * sizeof(int64_t));
     ld->miss_pos = malloc(c * sizeof(int64_t));

@@ -7,6 +7,7 @@
 #include "layers/layers.h"
 #include "model/spec.h"
 #include "shardprop/model.h"
+#include "util/mem.h"
 #include "util/rng.h"
 #include "util/status.h"
 
@@ -51,6 +52,21 @@ static bool mul_ok_(size_t a, size_t b, size_t *out) {
     return true;
 }
 
+/* *acc += b with overflow detection */
+static bool add_ok_(size_t *acc, size_t b) {
+    if (b > SIZE_MAX - *acc) return false;
+    *acc += b;
+    return true;
+}
+
+/* The kernels index a batch of activations with int (B * C * H * W, GEMM dimensions), and the
+ * geometry adds padding to H and W in int: every per-batch count stays below 2^31 and every
+ * image side below 2^24 (as the input's). */
+#define SP_MODEL_MAX_SIDE ((int64_t)1 << 24)
+static bool batch_fits_(size_t per_sample, int max_batch) {
+    return per_sample <= (size_t)INT32_MAX / (size_t)max_batch;
+}
+
 static void *alloc_floats_(size_t n) {
     size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
     void *p = aligned_alloc(64, bytes ? bytes : 64);
@@ -79,6 +95,10 @@ static sp_status infer_shapes_(sp_model *m) {
         L->in_rank = rank;
         memcpy(L->in_shape, shape, sizeof shape);
         L->in_size = (size_t)shape[0] * (size_t)(rank == 3 ? shape[1] * shape[2] : 1);
+        if (rank == 3 && (shape[1] > SP_MODEL_MAX_SIDE || shape[2] > SP_MODEL_MAX_SIDE))
+            return SP_FAIL(SP_ERR_SPEC,
+                           "model spec: layer %d '%s': input %s has a side above 2^24 (%lld)", i,
+                           s->text, got, (long long)SP_MODEL_MAX_SIDE);
         switch (s->kind) {
         case SP_LAYER_DENSE:
             if (rank != 1)
@@ -103,8 +123,13 @@ static sp_status infer_shapes_(sp_model *m) {
             L->w_rank = 4;
             L->w_shape[0] = s->out_channels, L->w_shape[1] = shape[0];
             L->w_shape[2] = L->w_shape[3] = s->kernel;
-            L->w_len =
-                (size_t)s->out_channels * (size_t)shape[0] * (size_t)s->kernel * (size_t)s->kernel;
+            size_t ckk;
+            if (!mul_ok_((size_t)shape[0] * (size_t)s->kernel, (size_t)s->kernel, &ckk) ||
+                ckk > (size_t)INT32_MAX || !mul_ok_((size_t)s->out_channels, ckk, &L->w_len))
+                return SP_FAIL(SP_ERR_SPEC,
+                               "model spec: layer %d '%s': %lld input channels x kernel %d x %d "
+                               "is too large",
+                               i, s->text, (long long)shape[0], s->kernel, s->kernel);
             L->b_len = (size_t)s->out_channels;
             shape[0] = s->out_channels, shape[1] = L->conv.oh, shape[2] = L->conv.ow;
             break;
@@ -127,11 +152,23 @@ static sp_status infer_shapes_(sp_model *m) {
         }
         L->out_rank = rank;
         memcpy(L->out_shape, shape, sizeof shape);
-        L->out_size = (size_t)shape[0] * (size_t)(rank == 3 ? shape[1] * shape[2] : 1);
+        /* each factor is below 2^31 (int in the spec and the geometry): no int64 overflow */
+        const int64_t out_size = shape[0] * (rank == 3 ? shape[1] * shape[2] : 1);
+        if (!batch_fits_((size_t)out_size, m->max_batch)) {
+            char o[96];
+            shape_str_(o, sizeof o, rank, shape);
+            return SP_FAIL(SP_ERR_SPEC,
+                           "model spec: layer %d '%s': output %s x batch %d is more than 2^31 - 1 "
+                           "values (a smaller layer or batch?)",
+                           i, s->text, o, m->max_batch);
+        }
+        L->out_size = (size_t)out_size;
         if (L->w_len) {
             L->w_off = off;
             L->b_off = off + L->w_len;
-            off += L->w_len + L->b_len;
+            if (!add_ok_(&off, L->w_len) || !add_ok_(&off, L->b_len))
+                return SP_FAIL(SP_ERR_SPEC, "model spec: layer %d '%s': parameter count overflows",
+                               i, s->text);
         }
     }
     m->nparams = off;
@@ -155,7 +192,7 @@ static sp_status alloc_buffers_(sp_model *m) {
             size_t cols, ckk = (size_t)g->c * g->k * g->k, ohw = (size_t)g->oh * g->ow;
             if (!mul_ok_(ohw, B, &cols) || !mul_ok_(ckk, cols, &saved_n))
                 return SP_FAIL(SP_ERR_NOMEM, "model: layer %d im2col buffer too large", i);
-            if ((size_t)g->oc * cols > w1) w1 = (size_t)g->oc * cols;
+            if ((size_t)g->oc * cols > w1) w1 = (size_t)g->oc * cols; /* B * out_size < 2^31 */
             if (saved_n > w2) w2 = saved_n;
         } else if (L->spec.kind == SP_LAYER_DROPOUT) {
             saved_n = out_n;
@@ -164,15 +201,25 @@ static sp_status alloc_buffers_(sp_model *m) {
         }
         if (L->spec.kind == SP_LAYER_FLATTEN) out_n = 0;
         offs[3 * i] = act;
-        act += (out_n + 15) & ~(size_t)15;
+        bool ok = add_ok_(&act, (out_n + 15) & ~(size_t)15);
         offs[3 * i + 1] = act;
-        act += (saved_n + 15) & ~(size_t)15;
+        ok = ok && add_ok_(&act, (saved_n + 15) & ~(size_t)15);
         offs[3 * i + 2] = act;
-        act += (arg_n + 15) & ~(size_t)15; /* int32 fits in a float slot */
+        ok = ok && add_ok_(&act, (arg_n + 15) & ~(size_t)15); /* int32 fits in a float slot */
+        if (!ok) return SP_FAIL(SP_ERR_NOMEM, "model: activations too large");
     }
-    size_t dlen;
+    size_t dlen, total = act, bytes;
     if (!mul_ok_(widest, B, &dlen)) return SP_FAIL(SP_ERR_NOMEM, "model: activations too large");
     m->buffer_floats = act + 2 * dlen + w1 + w2;
+    /* Everything the model will hold: activations, error signals, conv scratch, parameters and
+     * gradients, checked against the memory limit before any of it is allocated. */
+    if (!add_ok_(&total, dlen) || !add_ok_(&total, dlen) || !add_ok_(&total, w1) ||
+        !add_ok_(&total, w2) || !add_ok_(&total, m->nparams) || !add_ok_(&total, m->nparams) ||
+        !mul_ok_(total, sizeof(float), &bytes))
+        return SP_FAIL(SP_ERR_NOMEM, "model \"%.200s\": size overflows size_t", m->spec);
+    char who[320];
+    snprintf(who, sizeof who, "model \"%.200s\" (batch %d)", m->spec, m->max_batch);
+    SP_CHECK(sp_mem_check(bytes, who, "parameters, gradients and activations"));
     m->act = alloc_floats_(act);
     m->dbuf[0] = alloc_floats_(dlen);
     m->dbuf[1] = alloc_floats_(dlen);
@@ -225,8 +272,20 @@ sp_status sp_model_create(sp_model **out, const char *spec, const int64_t *input
     m->input_shape[0] = input_shape[0];
     m->input_shape[1] = input_rank == 3 ? input_shape[1] : 1;
     m->input_shape[2] = input_rank == 3 ? input_shape[2] : 1;
-    m->input_size = (size_t)(m->input_shape[0] * m->input_shape[1] * m->input_shape[2]);
     m->max_batch = max_batch;
+    /* each side <= 2^24: the product of two fits int64, the third is checked */
+    size_t in_size;
+    if (!mul_ok_((size_t)(m->input_shape[0] * m->input_shape[1]), (size_t)m->input_shape[2],
+                 &in_size) ||
+        !batch_fits_(in_size, max_batch)) {
+        const int64_t h = m->input_shape[1], w = m->input_shape[2];
+        sp_model_free(m);
+        return SP_FAIL(SP_ERR_SPEC,
+                       "model: input of %lld x %lld x %lld values x batch %d is more than 2^31 - 1 "
+                       "values",
+                       (long long)input_shape[0], (long long)h, (long long)w, max_batch);
+    }
+    m->input_size = in_size;
     if ((st = infer_shapes_(m)) != SP_OK || (st = alloc_buffers_(m)) != SP_OK) {
         sp_model_free(m);
         return st;

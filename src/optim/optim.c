@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/mem.h"
 #include "util/status.h"
 
 /* Below this many elements an update runs on the calling thread (threads cost more than they
@@ -97,6 +98,10 @@ sp_status sp_optim_create(sp_optimizer **out, const sp_opt_config *cfg, size_t n
     if (n > SIZE_MAX / sizeof(float) / 2)
         return SP_FAIL(SP_ERR_NOMEM, "optimizer: %zu parameters are too many for the state slab",
                        n);
+    if (ns > 0)
+        SP_CHECK(sp_mem_check_n((size_t)ns * n, sizeof(float), NULL,
+                                cfg->kind == SP_OPT_SGD ? "optimizer sgd" : "optimizer adam",
+                                "the state"));
     sp_optimizer *opt = calloc(1, sizeof *opt);
     if (!opt) return SP_FAIL(SP_ERR_NOMEM, "optimizer: out of memory");
     opt->cfg = *cfg;

@@ -16,6 +16,7 @@
 
 #include "model/spec.h"
 #include "util/h5.h"
+#include "util/mem.h"
 #include "util/status.h"
 
 #ifndef SHARDPROP_VERSION
@@ -780,6 +781,8 @@ static sp_status attr_type_err_(hid_t a, const char *file, const char *objname, 
     return st;
 }
 
+#define SP_CKPT_MAX_STR_BYTES (16 << 20)
+
 /* A string attribute (variable- or fixed-length) -> *out (malloc'd). */
 static sp_status r_str_(hid_t obj, const char *name, const char *file, const char *objname,
                         char **out) {
@@ -801,7 +804,17 @@ static sp_status r_str_(hid_t obj, const char *name, const char *file, const cha
         if (p) H5free_memory(p);
         H5Tclose(mt);
     } else {
+        /* The size comes from the file: a spec, a loss name or a config file is far below
+         * this; H5Tget_size gives 0 on error. */
         size_t sz = H5Tget_size(t);
+        if (sz == 0 || sz > SP_CKPT_MAX_STR_BYTES) {
+            H5Tclose(t);
+            H5Aclose(a);
+            return SP_FAIL(SP_ERR_DATA,
+                           "%s: checkpoint attribute %s@%s is a string of %zu bytes; expected "
+                           "1 to %d",
+                           file, objname, name, sz, SP_CKPT_MAX_STR_BYTES);
+        }
         char *p = calloc(1, sz + 1);
         hid_t mt = H5Tcopy(t);
         H5Tset_strpad(mt, H5T_STR_NULLTERM);
@@ -1130,7 +1143,11 @@ sp_status sp_ckpt_load_optimizer(const char *path, const sp_model *m, sp_optimiz
                        sp_optim_size(opt), np);
     int ns = sp_optim_num_states(opt);
     float *tmp = NULL;
-    if (ns > 0 && !(tmp = malloc((size_t)ns * np * sizeof *tmp)))
+    size_t bytes = 0;
+    if (ns > 0)
+        SP_CHECK(sp_mem_check_n((size_t)ns * np, sizeof *tmp, &bytes, path,
+                                "the optimizer state being loaded"));
+    if (ns > 0 && !(tmp = malloc(bytes)))
         return SP_FAIL(SP_ERR_NOMEM, "%s: cannot allocate the optimizer state", path);
     sp_ckpt_info info;
     memset(&info, 0, sizeof info);

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util/args.h"
@@ -77,6 +78,9 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     INT("data-cache-mb", data_cache_mb, 0, INT64_MAX, "MB",
         "keep rows read in memory when this rank's working set fits (default 1024)");
     FLAG("no-prefetch", no_prefetch, "read each batch synchronously (no reader thread)");
+    INT("max-memory-mb", max_memory_mb, 0, INT64_MAX >> 20, "MB",
+        "refuse any single allocation sized from a file, spec or flag above MB (default: half "
+        "of physical memory)");
     DBL("bucket-mb", bucket_mb, 0, 1 << 20, "MB",
         "gradient allreduce bucket size; 0: one blocking allreduce after backward (default 4)");
     INT("check-every", check_every, 0, INT64_MAX, "N",
@@ -151,10 +155,8 @@ static char *trim_(char *s) {
 }
 
 /* Read `key = value` lines into "--key=value" words, checking keys against the table. */
-static sp_status read_config_file_(const char *path, const sp_arg_spec *specs, int nspecs,
-                                   sp_train_args *a) {
-    FILE *f = fopen(path, "r");
-    if (!f) return SP_FAIL(SP_ERR_ARG, "%s: cannot read config file: %s", path, strerror(errno));
+static sp_status read_config_stream_(FILE *f, const char *path, const sp_arg_spec *specs,
+                                     int nspecs, sp_train_args *a) {
     char line[4096];
     int lineno = 0;
     sp_status st = SP_OK;
@@ -198,6 +200,14 @@ static sp_status read_config_file_(const char *path, const sp_arg_spec *specs, i
         snprintf(word, len, "--%s=%s", key, val);
         a->strings[a->n++] = word;
     }
+    return st;
+}
+
+static sp_status read_config_file_(const char *path, const sp_arg_spec *specs, int nspecs,
+                                   sp_train_args *a) {
+    FILE *f = fopen(path, "r");
+    if (!f) return SP_FAIL(SP_ERR_ARG, "%s: cannot read config file: %s", path, strerror(errno));
+    sp_status st = read_config_stream_(f, path, specs, nspecs, a);
     fclose(f);
     return st;
 }
@@ -232,6 +242,32 @@ sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, boo
     SP_CHECK(sp_args_parse(&a, n, own->argv));
     *help = a.help;
     return SP_OK;
+}
+
+sp_status sp_train_config_parse_text(sp_train_config *cfg, const char *text, size_t len,
+                                     const char *name, sp_train_args **owned) {
+    config_defaults_(cfg);
+    *owned = NULL;
+    sp_arg_spec specs[N_SPECS];
+    sp_args a = {.command = "shardprop train", .description = train_description, .specs = specs};
+    a.nspecs = make_specs_(cfg, specs);
+    sp_train_args *own = calloc(1, sizeof *own);
+    if (!own) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    *owned = own;
+    if (len > 0) { /* fmemopen may refuse a zero size: empty text is an empty file */
+        FILE *f = fmemopen((void *)text, len, "r");
+        if (!f)
+            return SP_FAIL(SP_ERR_NOMEM, "%s: cannot read config text: %s", name, strerror(errno));
+        sp_status st = read_config_stream_(f, name, specs, a.nspecs, own);
+        fclose(f);
+        SP_CHECK(st);
+    }
+    own->argv = calloc((size_t)own->n + 2, sizeof(char *));
+    if (!own->argv) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    int n = 0;
+    own->argv[n++] = "train";
+    for (int i = 0; i < own->n; ++i) own->argv[n++] = own->strings[i];
+    return sp_args_parse(&a, n, own->argv);
 }
 
 sp_status sp_train_config_check(const sp_train_config *c) {

@@ -27,7 +27,7 @@ typedef struct sp_train_config {
     bool nesterov;
     int64_t warmup_steps, lr_step_every;
     /* run */
-    int64_t seed, threads, log_every, check_every;
+    int64_t seed, threads, log_every, check_every, max_memory_mb;
     double bucket_mb;
     const char *out, *metrics, *config_file;
     bool quiet, dry_run, json;
@@ -45,6 +45,12 @@ typedef struct sp_train_args sp_train_args;
 sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, bool *help,
                                 sp_train_args **owned);
 void sp_train_args_free(sp_train_args *a);
+
+/* The same for the text of a config file alone (len bytes, as read from a file; no command
+ * line): defaults, then the file's keys. `name` stands for the file in messages. For the fuzz
+ * target and tests; *owned must be freed with sp_train_args_free whatever the result. */
+sp_status sp_train_config_parse_text(sp_train_config *cfg, const char *text, size_t len,
+                                     const char *name, sp_train_args **owned);
 void sp_train_print_help(FILE *f);
 
 /* Cross-field checks (a loss name, an optimizer name, ranges that depend on each other). */

@@ -18,6 +18,7 @@
 #include "train/checkpoint.h"
 #include "train/eval.h"
 #include "util/json.h"
+#include "util/mem.h"
 #include "util/signals.h"
 #include "util/threads.h"
 #include "util/status.h"
@@ -816,6 +817,7 @@ static sp_status train_(trainer *t) {
 }
 
 sp_status sp_train_run(const sp_train_config *cfg, sp_comm *comm) {
+    if (cfg->max_memory_mb > 0) sp_mem_set_limit((size_t)cfg->max_memory_mb << 20);
     trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
