@@ -70,7 +70,7 @@ sp_log "evaluating on the test set (data/fashion-mnist/test.h5)"
 acc=$(grep -o 'accuracy [0-9.]*' "$run/eval.txt" | head -n 1 | cut -d' ' -f2)
 
 if [ "$have_plot" = yes ]; then
-    "$(sp_python)" scripts/plot_metrics.py "$run/metrics.jsonl" "$run/curves.png" \
+    "$(sp_python)" scripts/plot_metrics.py "$run/metrics.jsonl" -o "$run/curves.png" \
         --title "shardprop: $(basename "$config" .conf) on $what, $ranks ranks"
 else
     sp_log "python3-matplotlib is not available: no plot (the curves are in $run/metrics.jsonl)"
