@@ -50,7 +50,11 @@ static int run(int np, const char *fmt_args, const char *opt, const char *extra,
     return sp_test_shardprop(np, 1, args, out);
 }
 
-static void expect_ok(int rc, char *out, const char *what) {
+/* Run (as run()) and check the exit status; the output is shown on failure and freed. */
+static void run_ok(int np, const char *fmt_args, const char *opt, const char *extra,
+                   const char *what) {
+    char *out = NULL;
+    const int rc = run(np, fmt_args, opt, extra, &out);
     CHECK(rc == 0, "%s: exit %d\n%s", what, rc, out ? out : "");
     free(out);
 }
@@ -63,12 +67,10 @@ static void test_bitwise_resume(int np, const char *opt, const char *tag) {
     snprintf(res, sizeof res, "%s/%s_%d_resumed.h5", dir, tag, ranks);
     snprintf(ck, sizeof ck, "%s/%s_%d_ck", dir, tag, ranks);
     snprintf(extra, sizeof extra, "--out %s", full);
-    expect_ok(run(np, base, opt, extra, &out), out, "uninterrupted");
-    out = NULL;
+    run_ok(np, base, opt, extra, "uninterrupted");
     /* 420 samples / 48 = 9 batches an epoch: stop after step 4, in the middle of epoch 1 */
     snprintf(extra, sizeof extra, "--checkpoint-dir %s --checkpoint-every 3 --max-steps 4", ck);
-    expect_ok(run(np, base, opt, extra, &out), out, "first part");
-    out = NULL;
+    run_ok(np, base, opt, extra, "first part");
     snprintf(extra, sizeof extra, "--checkpoint-dir %s --checkpoint-every 3 --resume auto --out %s",
              ck, res);
     int rc = run(np, base, opt, extra, &out);
@@ -85,20 +87,17 @@ static void test_world_size_change(void) {
     const int pairs[][2] = {{2, 0}, {0, 3}};
     for (int i = 0; i < 2; ++i) {
         char full[512], res[512], ck[512], extra[2048];
-        char *out = NULL;
         snprintf(full, sizeof full, "%s/adam_%d_full.h5", dir, pairs[i][1] ? pairs[i][1] : 1);
         snprintf(ck, sizeof ck, "%s/ws_%d_ck", dir, i);
         snprintf(res, sizeof res, "%s/ws_%d.h5", dir, i);
         if (access(full, R_OK) != 0) {
             snprintf(extra, sizeof extra, "--out %s", full);
-            expect_ok(run(pairs[i][1], base, opt, extra, &out), out, "reference");
-            out = NULL;
+            run_ok(pairs[i][1], base, opt, extra, "reference");
         }
         snprintf(extra, sizeof extra, "--checkpoint-dir %s --max-steps 13", ck);
-        expect_ok(run(pairs[i][0], base, opt, extra, &out), out, "first part");
-        out = NULL;
+        run_ok(pairs[i][0], base, opt, extra, "first part");
         snprintf(extra, sizeof extra, "--checkpoint-dir %s --resume auto --out %s", ck, res);
-        expect_ok(run(pairs[i][1], base, opt, extra, &out), out, "resumed on another size");
+        run_ok(pairs[i][1], base, opt, extra, "resumed on another size");
         const double e = relerr(res, full);
         CHECK(e < 1e-5, "resume %d -> %d ranks: relerr %.3g vs an uninterrupted run",
               pairs[i][0] ? pairs[i][0] : 1, pairs[i][1] ? pairs[i][1] : 1, e);
@@ -128,9 +127,8 @@ static void test_signal(void) {
     CHECK(out && !strstr(out, "done:"), "the run stopped before its end:\n%s", out ? out : "");
     free(out);
     char extra[2048];
-    out = NULL;
     snprintf(extra, sizeof extra, "--checkpoint-dir %s --resume auto --out %s", ck, res);
-    expect_ok(run(2, base, "--optimizer adam --lr 0.01", extra, &out), out, "resume after signal");
+    run_ok(2, base, "--optimizer adam --lr 0.01", extra, "resume after signal");
     CHECK(same_params(res, full), "signal + resume == uninterrupted 2-rank run, bitwise");
 }
 
@@ -142,10 +140,8 @@ static void test_kill_during_checkpoint(void) {
     /* steps 1-3 and the step-3 checkpoint; then a resumed run whose writer stops itself
      * half-way through the step-6 file (test hook), where we kill -9 it */
     char extra0[2048];
-    char *out0 = NULL;
     snprintf(extra0, sizeof extra0, "--checkpoint-dir %s --checkpoint-every 3 --max-steps 3", ck);
-    expect_ok(run(0, base, "--optimizer sgd --lr 0.05 --momentum 0.9", extra0, &out0), out0,
-              "steps 1-3");
+    run_ok(0, base, "--optimizer sgd --lr 0.05 --momentum 0.9", extra0, "steps 1-3");
     snprintf(cmd, sizeof cmd,
              "cd %s; OMP_NUM_THREADS=1 %s train --data %s/d.h5 %s --optimizer "
              "sgd --lr 0.05 --momentum 0.9 --checkpoint-dir %s --checkpoint-every 3 "
@@ -167,8 +163,7 @@ static void test_kill_during_checkpoint(void) {
     char extra[2048];
     out = NULL;
     snprintf(extra, sizeof extra, "--checkpoint-dir %s --resume auto --out %s", ck, res);
-    expect_ok(run(0, base, "--optimizer sgd --lr 0.05 --momentum 0.9", extra, &out), out,
-              "resume after kill -9");
+    run_ok(0, base, "--optimizer sgd --lr 0.05 --momentum 0.9", extra, "resume after kill -9");
     CHECK(same_params(res, full), "kill -9 mid-write + resume == uninterrupted run, bitwise");
 }
 
@@ -257,8 +252,7 @@ static void test_time_limits(void) {
     char extra[1024];
     snprintf(extra, sizeof extra, "--checkpoint-dir %s --resume auto --out %s/slurmtime.h5", ck,
              dir);
-    out = NULL;
-    expect_ok(run(0, base, "", extra, &out), out, "resume after the time limit");
+    run_ok(0, base, "", extra, "resume after the time limit");
     /* Ctrl-C twice: the first asks for a checkpoint, the second aborts at once (exit 130) */
     snprintf(cmd, sizeof cmd,
              "SHARDPROP_TEST_STEP_DELAY_MS=2000 OMP_NUM_THREADS=1 %s train --data %s/d.h5 %s "
