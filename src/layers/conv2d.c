@@ -118,19 +118,24 @@ void sp_conv2d_backward(float *dx, float *dw, float *db, float *dyp, float *dcol
     if (B == 0) return;
     const int ckk = g->c * g->k * g->k, ohw = g->oh * g->ow;
     const int ncols = B * ohw;
-    /* dyp (oc, B*ohw): the error signal laid out like the GEMM output; db in the same pass */
+    /* dyp (oc, B*ohw): the error signal laid out like the GEMM output; db in the same pass.
+     * db's sum over samples and pixels runs in 8 lanes (pixel p goes to lane p mod 8 of every
+     * sample's plane), added up in a fixed tree at the end: a vectorizable sum whose order
+     * depends only on the geometry, and every channel's sum is owned by one thread. */
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < g->oc; ++o) {
-        float s = 0.0f;
+        float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int n = 0; n < B; ++n) {
             const float *src = dy + ((size_t)n * g->oc + o) * ohw;
             float *dst = dyp + (size_t)o * ncols + (size_t)n * ohw;
-            for (int p = 0; p < ohw; ++p) {
-                dst[p] = src[p];
-                s += src[p];
-            }
+            memcpy(dst, src, sizeof(float) * (size_t)ohw);
+            int p = 0;
+            for (; p + 8 <= ohw; p += 8)
+                for (int l = 0; l < 8; ++l) lane[l] += src[p + l];
+            for (int l = 0; p + l < ohw; ++l) lane[l] += src[p + l];
         }
-        db[o] += s;
+        db[o] += ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                 ((lane[4] + lane[5]) + (lane[6] + lane[7]));
     }
     /* each filter weight's blame: dW (oc, ckk) += dyp (oc, B*ohw) * col^T (B*ohw, ckk) */
     sp_gemm(false, true, g->oc, ckk, ncols, 1.0f, dyp, ncols, col, ncols, 1.0f, dw, ckk);

@@ -15,6 +15,37 @@ bool sp_pool_geom_init(sp_pool_geom *g, int c, int h, int w, int k, int stride) 
  * stack). */
 #define SP_POOL_CHUNK 64
 
+/* One chunk of n <= SP_POOL_CHUNK outputs of a row, whose first window starts at plane[base0].
+ * Every output visits its window in row-major order, as one scalar loop would: strict > keeps
+ * the first maximum; a NaN wins (and the last NaN stays), so that NaN propagates as in
+ * PyTorch. Written as selects over the outputs of the row with the window position outermost,
+ * so that the comparisons vectorize; inlined with constant k and s for the common 2x2/2. */
+static inline __attribute__((always_inline)) void maxpool_chunk_(float *y, int32_t *arg_out,
+                                                                 const float *plane, int base0,
+                                                                 int n, int w, int k, int s) {
+    float best[SP_POOL_CHUNK];
+    int32_t arg[SP_POOL_CHUNK];
+    for (int o = 0; o < n; ++o) {
+        best[o] = plane[base0 + o * s];
+        arg[o] = base0 + o * s;
+    }
+    for (int i = 0; i < k; ++i)
+        for (int j = 0; j < k; ++j) {
+            if (i == 0 && j == 0) continue; /* the start value: v > v is false */
+            const int base = base0 + i * w + j;
+            for (int o = 0; o < n; ++o) {
+                const float v = plane[base + o * s];
+                const bool take = v > best[o] || v != v;
+                best[o] = take ? v : best[o];
+                arg[o] = take ? base + o * s : arg[o];
+            }
+        }
+    for (int o = 0; o < n; ++o) {
+        y[o] = best[o];
+        arg_out[o] = arg[o];
+    }
+}
+
 void sp_maxpool_forward(float *y, int32_t *argmax, const float *x, const sp_pool_geom *g, int B) {
     const int ohw = g->oh * g->ow, k = g->k, s = g->stride, w = g->w;
 #pragma omp parallel for schedule(static)
@@ -25,32 +56,11 @@ void sp_maxpool_forward(float *y, int32_t *argmax, const float *x, const sp_pool
         for (int oy = 0; oy < g->oh; ++oy, yrow += g->ow, arow += g->ow)
             for (int ox0 = 0; ox0 < g->ow; ox0 += SP_POOL_CHUNK) {
                 const int n = g->ow - ox0 < SP_POOL_CHUNK ? g->ow - ox0 : SP_POOL_CHUNK;
-                float best[SP_POOL_CHUNK];
-                int32_t arg[SP_POOL_CHUNK];
-                /* Every output visits its window in row-major order, as one scalar loop would:
-                 * strict > keeps the first maximum; a NaN wins (and the last NaN stays), so
-                 * that NaN propagates as in PyTorch. Written as selects over a row of outputs,
-                 * the window position outermost, so that the comparisons vectorize. */
                 const int base0 = oy * s * w + ox0 * s;
-                for (int o = 0; o < n; ++o) {
-                    best[o] = plane[base0 + o * s];
-                    arg[o] = base0 + o * s;
-                }
-                for (int i = 0; i < k; ++i)
-                    for (int j = 0; j < k; ++j) {
-                        if (i == 0 && j == 0) continue; /* the start value: v > v is false */
-                        const int base = base0 + i * w + j;
-                        for (int o = 0; o < n; ++o) {
-                            const float v = plane[base + o * s];
-                            const bool take = v > best[o] || v != v;
-                            best[o] = take ? v : best[o];
-                            arg[o] = take ? base + o * s : arg[o];
-                        }
-                    }
-                for (int o = 0; o < n; ++o) {
-                    yrow[ox0 + o] = best[o];
-                    arow[ox0 + o] = arg[o];
-                }
+                if (k == 2 && s == 2)
+                    maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, 2, 2);
+                else
+                    maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, k, s);
             }
     }
 }
