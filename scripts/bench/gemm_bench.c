@@ -6,6 +6,9 @@
  * Build and run (a CMake target, not a test):
  *   cmake -S . -B build && cmake --build build -j2 --target bench_gemm
  *   build/tests/bench_gemm [isa ...]        (isa: portable avx2 avx512; default: all the CPU has)
+ *
+ * Shapes mode (used by scripts/bench/run.sh), the best ISA, one JSON line per shape and count:
+ *   build/tests/bench_gemm --json --threads "1 2" LABEL:TA,TB,M,N,K ...
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +73,43 @@ static double bench_(bool ta, bool tb, int M, int N, int K) {
     return g[RUNS / 2];
 }
 
+/* --json --threads "T..." LABEL:TA,TB,M,N,K ... */
+static int shapes_main_(int argc, char **argv) {
+    int threads[16], nthreads = 0;
+    for (int a = 1; a < argc; ++a) {
+        if (strcmp(argv[a], "--json") == 0) continue;
+        if (strcmp(argv[a], "--threads") == 0 && a + 1 < argc) {
+            char *s = argv[++a], *end;
+            while (nthreads < 16) {
+                long t = strtol(s, &end, 10);
+                if (end == s) break;
+                if (t > 0) threads[nthreads++] = (int)t;
+                s = end;
+            }
+            continue;
+        }
+        char label[128];
+        int ta, tb, M, N, K;
+        if (sscanf(argv[a], "%127[^:]:%d,%d,%d,%d,%d", label, &ta, &tb, &M, &N, &K) != 6) {
+            fprintf(stderr, "bench_gemm: bad shape '%s' (want LABEL:TA,TB,M,N,K)\n", argv[a]);
+            return 2;
+        }
+        if (nthreads == 0) threads[nthreads++] = 1;
+        for (int t = 0; t < nthreads; ++t) {
+            omp_set_num_threads(threads[t]);
+            const double g = bench_(ta != 0, tb != 0, M, N, K);
+            printf("{\"framework\": \"shardprop\", \"isa\": \"%s\", \"label\": \"%s\", "
+                   "\"ta\": %d, \"tb\": %d, \"M\": %d, \"N\": %d, \"K\": %d, "
+                   "\"threads\": %d, \"gflops\": %.2f}\n",
+                   sp_isa_name(sp_gemm_isa()), label, ta, tb, M, N, K, threads[t], g);
+            fflush(stdout);
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--json") == 0) return shapes_main_(argc, argv);
     static const struct {
         const char *name;
         bool ta, tb;

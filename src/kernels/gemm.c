@@ -49,8 +49,12 @@
 /* In the thread-grid cost model: one packed element costs about this many flops of time. */
 #define SP_GEMM_PACK_COST 32.0
 
+/* Packs the transpose of n vectors (see pack_cols_). */
+typedef void (*sp_gemm_pack_cols_fn)(const float *src, size_t ld, int kc, int n, int w, float *p);
+
 typedef struct {
     sp_gemm_ukernel_fn fn;
+    sp_gemm_pack_cols_fn pack_cols;
     int mr, nr; /* micro-tile */
     int mc, nc; /* A block rows (multiple of mr), B block columns (multiple of nr) */
 } sp_gemm_kernel_;
@@ -70,16 +74,19 @@ static void ukernel_portable_(int kc, const float *ap, const float *bp, float *c
                 sp_gemm_update_(acc[r][j], c[(size_t)r * ldc + j], alpha, beta);
 }
 
+static void pack_cols_(const float *src, size_t ld, int kc, int n, int w, float *p);
+
 /* Indexed by sp_isa. Blocking: A block mc x KC floats in L2 (portable 128 KiB, AVX2 144 KiB,
  * AVX-512 240 KiB), B panel KC x nr in L1 (16 KiB, 16 KiB, 32 KiB), B block KC x nc (2 MiB). */
 static const sp_gemm_kernel_ sp_gemm_kernels_[3] = {
-    {ukernel_portable_, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
+    {ukernel_portable_, pack_cols_, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
 #if defined(__x86_64__) && defined(__GNUC__)
-    {sp_gemm_ukernel_avx2, SP_GEMM_AVX2_MR, SP_GEMM_AVX2_NR, 144, 2048},
-    {sp_gemm_ukernel_avx512, SP_GEMM_AVX512_MR, SP_GEMM_AVX512_NR, 240, 2048},
+    {sp_gemm_ukernel_avx2, sp_gemm_pack_cols_avx2, SP_GEMM_AVX2_MR, SP_GEMM_AVX2_NR, 144, 2048},
+    {sp_gemm_ukernel_avx512, sp_gemm_pack_cols_avx2, SP_GEMM_AVX512_MR, SP_GEMM_AVX512_NR, 240,
+     2048},
 #else
-    {ukernel_portable_, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
-    {ukernel_portable_, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
+    {ukernel_portable_, pack_cols_, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
+    {ukernel_portable_, pack_cols_, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
 #endif
 };
 
@@ -222,20 +229,22 @@ static void pack_cols_(const float *src, size_t ld, int kc, int n, int w, float 
 }
 
 /* ap (ceil(mc/mr) panels of (kc, mr)) <- op(A)[i0 : i0+mc, p0 : p0+kc], rows past mc zero. */
-static void pack_a_(bool trans_a, const float *A, int lda, int i0, int p0, int mc, int kc, int mr,
-                    float *ap) {
+static void pack_a_(const sp_gemm_kernel_ *kr, bool trans_a, const float *A, int lda, int i0,
+                    int p0, int mc, int kc, float *ap) {
+    const int mr = kr->mr;
     for (int ir = 0; ir < mc; ir += mr, ap += (size_t)kc * mr) {
         const int m = min_(mr, mc - ir);
         if (trans_a) /* A is (K, M) */
             pack_rows_(A + (size_t)p0 * lda + i0 + ir, (size_t)lda, kc, m, mr, ap);
         else
-            pack_cols_(A + (size_t)(i0 + ir) * lda + p0, (size_t)lda, kc, m, mr, ap);
+            kr->pack_cols(A + (size_t)(i0 + ir) * lda + p0, (size_t)lda, kc, m, mr, ap);
     }
 }
 
 /* bp (ceil(nc/nr) panels of (kc, nr)) <- op(B)[p0 : p0+kc, j0 : j0+nc], columns past nc zero. */
-static void pack_b_(bool trans_b, const float *B, int ldb, int p0, int j0, int kc, int nc, int nr,
-                    float *bp) {
+static void pack_b_(const sp_gemm_kernel_ *kr, bool trans_b, const float *B, int ldb, int p0,
+                    int j0, int kc, int nc, float *bp) {
+    const int nr = kr->nr;
     if (!trans_b) { /* B is (K, N): read each row of the block once, in order */
         for (int k = 0; k < kc; ++k) {
             const float *src = B + (size_t)(p0 + k) * ldb + j0;
@@ -246,7 +255,7 @@ static void pack_b_(bool trans_b, const float *B, int ldb, int p0, int j0, int k
         return;
     }
     for (int jr = 0; jr < nc; jr += nr, bp += (size_t)kc * nr) /* B is (N, K) */
-        pack_cols_(B + (size_t)(j0 + jr) * ldb + p0, (size_t)ldb, kc, min_(nr, nc - jr), nr, bp);
+        kr->pack_cols(B + (size_t)(j0 + jr) * ldb + p0, (size_t)ldb, kc, min_(nr, nc - jr), nr, bp);
 }
 
 /* ---- the blocked product of one rectangle of C ---------------------------------------------- */
@@ -266,10 +275,10 @@ static void gemm_rect_(const sp_gemm_kernel_ *kr, bool trans_a, bool trans_b, in
         for (int pc = 0; pc < K; pc += SP_GEMM_KC) {
             const int kc = min_(SP_GEMM_KC, K - pc);
             const float beta_k = pc == 0 ? beta : 1.0f; /* later K blocks add to C */
-            pack_b_(trans_b, B, ldb, pc, jc, kc, nc, nr, bp);
+            pack_b_(kr, trans_b, B, ldb, pc, jc, kc, nc, bp);
             for (int ic = r0; ic < r1; ic += kr->mc) {
                 const int mc = min_(kr->mc, r1 - ic);
-                pack_a_(trans_a, A, lda, ic, pc, mc, kc, mr, ap);
+                pack_a_(kr, trans_a, A, lda, ic, pc, mc, kc, ap);
                 for (int jr = 0; jr < nc; jr += nr) {
                     for (int ir = 0; ir < mc; ir += mr) {
                         kr->fn(kc, ap + (size_t)ir * kc, bp + (size_t)jr * kc,

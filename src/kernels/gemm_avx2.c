@@ -73,6 +73,52 @@ void sp_gemm_ukernel_avx2(int kc, const float *ap, const float *bp, float *c, in
                 sp_gemm_update_(t[r * NR + j], c[(size_t)r * ldc + j], alpha, beta);
 }
 
+/* The 8 x 8 transpose of r[0..7] (row i = 8 floats), in place. */
+static inline void transpose8_(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+void sp_gemm_pack_cols_avx2(const float *src, size_t ld, int kc, int n, int w, float *p) {
+    /* 8 x 8 tiles: 8 k from each of 8 vectors (zeros past n), transposed into 8 panel rows */
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int k = 0;
+    for (; k + 8 <= kc; k += 8)
+        for (int j0 = 0; j0 < w; j0 += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; ++i)
+                r[i] = j0 + i < n ? _mm256_loadu_ps(src + (size_t)(j0 + i) * ld + k)
+                                  : _mm256_setzero_ps();
+            transpose8_(r);
+            float *d = p + (size_t)k * w + j0;
+            if (j0 + 8 <= w) {
+                for (int t = 0; t < 8; ++t) _mm256_storeu_ps(d + (size_t)t * w, r[t]);
+            } else { /* a panel width that is not a multiple of 8 (MR = 6, 12) */
+                const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(w - j0), lane);
+                for (int t = 0; t < 8; ++t) _mm256_maskstore_ps(d + (size_t)t * w, mask, r[t]);
+            }
+        }
+    for (; k < kc; ++k) { /* the last kc % 8 */
+        float *d = p + (size_t)k * w;
+        for (int j = 0; j < n; ++j) d[j] = src[(size_t)j * ld + k];
+        for (int j = n; j < w; ++j) d[j] = 0.0f;
+    }
+}
+
 #else
 typedef int sp_gemm_avx2_unused_; /* ISO C wants a non-empty translation unit */
 #endif

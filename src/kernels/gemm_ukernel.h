@@ -22,6 +22,8 @@
 #ifndef SP_KERNELS_GEMM_UKERNEL_H
 #define SP_KERNELS_GEMM_UKERNEL_H
 
+#include <stddef.h>
+
 typedef void (*sp_gemm_ukernel_fn)(int kc, const float *ap, const float *bp, float *c, int ldc,
                                    int m, int n, float alpha, float beta);
 
@@ -42,6 +44,11 @@ typedef void (*sp_gemm_ukernel_fn)(int kc, const float *ap, const float *bp, flo
 #define SP_GEMM_AVX2_NR 16
 void sp_gemm_ukernel_avx2(int kc, const float *ap, const float *bp, float *c, int ldc, int m, int n,
                           float alpha, float beta);
+
+/* Panel (kc, w) <- the transpose of n vectors of length kc at src + j * ld, zero-padded to w
+ * (n <= w <= SP_GEMM_NR_MAX): the packing of a transposed operand, by 8 x 8 AVX2 transposes.
+ * Pure data movement: the packed panel is the same as the scalar packer's. */
+void sp_gemm_pack_cols_avx2(const float *src, size_t ld, int kc, int n, int w, float *p);
 
 /* AVX-512F: 12 x 32 (24 zmm accumulators). */
 #define SP_GEMM_AVX512_MR 12

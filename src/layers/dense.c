@@ -18,12 +18,20 @@ void sp_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
     /* Each weight's share of the blame: dW (out, in) += dy^T (out, B) * x (B, in).
      * The sum over samples is GEMM's K dimension, which threads never split. */
     sp_gemm(true, false, out, in, B, 1.0f, dy, out, x, in, 1.0f, dw, in);
-    /* db (out) += column sums of dy, each output's sum owned by one thread, in sample order */
+    /* db (out) += column sums of dy: each output's sum, s = ((0 + dy[0][j]) + dy[1][j]) + ...
+     * in sample order, then db[j] += s. Blocks of outputs are owned by one thread and read
+     * dy row by row (contiguous, vectorized over j); the order of each sum is unchanged. */
+    enum { DB_BLOCK = 256 };
 #pragma omp parallel for schedule(static)
-    for (int j = 0; j < out; ++j) {
-        float s = 0.0f;
-        for (int i = 0; i < B; ++i) s += dy[(size_t)i * out + j];
-        db[j] += s;
+    for (int j0 = 0; j0 < out; j0 += DB_BLOCK) {
+        const int nj = out - j0 < DB_BLOCK ? out - j0 : DB_BLOCK;
+        float s[DB_BLOCK];
+        for (int j = 0; j < nj; ++j) s[j] = 0.0f;
+        for (int i = 0; i < B; ++i) {
+            const float *row = dy + (size_t)i * out + j0;
+            for (int j = 0; j < nj; ++j) s[j] += row[j];
+        }
+        for (int j = 0; j < nj; ++j) db[j0 + j] += s[j];
     }
     /* The rest of the blame flows down: dx (B, in) = dy (B, out) * W (out, in). */
     if (dx) sp_gemm(false, false, B, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);

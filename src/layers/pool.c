@@ -11,25 +11,56 @@ bool sp_pool_geom_init(sp_pool_geom *g, int c, int h, int w, int k, int stride) 
     return true;
 }
 
+/* Chunk of one output row processed at a time (the running max and its index live on the
+ * stack). */
+#define SP_POOL_CHUNK 64
+
+/* One chunk of n <= SP_POOL_CHUNK outputs of a row, whose first window starts at plane[base0].
+ * Every output visits its window in row-major order, as one scalar loop would: strict > keeps
+ * the first maximum; a NaN wins (and the last NaN stays), so that NaN propagates as in
+ * PyTorch. Written as selects over the outputs of the row with the window position outermost,
+ * so that the comparisons vectorize; inlined with constant k and s for the common 2x2/2. */
+static inline __attribute__((always_inline)) void maxpool_chunk_(float *y, int32_t *arg_out,
+                                                                 const float *plane, int base0,
+                                                                 int n, int w, int k, int s) {
+    float best[SP_POOL_CHUNK];
+    int32_t arg[SP_POOL_CHUNK];
+    for (int o = 0; o < n; ++o) {
+        best[o] = plane[base0 + o * s];
+        arg[o] = base0 + o * s;
+    }
+    for (int i = 0; i < k; ++i)
+        for (int j = 0; j < k; ++j) {
+            if (i == 0 && j == 0) continue; /* the start value: v > v is false */
+            const int base = base0 + i * w + j;
+            for (int o = 0; o < n; ++o) {
+                const float v = plane[base + o * s];
+                const bool take = v > best[o] || v != v;
+                best[o] = take ? v : best[o];
+                arg[o] = take ? base + o * s : arg[o];
+            }
+        }
+    for (int o = 0; o < n; ++o) {
+        y[o] = best[o];
+        arg_out[o] = arg[o];
+    }
+}
+
 void sp_maxpool_forward(float *y, int32_t *argmax, const float *x, const sp_pool_geom *g, int B) {
-    const int ohw = g->oh * g->ow;
+    const int ohw = g->oh * g->ow, k = g->k, s = g->stride, w = g->w;
 #pragma omp parallel for schedule(static)
     for (int nc = 0; nc < B * g->c; ++nc) {
-        const float *plane = x + (size_t)nc * g->h * g->w;
-        for (int oy = 0; oy < g->oh; ++oy)
-            for (int ox = 0; ox < g->ow; ++ox) {
-                const int y0 = oy * g->stride, x0 = ox * g->stride;
-                int best = y0 * g->w + x0;
-                for (int i = 0; i < g->k; ++i)
-                    for (int j = 0; j < g->k; ++j) {
-                        const int idx = (y0 + i) * g->w + x0 + j;
-                        /* strict >: the first maximum wins; a NaN input wins too, so that it
-                         * propagates as in PyTorch */
-                        if (plane[idx] > plane[best] || plane[idx] != plane[idx]) best = idx;
-                    }
-                const size_t o = (size_t)nc * ohw + (size_t)oy * g->ow + ox;
-                y[o] = plane[best];
-                argmax[o] = best;
+        const float *plane = x + (size_t)nc * g->h * w;
+        float *yrow = y + (size_t)nc * ohw;
+        int32_t *arow = argmax + (size_t)nc * ohw;
+        for (int oy = 0; oy < g->oh; ++oy, yrow += g->ow, arow += g->ow)
+            for (int ox0 = 0; ox0 < g->ow; ox0 += SP_POOL_CHUNK) {
+                const int n = g->ow - ox0 < SP_POOL_CHUNK ? g->ow - ox0 : SP_POOL_CHUNK;
+                const int base0 = oy * s * w + ox0 * s;
+                if (k == 2 && s == 2)
+                    maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, 2, 2);
+                else
+                    maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, k, s);
             }
     }
 }

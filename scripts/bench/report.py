@@ -1,0 +1,200 @@
+"""Turn run.sh's raw measurements (RESULTS/raw.jsonl) into the tables and files of issue 7.
+
+    python3 report.py RESULTS_DIR     -> stdout markdown; RESULTS_DIR/{table.md,results.json,results.csv}
+
+Statistics: the median over the timed windows (epoch 1 / the first window is the warm-up).
+GFLOP/s = median samples/s x training FLOPs per sample (workloads.flops_per_sample).
+% of peak: against the FMA peak measured on min(ranks x threads, CPUs) cores in the same run.
+"""
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import workloads as wl  # noqa: E402
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, spec="{:.0f}", none="n/a"):
+    return none if x is None else spec.format(x)
+
+
+def main():
+    d = sys.argv[1]
+    raw = [json.loads(l) for l in open(os.path.join(d, "raw.jsonl")) if l.strip()]
+    machine = next((r for r in raw if r["kind"] == "machine"), {})
+    after = next((r for r in raw if r["kind"] == "machine_after"), {})
+    peaks = {r["threads"]: r for r in raw if r["kind"] == "peak"}
+    ncpu = machine.get("ncpu", 1)
+    rows = []
+    for r in raw:
+        if r["kind"] != "run":
+            continue
+        w = wl.WORKLOADS[r["workload"]]
+        _, train_flops = wl.flops_per_sample(w["spec"], w["shape"])
+        sps = median(r["samples_per_s"])
+        cores = min(r["ranks"] * r["threads"], ncpu)
+        peak = peaks.get(cores, {}).get("gflops")
+        gflops = sps * train_flops / 1e9 if sps else None
+        row = {
+            "workload": r["workload"], "framework": r["framework"],
+            "version": r.get("version", ""),
+            "layout": f"{r['ranks']}x{r['threads']}", "ranks": r["ranks"],
+            "threads": r["threads"], "windows": len(r["samples_per_s"]),
+            "samples_per_s": sps,
+            "samples_per_s_min": min(r["samples_per_s"]) if r["samples_per_s"] else None,
+            "samples_per_s_max": max(r["samples_per_s"]) if r["samples_per_s"] else None,
+            "mflop_per_sample": train_flops / 1e6, "gflops": gflops,
+            "peak_gflops": peak, "pct_of_peak": 100 * gflops / peak if gflops and peak else None,
+            "peak_rss_mb_per_rank": max(r.get("peak_rss_mb_per_rank") or [0]) or None,
+            "comm_hidden_fraction": median(r.get("comm_hidden_fraction", [])),
+            "comm_s": median(r.get("comm_s", [])), "compute_s": median(r.get("compute_s", [])),
+        }
+        if r["framework"] == "shardprop":
+            # what the memory should be: parameters + gradients + momentum + activations of the
+            # local batch + the rank's data cache (one window of samples)
+            lb = -(-w["batch"] // r["ranks"])
+            ss = 1
+            for x in w["shape"]:
+                ss *= x
+            n_local = w["batch"] * len(r["samples_per_s"] or [0])  # unused: cache is one epoch
+            del n_local
+            params = wl.params_count(w["spec"], w["shape"])
+            acts = wl.activation_floats(w["spec"], w["shape"]) * lb
+            row["model_mb"] = (3 * params + acts) * 4 / 2**20
+        rows.append(row)
+
+    lines = []
+    lines.append(f"CPU: {machine.get('cpu', '?')} ({ncpu} CPUs), {machine.get('date', '?')}, "
+                 f"load {machine.get('load_before', '?')} before / {after.get('load_after', '?')} "
+                 f"after{'  (QUICK run: not for quoting)' if machine.get('quick') else ''}")
+    lines.append("FMA peak (FP32, measured by bench_fma_peak, best of 7): " + ", ".join(
+        f"{t} core{'s' if t > 1 else ''} {p['gflops']:.1f} GFLOP/s ({p['isa']})"
+        for t, p in sorted(peaks.items())))
+    lines.append("")
+    lines.append("| workload | framework | layout | samples/s (median) | min..max | GFLOP/s | "
+                 "% of peak | peak RSS/rank MB | comm hidden |")
+    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        lines.append(
+            f"| {r['workload']} | {r['framework']} | {r['layout']} | {fmt(r['samples_per_s'])} | "
+            f"{fmt(r['samples_per_s_min'])}..{fmt(r['samples_per_s_max'])} | "
+            f"{fmt(r['gflops'], '{:.1f}')} | {fmt(r['pct_of_peak'], '{:.1f}')} | "
+            f"{fmt(r['peak_rss_mb_per_rank'])} | "
+            f"{fmt(r['comm_hidden_fraction'], '{:.2f}', '-')} |")
+    # ratios: shardprop's best layout vs the best peer layout, and per layout
+    lines.append("")
+    lines.append("| workload | shardprop best (layout) | best peer (framework, layout) | "
+                 "ratio | vs pytorch same layout | vs jax same layout | 2x1 / 1x1 |")
+    lines.append("|---|---|---|---:|---|---|---:|")
+    summary = []
+    for name in wl.WORKLOADS:
+        mine = [r for r in rows if r["workload"] == name and r["framework"] == "shardprop"
+                and r["samples_per_s"]]
+        peers = [r for r in rows if r["workload"] == name and r["framework"] != "shardprop"
+                 and r["samples_per_s"]]
+        if not mine:
+            continue
+        best = max(mine, key=lambda r: r["samples_per_s"])
+        bp = max(peers, key=lambda r: r["samples_per_s"]) if peers else None
+        ratio = best["samples_per_s"] / bp["samples_per_s"] if bp else None
+
+        def same(fw_prefix):
+            out = []
+            for m in mine:
+                p = [r for r in peers if r["framework"].startswith(fw_prefix)
+                     and r["layout"] == m["layout"]]
+                if p:
+                    out.append(f"{m['layout']} {m['samples_per_s'] / p[0]['samples_per_s']:.2f}x")
+            return ", ".join(out) or "n/a"
+        by = {m["layout"]: m["samples_per_s"] for m in mine}
+        scale = by["2x1"] / by["1x1"] if "2x1" in by and "1x1" in by else None
+        lines.append(
+            f"| {name} | {fmt(best['samples_per_s'])} ({best['layout']}) | "
+            f"{fmt(bp['samples_per_s']) + ' (' + bp['framework'] + ', ' + bp['layout'] + ')' if bp else 'n/a'} | "
+            f"{fmt(ratio, '{:.2f}x')} | {same('pytorch')} | {same('jax')} | "
+            f"{fmt(scale, '{:.2f}x')} |")
+        summary.append({"workload": name, "shardprop_best": best["samples_per_s"],
+                        "shardprop_best_layout": best["layout"],
+                        "best_peer": bp["framework"] if bp else None,
+                        "best_peer_layout": bp["layout"] if bp else None,
+                        "best_peer_samples_per_s": bp["samples_per_s"] if bp else None,
+                        "ratio": ratio, "scaling_2x1_over_1x1": scale})
+    gemm = [r for r in raw if r["kind"] == "gemm"]
+    if gemm:
+        lines.append("")
+        lines.append("GEMM shapes of the workloads (GFLOP/s, median of 7; % of the FMA peak of "
+                     "the same core count):")
+        lines.append("")
+        lines.append("| GEMM | ta,tb | M x N x K | threads | sp_gemm | % peak | torch.mm | % peak |")
+        lines.append("|---|---|---|---:|---:|---:|---:|---:|")
+        keys = []
+        for g in gemm:
+            k = (g["label"], g["threads"])
+            if k not in keys:
+                keys.append(k)
+        for label, t in keys:
+            s = next((g for g in gemm if g["label"] == label and g["threads"] == t
+                      and g["framework"] == "shardprop"), None)
+            p = next((g for g in gemm if g["label"] == label and g["threads"] == t
+                      and g["framework"] == "pytorch"), None)
+            g0 = s or p
+            pk = peaks.get(min(t, ncpu), {}).get("gflops")
+            lines.append(
+                f"| {label} | {g0['ta']},{g0['tb']} | {g0['M']}x{g0['N']}x{g0['K']} | {t} | "
+                f"{fmt(s and s['gflops'], '{:.1f}')} | "
+                f"{fmt(s and pk and 100 * s['gflops'] / pk, '{:.0f}')} | "
+                f"{fmt(p and p['gflops'], '{:.1f}')} | "
+                f"{fmt(p and pk and 100 * p['gflops'] / pk, '{:.0f}')} |")
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    open(os.path.join(d, "table.md"), "w").write(text)
+    json.dump({"machine": machine, "machine_after": after, "peaks": list(peaks.values()),
+               "runs": rows, "summary": summary, "gemm": gemm},
+              open(os.path.join(d, "results.json"), "w"), indent=1)
+    with open(os.path.join(d, "results.csv"), "w", newline="") as f:
+        cols = ["workload", "framework", "version", "layout", "ranks", "threads", "windows",
+                "samples_per_s", "samples_per_s_min", "samples_per_s_max", "mflop_per_sample",
+                "gflops", "peak_gflops", "pct_of_peak", "peak_rss_mb_per_rank", "model_mb",
+                "comm_hidden_fraction", "comm_s", "compute_s"]
+        wr = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        wr.writeheader()
+        for r in rows:
+            wr.writerow(r)
+
+
+def check(d):
+    """--check: every run has the fields the issue asks for (the CTest smoke test). Speed is
+    never asserted, only that numbers were measured."""
+    res = json.load(open(os.path.join(d, "results.json")))
+    errors = []
+    if not res["peaks"] or any(not p.get("gflops") for p in res["peaks"]):
+        errors.append("no FMA peak")
+    if not res["runs"]:
+        errors.append("no runs")
+    for r in res["runs"]:
+        name = f"{r['framework']} {r['workload']} {r['layout']}"
+        for k in ("samples_per_s", "gflops", "pct_of_peak", "peak_rss_mb_per_rank",
+                  "mflop_per_sample"):
+            if not isinstance(r.get(k), (int, float)) or not r[k] > 0:
+                errors.append(f"{name}: {k} missing or not positive ({r.get(k)})")
+        if "comm_hidden_fraction" not in r:
+            errors.append(f"{name}: comm_hidden_fraction missing")
+        if r["ranks"] > 1 and r["framework"] == "shardprop" and r.get("comm_s") is None:
+            errors.append(f"{name}: comm_s missing")
+    for e in errors:
+        print("check: " + e, file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[2] == "--check":
+        sys.exit(check(sys.argv[1]))
+    main()

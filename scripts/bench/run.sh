@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# The shardprop benchmark harness (issue 7): shardprop vs PyTorch and JAX on the same workloads,
+# layouts and machine, in one run, against the measured FMA peak. See scripts/bench/README.md.
+#
+#   scripts/bench/run.sh [--quick] [--layouts "1x1 1x2 2x1"] [--workloads "mlp-wide mlp-small cnn"]
+#                        [--reps N] [--peers "torch jax"|none] [--build DIR] [--results DIR]
+#                        [--no-build] [--no-gemm] [--check]
+#
+# --check: verify that every run has every field (the CTest smoke test; speed is not checked).
+# Layout RxT: R MPI ranks (processes) x T threads each. Output: a markdown table on stdout,
+# RESULTS/results.json, RESULTS/results.csv, RESULTS/table.md and the raw measurements
+# RESULTS/raw.jsonl (default RESULTS: BUILD/bench/results/<date-time>).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+BUILD="$ROOT/build"
+RESULTS=""
+LAYOUTS="1x1 1x2 2x1"
+WORKLOADS="mlp-wide mlp-small cnn"
+PEERS="torch jax"
+QUICK=0
+REPS=""
+DO_BUILD=1
+DO_GEMM=1
+DO_CHECK=0
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) QUICK=1 ;;
+    --layouts) LAYOUTS="$2"; shift ;;
+    --workloads) WORKLOADS="$2"; shift ;;
+    --reps) REPS="$2"; shift ;;
+    --peers) PEERS="$2"; shift ;;
+    --build) BUILD="$(cd "$2" && pwd)"; shift ;;
+    --results) RESULTS="$2"; shift ;;
+    --no-build) DO_BUILD=0 ;;
+    --no-gemm) DO_GEMM=0 ;;
+    --check) DO_CHECK=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ "$PEERS" = none ] && PEERS=""
+if [ -z "$REPS" ]; then REPS=$([ $QUICK = 1 ] && echo 2 || echo 7); fi
+[ -n "$RESULTS" ] || RESULTS="$BUILD/bench/results/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$RESULTS"
+RESULTS="$(cd "$RESULTS" && pwd)"
+DATA="$BUILD/bench/data"
+VENV="$BUILD/bench/venv"
+mkdir -p "$DATA"
+RAW="$RESULTS/raw.jsonl"
+: >"$RAW"
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# Steps per timed window (full / quick): each window is a few tenths of a second here.
+window_of() {
+    case "$1" in
+    mlp-wide) [ $QUICK = 1 ] && echo 3 || echo 24 ;;
+    mlp-small) [ $QUICK = 1 ] && echo 16 || echo 256 ;;
+    cnn) [ $QUICK = 1 ] && echo 2 || echo 12 ;;
+    *) echo "run.sh: unknown workload '$1'" >&2; exit 2 ;;
+    esac
+}
+wl_field() { python3 -c "import sys; sys.path.insert(0, '$HERE'); import workloads as w; \
+v = w.WORKLOADS['$1']['$2']; print(' '.join(map(str, v)) if isinstance(v, tuple) else v)"; }
+
+# ---- build -----------------------------------------------------------------------------------
+if [ $DO_BUILD = 1 ]; then
+    [ -f "$BUILD/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >&2
+    cmake --build "$BUILD" -j2 --target shardprop_cli bench_fma_peak bench_mkdata bench_gemm >&2
+fi
+SP="$BUILD/shardprop"
+for exe in "$SP" "$BUILD/scripts/bench/bench_fma_peak" "$BUILD/scripts/bench/bench_mkdata"; do
+    [ -x "$exe" ] || { echo "run.sh: $exe missing: build first (or drop --no-build)" >&2; exit 1; }
+done
+NCPU=$(nproc)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+
+# ---- the machine: CPU, load, FMA peak for every core count the layouts use ---------------------
+CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+CORES=""
+for L in $LAYOUTS; do
+    r=${L%x*} t=${L#*x}
+    CORES="$CORES $((r * t > NCPU ? NCPU : r * t))"
+done
+CORES="$(echo "$CORES" | tr ' ' '\n' | sort -nu | tr '\n' ' ')"
+log "FMA peak on $CORES core(s) ($CPU, load $(cut -d' ' -f1-3 /proc/loadavg))"
+# shellcheck disable=SC2086
+"$BUILD/scripts/bench/bench_fma_peak" $CORES | sed 's/^{/{"kind": "peak", /' >>"$RAW"
+printf '{"kind": "machine", "cpu": "%s", "ncpu": %d, "date": "%s", "load_before": "%s", "quick": %d, "reps": %d}\n' \
+    "$CPU" "$NCPU" "$(date -Iseconds)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$QUICK" "$REPS" >>"$RAW"
+
+# ---- peers' environment ------------------------------------------------------------------------
+PY=""
+if [ -n "$PEERS" ]; then
+    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, jax" 2>/dev/null; then
+        log "installing PyTorch and JAX from PyPI into $VENV (once; a few GB)"
+        if python3 -m venv "$VENV" && "$VENV/bin/pip" install -q --upgrade pip &&
+            "$VENV/bin/pip" install -q torch jax; then
+            :
+        else
+            log "pip install failed (PyPI unreachable?): falling back to Debian's python3-torch"
+            PY=/usr/bin/python3
+        fi
+    fi
+    [ -n "$PY" ] || PY="$VENV/bin/python"
+    if ! "$PY" -c "import torch" 2>/dev/null; then
+        log "no PyTorch available: peers skipped"
+        PEERS=""
+    fi
+fi
+
+# cpus R T RANK: the cores rank RANK of an RxT layout is pinned to (wrapping around)
+cpus_of() {
+    local first=$(($4 * $3)) list="" i
+    for ((i = 0; i < $3; ++i)); do list="$list,$(((first + i) % NCPU))"; done
+    echo "${list#,}"
+}
+
+# ---- shardprop -----------------------------------------------------------------------------------
+run_shardprop() { # WORKLOAD R T
+    local wl=$1 R=$2 T=$3 W B spec shape n data tag dir
+    W=$(window_of "$wl")
+    B=$(wl_field "$wl" batch)
+    spec=$(wl_field "$wl" spec)
+    shape=$(wl_field "$wl" shape)
+    n=$((B * W)) # one epoch = one timed window
+    data="$DATA/$wl-$n.h5"
+    # shellcheck disable=SC2086
+    [ -f "$data" ] || "$BUILD/scripts/bench/bench_mkdata" "$data" "$n" 10 7 $shape
+    tag="shardprop-$wl-${R}x$T"
+    dir="$RESULTS/$tag"
+    mkdir -p "$dir"
+    rm -f "$dir"/metrics.jsonl "$dir"/rss.*
+    local args=(train --data "$data" --model "$spec" --batch "$B" --epochs $((REPS + 1))
+        --optimizer sgd --lr 0.01 --momentum 0.9 --seed 7 --threads "$T" --quiet
+        --log-every 1000000000 --check-every 0 --metrics "$dir/metrics.jsonl")
+    local st=0
+    if [ "$R" = 1 ]; then
+        OMP_NUM_THREADS=$T RSS_OUT="$dir/rss" taskset -c "$(cpus_of 1 "$T" 1 0)" \
+            "$HERE/rss_wrap.sh" "$SP" "${args[@]}" >"$dir/out.txt" 2>&1 || st=$?
+    else
+        local bind=(--bind-to core --map-by "slot:PE=$T")
+        [ $((R * T)) -le "$NCPU" ] || bind=(--oversubscribe --bind-to none)
+        [ "$T" = 1 ] && [ "$R" -le "$NCPU" ] && bind=(--bind-to core)
+        OMP_NUM_THREADS=$T RSS_OUT="$dir/rss" mpirun -n "$R" "${bind[@]}" -x OMP_NUM_THREADS \
+            -x RSS_OUT "$HERE/rss_wrap.sh" "$SP" "${args[@]}" >"$dir/out.txt" 2>&1 || st=$?
+    fi
+    if [ $st != 0 ]; then
+        log "shardprop $wl ${R}x$T failed (exit $st): see $dir/out.txt"
+        tail -5 "$dir/out.txt" >&2
+        return 0
+    fi
+    "$SP" "${args[@]}" --dry-run --json >"$dir/plan.json" 2>/dev/null || true
+    python3 - "$dir" "$wl" "$R" "$T" >>"$RAW" <<'PYEOF'
+import glob, json, os, sys
+d, wl, R, T = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ev = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl")) if l.strip()]
+ep = [e for e in ev if e.get("event") == "epoch"][1:]  # epoch 1 is the warm-up
+rss = []
+for f in sorted(glob.glob(os.path.join(d, "rss.*"))):
+    try:
+        rss.append(float(open(f).read().split()[-1]) / 1024.0)
+    except (ValueError, IndexError):
+        pass
+print(json.dumps({"kind": "run", "framework": "shardprop", "workload": wl, "ranks": R,
+                  "threads": T, "samples_per_s": [e["samples_per_s"] for e in ep],
+                  "compute_s": [e["compute_s"] for e in ep], "comm_s": [e["comm_s"] for e in ep],
+                  "comm_hidden_fraction": [e["comm_hidden_fraction"] for e in ep],
+                  "peak_rss_mb_per_rank": rss}))
+PYEOF
+}
+
+# ---- peers ---------------------------------------------------------------------------------------
+run_torch() { # WORKLOAD R T
+    local wl=$1 R=$2 T=$3 W dir r port
+    W=$(window_of "$wl")
+    dir="$RESULTS/torch-$wl-${R}x$T"
+    mkdir -p "$dir"
+    port=$((29500 + RANDOM % 1000))
+    for ((r = 0; r < R; ++r)); do
+        MASTER_ADDR=127.0.0.1 MASTER_PORT=$port GLOO_SOCKET_IFNAME=lo OMP_NUM_THREADS=$T \
+            MKL_NUM_THREADS=$T taskset -c "$(cpus_of "$R" "$T" "$R" "$r")" \
+            "$PY" "$HERE/torch_ref.py" --workload "$wl" --threads "$T" --window "$W" \
+            --reps "$REPS" --world "$R" --rank "$r" >"$dir/out.$r.json" 2>"$dir/err.$r.txt" &
+    done
+    if ! wait; then
+        log "torch $wl ${R}x$T failed: see $dir/err.*.txt"
+        return 0
+    fi
+    python3 - "$dir" "$R" >>"$RAW" <<'PYEOF'
+import json, os, sys
+d, R = sys.argv[1], int(sys.argv[2])
+outs = [json.loads(open(os.path.join(d, f"out.{r}.json")).read().strip().splitlines()[-1])
+        for r in range(R)]
+o = outs[0]
+o["kind"] = "run"
+o["framework"] = "pytorch" if R == 1 else "pytorch-ddp"
+o["peak_rss_mb_per_rank"] = [x["peak_rss_mb"] for x in outs]
+print(json.dumps(o))
+PYEOF
+}
+
+run_jax() { # WORKLOAD T  (one process)
+    local wl=$1 T=$2 W dir flags=""
+    W=$(window_of "$wl")
+    dir="$RESULTS/jax-$wl-1x$T"
+    mkdir -p "$dir"
+    [ "$T" = 1 ] && flags="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    if ! XLA_FLAGS="$flags" JAX_PLATFORMS=cpu taskset -c "$(cpus_of 1 "$T" 1 0)" \
+        "$PY" "$HERE/jax_ref.py" --workload "$wl" --threads "$T" --window "$W" --reps "$REPS" \
+        >"$dir/out.json" 2>"$dir/err.txt"; then
+        log "jax $wl 1x$T failed: see $dir/err.txt"
+        return 0
+    fi
+    python3 -c "import json,sys; o=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); \
+o['kind']='run'; o['peak_rss_mb_per_rank']=[o['peak_rss_mb']]; print(json.dumps(o))" \
+        "$dir/out.json" >>"$RAW"
+}
+
+# ---- the runs: per workload and layout, shardprop then its peers, back to back -------------------
+for wl in $WORKLOADS; do
+    for L in $LAYOUTS; do
+        R=${L%x*} T=${L#*x}
+        log "$wl ${R}x$T: shardprop"
+        run_shardprop "$wl" "$R" "$T"
+        case " $PEERS " in *" torch "*)
+            log "$wl ${R}x$T: pytorch$([ "$R" -gt 1 ] && echo ' DDP (gloo)')"
+            run_torch "$wl" "$R" "$T" ;;
+        esac
+        case " $PEERS " in *" jax "*)
+            if [ "$R" = 1 ]; then
+                log "$wl 1x$T: jax"
+                run_jax "$wl" "$T"
+            fi ;;
+        esac
+    done
+done
+
+# ---- GEMM micro-benchmark: the workloads' GEMM shapes, sp_gemm vs PyTorch's (MKL) ---------------
+if [ $DO_GEMM = 1 ] && [ -x "$BUILD/tests/bench_gemm" ]; then
+    log "GEMM shapes of the workloads: sp_gemm"
+    gemm_threads="$(echo "$CORES" | tr ' ' '\n' | grep -v '^$' | tr '\n' ' ')"
+    shapes="$(python3 "$HERE/workloads.py" --gemm-shapes $WORKLOADS)"
+    # shellcheck disable=SC2086
+    "$BUILD/tests/bench_gemm" --json --threads "$gemm_threads" $shapes | sed 's/^{/{"kind": "gemm", /' >>"$RAW" || true
+    case " $PEERS " in *" torch "*)
+        log "GEMM shapes of the workloads: torch.mm"
+        # shellcheck disable=SC2086
+        "$PY" "$HERE/torch_ref.py" --gemm --threads "$gemm_threads" $shapes 2>/dev/null |
+            sed 's/^{/{"kind": "gemm", /' >>"$RAW" || true ;;
+    esac
+fi
+
+printf '{"kind": "machine_after", "load_after": "%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
+python3 "$HERE/report.py" "$RESULTS"
+log "results in $RESULTS (table.md, results.json, results.csv, raw.jsonl)"
+if [ $DO_CHECK = 1 ]; then python3 "$HERE/report.py" "$RESULTS" --check; fi

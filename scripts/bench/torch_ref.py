@@ -1,0 +1,134 @@
+"""PyTorch peer of the shardprop benchmark: the same workload, batch and optimizer.
+
+    python torch_ref.py --workload cnn --threads 1 --window 12 --reps 7 [--world 2 --rank R]
+
+One process: torch.set_num_threads(T). With --world P (DDP, gloo, localhost) each of the P
+processes trains its slice (global batch / P) and rank 0 reports the global throughput.
+Data: synthetic tensors of the workload's shape, made once in memory (the loop indexes
+batches out of them; no DataLoader). Steady state: one warm-up window, then --reps windows of
+--window steps each; prints one JSON line with the samples/s of every window and the peak RSS.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import workloads as wl  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+
+def build(spec, shape):
+    mods = []
+    for kind, d in wl.layers(spec, shape):
+        if kind == "dense":
+            mods.append(nn.Linear(d["in"][0], d["units"]))
+        elif kind == "conv2d":
+            mods.append(nn.Conv2d(d["in"][0], d["oc"], d["k"], d["stride"], d["pad"]))
+        elif kind == "maxpool":
+            mods.append(nn.MaxPool2d(d["k"], d["stride"]))
+        elif kind == "relu":
+            mods.append(nn.ReLU())
+        elif kind == "flatten":
+            mods.append(nn.Flatten())
+        else:
+            raise SystemExit(f"torch_ref: layer {kind} not supported")
+    return nn.Sequential(*mods)
+
+
+def gemm_main(argv):
+    """--gemm --threads "1 2" LABEL:TA,TB,M,N,K ...: torch.mm GFLOP/s (median of 7) per shape,
+    with the same transposes (a transposed view, as nn.Linear uses)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gemm", action="store_true")
+    ap.add_argument("--threads", default="1")
+    ap.add_argument("shapes", nargs="*")
+    a = ap.parse_args(argv)
+    for sh in a.shapes:
+        label, dims = sh.split(":")
+        ta, tb, M, N, K = map(int, dims.split(","))
+        A = torch.randn((K, M) if ta else (M, K))
+        B = torch.randn((N, K) if tb else (K, N))
+        opA, opB = (A.t() if ta else A), (B.t() if tb else B)
+        for t in map(int, a.threads.split()):
+            torch.set_num_threads(t)
+            C = torch.mm(opA, opB)
+            g = []
+            for _ in range(7):
+                t0 = time.perf_counter()
+                torch.mm(opA, opB, out=C)
+                g.append(2.0 * M * N * K / (time.perf_counter() - t0) * 1e-9)
+            g.sort()
+            print(json.dumps({"framework": "pytorch", "label": label, "ta": ta, "tb": tb, "M": M,
+                              "N": N, "K": K, "threads": t, "gflops": round(g[3], 2)}),
+                  flush=True)
+
+
+def main():
+    if "--gemm" in sys.argv[1:]:
+        return gemm_main(sys.argv[1:])
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", required=True, choices=sorted(wl.WORKLOADS))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--window", type=int, required=True, help="steps per timed window")
+    ap.add_argument("--reps", type=int, default=7, help="timed windows after one warm-up window")
+    ap.add_argument("--world", type=int, default=1)
+    ap.add_argument("--rank", type=int, default=0)
+    a = ap.parse_args()
+    w = wl.WORKLOADS[a.workload]
+    torch.set_num_threads(a.threads)
+    torch.set_num_interop_threads(1)
+    torch.manual_seed(wl.SEED)
+    if a.world > 1:
+        import torch.distributed as dist
+        dist.init_process_group("gloo", rank=a.rank, world_size=a.world)
+    model = build(w["spec"], w["shape"])
+    if a.world > 1:
+        model = nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.SGD(model.parameters(), lr=wl.LR, momentum=wl.MOMENTUM)
+    loss_fn = nn.CrossEntropyLoss()
+    gb = w["batch"]
+    lb = gb // a.world + (1 if a.rank < gb % a.world else 0)
+    nb = 8  # distinct batches cycled through
+    g = torch.Generator().manual_seed(wl.SEED + a.rank)
+    X = torch.randn((nb * lb,) + tuple(w["shape"]), generator=g)
+    Y = torch.randint(0, wl.CLASSES, (nb * lb,), generator=g)
+
+    def step(i):
+        j = (i % nb) * lb
+        opt.zero_grad(set_to_none=False)
+        loss = loss_fn(model(X[j:j + lb]), Y[j:j + lb])
+        loss.backward()
+        opt.step()
+        return loss
+
+    rates = []
+    it = 0
+    for rep in range(a.reps + 1):
+        if a.world > 1:
+            torch.distributed.barrier()
+        t0 = time.perf_counter()
+        for _ in range(a.window):
+            loss = step(it)
+            it += 1
+        loss = float(loss.detach())
+        if a.world > 1:
+            torch.distributed.barrier()
+        dt = time.perf_counter() - t0
+        if rep > 0:  # the first window is the warm-up
+            rates.append(gb * a.window / dt)
+    out = {"framework": "pytorch", "version": torch.__version__, "workload": a.workload,
+           "ranks": a.world, "threads": a.threads, "rank": a.rank, "samples_per_s": rates,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+           "loss": loss}
+    print(json.dumps(out), flush=True)
+    if a.world > 1:
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+/*
+ * The fast layer kernels are bitwise the plain scalar loops they replaced (kept here as the
+ * oracles): maxpool's first-max / NaN rule, im2col and col2im (the order of col2im's sums),
+ * the relu select, and the dense bias gradient; for every geometry, including rows wider than
+ * a chunk, strides, padding, ties and NaN.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layers.h"
+#include "testutil.h"
+
+/* ---- the oracles: the original per-element loops ---- */
+
+static void maxpool_oracle(float *y, int32_t *argmax, const float *x, const sp_pool_geom *g,
+                           int B) {
+    const int ohw = g->oh * g->ow;
+    for (int nc = 0; nc < B * g->c; ++nc) {
+        const float *plane = x + (size_t)nc * g->h * g->w;
+        for (int oy = 0; oy < g->oh; ++oy)
+            for (int ox = 0; ox < g->ow; ++ox) {
+                const int y0 = oy * g->stride, x0 = ox * g->stride;
+                int best = y0 * g->w + x0;
+                for (int i = 0; i < g->k; ++i)
+                    for (int j = 0; j < g->k; ++j) {
+                        const int idx = (y0 + i) * g->w + x0 + j;
+                        if (plane[idx] > plane[best] || plane[idx] != plane[idx]) best = idx;
+                    }
+                const size_t o = (size_t)nc * ohw + (size_t)oy * g->ow + ox;
+                y[o] = plane[best];
+                argmax[o] = best;
+            }
+    }
+}
+
+static void im2col_oracle(float *col, const float *x, const sp_conv_geom *g, int B) {
+    const int k = g->k, ohw = g->oh * g->ow;
+    const size_t ncols = (size_t)B * ohw;
+    for (int row = 0; row < g->c * k * k; ++row) {
+        const int c = row / (k * k), ki = (row / k) % k, kj = row % k;
+        for (int n = 0; n < B; ++n)
+            for (int oy = 0; oy < g->oh; ++oy)
+                for (int ox = 0; ox < g->ow; ++ox) {
+                    const int iy = oy * g->stride - g->pad + ki, ix = ox * g->stride - g->pad + kj;
+                    const bool in = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w;
+                    col[(size_t)row * ncols + (size_t)n * ohw + (size_t)oy * g->ow + ox] =
+                        in ? x[(((size_t)n * g->c + c) * g->h + iy) * g->w + ix] : 0.0f;
+                }
+    }
+}
+
+static void col2im_oracle(float *dx, const float *dcol, const sp_conv_geom *g, int B) {
+    const int k = g->k, ohw = g->oh * g->ow;
+    const size_t ncols = (size_t)B * ohw;
+    memset(dx, 0, sizeof(float) * (size_t)B * g->c * g->h * g->w);
+    for (int n = 0; n < B; ++n)
+        for (int c = 0; c < g->c; ++c)
+            for (int ki = 0; ki < k; ++ki)
+                for (int kj = 0; kj < k; ++kj)
+                    for (int oy = 0; oy < g->oh; ++oy)
+                        for (int ox = 0; ox < g->ow; ++ox) {
+                            const int iy = oy * g->stride - g->pad + ki;
+                            const int ix = ox * g->stride - g->pad + kj;
+                            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) continue;
+                            dx[(((size_t)n * g->c + c) * g->h + iy) * g->w + ix] +=
+                                dcol[((size_t)(c * k + ki) * k + kj) * ncols + (size_t)n * ohw +
+                                     (size_t)oy * g->ow + ox];
+                        }
+}
+
+static bool same_bits(const void *a, const void *b, size_t bytes) {
+    return memcmp(a, b, bytes) == 0;
+}
+
+/* x with ties (values on a coarse grid) and, when nan, a few NaNs */
+static void fill_ties(float *x, size_t n, uint64_t seed, bool nan) {
+    sp_test_fill(x, n, seed, -2.0f, 2.0f);
+    for (size_t i = 0; i < n; ++i) x[i] = roundf(x[i] * 2.0f) * 0.5f;
+    if (nan)
+        for (size_t i = 0; i < n; i += 7 + i % 5) x[i] = NAN;
+}
+
+static void test_maxpool(int B, int c, int h, int w, int k, int s, bool nan) {
+    sp_pool_geom g;
+    CHECK(sp_pool_geom_init(&g, c, h, w, k, s), "pool geom");
+    const size_t nx = (size_t)B * c * h * w, ny = (size_t)B * c * g.oh * g.ow;
+    float *x = malloc(nx * sizeof *x), *y1 = malloc(ny * sizeof *y1), *y2 = malloc(ny * sizeof *y2);
+    int32_t *a1 = malloc(ny * sizeof *a1), *a2 = malloc(ny * sizeof *a2);
+    fill_ties(x, nx, (uint64_t)(h * 31 + w * 7 + k + s + nan), nan);
+    sp_maxpool_forward(y1, a1, x, &g, B);
+    maxpool_oracle(y2, a2, x, &g, B);
+    CHECK(same_bits(y1, y2, ny * sizeof *y1) && same_bits(a1, a2, ny * sizeof *a1),
+          "maxpool B=%d c=%d %dx%d k=%d s=%d nan=%d: not the oracle's bits", B, c, h, w, k, s, nan);
+    free(x), free(y1), free(y2), free(a1), free(a2);
+}
+
+static void test_im2col(int B, int c, int h, int w, int k, int s, int pad) {
+    sp_conv_geom g;
+    CHECK(sp_conv_geom_init(&g, c, h, w, 1, k, s, pad), "conv geom");
+    const size_t nx = (size_t)B * c * h * w, ncol = (size_t)c * k * k * B * g.oh * g.ow;
+    float *x = malloc(nx * sizeof *x), *c1 = malloc(ncol * sizeof *c1),
+          *c2 = malloc(ncol * sizeof *c2), *d1 = malloc(nx * sizeof *d1),
+          *d2 = malloc(nx * sizeof *d2);
+    sp_test_fill(x, nx, (uint64_t)(h * 3 + w + k * 5 + s * 7 + pad), -1.0f, 1.0f);
+    sp_im2col(c1, x, &g, B);
+    im2col_oracle(c2, x, &g, B);
+    CHECK(same_bits(c1, c2, ncol * sizeof *c1), "im2col c=%d %dx%d k=%d s=%d pad=%d", c, h, w, k, s,
+          pad);
+    sp_test_fill(c1, ncol, 99, -1.0f, 1.0f);
+    sp_col2im(d1, c1, &g, B);
+    col2im_oracle(d2, c1, &g, B);
+    CHECK(same_bits(d1, d2, nx * sizeof *d1), "col2im c=%d %dx%d k=%d s=%d pad=%d", c, h, w, k, s,
+          pad);
+    free(x), free(c1), free(c2), free(d1), free(d2);
+}
+
+static void test_relu(void) {
+    enum { N = 1001 };
+    float x[N], dy[N], y[N], dx[N];
+    fill_ties(x, N, 5, true);
+    sp_test_fill(dy, N, 6, -1.0f, 1.0f);
+    dy[3] = NAN, x[3] = 1.0f;
+    sp_act_forward(y, x, N, SP_ACT_RELU, 0);
+    sp_act_backward(dx, dy, x, y, N, SP_ACT_RELU, 0);
+    for (int i = 0; i < N; ++i) {
+        const float ye = x[i] > 0.0f ? x[i] : 0.0f, de = x[i] > 0.0f ? dy[i] : 0.0f;
+        CHECK(same_bits(&y[i], &ye, 4) && same_bits(&dx[i], &de, 4), "relu element %d", i);
+    }
+    sp_act_backward(dy, dy, x, y, N, SP_ACT_LEAKY_RELU, 0.1f); /* in place */
+    CHECK(isnan(dy[3]), "leaky relu in place keeps NaN");
+}
+
+static void test_dense_db(int B, int out) {
+    float *dy = malloc(sizeof(float) * (size_t)B * out), *x = calloc((size_t)B, sizeof(float)),
+          *w = calloc((size_t)out, sizeof(float)), *dw = calloc((size_t)out, sizeof(float)),
+          *db = malloc(sizeof(float) * (size_t)out), *de = malloc(sizeof(float) * (size_t)out);
+    sp_test_fill(dy, (size_t)B * out, (uint64_t)(B + out), -1.0f, 1.0f);
+    for (int j = 0; j < out; ++j) db[j] = de[j] = 0.25f * (float)j;
+    sp_dense_backward(NULL, dw, db, dy, x, w, B, 1, out);
+    for (int j = 0; j < out; ++j) { /* the per-output sum in sample order, then added */
+        float s = 0.0f;
+        for (int i = 0; i < B; ++i) s += dy[(size_t)i * out + j];
+        de[j] += s;
+    }
+    CHECK(same_bits(db, de, sizeof(float) * (size_t)out), "dense db B=%d out=%d", B, out);
+    free(dy), free(x), free(w), free(dw), free(db), free(de);
+}
+
+int main(void) {
+    /* B, c, h, w, k, stride: the workloads' 2x2, odd and overlapping windows, rows > 64 */
+    const int p[][6] = {{2, 3, 28, 28, 2, 2}, {1, 2, 7, 5, 3, 1},   {2, 1, 9, 8, 3, 2},
+                        {1, 1, 5, 150, 2, 2}, {1, 2, 4, 131, 3, 1}, {2, 2, 5, 9, 2, 3},
+                        {1, 1, 7, 7, 7, 7},   {3, 2, 4, 4, 1, 1}};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i)
+        for (int nan = 0; nan < 2; ++nan)
+            test_maxpool(p[i][0], p[i][1], p[i][2], p[i][3], p[i][4], p[i][5], nan);
+    /* B, c, h, w, k, stride, pad */
+    const int q[][7] = {{2, 1, 28, 28, 3, 1, 1}, {1, 3, 14, 14, 3, 1, 1}, {2, 2, 9, 9, 3, 2, 1},
+                        {1, 2, 8, 7, 1, 1, 0},   {2, 1, 6, 6, 5, 2, 2},   {2, 3, 5, 5, 2, 3, 0},
+                        {1, 1, 3, 3, 3, 1, 2},   {1, 1, 4, 70, 5, 1, 3},  {1, 2, 6, 11, 3, 3, 4}};
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; ++i)
+        test_im2col(q[i][0], q[i][1], q[i][2], q[i][3], q[i][4], q[i][5], q[i][6]);
+    test_relu();
+    test_dense_db(1, 1), test_dense_db(7, 300), test_dense_db(256, 1024), test_dense_db(3, 17);
+    return sp_test_summary("layer_kernels");
+}
