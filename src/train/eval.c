@@ -1,12 +1,15 @@
 /* Distributed evaluation of a model on a data set (see eval.h). */
 #include "train/eval.h"
 
+#include "train/batches.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layers/layers.h"
+#include "train/batches.h"
 #include "train/checkpoint.h"
 #include "util/status.h"
 
@@ -118,13 +121,9 @@ sp_status sp_eval_run(sp_model *m, sp_loader *ld, sp_comm *c, bool xent, int out
     if (st == SP_OK) st = sp_loader_start_epoch(ld, 0, 0);
     for (;;) {
         sp_batch b;
-        bool done = false;
-        if (st == SP_OK) st = sp_loader_next(ld, &b, &done);
-        uint32_t flags = done ? 1u : 0u;
-        /* agree before each step: a rank that failed stops everyone, and all ranks see the end
-         * together (every rank has the same number of global batches) */
-        st = sp_comm_agree(c, st, &flags);
-        if (st != SP_OK || (flags & 1u)) break;
+        uint32_t flags = 0;
+        st = sp_next_batch_agreed(ld, c, st, &b, &flags);
+        if (st != SP_OK || (flags & SP_BATCH_EPOCH_DONE)) break;
         st = eval_batch_(m, &b, xent, outputs, &a);
     }
     if (st == SP_OK) st = sp_comm_sum_int64(c, a.ints, a.nints);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/batches.h"
 #include "util/h5.h"
 #include "util/status.h"
 
@@ -149,11 +150,10 @@ sp_status sp_predict_write(sp_model *m, sp_dataset *ds, int64_t batch, sp_comm *
     if (st == SP_OK) st = sp_loader_start_epoch(ld, 0, 0);
     for (;;) {
         sp_batch b;
-        bool done = false;
-        if (st == SP_OK) st = sp_loader_next(ld, &b, &done);
-        uint32_t flags = done ? 1u : 0u;
-        st = sp_comm_agree(c, st, &flags); /* a failure anywhere (read, write) stops all */
-        if (st != SP_OK || (flags & 1u)) break;
+        uint32_t flags = 0;
+        /* a failure anywhere (read, write) stops all */
+        st = sp_next_batch_agreed(ld, c, st, &b, &flags);
+        if (st != SP_OK || (flags & SP_BATCH_EPOCH_DONE)) break;
         const float *z = NULL;
         if (b.count > 0) {
             const sp_step_ctx ctx = {.training = false, .sample_ids = b.ids};

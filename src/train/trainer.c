@@ -15,6 +15,7 @@
 #include "optim/optim.h"
 #include "optim/schedule.h"
 #include "shardprop/model.h"
+#include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
 #include "util/json.h"
@@ -396,9 +397,9 @@ static void free_trainer_(trainer *t) {
 
 /* Flags agreed by all ranks at every step boundary (OR over ranks). */
 enum {
-    FLAG_EPOCH_DONE = 1u << 0, /* the loader has no more batches in this epoch */
-    FLAG_SIGNAL = 1u << 1,     /* a stop signal arrived on some rank */
-    FLAG_CKPT_TIME = 1u << 2,  /* --checkpoint-every-minutes elapsed (rank 0's clock) */
+    FLAG_EPOCH_DONE = SP_BATCH_EPOCH_DONE, /* no more batches in this epoch */
+    FLAG_SIGNAL = 1u << 1,                 /* a stop signal arrived on some rank */
+    FLAG_CKPT_TIME = 1u << 2,              /* --checkpoint-every-minutes elapsed (rank 0's clock) */
     FLAG_OUT_OF_TIME = 1u << 3 /* --max-time / SLURM_JOB_END_TIME is near (rank 0's clock) */
 };
 
@@ -703,14 +704,11 @@ static sp_status train_(trainer *t) {
         int64_t done_batches = first;
         for (;;) {
             sp_batch b;
-            bool done = false;
-            sp_status st = sp_loader_next(t->ld, &b, &done);
-            uint32_t flags = (done ? FLAG_EPOCH_DONE : 0u) |
-                             (sp_signals_pending() ? FLAG_SIGNAL : 0u) | clock_flags_(t);
+            uint32_t flags = (sp_signals_pending() ? FLAG_SIGNAL : 0u) | clock_flags_(t);
             /* agree before the collective step: a rank that failed to read stops everyone, a
              * signal on any rank stops everyone at the same step */
             sp_watchdog_set_step(t->comm, t->step + 1);
-            SP_CHECK(sp_comm_agree(t->comm, st, &flags));
+            SP_CHECK(sp_next_batch_agreed(t->ld, t->comm, SP_OK, &b, &flags));
             const position here = {epoch, done_batches};
             if (flags & (FLAG_SIGNAL | FLAG_OUT_OF_TIME)) {
                 if (!c->checkpoint_dir)
