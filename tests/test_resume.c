@@ -255,10 +255,11 @@ static void test_time_limits(void) {
     run_ok(0, base, "", extra, "resume after the time limit");
     /* Ctrl-C twice: the first asks for a checkpoint, the second aborts at once (exit 130) */
     snprintf(cmd, sizeof cmd,
-             "SHARDPROP_TEST_STEP_DELAY_MS=2000 OMP_NUM_THREADS=1 %s train --data %s/d.h5 %s "
-             "> /dev/null 2>&1 & pid=$!; sleep 1; kill -INT $pid; sleep 0.2; kill -INT $pid; "
-             "wait $pid; echo rc=$?",
-             sp_test_bin(), dir, base);
+             "cd %s; SHARDPROP_TEST_STEP_DELAY_MS=2000 OMP_NUM_THREADS=1 %s train --data d.h5 "
+             "--model dense:24,relu,dense:4 --epochs 3 --batch 48 > int.log 2>&1 & pid=$!; "
+             "for i in $(seq 600); do grep -q '^layout' int.log && break; sleep 0.05; done; "
+             "sleep 0.3; kill -INT $pid; sleep 0.2; kill -INT $pid; wait $pid; echo rc=$?",
+             dir, sp_test_bin());
     out = NULL;
     sp_test_run(cmd, &out);
     CHECK(out && strstr(out, "rc=130"), "a second SIGINT aborts at once: %s", out ? out : "");

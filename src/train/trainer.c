@@ -684,7 +684,6 @@ static sp_status train_(trainer *t) {
         return SP_OK;
     }
     SP_CHECK(sp_watchdog_start(t->comm, c->collective_timeout));
-    sp_signals_install();
     t->t_start = now_();
     t->log_t0 = t->t_start;
     t->last_ckpt_time = t->t_start;
@@ -815,6 +814,8 @@ static sp_status train_(trainer *t) {
 }
 
 sp_status sp_train_run(const sp_train_config *cfg, sp_comm *comm) {
+    /* from here on a stop signal is a request, handled at the first step boundary */
+    sp_signals_install();
     if (cfg->max_memory_mb > 0) sp_mem_set_limit((size_t)cfg->max_memory_mb << 20);
     trainer t;
     memset(&t, 0, sizeof t);
