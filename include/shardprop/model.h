@@ -43,15 +43,24 @@ typedef struct sp_step_ctx {
     const int64_t *sample_ids; /* (B) global sample ids, or NULL: the row index */
 } sp_step_ctx;
 
-/* Build a model for samples of shape input_shape[0..input_rank) (rank 1 or 3). */
+/* Build a model for samples of shape input_shape[0..input_rank) (rank 1 or 3; e.g. a dataset's
+ * info->sample_shape and sample_rank) taking up to max_batch >= 1 samples per call. The spec
+ * and shape are copied. Parameters are zero until sp_model_init_params (or written through
+ * sp_model_params). *out is the caller's, released with sp_model_free; on failure *out = NULL
+ * and SP_ERR_SPEC names the offending spec item (SP_ERR_NOMEM if the buffers do not fit). */
 sp_status sp_model_create(sp_model **out, const char *spec, const int64_t *input_shape,
                           int input_rank, int max_batch);
+/* Free the model and every buffer it owns (the slabs and the forward output die with it).
+ * NULL is fine. */
 void sp_model_free(sp_model *m);
 
 /* He-uniform (layers followed by relu / leaky_relu / gelu) or Xavier-uniform weights, zero
  * biases, from the counter-based RNG keyed by (seed, layer index, element). */
 void sp_model_init_params(sp_model *m, uint64_t seed);
 
+/* Getters: the spec as given (owned by the model), layer count, max_batch, parameter count,
+ * floats per sample in and out, the input shape (owned by the model; input_rank entries), and
+ * the parameter and gradient slabs (owned by the model, writable, valid until sp_model_free). */
 const char *sp_model_spec(const sp_model *m);
 int sp_model_num_layers(const sp_model *m);
 int sp_model_max_batch(const sp_model *m);

@@ -43,92 +43,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The public part: the dataset, the loader and their types (one declaration per function). */
+#include "shardprop/data.h"
 #include "shardprop/status.h"
 
-/* ---------------------------------------------------------------- dataset: open and validate */
-
-typedef struct sp_dataset sp_dataset;
-
-typedef enum { SP_DTYPE_F32, SP_DTYPE_F64, SP_DTYPE_U8 } sp_x_dtype;
-
-/* "float32", "float64", "uint8". */
-const char *sp_x_dtype_name(sp_x_dtype t);
-
-typedef struct sp_dataset_info {
-    const char *path, *x_name, *y_name; /* owned by the dataset */
-    int64_t n;                          /* samples, >= 1 */
-    int sample_rank;                    /* 1 for (N,F), 3 for (N,C,H,W); 1..4 */
-    int64_t sample_shape[4];            /* shape of one sample (first sample_rank entries) */
-    size_t sample_size;                 /* floats per sample (product of sample_shape) */
-    sp_x_dtype x_dtype;                 /* dtype of X in the file */
-    double scale, offset;               /* from X's attributes; 1 and 0 when absent */
-    bool regression;                    /* y is float (N,T) or (N,) */
-    int64_t targets;                    /* T for regression, 0 for classification */
-    int64_t classes;                    /* classification: 'classes' attribute, else max + 1 */
-    const char *y_dtype;                /* dtype name of y in the file ("uint8", "float32", ...) */
-    size_t x_row_bytes;                 /* bytes of one sample of X in the file's dtype */
-    bool labeled; /* y is present (always, unless opened with SP_DATASET_Y_OPTIONAL) */
-} sp_dataset_info;
+/* ------------------------------------------------------ internal extras: dataset from memory */
 
 /*
- * Open `path` read-only and validate the contract: file exists and is HDF5, X and y exist and
- * are datasets, ranks and dtypes are supported, X and y agree on N, N >= 1, byte sizes fit
- * size_t, and (classification) every label is in [0, classes) — y is read fully here (N values;
- * regression targets are checked for NaN/Inf too). X is not read. x_name/y_name NULL mean "X"/"y".
- * Buffers sized from the file (one sample, the labels or targets) are checked against the
- * memory limit of util/mem.h first: SP_ERR_NOMEM naming the file and dataset.
- * On failure *out is NULL and the status carries one line: "<file>: dataset '<name>': <problem>".
- */
-sp_status sp_dataset_open(sp_dataset **out, const char *path, const char *x_name,
-                          const char *y_name);
-
-/* Flags of sp_dataset_open_ex. */
-enum {
-    /* A file without the y dataset opens as unlabeled data (for prediction): info.labeled is
-     * false, regression false, classes and targets 0; sp_dataset_read then gives X only (asking
-     * for labels or targets is SP_ERR_ARG) and a loader's batches have labels = targets = NULL.
-     * A y that exists is validated as usual. */
-    SP_DATASET_Y_OPTIONAL = 1u
-};
-
-/* sp_dataset_open with flags (0 = sp_dataset_open). */
-sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_name,
-                             const char *y_name, unsigned flags);
-
-/*
- * The same from an HDF5 file image in memory (`len` bytes; copied, so the caller may free it on
- * return). `name` (NULL: "(file image)") stands for the path in messages and in the info. Used by
- * the fuzz targets and by tests; the validation is exactly sp_dataset_open's.
+ * The same as sp_dataset_open from an HDF5 file image in memory (`len` bytes; copied, so the
+ * caller may free it on return). `name` (NULL: "(file image)") stands for the path in messages
+ * and in the info. Used by the fuzz targets and by tests; the validation is exactly
+ * sp_dataset_open's.
  */
 sp_status sp_dataset_open_image(sp_dataset **out, const void *image, size_t len, const char *name,
                                 const char *x_name, const char *y_name);
-
-/* Valid until sp_dataset_close. */
-const sp_dataset_info *sp_dataset_get_info(const sp_dataset *ds);
-
-/* SP_ERR_DATA unless the sample shape equals shape[0..rank) (e.g. the model's input shape);
- * the message names the file, the dataset and both shapes. */
-sp_status sp_dataset_check_input_shape(const sp_dataset *ds, const int64_t *shape, int rank);
-
-/*
- * Read samples ids[0..n) (any order, duplicates allowed; each in [0, N)) into
- *   x        (n, sample_size) float32, as x*scale + offset; NULL to skip X
- *   labels   (n) or NULL (classification only)
- *   targets  (n, targets) or NULL (regression only)
- * Reads only those rows of X: ids are sorted, coalesced into runs of consecutive ids and read
- * run by run (one hyperslab H5Dread each) into a reusable internal buffer, then converted and
- * scattered into the caller's order. A NaN or Inf
- * value (after scale/offset) is SP_ERR_NUMERIC naming the file, dataset and row (sample index).
- */
-sp_status sp_dataset_read(sp_dataset *ds, const int64_t *ids, int64_t n, float *x, int32_t *labels,
-                          float *targets);
-
-/* Close the file and free everything. NULL is fine. */
-void sp_dataset_close(sp_dataset *ds);
-
-/* One line for the start-up report: "<file>: N=60000, X uint8 (1,28,28) scale=0.00392157
- * offset=0, y uint8 10 classes". */
-void sp_dataset_describe(const sp_dataset *ds, char *buf, size_t cap);
 
 /* Whole-file statistics (for `inspect`): X min/max/mean after scale/offset, label histogram or
  * target statistics. Reads X once in blocks (validating it: NaN/Inf is an error). */
@@ -147,73 +75,10 @@ void sp_dataset_summary_free(sp_dataset_summary *s);
  * shuffle = false gives the identity. */
 void sp_epoch_order(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch, bool shuffle);
 
-/* ceil(n / batch): the partial last batch is kept. 0 when n == 0. */
-int64_t sp_batches_per_epoch(int64_t n, int64_t batch);
-
 /* Rank r's contiguous slice of global batch b: positions [*pos, *pos + *count) of the epoch
  * order; *global_count = samples in the whole batch. The g samples of the batch are split as
  * evenly as possible, lower ranks taking the remainder: count = g/P + (r < g%P); count may be 0. */
 void sp_rank_slice(int64_t n, int64_t batch, int64_t b, int rank, int nranks, int64_t *pos,
                    int64_t *count, int64_t *global_count);
-
-/* ---------------------------------------------------------------------- the batch loader */
-
-typedef struct sp_loader sp_loader;
-
-typedef struct sp_loader_config {
-    int64_t batch;    /* global batch size B >= 1 */
-    int rank, nranks; /* 0 <= rank < nranks */
-    uint64_t seed;
-    bool shuffle;    /* false: identity order every epoch */
-    size_t cache_mb; /* row cache budget in MiB; 0 disables the cache */
-    bool prefetch;   /* read batch b+1 on a background thread while b is used */
-} sp_loader_config;
-
-typedef struct sp_batch {
-    int64_t epoch, index;  /* index: global batch index in the epoch */
-    int64_t count;         /* samples of this rank, may be 0 */
-    int64_t global_count;  /* samples of the whole global batch (all ranks) */
-    int64_t first_pos;     /* position of ids[0] in the epoch order */
-    const int64_t *ids;    /* (count) sample indices */
-    const float *x;        /* (count, sample_size) */
-    const int32_t *labels; /* (count) or NULL (regression, unlabeled) */
-    const float *targets;  /* (count, T) or NULL (classification, unlabeled) */
-} sp_batch;
-
-/*
- * A loader over `ds` (borrowed: it must outlive the loader and must not be used by the caller
- * while the loader exists, since the reader thread uses it).
- * The cache: the rank's working set is N rows when shuffling (over the epochs every sample comes
- * by) or its own slices without shuffling. If working set * sample_size * 4 bytes <= cache_mb,
- * every row read is kept (as converted float32) and never read again; otherwise no cache.
- */
-sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_config *cfg);
-
-/* Begin `epoch` at global batch `first_batch` (0, or a later one to resume mid-epoch). Any
- * prefetch in flight is finished and discarded; with prefetch the first batch starts loading. */
-sp_status sp_loader_start_epoch(sp_loader *ld, int64_t epoch, int64_t first_batch);
-
-/* The next batch of this epoch into *out; *done = true (and *out untouched) after the last.
- * The pointers in *out stay valid until the next call of sp_loader_next/start_epoch/free. */
-sp_status sp_loader_next(sp_loader *ld, sp_batch *out, bool *done);
-
-typedef struct sp_loader_stats {
-    double io_wait_s;    /* time sp_loader_next spent waiting for data */
-    uint64_t bytes_read; /* bytes of X rows read from the file (uncompressed, file dtype) */
-    uint64_t rows_read;  /* rows of X read from the file */
-    uint64_t cache_hits; /* rows served from the cache */
-} sp_loader_stats;
-void sp_loader_get_stats(const sp_loader *ld, sp_loader_stats *st);
-
-/* Bytes of X this rank reads from the file in one epoch without cache hits (its share of N rows
- * times the row size in the file's dtype): the figure for the start-up report. With the cache on,
- * epochs after the first read less (0 once every row of the working set was read). */
-uint64_t sp_loader_bytes_per_epoch(const sp_loader *ld);
-
-/* Whether the row cache is on (the working set fits cache_mb). */
-bool sp_loader_cache_enabled(const sp_loader *ld);
-
-/* Stops the reader thread and frees the buffers (not the dataset). NULL is fine. */
-void sp_loader_free(sp_loader *ld);
 
 #endif

@@ -128,18 +128,7 @@ void sp_dropout_backward(float *dx,         /* (B, size), may alias dy */
  * (grad_scale = 1 / samples in the global batch for cross-entropy, 1 / (samples * T) for MSE,
  * so that the gradient is that of the mean loss however the batch is split over ranks.) */
 
-/* Softmax cross-entropy on integer labels, fused and stable: loss_i = logsumexp(z_i) - z_i[y_i];
- * dz = (softmax(z) - onehot(y)) * grad_scale. *correct counts argmax(z) == y (first max wins). */
-void sp_xent_loss(double *loss_sum, int64_t *correct, float *dz, /* (B, C) or NULL */
-                  double *row_loss,                              /* scratch: (B) */
-                  const float *z,                                /* (B, C) logits */
-                  const int32_t *labels,                         /* (B) in [0, C) */
-                  int B, int C, float grad_scale);
-/* Mean squared error: loss_sum = sum (o - t)^2; do = 2 (o - t) * grad_scale. */
-void sp_mse_loss(double *loss_sum, float *dout, /* (B, T) or NULL */
-                 double *row_loss,              /* scratch: (B) */
-                 const float *out,              /* (B, T) */
-                 const float *target,           /* (B, T) */
-                 int B, int T, float grad_scale);
+/* sp_xent_loss and sp_mse_loss: declared and documented in the public shardprop/loss.h. */
+#include "shardprop/loss.h"
 
 #endif
