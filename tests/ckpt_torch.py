@@ -57,13 +57,18 @@ def _layer(kind, args, kw, params):
     raise ValueError(f"unknown layer '{kind}' in the spec")
 
 
+def _text(v):
+    """String attributes are fixed-length UTF-8: h5py gives bytes."""
+    return v.decode("utf-8") if isinstance(v, (bytes, np.bytes_)) else v
+
+
 def load_checkpoint(path):
     """A shardprop checkpoint -> (nn.Sequential with its parameters, dict of the attributes)."""
     with h5py.File(path, "r") as f:
         g = f["/model"]
-        info = {k: g.attrs[k] for k in ("spec", "input_shape", "loss", "format_version")}
+        info = {k: _text(g.attrs[k]) for k in ("spec", "input_shape", "loss", "format_version")}
         if "/train" in f:
-            info["train"] = dict(f["/train"].attrs)
+            info["train"] = {k: _text(v) for k, v in f["/train"].attrs.items()}
         layers, state = [], {}
         for i, item in enumerate(s.strip() for s in info["spec"].split(",")):
             kind, *rest = item.split(":")
@@ -85,7 +90,7 @@ def load_optimizer(path, model, lr):
     with h5py.File(path, "r") as f:
         o = f["/optimizer"]
         a = o.attrs
-        kind = a["type"]
+        kind = _text(a["type"])
         if kind == "sgd":
             opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=float(a["momentum"]),
                                   nesterov=bool(a["nesterov"]),

@@ -290,9 +290,10 @@ static void wfail_(wctx_ *w, const char *obj, const char *attr) {
                     w->path, obj, attr ? "@" : "", attr ? attr : "");
 }
 
-static hid_t str_type_(void) {
+static hid_t str_type_(size_t bytes) {
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_size(t, bytes);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
     H5Tset_cset(t, H5T_CSET_UTF8);
     return t;
 }
@@ -309,10 +310,12 @@ static void w_attr_(wctx_ *w, hid_t obj, const char *objname, const char *name, 
     if (e < 0) wfail_(w, objname, name);
 }
 
+/* Strings are fixed-length (the exact length plus a NUL), UTF-8: a reader never has to trust a
+ * variable-length string's terminator, which libhdf5 does not guarantee on damaged files. */
 static void w_str_(wctx_ *w, hid_t obj, const char *objname, const char *name, const char *v) {
-    hid_t t = str_type_();
     const char *p = v ? v : "";
-    w_attr_(w, obj, objname, name, t, t, -1, &p);
+    hid_t t = str_type_(strlen(p) + 1);
+    w_attr_(w, obj, objname, name, t, t, -1, p);
     H5Tclose(t);
 }
 
@@ -794,15 +797,12 @@ static sp_status r_str_(hid_t obj, const char *name, const char *file, const cha
     hid_t t = H5Aget_type(a);
     sp_status st = SP_OK;
     if (H5Tis_variable_str(t) > 0) {
-        hid_t mt = str_type_();
-        char *p = NULL;
-        if (H5Aread(a, mt, &p) < 0 || !p)
-            st = SP_FAIL(SP_ERR_DATA, "%s: cannot read checkpoint attribute %s@%s", file, objname,
-                         name);
-        else if (!(*out = strdup(p)))
-            st = SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", file);
-        if (p) H5free_memory(p);
-        H5Tclose(mt);
+        /* shardprop writes fixed-length strings; a variable-length one is refused rather than
+         * read, since libhdf5 may hand back an unterminated buffer for a damaged file */
+        st = SP_FAIL(SP_ERR_DATA,
+                     "%s: checkpoint attribute %s@%s is a variable-length string; shardprop "
+                     "checkpoints store fixed-length strings",
+                     file, objname, name);
     } else {
         /* The size comes from the file: a spec, a loss name or a config file is far below
          * this; H5Tget_size gives 0 on error. */

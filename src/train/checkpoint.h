@@ -6,8 +6,10 @@
  * parameters and optimizer state are identical on every rank) and when (all ranks agree on the
  * step). Every HDF5 call sequence runs under sp_h5_lock (a data loader thread uses HDF5 too).
  *
- * File layout (format_version 1). Strings are scalar variable-length UTF-8 attributes (h5py
- * returns Python str); floats are float32 little-endian, contiguous, uncompressed.
+ * File layout (format_version 1). Strings are scalar fixed-length NUL-terminated UTF-8
+ * attributes (h5py returns bytes; variable-length strings are refused on reading, since libhdf5
+ * may return them unterminated from a damaged file); floats are float32 little-endian,
+ * contiguous, uncompressed.
  *
  *   /model                         attrs: spec (str), input_shape (int64[rank]), loss (str),
  *                                         format_version (int32, = 1)
