@@ -98,17 +98,8 @@ static sp_status get_dims_(hid_t d, const char *path, const char *name, int max_
 /* Read rows [first, first + count) of `d` as mem_type into buf. */
 static sp_status read_range_(hid_t d, hid_t mem_type, int64_t first, int64_t count, void *buf,
                              const char *path, const char *name) {
-    hid_t fs = H5Dget_space(d);
-    int r = H5Sget_simple_extent_ndims(fs);
-    hsize_t dims[32], start[32] = {0}, cnt[32];
-    H5Sget_simple_extent_dims(fs, dims, NULL);
-    start[0] = (hsize_t)first;
-    cnt[0] = (hsize_t)count;
-    for (int i = 1; i < r; ++i) cnt[i] = dims[i];
-    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
-    /* A memory space of the file's rank: HDF5 copies a same-shaped selection far faster than
-     * one mapped onto a 1-D buffer. */
-    hid_t ms = H5Screate_simple(r, cnt, NULL);
+    hid_t fs, ms;
+    sp_h5_select_rows(d, first, count, &fs, &ms);
     herr_t e = H5Dread(d, mem_type, ms, fs, H5P_DEFAULT, buf);
     H5Sclose(ms);
     H5Sclose(fs);

@@ -303,18 +303,26 @@ sp_status sp_h5_create_rows(hid_t file, const char *name, hid_t file_type, int r
     return SP_OK;
 }
 
-sp_status sp_h5_write_rows(hid_t dset, hid_t mem_type, int64_t first, int64_t count,
-                           const void *buf, const char *path, const char *name) {
-    if (count == 0) return SP_OK;
-    hid_t fs = H5Dget_space(dset);
-    int rank = H5Sget_simple_extent_ndims(fs);
-    hsize_t dims[8], start[8] = {0}, cnt[8];
-    H5Sget_simple_extent_dims(fs, dims, NULL);
+void sp_h5_select_rows(hid_t dset, int64_t first, int64_t count, hid_t *fs, hid_t *ms) {
+    *fs = H5Dget_space(dset);
+    int rank = H5Sget_simple_extent_ndims(*fs);
+    if (rank < 1 || rank > 32) rank = 1; /* HDF5 allows at most 32 dimensions */
+    hsize_t dims[32], start[32] = {0}, cnt[32];
+    H5Sget_simple_extent_dims(*fs, dims, NULL);
     start[0] = (hsize_t)first;
     cnt[0] = (hsize_t)count;
     for (int d = 1; d < rank; ++d) cnt[d] = dims[d];
-    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
-    hid_t ms = H5Screate_simple(rank, cnt, NULL); /* same rank as the file: fast path */
+    H5Sselect_hyperslab(*fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+    /* a memory space of the file's rank: HDF5 copies a same-shaped selection far faster than
+     * one mapped onto a 1-D buffer */
+    *ms = H5Screate_simple(rank, cnt, NULL);
+}
+
+sp_status sp_h5_write_rows(hid_t dset, hid_t mem_type, int64_t first, int64_t count,
+                           const void *buf, const char *path, const char *name) {
+    if (count == 0) return SP_OK;
+    hid_t fs, ms;
+    sp_h5_select_rows(dset, first, count, &fs, &ms);
     herr_t e = H5Dwrite(dset, mem_type, ms, fs, H5P_DEFAULT, buf);
     H5Sclose(ms);
     H5Sclose(fs);

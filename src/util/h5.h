@@ -68,6 +68,10 @@ sp_status sp_h5_create_rows(hid_t file, const char *name, hid_t file_type, int r
 
 /* Write rows [first, first + count) of a dataset created by sp_h5_create_rows from `buf`
  * (count rows, row-major, in `mem_type`). */
+/* Select rows [first, first + count) of a dataset (all of its other dimensions): *fs the file
+ * space with that selection, *ms a memory space of the same shape. The caller closes both. */
+void sp_h5_select_rows(hid_t dset, int64_t first, int64_t count, hid_t *fs, hid_t *ms);
+
 sp_status sp_h5_write_rows(hid_t dset, hid_t mem_type, int64_t first, int64_t count,
                            const void *buf, const char *path, const char *name);
 
