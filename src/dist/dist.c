@@ -242,6 +242,7 @@ typedef struct bucket {
     size_t begin, len;
     MPI_Request req;
     bool started, done;
+    double t_post, t_done; /* when MPI_Iallreduce was posted; when it was seen complete */
 } bucket;
 
 struct sp_reducer {
@@ -309,7 +310,8 @@ void sp_reducer_begin(sp_reducer *r) {
 
 static void start_bucket_(sp_reducer *r, int i) {
     bucket *b = &r->b[i];
-    if (r->next == 0 || r->t_first_start == 0) r->t_first_start = MPI_Wtime();
+    b->t_post = MPI_Wtime();
+    if (r->next == 0 || r->t_first_start == 0) r->t_first_start = b->t_post;
     MPI_Iallreduce(MPI_IN_PLACE, r->slab + b->begin, (int)b->len, MPI_FLOAT, MPI_SUM, r->c->comm,
                    &b->req);
     b->started = true;
@@ -325,7 +327,8 @@ static void progress_(sp_reducer *r) {
         MPI_Test(&b->req, &flag, MPI_STATUS_IGNORE);
         if (flag) {
             b->done = true;
-            if (--r->in_flight == 0 && r->next == r->nb) r->t_all_done = MPI_Wtime();
+            b->t_done = MPI_Wtime();
+            if (--r->in_flight == 0 && r->next == r->nb) r->t_all_done = b->t_done;
         }
     }
 }
@@ -362,6 +365,7 @@ sp_status sp_reducer_finish(sp_reducer *r) {
             return mpi_fail_(err, "gradient allreduce");
         }
         b->done = true;
+        b->t_done = MPI_Wtime();
     }
     unwatch_(r->c);
     const double t1 = MPI_Wtime();
@@ -369,6 +373,14 @@ sp_status sp_reducer_finish(sp_reducer *r) {
     r->st.exposed_s += t1 - t0;
     r->st.comm_s += r->t_all_done - r->t_first_start;
     return SP_OK;
+}
+
+bool sp_reducer_bucket_times(const sp_reducer *r, int i, double *posted, double *done) {
+    if (r->blocking || r->c->size == 1 || i < 0 || i >= r->nb || !r->b[i].started || !r->b[i].done)
+        return false;
+    *posted = r->b[i].t_post;
+    *done = r->b[i].t_done;
+    return true;
 }
 
 void sp_reducer_get_stats(const sp_reducer *r, sp_reducer_stats *s) {

@@ -82,6 +82,10 @@ typedef struct sp_reducer_stats {
     uint64_t steps, bytes;
 } sp_reducer_stats;
 void sp_reducer_get_stats(const sp_reducer *r, sp_reducer_stats *s);
+/* After sp_reducer_finish: when bucket i's MPI_Iallreduce of the last step was posted and when
+ * this rank saw it complete (MPI_Test during backward, else MPI_Wait in finish), sp_comm_wtime
+ * seconds. False when the bucket did not run on its own (bucket_mb 0, one rank). */
+bool sp_reducer_bucket_times(const sp_reducer *r, int i, double *posted, double *done);
 void sp_reducer_reset_stats(sp_reducer *r);
 
 /*

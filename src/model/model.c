@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "layers/layers.h"
+#include "model/layer_hook.h"
 #include "model/spec.h"
 #include "shardprop/model.h"
 #include "util/mem.h"
@@ -43,6 +44,8 @@ struct sp_model {
     size_t buffer_floats; /* activations, saved values, error signals and scratch */
     const float *x;       /* input of the last forward (caller-owned) */
     int last_B;
+    sp_layer_hook_fn hook; /* observer (--trace, --layer-stats), usually NULL */
+    void *hook_user;
 };
 
 /* a*b with overflow detection */
@@ -355,6 +358,7 @@ const float *sp_model_forward(sp_model *m, const float *x, int B, const sp_step_
         sp_layer *L = &m->layers[i];
         const float *w = m->params + L->w_off, *b = m->params + L->b_off;
         const size_t n = (size_t)B * L->out_size;
+        if (m->hook) m->hook(m->hook_user, SP_HOOK_FORWARD_BEGIN, i, NULL, 0);
         switch (L->spec.kind) {
         case SP_LAYER_DENSE:
             sp_dense_forward(L->out, in, w, b, B, (int)L->in_size, (int)L->out_size);
@@ -397,6 +401,7 @@ const float *sp_model_forward(sp_model *m, const float *x, int B, const sp_step_
             }
             break;
         }
+        if (m->hook) m->hook(m->hook_user, SP_HOOK_FORWARD_END, i, NULL, 0);
         in = L->out;
     }
     return in;
@@ -415,6 +420,7 @@ void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn 
         float *dw = m->grads + L->w_off, *db = m->grads + L->b_off;
         const float *w = m->params + L->w_off;
         const size_t n = (size_t)B * L->out_size;
+        if (m->hook) m->hook(m->hook_user, SP_HOOK_BACKWARD_BEGIN, i, dy, n);
         switch (L->spec.kind) {
         case SP_LAYER_DENSE:
             sp_dense_backward(dx, dw, db, dy, x, w, B, (int)L->in_size, (int)L->out_size);
@@ -457,9 +463,15 @@ void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn 
             }
         }
         if (L->w_len && on_ready) on_ready(user, L->w_off);
+        if (m->hook) m->hook(m->hook_user, SP_HOOK_BACKWARD_END, i, NULL, 0);
         if (!dx) break;
         dy = dx;
     }
+}
+
+void sp_model_set_layer_hook(sp_model *m, sp_layer_hook_fn fn, void *user) {
+    m->hook = fn;
+    m->hook_user = fn ? user : NULL;
 }
 
 void sp_model_zero_grads(sp_model *m) {

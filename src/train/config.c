@@ -23,7 +23,7 @@ static const char *train_description =
     "--config FILE (key = value lines, names without the dashes; flags override the file).";
 
 /* The table: one place for names, defaults (set in config_defaults_), help and ranges. */
-#define N_SPECS 52
+#define N_SPECS 55
 static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     int n = 0;
 #define STR(name, field, meta, help)                                                               \
@@ -103,6 +103,13 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
         "checkpoint and stop cleanly after MIN minutes (default: from SLURM_JOB_END_TIME)");
     DBL("collective-timeout", collective_timeout, 0, 1e9, "S",
         "abort the job when a rank waits in a collective longer than S seconds (600; 0: off)");
+    STR("trace", trace, "FILE.json",
+        "write a timeline of every rank (Chrome trace-event JSON: Perfetto, chrome://tracing)");
+    INT("trace-max-events", trace_max_events, 1, (int64_t)1 << 26, "N",
+        "--trace: keep at most N events per rank, 32 bytes each (default 262144)");
+    FLAG("layer-stats", layer_stats,
+         "record per-layer error-signal, gradient, weight and update norms in the metrics file "
+         "every --log-every steps and at the end of each epoch (needs --metrics)");
 #undef STR
 #undef INT
 #undef DBL
@@ -128,6 +135,7 @@ static void config_defaults_(sp_train_config *c) {
     c->keep = 3;
     c->checkpoint_errors = "fail";
     c->collective_timeout = 600;
+    c->trace_max_events = (int64_t)1 << 18;
 }
 
 void sp_train_print_help(FILE *f) {
@@ -285,6 +293,8 @@ sp_status sp_train_config_check(const sp_train_config *c) {
     if (c->resume && c->init_from)
         return SP_FAIL(SP_ERR_ARG, "--resume and --init-from exclude each other");
     if (c->json && !c->dry_run) return SP_FAIL(SP_ERR_ARG, "--json goes with --dry-run");
+    if (c->layer_stats && !c->metrics)
+        return SP_FAIL(SP_ERR_ARG, "--layer-stats writes to the metrics file: add --metrics FILE");
     return SP_OK;
 }
 

@@ -35,6 +35,10 @@ typedef struct sp_train_config {
     const char *checkpoint_dir, *resume, *init_from, *checkpoint_errors;
     int64_t checkpoint_every, keep;
     double checkpoint_every_minutes, max_time, collective_timeout;
+    /* seeing what happened: --trace, --trace-max-events, --layer-stats */
+    const char *trace;
+    int64_t trace_max_events;
+    bool layer_stats;
 } sp_train_config;
 
 /* Owns the strings read from a config file. */

@@ -11,6 +11,7 @@
 
 #include "data/data.h"
 #include "layers/layers.h"
+#include "model/layer_hook.h"
 #include "optim/clip.h"
 #include "optim/optim.h"
 #include "optim/schedule.h"
@@ -18,6 +19,8 @@
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
+#include "train/layer_stats.h"
+#include "train/trace.h"
 #include "util/json.h"
 #include "util/mem.h"
 #include "util/signals.h"
@@ -50,6 +53,8 @@ typedef struct trainer {
     double deadline;    /* wall time (sp_comm_wtime) to stop by; 0: none */
     double last_ckpt_time, last_ckpt_s;
     double last_progress;
+    sp_trace tr;        /* --trace timeline; straggler statistics always */
+    sp_layer_stats *ls; /* --layer-stats, else NULL */
 } trainer;
 
 static double now_(void) {
@@ -59,6 +64,13 @@ static double now_(void) {
 /* The backward hook: gradients at offsets >= begin are final; their buckets may go. */
 static void on_grad_ready_(void *user, size_t begin) {
     sp_reducer_ready((sp_reducer *)user, begin);
+}
+
+/* The model's layer hook (set only with --trace or --layer-stats). */
+static void on_layer_(void *user, sp_hook_event ev, int layer, const float *dy, size_t n) {
+    trainer *t = user;
+    sp_trace_layer_event(&t->tr, (int)ev, layer);
+    if (t->ls && ev == SP_HOOK_BACKWARD_BEGIN) sp_layer_stats_error_signal(t->ls, layer, dy, n);
 }
 
 /* Forward + loss (+ backward and the overlapped allreduce when training) of one batch.
@@ -77,18 +89,26 @@ static sp_status run_batch_(trainer *t, const sp_batch *b, bool training, double
                                 : 1.0f / ((float)b->global_count * (float)t->outputs);
     float *dz = training ? t->dz : NULL;
     if (B > 0) {
+        const double tf = sp_trace_now(&t->tr);
         const float *z = sp_model_forward(t->m, b->x, B, &ctx);
         if (t->xent)
             sp_xent_loss(&loss_sum, &correct, dz, t->rows, z, b->labels, B, t->outputs, scale);
         else
             sp_mse_loss(&loss_sum, dz, t->rows, z, b->targets, B, t->outputs, scale);
+        sp_trace_span(&t->tr, SP_TR_FORWARD, -1, tf, sp_trace_now(&t->tr));
     }
     if (training) {
         sp_model_zero_grads(t->m);
         sp_reducer_begin(t->red);
+        const double tb = sp_trace_now(&t->tr);
         if (B > 0) sp_model_backward(t->m, dz, B, on_grad_ready_, t->red);
+        const double tw = sp_trace_now(&t->tr);
+        sp_trace_span(&t->tr, SP_TR_BACKWARD, -1, tb, tw);
+        sp_trace_compute_end(&t->tr);
         t->compute_s += now_() - t0;
         SP_CHECK(sp_reducer_finish(t->red));
+        sp_trace_span(&t->tr, SP_TR_ALLREDUCE_WAIT, -1, tw, sp_trace_now(&t->tr));
+        sp_trace_buckets(&t->tr, t->red);
     } else {
         t->compute_s += now_() - t0;
     }
@@ -108,6 +128,7 @@ static sp_status evaluate_(trainer *t, sp_loader *ld, double *loss, double *acc)
     }
     sp_eval_result_free(&r);
     t->compute_s += now_() - t0;
+    sp_trace_span(&t->tr, SP_TR_EVALUATION, -1, t0, sp_trace_now(&t->tr));
     return st;
 }
 
@@ -218,7 +239,10 @@ static sp_status write_model_(trainer *t, const char *path, int64_t epoch, int64
         st = sp_ckpt_write(path, t->m, t->opt, t->xent ? "xent" : "mse", &ts);
         free(conf);
     }
-    return sp_comm_agree(t->comm, st, NULL);
+    const double t0 = sp_trace_now(&t->tr);
+    st = sp_comm_agree(t->comm, st, NULL);
+    sp_trace_span(&t->tr, SP_TR_MODEL_WRITE, -1, t0, sp_trace_now(&t->tr));
+    return st;
 }
 
 /* Everything that can fail locally before the first collective step; agreed by the caller. */
@@ -300,6 +324,9 @@ static sp_status setup_local_(trainer *t) {
     const size_t bucket_bytes = (size_t)(c->bucket_mb * 1024.0 * 1024.0);
     SP_CHECK(sp_reducer_create(&t->red, t->comm, sp_model_grads(t->m), sp_model_num_params(t->m),
                                bucket_bytes));
+    SP_CHECK(sp_trace_init(&t->tr, c->trace != NULL, (size_t)c->trace_max_events));
+    if (c->layer_stats) SP_CHECK(sp_layer_stats_create(&t->ls, t->m, t->rank == 0));
+    if (c->trace || c->layer_stats) sp_model_set_layer_hook(t->m, on_layer_, t);
     if (c->metrics && t->rank == 0) {
         t->metrics = fopen(c->metrics, "a");
         if (!t->metrics)
@@ -392,6 +419,8 @@ static void free_trainer_(trainer *t) {
     sp_model_free(t->m);
     free(t->dz);
     free(t->rows);
+    sp_trace_free(&t->tr);
+    sp_layer_stats_free(t->ls);
     if (t->metrics) fclose(t->metrics);
 }
 
@@ -430,6 +459,7 @@ static sp_status checkpoint_(trainer *t, position pos) {
         free(conf);
     }
     st = sp_comm_agree(t->comm, st, NULL);
+    sp_trace_span(&t->tr, SP_TR_CHECKPOINT, -1, t0, sp_trace_now(&t->tr));
     t->last_ckpt_s = now_() - t0;
     t->last_ckpt_time = now_();
     if (st != SP_OK && !strcmp(c->checkpoint_errors, "warn")) {
@@ -684,6 +714,7 @@ static sp_status train_(trainer *t) {
         return SP_OK;
     }
     SP_CHECK(sp_watchdog_start(t->comm, c->collective_timeout));
+    SP_CHECK(sp_trace_start(&t->tr, t->comm));
     t->t_start = now_();
     t->log_t0 = t->t_start;
     t->last_ckpt_time = t->t_start;
@@ -707,7 +738,11 @@ static sp_status train_(trainer *t) {
             /* agree before the collective step: a rank that failed to read stops everyone, a
              * signal on any rank stops everyone at the same step */
             sp_watchdog_set_step(t->comm, t->step + 1);
+            sp_loader_stats io0 = {0};
+            const double ta = sp_trace_now(&t->tr);
+            if (t->tr.on) sp_loader_get_stats(t->ld, &io0);
             SP_CHECK(sp_next_batch_agreed(t->ld, t->comm, SP_OK, &b, &flags));
+            const double tz = sp_trace_now(&t->tr);
             const position here = {epoch, done_batches};
             if (flags & (FLAG_SIGNAL | FLAG_OUT_OF_TIME)) {
                 if (!c->checkpoint_dir)
@@ -732,6 +767,18 @@ static sp_status train_(trainer *t) {
             }
             if (flags & FLAG_CKPT_TIME) SP_CHECK(checkpoint_(t, here));
             if (flags & FLAG_EPOCH_DONE) break;
+            sp_trace_step_begin(&t->tr, t->step + 1);
+            if (t->tr.on) {
+                sp_loader_stats io1;
+                sp_loader_get_stats(t->ld, &io1);
+                const double td = ta + (io1.io_wait_s - io0.io_wait_s);
+                sp_trace_span(&t->tr, SP_TR_DATA_WAIT, -1, ta, td);
+                sp_trace_span(&t->tr, SP_TR_AGREE, -1, td, tz);
+            }
+            if (t->ls)
+                sp_layer_stats_arm(t->ls, (t->step + 1) % c->log_every == 0 ||
+                                              done_batches + 1 == t->batches_per_epoch ||
+                                              t->step + 1 == t->total_steps);
             test_hooks_(t);
             double s[3];
             SP_CHECK(run_batch_(t, &b, true, s));
@@ -745,11 +792,20 @@ static sp_status train_(trainer *t) {
                                (long long)epoch + 1);
             const double t0 = now_();
             float *g = sp_model_grads(t->m);
+            if (t->ls) sp_layer_stats_before_update(t->ls, t->m);
             if (c->clip_norm > 0) sp_clip_grad_norm(g, sp_model_num_params(t->m), c->clip_norm);
             const double lr = sp_schedule_lr(&t->sched, t->step);
             sp_optim_step(t->opt, sp_model_params(t->m), g, (float)lr);
             t->compute_s += now_() - t0;
+            sp_trace_span(&t->tr, SP_TR_OPTIMIZER, -1, t0, sp_trace_now(&t->tr));
             t->step++;
+            if (t->ls && sp_layer_stats_armed(t->ls)) {
+                const double tl = sp_trace_now(&t->tr);
+                SP_CHECK(sp_layer_stats_after_update(t->ls, t->m, t->comm, t->metrics, t->step,
+                                                     epoch + 1, lr));
+                sp_trace_span(&t->tr, SP_TR_LAYER_STATS, -1, tl, sp_trace_now(&t->tr));
+            }
+            sp_trace_span(&t->tr, SP_TR_STEP, -1, t->tr.step_t0, sp_trace_now(&t->tr));
             done_batches++;
             cur = (position){epoch, done_batches};
             t->log_loss += s[0], t->log_correct += s[1], t->log_n += s[2];
@@ -836,6 +892,9 @@ sp_status sp_train_run(const sp_train_config *cfg, sp_comm *comm) {
         if (e > 0) t.deadline = now_() + (double)(e - (long long)time(NULL)) - 30.0;
     }
     sp_status st = train_(&t);
+    /* the straggler line, and the --trace file (collective; every rank got here together) */
+    if (st == SP_OK && t.m && !cfg->dry_run)
+        st = sp_trace_finish(&t.tr, comm, cfg->trace, t.m, t.red, t.metrics, t.talk);
     free_trainer_(&t);
     return st;
 }
