@@ -184,6 +184,15 @@ def test_trace(d):
                     print(f"overlap on {key}: {stack[-1]} / {e}", file=sys.stderr)
             stack.append(e)
         check(bad == 0, f"track {key}: {bad} spans overlap without nesting")
+    # an unwritable trace path is refused before training, with one line naming it
+    p = subprocess.run([MPIEXEC, "-n", "2", "--bind-to", "none", *PRE, BIN, *common, "--trace",
+                        f"{d}/no/such/dir/t.json", "--metrics", f"{d}/bad.jsonl"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    trained = os.path.exists(f"{d}/bad.jsonl") and '"step"' in open(f"{d}/bad.jsonl").read()
+    check(p.returncode != 0 and not trained and
+          f"{d}/no/such/dir/t.json: cannot create the trace file" in p.stdout,
+          f"bad --trace path: exit {p.returncode}, trained {trained}\n{p.stdout}")
     # the common origin: the two ranks' first step agreements end within 50 ms of each other
     a = [by(r, 1, "step agreement") for r in (0, 1)]
     if a[0] and a[1]:

@@ -46,9 +46,23 @@ static const char *const kind_cats_[SP_TR_KINDS] = {
 
 enum { TID_MAIN = 0, TID_COMM = 1000, MAX_LANES = 32 };
 
-sp_status sp_trace_init(sp_trace *tr, bool on, size_t max_events) {
+static void tmp_path_(char *buf, size_t cap, const char *path) {
+    snprintf(buf, cap, "%s.tmp.%ld", path, (long)getpid());
+}
+
+sp_status sp_trace_init(sp_trace *tr, const char *path, bool root, size_t max_events) {
     memset(tr, 0, sizeof *tr);
-    if (!on) return SP_OK;
+    if (!path) return SP_OK;
+    if (root) {
+        char tmp[4096];
+        tmp_path_(tmp, sizeof tmp, path);
+        FILE *f = fopen(tmp, "w");
+        if (!f)
+            return SP_FAIL(SP_ERR_IO, "%s: cannot create the trace file (%s)", path,
+                           strerror(errno));
+        fclose(f);
+        unlink(tmp);
+    }
     if (max_events == 0) max_events = 1;
     tr->ev = malloc(max_events * sizeof *tr->ev);
     if (!tr->ev)
@@ -264,7 +278,7 @@ static sp_status write_file_(const char *path, int size, const rank_info *ri,
     const size_t tlen = strlen(path) + 32;
     char *tmp = malloc(tlen);
     if (!tmp) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+    tmp_path_(tmp, tlen, path);
     FILE *f = fopen(tmp, "w");
     if (!f) {
         sp_status st =

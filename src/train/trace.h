@@ -70,8 +70,9 @@ typedef struct sp_trace {
 /* Default cap of events per rank (32 bytes each). */
 #define SP_TRACE_DEFAULT_MAX_EVENTS ((size_t)1 << 18)
 
-/* Zero *tr; with on, allocate room for max_events events. */
-sp_status sp_trace_init(sp_trace *tr, bool on, size_t max_events);
+/* Zero *tr; with a path, allocate room for max_events events, and on the root rank check now
+ * that the file can be created next to path (an error at the end of a long run would be late). */
+sp_status sp_trace_init(sp_trace *tr, const char *path, bool root, size_t max_events);
 void sp_trace_free(sp_trace *tr);
 
 /* The agreed origin of the timeline (collective): call at the same point on every rank. */

@@ -324,7 +324,7 @@ static sp_status setup_local_(trainer *t) {
     const size_t bucket_bytes = (size_t)(c->bucket_mb * 1024.0 * 1024.0);
     SP_CHECK(sp_reducer_create(&t->red, t->comm, sp_model_grads(t->m), sp_model_num_params(t->m),
                                bucket_bytes));
-    SP_CHECK(sp_trace_init(&t->tr, c->trace != NULL, (size_t)c->trace_max_events));
+    SP_CHECK(sp_trace_init(&t->tr, c->trace, t->rank == 0, (size_t)c->trace_max_events));
     if (c->layer_stats) SP_CHECK(sp_layer_stats_create(&t->ls, t->m, t->rank == 0));
     if (c->trace || c->layer_stats) sp_model_set_layer_hook(t->m, on_layer_, t);
     if (c->metrics && t->rank == 0) {
