@@ -227,6 +227,7 @@ static sp_status check_params_(trainer *t) {
 /* Rank 0 writes the model file; everyone agrees on the outcome. */
 static sp_status write_model_(trainer *t, const char *path, int64_t epoch, int64_t epoch_batch) {
     sp_status st = SP_OK;
+    const double t0 = sp_trace_now(&t->tr);
     if (t->rank == 0) {
         char *conf = sp_train_config_format(t->cfg);
         sp_train_state ts = {.step = t->step,
@@ -239,7 +240,6 @@ static sp_status write_model_(trainer *t, const char *path, int64_t epoch, int64
         st = sp_ckpt_write(path, t->m, t->opt, t->xent ? "xent" : "mse", &ts);
         free(conf);
     }
-    const double t0 = sp_trace_now(&t->tr);
     st = sp_comm_agree(t->comm, st, NULL);
     sp_trace_span(&t->tr, SP_TR_MODEL_WRITE, -1, t0, sp_trace_now(&t->tr));
     return st;
