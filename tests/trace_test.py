@@ -184,6 +184,14 @@ def test_trace(d):
                     print(f"overlap on {key}: {stack[-1]} / {e}", file=sys.stderr)
             stack.append(e)
         check(bad == 0, f"track {key}: {bad} spans overlap without nesting")
+    # the cap: at most N events per rank are kept, the rest counted and reported
+    out = mpi(2, common + ["--trace", f"{d}/small.json", "--trace-max-events", "50"])
+    with open(f"{d}/small.json") as f:
+        sm = json.load(f)
+    kept = [sum(1 for e in sm["traceEvents"] if e["ph"] == "X" and e["pid"] == r) for r in (0, 1)]
+    dropped = sm["otherData"]["dropped_events"]
+    check(kept == [50, 50] and all(x > 0 for x in dropped), f"cap 50: kept {kept}, dropped {dropped}")
+    check(f"{sum(dropped)} more dropped" in out, f"the run reports the dropped events:\n{out}")
     # an unwritable trace path is refused before training, with one line naming it
     p = subprocess.run([MPIEXEC, "-n", "2", "--bind-to", "none", *PRE, BIN, *common, "--trace",
                         f"{d}/no/such/dir/t.json", "--metrics", f"{d}/bad.jsonl"],
@@ -193,11 +201,12 @@ def test_trace(d):
     check(p.returncode != 0 and not trained and
           f"{d}/no/such/dir/t.json: cannot create the trace file" in p.stdout,
           f"bad --trace path: exit {p.returncode}, trained {trained}\n{p.stdout}")
-    # the common origin: the two ranks' first step agreements end within 50 ms of each other
+    # the common origin: the two ranks' first step agreements end at about the same time (a loose
+    # bound: a loaded machine may deschedule a rank right after the collective)
     a = [by(r, 1, "step agreement") for r in (0, 1)]
     if a[0] and a[1]:
         end = [x[0]["ts"] + x[0]["dur"] for x in a]
-        check(abs(end[0] - end[1]) < 50e3, f"origins agree: agreement ends {end}")
+        check(abs(end[0] - end[1]) < 200e3, f"origins agree: agreement ends {end}")
 
 
 def test_straggler(d):
