@@ -23,7 +23,7 @@ static const char *train_description =
     "--config FILE (key = value lines, names without the dashes; flags override the file).";
 
 /* The table: one place for names, defaults (set in config_defaults_), help and ranges. */
-#define N_SPECS 52
+#define N_SPECS 54
 static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     int n = 0;
 #define STR(name, field, meta, help)                                                               \
@@ -103,6 +103,12 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
         "checkpoint and stop cleanly after MIN minutes (default: from SLURM_JOB_END_TIME)");
     DBL("collective-timeout", collective_timeout, 0, 1e9, "S",
         "abort the job when a rank waits in a collective longer than S seconds (600; 0: off)");
+    FLAG("deterministic", deterministic,
+         "bitwise-identical results for any number of ranks and threads (exact fixed-point "
+         "gradient sums over micro-batches; see README)");
+    INT("micro-batch", micro_batch, 0, 1 << 24, "M",
+        "with --deterministic: samples per micro-batch, the unit of work and of summation "
+        "(default 16)");
 #undef STR
 #undef INT
 #undef DBL
@@ -212,6 +218,12 @@ static sp_status read_config_file_(const char *path, const sp_arg_spec *specs, i
     return st;
 }
 
+/* Defaults that depend on other flags, resolved once so that the stored configuration (the
+ * checkpoints' /train config) holds the value used. */
+static void resolve_(sp_train_config *c) {
+    if (c->deterministic && c->micro_batch == 0) c->micro_batch = SP_DET_DEFAULT_MICRO_BATCH;
+}
+
 sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, bool *help,
                                 sp_train_args **owned) {
     config_defaults_(cfg);
@@ -241,6 +253,7 @@ sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, boo
     for (int i = 1; i < argc; ++i) own->argv[n++] = argv[i];
     SP_CHECK(sp_args_parse(&a, n, own->argv));
     *help = a.help;
+    resolve_(cfg);
     return SP_OK;
 }
 
@@ -267,7 +280,9 @@ sp_status sp_train_config_parse_text(sp_train_config *cfg, const char *text, siz
     int n = 0;
     own->argv[n++] = "train";
     for (int i = 0; i < own->n; ++i) own->argv[n++] = own->strings[i];
-    return sp_args_parse(&a, n, own->argv);
+    SP_CHECK(sp_args_parse(&a, n, own->argv));
+    resolve_(cfg);
+    return SP_OK;
 }
 
 sp_status sp_train_config_check(const sp_train_config *c) {
@@ -285,6 +300,8 @@ sp_status sp_train_config_check(const sp_train_config *c) {
     if (c->resume && c->init_from)
         return SP_FAIL(SP_ERR_ARG, "--resume and --init-from exclude each other");
     if (c->json && !c->dry_run) return SP_FAIL(SP_ERR_ARG, "--json goes with --dry-run");
+    if (c->micro_batch > 0 && !c->deterministic)
+        return SP_FAIL(SP_ERR_ARG, "--micro-batch goes with --deterministic");
     return SP_OK;
 }
 
