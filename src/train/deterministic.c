@@ -52,7 +52,7 @@
 
 /* Floats of a dense layer's row block (scratch; its int64 accumulators are twice the bytes):
  * ~192 KB of the two together, in L2 while all of a rank's micro-batches pass over it. */
-#define SP_DET_BLOCK_FLOATS 16384
+#define SP_DET_BLOCK_FLOATS 32768
 
 /* Tail of the int64 buffer after the parameters. */
 enum { X_LOSS_HI, X_LOSS_LO, X_CORRECT, X_COUNT, X_BAD_GRAD, X_BAD_LOSS, X_N };
@@ -63,28 +63,37 @@ struct sp_det {
     bool xent;
     int outputs, max_batch, threads;
     size_t nparams;
-    int64_t *acc;   /* (nparams + X_N) */
-    float *scratch; /* (threads, scratch_per) */
+    int64_t *acc;      /* (nparams + X_N) */
+    float *scratch;    /* (threads, scratch_per) */
+    int64_t *tile_acc; /* (threads, scratch_per): a dense tile's accumulators */
     size_t scratch_per;
     float *dz;    /* (max_batch, outputs) */
     double *rows; /* (max_batch) */
     double limit; /* this step's largest allowed |term| */
     int64_t bad;  /* terms out of range in this step (local) */
+    bool single;  /* one rank: dense tiles convert to the float gradients directly */
+    int nz;       /* ranges [zoff, zoff + zlen) of the slab not written whole by dense tiles */
+    size_t *zoff, *zlen;
 };
 
 static int min_(int a, int b) {
     return a < b ? a : b;
 }
 
-/* Rows of a dense layer's block: a multiple of 6 (the AVX2 micro-tile) when possible. */
-static int dense_rows_(int in, int out) {
-    int r = SP_DET_BLOCK_FLOATS / (in > 0 ? in : 1);
-    if (r >= 12) r -= r % 6;
-    if (r < 1) r = 1;
-    return min_(r, out);
+/* A dense layer's tile of dW: rows x cols, near square (the packing of the two GEMM operands is
+ * redone per tile, rows + cols per sample, against rows x cols multiply-adds), rows a multiple of
+ * 6 (the AVX2 micro-tile) and cols of 16 when the layer is larger. */
+static void dense_tile_(int in, int out, int *rows, int *cols) {
+    int r = out < 180 ? out : 180;
+    int c = SP_DET_BLOCK_FLOATS / r;
+    if (c >= 32) c -= c % 16;
+    if (c > in) c = in;
+    if (c < 1) c = 1;
+    *rows = r, *cols = c;
 }
 
-sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int outputs) {
+sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int outputs,
+                        int nranks) {
     *out = NULL;
     if (micro < 1) return SP_FAIL(SP_ERR_ARG, "--micro-batch must be >= 1");
     sp_det *d = calloc(1, sizeof *d);
@@ -96,6 +105,14 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
     d->max_batch = sp_model_max_batch(m);
     d->threads = omp_get_max_threads();
     d->nparams = sp_model_num_params(m);
+    d->single = nranks == 1;
+    const int nl = sp_model_num_layers(m);
+    d->zoff = calloc((size_t)nl + 1, sizeof(size_t));
+    d->zlen = calloc((size_t)nl + 1, sizeof(size_t));
+    if (!d->zoff || !d->zlen) {
+        sp_det_free(d);
+        return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    }
     /* the scratch: a dense row block per thread, or a whole conv weight (one, threaded GEMM) */
     size_t per = 0, conv = 0;
     for (int i = 0; i < sp_model_num_layers(m); ++i) {
@@ -103,9 +120,15 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
         int w_rank;
         int64_t w_shape[4], b_len;
         if (!sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
+        /* dense: the bias; conv: weight and bias (they are adjacent) */
+        d->zoff[d->nz] = w_rank == 2 ? b_off : w_off;
+        d->zlen[d->nz] = b_off + (size_t)b_len - d->zoff[d->nz];
+        d->nz++;
         if (w_rank == 2) {
             const int in = (int)w_shape[1], o = (int)w_shape[0];
-            const size_t s = (size_t)dense_rows_(in, o) * (size_t)in;
+            int r, cc;
+            dense_tile_(in, o, &r, &cc);
+            const size_t s = (size_t)r * (size_t)cc;
             if (s > per) per = s;
         } else {
             const size_t s = (size_t)(b_off - w_off);
@@ -115,6 +138,7 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
     d->scratch_per = per;
     const size_t scratch = per * (size_t)d->threads > conv ? per * (size_t)d->threads : conv;
     size_t bytes = (d->nparams + X_N) * sizeof(int64_t) + scratch * sizeof(float) +
+                   per * (size_t)d->threads * sizeof(int64_t) +
                    (size_t)d->max_batch * ((size_t)outputs * sizeof(float) + sizeof(double));
     sp_status st = sp_mem_check(bytes, "--deterministic", "fixed-point gradient accumulators");
     if (st != SP_OK) {
@@ -123,9 +147,11 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
     }
     d->acc = malloc((d->nparams + X_N) * sizeof(int64_t));
     d->scratch = aligned_alloc(64, ((scratch ? scratch : 1) * sizeof(float) + 63) & ~(size_t)63);
+    d->tile_acc = aligned_alloc(64, ((per ? per : 1) * (size_t)d->threads * sizeof(int64_t) + 63) &
+                                        ~(size_t)63);
     d->dz = malloc((size_t)d->max_batch * (size_t)outputs * sizeof(float));
     d->rows = malloc((size_t)d->max_batch * sizeof(double));
-    if (!d->acc || !d->scratch || !d->dz || !d->rows) {
+    if (!d->acc || !d->scratch || !d->tile_acc || !d->dz || !d->rows) {
         const size_t np = d->nparams;
         sp_det_free(d);
         return SP_FAIL(SP_ERR_NOMEM, "--deterministic: out of memory for %zu accumulators", np);
@@ -138,29 +164,48 @@ void sp_det_free(sp_det *d) {
     if (!d) return;
     free(d->acc);
     free(d->scratch);
+    free(d->tile_acc);
     free(d->dz);
     free(d->rows);
+    free(d->zoff);
+    free(d->zlen);
     free(d);
 }
 
 /* Dense: per micro-batch j, dW_j (out, in) = dy_j^T x_j and db_j = column sums of dy_j (in
- * sample order), into the accumulators. Threads own blocks of rows; each block stays in cache
- * while the micro-batches pass. */
+ * sample order), into the accumulators. Threads own tiles of dW; a tile's accumulators stay in
+ * cache while all the micro-batches of the rank pass over it. */
 static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
     const int B = L->B, in = L->in, out = L->out, m = (int)d->micro;
-    const int nmb = (B + m - 1) / m, R = dense_rows_(in, out), nblk = (out + R - 1) / R;
+    int R, C;
+    dense_tile_(in, out, &R, &C);
+    const int nmb = (B + m - 1) / m, nr = (out + R - 1) / R, nc = (in + C - 1) / C;
     int64_t *aw = d->acc + L->w_off, *ab = d->acc + L->b_off;
+    float *gw = sp_model_grads(d->m) + L->w_off;
     const double lim = d->limit;
     int64_t bad = 0;
 #pragma omp parallel for schedule(static) reduction(+ : bad)
-    for (int blk = 0; blk < nblk; ++blk) {
-        float *s = d->scratch + (size_t)omp_get_thread_num() * d->scratch_per;
-        const int r0 = blk * R, r = min_(R, out - r0);
+    for (int t = 0; t < nr * nc; ++t) {
+        const int th = omp_get_thread_num();
+        float *s = d->scratch + (size_t)th * d->scratch_per;
+        int64_t *a = d->tile_acc + (size_t)th * d->scratch_per; /* (r, c), contiguous */
+        const int r0 = t / nc * R, c0 = t % nc * C, r = min_(R, out - r0), c = min_(C, in - c0);
+        const size_t rc = (size_t)r * (size_t)c;
+        memset(a, 0, rc * sizeof *a);
         for (int j = 0; j < nmb; ++j) {
             const int k = min_(m, B - j * m);
-            sp_gemm(true, false, r, in, k, 1.0f, L->dy + (size_t)j * m * out + r0, out,
-                    L->x + (size_t)j * m * in, in, 0.0f, s, in);
-            bad += sp_fix_accumulate(aw + (size_t)r0 * in, s, (size_t)r * in, lim);
+            sp_gemm(true, false, r, c, k, 1.0f, L->dy + (size_t)j * m * out + r0, out,
+                    L->x + (size_t)j * m * in + c0, in, 0.0f, s, c);
+            bad += sp_fix_accumulate(a, s, rc, lim);
+        }
+        /* the tile is complete: its gradient (one rank), or its share for the allreduce */
+        for (int i = 0; i < r; ++i) {
+            const size_t o = (size_t)(r0 + i) * in + c0;
+            const int64_t *src = a + (size_t)i * c;
+            if (d->single)
+                for (int e = 0; e < c; ++e) gw[o + e] = sp_fix_to_float(src[e]);
+            else
+                memcpy(aw + o, src, (size_t)c * sizeof *src);
         }
     }
     enum { DB_BLOCK = 256 };
@@ -252,7 +297,14 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
     const int B = (int)b->count;
     const int64_t nmb_global = (b->global_count + d->micro - 1) / d->micro;
     int64_t *tail = d->acc + d->nparams;
-    memset(d->acc, 0, (d->nparams + X_N) * sizeof(int64_t));
+    /* dense weights are stored whole by their tiles; the rest accumulates from 0 */
+    if (B > 0) {
+        for (int i = 0; i < d->nz; ++i)
+            memset(d->acc + d->zoff[i], 0, d->zlen[i] * sizeof(int64_t));
+        memset(tail, 0, X_N * sizeof(int64_t));
+    } else {
+        memset(d->acc, 0, (d->nparams + X_N) * sizeof(int64_t));
+    }
     d->limit = sp_fix_limit(nmb_global);
     d->bad = 0;
     /* the mean over the global batch: every rank scales by the same global count */
@@ -274,13 +326,19 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
         tail[X_BAD_GRAD] = d->bad;
     }
     *compute_s += sp_comm_wtime() - t0;
-    SP_CHECK(sp_comm_sum_int64(comm, d->acc, d->nparams + X_N));
+    if (!d->single) SP_CHECK(sp_comm_sum_int64(comm, d->acc, d->nparams + X_N));
     const double t1 = sp_comm_wtime();
     float *g = sp_model_grads(d->m);
     const int64_t *acc = d->acc;
-    const size_t n = d->nparams;
+    if (d->single) { /* the dense weights are done */
+        for (int r = 0; r < d->nz; ++r)
+            for (size_t i = d->zoff[r]; i < d->zoff[r] + d->zlen[r]; ++i)
+                g[i] = sp_fix_to_float(acc[i]);
+    } else {
+        const size_t n = d->nparams;
 #pragma omp parallel for schedule(static) if (n >= 32768)
-    for (size_t i = 0; i < n; ++i) g[i] = sp_fix_to_float(acc[i]);
+        for (size_t i = 0; i < n; ++i) g[i] = sp_fix_to_float(acc[i]);
+    }
     sums[0] = tail[X_BAD_LOSS] ? NAN : (double)tail[X_LOSS_HI] + (double)tail[X_LOSS_LO] * 0x1p-32;
     sums[1] = (double)tail[X_CORRECT];
     sums[2] = (double)tail[X_COUNT];

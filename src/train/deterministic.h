@@ -16,8 +16,9 @@
 typedef struct sp_det sp_det;
 
 /* For model m (max batch = this rank's largest slice), micro-batches of `micro` samples,
- * `outputs` classes (xent) or targets (mse). */
-sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int outputs);
+ * `outputs` classes (xent) or targets (mse), nranks ranks (one: no allreduce at all). */
+sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int outputs,
+                        int nranks);
 void sp_det_free(sp_det *d);
 
 /*

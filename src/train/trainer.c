@@ -306,7 +306,7 @@ static sp_status setup_local_(trainer *t) {
                            .micro_batch = c->deterministic ? c->micro_batch : 0};
     SP_CHECK(sp_loader_create(&t->ld, t->ds, &lc));
     if (c->deterministic)
-        SP_CHECK(sp_det_create(&t->det, t->m, c->micro_batch, t->xent, t->outputs));
+        SP_CHECK(sp_det_create(&t->det, t->m, c->micro_batch, t->xent, t->outputs, t->size));
     if (t->vds) {
         lc.micro_batch = 0;
         lc.shuffle = false;

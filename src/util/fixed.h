@@ -42,9 +42,10 @@ static inline int64_t sp_fix_round_(double d) {
 }
 
 /* acc[i] += round(g[i] * 2^40) for i < n. Returns the number of terms with |g| >= limit or
- * non-finite (those are added as 0). */
-static inline int64_t sp_fix_accumulate(int64_t *restrict acc, const float *restrict g, size_t n,
-                                        double limit) {
+ * non-finite (those are added as 0). The plain C reference; sp_fix_accumulate (fixed.c) is the
+ * same integer arithmetic, vectorized with AVX2 when the CPU has it: the same results. */
+static inline int64_t sp_fix_accumulate_ref(int64_t *restrict acc, const float *restrict g,
+                                            size_t n, double limit) {
     int64_t bad = 0;
     for (size_t i = 0; i < n; ++i) {
         const double d = (double)g[i] * SP_FIX_SCALE;
@@ -54,6 +55,8 @@ static inline int64_t sp_fix_accumulate(int64_t *restrict acc, const float *rest
     }
     return bad;
 }
+
+int64_t sp_fix_accumulate(int64_t *restrict acc, const float *restrict g, size_t n, double limit);
 
 /* The float nearest to q * 2^-40 (via double: deterministic, within one float rounding). */
 static inline float sp_fix_to_float(int64_t q) {
