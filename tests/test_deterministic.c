@@ -7,7 +7,8 @@
  *    starts on a micro-batch boundary, and no slice exceeds sp_rank_slice_max;
  *  - an MLP with dropout (Adam, shuffled, 3 epochs, a partial last batch): the layouts 1x1, 1x2,
  *    2x1, 3x1, 4x1 (oversubscribed) and 2x2 end with bitwise-equal parameters and log the same
- *    losses to the last bit (loss_hex in the metrics);
+ *    losses to the last bit (loss_hex in the metrics); a rank without samples (more ranks than
+ *    micro-batches, default --micro-batch) changes nothing either;
  *  - a small CNN (two conv layers, pooling, dropout): 1x1, 1x2, 3x1, 2x2 bitwise equal, and the
  *    portable GEMM kernel (SHARDPROP_GEMM_ISA=portable) gives the same bits as AVX2;
  *  - resume: 2 ranks stopped mid-epoch, resumed on 3 ranks, equals the uninterrupted 1x1 run
@@ -152,6 +153,16 @@ static void test_mlp(void) {
     test_layouts("mlp", "d.h5", mlp, layouts, 6);
 }
 
+/* More ranks than micro-batches: batch 40 of micro-batches of 16 is 3 of them, so rank 3 of 4
+ * has no samples in any batch and still takes part in every reduction. */
+static void test_idle_rank(void) {
+    static const char *args = "--model dense:16,relu,dropout:0.25,dense:4 --epochs 2 --batch 40 "
+                              "--optimizer sgd --lr 0.05 --seed 9 --log-every 1 --quiet "
+                              "--deterministic";
+    const int layouts[][2] = {{0, 1}, {4, 1}};
+    test_layouts("idle", "d.h5", args, layouts, 2);
+}
+
 static void write_images(const char *path) {
     enum { N = 150, C = 2, H = 9, W = 9 };
     static float x[N * C * H * W];
@@ -227,6 +238,7 @@ int main(void) {
              "synth --kind blobs --n 437 --features 12 --classes 4 --seed 2 --out %s/d.h5", dir);
     CHECK(sp_test_shardprop(0, 1, args, NULL) == 0, "synth");
     test_mlp();
+    test_idle_rank();
     test_cnn();
     test_resume();
     return sp_test_summary("deterministic");
