@@ -19,8 +19,9 @@
  *     them here): dW_j = dY_j^T X_j, a GEMM with K = the micro-batch's samples (conv: its
  *     pixels), into a float scratch, whose arithmetic depends only on micro-batch j. Each term is
  *     converted to fixed point (util/fixed.h: round(x * 2^40) in an int64) and added to a
- *     per-parameter int64 accumulator. Dense layers do this in blocks of rows that stay in the
- *     L2 cache across all of the rank's micro-batches, one block per thread at a time.
+ *     per-parameter int64 accumulator. Dense layers do this in tiles of dW (up to 180 rows)
+ *     whose accumulators stay in the L2 cache across all of the rank's micro-batches, one tile
+ *     per thread at a time (threads own tiles: thread invariance as everywhere else).
  *  4. One MPI_SUM allreduce of the int64 accumulators (and of the loss, the counts and an error
  *     count in the same buffer): integer addition is associative, so the result is exact and
  *     independent of the reduction order. Every rank converts back to float the same way.
@@ -50,8 +51,8 @@
 #include "util/mem.h"
 #include "util/status.h"
 
-/* Floats of a dense layer's row block (scratch; its int64 accumulators are twice the bytes):
- * ~192 KB of the two together, in L2 while all of a rank's micro-batches pass over it. */
+/* Floats of a dense layer's tile (scratch; its int64 accumulators are twice the bytes):
+ * 384 KB of the two together, in L2 while all of a rank's micro-batches pass over it. */
 #define SP_DET_BLOCK_FLOATS 32768
 
 /* Tail of the int64 buffer after the parameters. */
