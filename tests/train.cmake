@@ -12,3 +12,5 @@ foreach(t trace straggler layer_stats)
   set_tests_properties(train_${t} PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TEST_ENV}"
       PROCESSORS 2 LABELS mpi)
 endforeach()
+sp_test(deterministic TIMEOUT 900 LABELS mpi)
+target_link_libraries(test_deterministic PRIVATE sp_trainutil)

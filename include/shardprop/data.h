@@ -140,12 +140,14 @@ int64_t sp_batches_per_epoch(int64_t n, int64_t batch);
 typedef struct sp_loader sp_loader;
 
 typedef struct sp_loader_config {
-    int64_t batch;    /* global batch size B >= 1 */
-    int rank, nranks; /* 0 <= rank < nranks; a single process: 0 and 1 */
-    uint64_t seed;    /* shuffle seed: epoch e's order depends only on (seed, e) */
-    bool shuffle;     /* false: identity order every epoch */
-    size_t cache_mb;  /* row cache budget in MiB; 0 disables the cache */
-    bool prefetch;    /* read batch b+1 on a background thread while b is used */
+    int64_t batch;       /* global batch size B >= 1 */
+    int rank, nranks;    /* 0 <= rank < nranks; a single process: 0 and 1 */
+    uint64_t seed;       /* shuffle seed: epoch e's order depends only on (seed, e) */
+    bool shuffle;        /* false: identity order every epoch */
+    size_t cache_mb;     /* row cache budget in MiB; 0 disables the cache */
+    bool prefetch;       /* read batch b+1 on a background thread while b is used */
+    int64_t micro_batch; /* 0: balanced split; > 0: whole micro-batches of this size per rank
+                          * (contiguous blocks, sp_rank_slice_micro; --deterministic) */
 } sp_loader_config;
 
 typedef struct sp_batch {

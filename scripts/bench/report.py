@@ -57,7 +57,7 @@ def main():
             "comm_hidden_fraction": median(r.get("comm_hidden_fraction", [])),
             "comm_s": median(r.get("comm_s", [])), "compute_s": median(r.get("compute_s", [])),
         }
-        if r["framework"] == "shardprop":
+        if r["framework"].startswith("shardprop"):
             # what the memory should be: parameters + gradients + momentum + activations of the
             # local batch + the rank's data cache (one window of samples)
             lb = -(-w["batch"] // r["ranks"])
@@ -98,8 +98,8 @@ def main():
     for name in wl.WORKLOADS:
         mine = [r for r in rows if r["workload"] == name and r["framework"] == "shardprop"
                 and r["samples_per_s"]]
-        peers = [r for r in rows if r["workload"] == name and r["framework"] != "shardprop"
-                 and r["samples_per_s"]]
+        peers = [r for r in rows if r["workload"] == name
+                 and not r["framework"].startswith("shardprop") and r["samples_per_s"]]
         if not mine:
             continue
         best = max(mine, key=lambda r: r["samples_per_s"])
@@ -127,6 +127,19 @@ def main():
                         "best_peer_layout": bp["layout"] if bp else None,
                         "best_peer_samples_per_s": bp["samples_per_s"] if bp else None,
                         "ratio": ratio, "scaling_2x1_over_1x1": scale})
+    det = [r for r in rows if r["framework"] == "shardprop-det" and r["samples_per_s"]]
+    if det:
+        lines.append("")
+        lines.append("| workload | layout | default samples/s | --deterministic samples/s | "
+                     "deterministic / default |")
+        lines.append("|---|---|---:|---:|---:|")
+        for dr in det:
+            base = [r for r in rows if r["framework"] == "shardprop" and r["samples_per_s"]
+                    and r["workload"] == dr["workload"] and r["layout"] == dr["layout"]]
+            b = base[0]["samples_per_s"] if base else None
+            lines.append(f"| {dr['workload']} | {dr['layout']} | {fmt(b)} | "
+                         f"{fmt(dr['samples_per_s'])} | "
+                         f"{fmt(dr['samples_per_s'] / b if b else None, '{:.3f}')} |")
     gemm = [r for r in raw if r["kind"] == "gemm"]
     if gemm:
         lines.append("")

@@ -4,8 +4,9 @@
 #
 #   scripts/bench/run.sh [--quick] [--layouts "1x1 1x2 2x1"] [--workloads "mlp-wide mlp-small cnn"]
 #                        [--reps N] [--peers "torch jax"|none] [--build DIR] [--results DIR]
-#                        [--no-build] [--no-gemm] [--check]
+#                        [--no-build] [--no-gemm] [--check] [--deterministic]
 #
+# --deterministic: also run shardprop with --deterministic (framework "shardprop-det").
 # --check: verify that every run has every field (the CTest smoke test; speed is not checked).
 # Layout RxT: R MPI ranks (processes) x T threads each. Output: a markdown table on stdout,
 # RESULTS/results.json, RESULTS/results.csv, RESULTS/table.md and the raw measurements
@@ -24,6 +25,7 @@ REPS=""
 DO_BUILD=1
 DO_GEMM=1
 DO_CHECK=0
+DO_DET=0
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
     --no-build) DO_BUILD=0 ;;
     --no-gemm) DO_GEMM=0 ;;
     --check) DO_CHECK=1 ;;
+    --deterministic) DO_DET=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -122,8 +125,8 @@ cpus_of() {
 }
 
 # ---- shardprop -----------------------------------------------------------------------------------
-run_shardprop() { # WORKLOAD R T
-    local wl=$1 R=$2 T=$3 W B spec shape n data tag dir
+run_shardprop() { # WORKLOAD R T [det]
+    local wl=$1 R=$2 T=$3 det=${4:-} W B spec shape n data tag dir fw=shardprop
     W=$(window_of "$wl")
     B=$(wl_field "$wl" batch)
     spec=$(wl_field "$wl" spec)
@@ -132,13 +135,15 @@ run_shardprop() { # WORKLOAD R T
     data="$DATA/$wl-$n.h5"
     # shellcheck disable=SC2086
     [ -f "$data" ] || "$BUILD/scripts/bench/bench_mkdata" "$data" "$n" 10 7 $shape
-    tag="shardprop-$wl-${R}x$T"
+    [ -n "$det" ] && fw=shardprop-det
+    tag="$fw-$wl-${R}x$T"
     dir="$RESULTS/$tag"
     mkdir -p "$dir"
     rm -f "$dir"/metrics.jsonl "$dir"/rss.*
     local args=(train --data "$data" --model "$spec" --batch "$B" --epochs $((REPS + 1))
         --optimizer sgd --lr 0.01 --momentum 0.9 --seed 7 --threads "$T" --quiet
         --log-every 1000000000 --check-every 0 --metrics "$dir/metrics.jsonl")
+    [ -n "$det" ] && args+=(--deterministic)
     local st=0
     if [ "$R" = 1 ]; then
         OMP_NUM_THREADS=$T RSS_OUT="$dir/rss" taskset -c "$(cpus_of 1 "$T" 1 0)" \
@@ -156,9 +161,9 @@ run_shardprop() { # WORKLOAD R T
         return 0
     fi
     "$SP" "${args[@]}" --dry-run --json >"$dir/plan.json" 2>/dev/null || true
-    python3 - "$dir" "$wl" "$R" "$T" >>"$RAW" <<'PYEOF'
+    python3 - "$dir" "$wl" "$R" "$T" "$fw" >>"$RAW" <<'PYEOF'
 import glob, json, os, sys
-d, wl, R, T = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+d, wl, R, T, fw = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 ev = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl")) if l.strip()]
 ep = [e for e in ev if e.get("event") == "epoch"][1:]  # epoch 1 is the warm-up
 rss = []
@@ -167,7 +172,7 @@ for f in sorted(glob.glob(os.path.join(d, "rss.*"))):
         rss.append(float(open(f).read().split()[-1]) / 1024.0)
     except (ValueError, IndexError):
         pass
-print(json.dumps({"kind": "run", "framework": "shardprop", "workload": wl, "ranks": R,
+print(json.dumps({"kind": "run", "framework": fw, "workload": wl, "ranks": R,
                   "threads": T, "samples_per_s": [e["samples_per_s"] for e in ep],
                   "compute_s": [e["compute_s"] for e in ep], "comm_s": [e["comm_s"] for e in ep],
                   "comm_hidden_fraction": [e["comm_hidden_fraction"] for e in ep],
@@ -228,6 +233,10 @@ for wl in $WORKLOADS; do
         R=${L%x*} T=${L#*x}
         log "$wl ${R}x$T: shardprop"
         run_shardprop "$wl" "$R" "$T"
+        if [ $DO_DET = 1 ]; then
+            log "$wl ${R}x$T: shardprop --deterministic"
+            run_shardprop "$wl" "$R" "$T" det
+        fi
         case " $PEERS " in *" torch "*)
             log "$wl ${R}x$T: pytorch$([ "$R" -gt 1 ] && echo ' DDP (gloo)')"
             run_torch "$wl" "$R" "$T" ;;

@@ -81,4 +81,15 @@ void sp_epoch_order(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch, bool
 void sp_rank_slice(int64_t n, int64_t batch, int64_t b, int rank, int nranks, int64_t *pos,
                    int64_t *count, int64_t *global_count);
 
+/* The same with micro-batches (--deterministic): the g samples of the batch are the fixed
+ * sequence of ceil(g/micro) micro-batches of `micro` samples (the last may be partial), and rank
+ * r gets a contiguous block of whole micro-batches, nmb/P + (r < nmb%P) of them. Rank r's slice
+ * then starts on a micro-batch boundary, so the micro-batches never depend on P.
+ * micro <= 0 is sp_rank_slice. */
+void sp_rank_slice_micro(int64_t n, int64_t batch, int64_t micro, int64_t b, int rank, int nranks,
+                         int64_t *pos, int64_t *count, int64_t *global_count);
+
+/* The most samples any rank gets in one global batch of `batch` samples (micro: as above). */
+int64_t sp_rank_slice_max(int64_t batch, int64_t micro, int nranks);
+
 #endif

@@ -64,7 +64,8 @@ static double now_(void) {
 static int64_t slot_(const sp_loader *ld, int64_t id) {
     if (ld->cfg.shuffle) return id;
     int64_t b = id / ld->cfg.batch, pos, cnt, g;
-    sp_rank_slice(ld->n, ld->cfg.batch, b, ld->cfg.rank, ld->cfg.nranks, &pos, &cnt, &g);
+    sp_rank_slice_micro(ld->n, ld->cfg.batch, ld->cfg.micro_batch, b, ld->cfg.rank, ld->cfg.nranks,
+                        &pos, &cnt, &g);
     return b * ld->cfull + (id - pos);
 }
 
@@ -74,7 +75,8 @@ static void fill_(sp_loader *ld, int k, int64_t b) {
     lbuf_ *B = &ld->buf[k];
     const size_t ss = ld->in->sample_size;
     int64_t pos, count, g;
-    sp_rank_slice(ld->n, ld->cfg.batch, b, ld->cfg.rank, ld->cfg.nranks, &pos, &count, &g);
+    sp_rank_slice_micro(ld->n, ld->cfg.batch, ld->cfg.micro_batch, b, ld->cfg.rank, ld->cfg.nranks,
+                        &pos, &count, &g);
     B->epoch = ld->epoch;
     B->index = b;
     B->count = count;
@@ -177,14 +179,15 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
     ld->cfg = *cfg;
     ld->n = in->n;
     ld->nbatches = sp_batches_per_epoch(in->n, cfg->batch);
-    ld->cmax = (cfg->batch + cfg->nranks - 1) / cfg->nranks;
+    ld->cmax = sp_rank_slice_max(cfg->batch, cfg->micro_batch, cfg->nranks);
     if (ld->cmax > ld->n) ld->cmax = ld->n;
     ld->job_buf = -1;
     pthread_mutex_init(&ld->mu, NULL);
     pthread_cond_init(&ld->cv, NULL);
     for (int64_t b = 0; b < ld->nbatches; ++b) {
         int64_t pos, cnt, g;
-        sp_rank_slice(ld->n, cfg->batch, b, cfg->rank, cfg->nranks, &pos, &cnt, &g);
+        sp_rank_slice_micro(ld->n, cfg->batch, cfg->micro_batch, b, cfg->rank, cfg->nranks, &pos,
+                            &cnt, &g);
         if (b == 0) ld->cfull = cnt;
         ld->rank_rows += cnt;
     }

@@ -33,3 +33,30 @@ void sp_rank_slice(int64_t n, int64_t batch, int64_t b, int rank, int nranks, in
     *count = base + (r < rem ? 1 : 0);
     *pos = first + r * base + (r < rem ? r : rem);
 }
+
+void sp_rank_slice_micro(int64_t n, int64_t batch, int64_t micro, int64_t b, int rank, int nranks,
+                         int64_t *pos, int64_t *count, int64_t *global_count) {
+    if (micro <= 0) {
+        sp_rank_slice(n, batch, b, rank, nranks, pos, count, global_count);
+        return;
+    }
+    int64_t first = b * batch;
+    int64_t g = n - first < batch ? n - first : batch;
+    if (g < 0 || b < 0) g = 0;
+    const int64_t nmb = (g + micro - 1) / micro, p = nranks, r = rank;
+    const int64_t base = nmb / p, rem = nmb % p;
+    const int64_t mb0 = r * base + (r < rem ? r : rem), mbn = base + (r < rem ? 1 : 0);
+    int64_t s0 = mb0 * micro, s1 = (mb0 + mbn) * micro;
+    if (s0 > g) s0 = g;
+    if (s1 > g) s1 = g;
+    *global_count = g;
+    *pos = first + s0;
+    *count = s1 - s0;
+}
+
+int64_t sp_rank_slice_max(int64_t batch, int64_t micro, int nranks) {
+    if (micro <= 0) return (batch + nranks - 1) / nranks;
+    const int64_t nmb = (batch + micro - 1) / micro;
+    const int64_t most = (nmb + nranks - 1) / nranks * micro;
+    return most < batch ? most : batch;
+}

@@ -134,11 +134,12 @@ void sp_conv2d_backward(float *dx, float *dw, float *db, float *dyp, float *dcol
                 for (int l = 0; l < 8; ++l) lane[l] += src[p + l];
             for (int l = 0; p + l < ohw; ++l) lane[l] += src[p + l];
         }
-        db[o] += ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
-                 ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+        if (db)
+            db[o] += ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                     ((lane[4] + lane[5]) + (lane[6] + lane[7]));
     }
     /* each filter weight's blame: dW (oc, ckk) += dyp (oc, B*ohw) * col^T (B*ohw, ckk) */
-    sp_gemm(false, true, g->oc, ckk, ncols, 1.0f, dyp, ncols, col, ncols, 1.0f, dw, ckk);
+    if (dw) sp_gemm(false, true, g->oc, ckk, ncols, 1.0f, dyp, ncols, col, ncols, 1.0f, dw, ckk);
     if (!dx) return;
     /* the rest flows down: dcol (ckk, B*ohw) = W^T (ckk, oc) * dyp, then folded back to pixels */
     sp_gemm(true, false, ckk, ncols, g->oc, 1.0f, w, ckk, dyp, ncols, 0.0f, dcol, ncols);

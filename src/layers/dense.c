@@ -17,13 +17,13 @@ void sp_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
     if (B == 0) return;
     /* Each weight's share of the blame: dW (out, in) += dy^T (out, B) * x (B, in).
      * The sum over samples is GEMM's K dimension, which threads never split. */
-    sp_gemm(true, false, out, in, B, 1.0f, dy, out, x, in, 1.0f, dw, in);
+    if (dw) sp_gemm(true, false, out, in, B, 1.0f, dy, out, x, in, 1.0f, dw, in);
     /* db (out) += column sums of dy: each output's sum, s = ((0 + dy[0][j]) + dy[1][j]) + ...
      * in sample order, then db[j] += s. Blocks of outputs are owned by one thread and read
      * dy row by row (contiguous, vectorized over j); the order of each sum is unchanged. */
     enum { DB_BLOCK = 256 };
-#pragma omp parallel for schedule(static)
-    for (int j0 = 0; j0 < out; j0 += DB_BLOCK) {
+#pragma omp parallel for schedule(static) if (db)
+    for (int j0 = 0; j0 < (db ? out : 0); j0 += DB_BLOCK) {
         const int nj = out - j0 < DB_BLOCK ? out - j0 : DB_BLOCK;
         float s[DB_BLOCK];
         for (int j = 0; j < nj; ++j) s[j] = 0.0f;

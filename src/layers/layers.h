@@ -31,8 +31,8 @@ void sp_dense_forward(float *y,       /* (B, out) */
                       int B, int in, int out);
 /* dW += dy^T x;  db += sum_b dy;  dx = dy W */
 void sp_dense_backward(float *dx,       /* (B, in) or NULL */
-                       float *dw,       /* (out, in) */
-                       float *db,       /* (out) */
+                       float *dw,       /* (out, in) or NULL: not computed */
+                       float *db,       /* (out) or NULL: not computed */
                        const float *dy, /* (B, out) */
                        const float *x,  /* (B, in) */
                        const float *w,  /* (out, in) */
@@ -66,9 +66,9 @@ void sp_conv2d_forward(float *y,       /* (B, oc, oh, ow) */
                        const sp_conv_geom *g, int B);
 /* dW += dy * col^T;  db += sum over samples and pixels of dy;  dx = col2im(W^T dy) */
 void sp_conv2d_backward(float *dx,        /* (B, c, h, w) or NULL */
-                        float *dw,        /* (oc, c, k, k) */
-                        float *db,        /* (oc) */
-                        float *dyp,       /* scratch: (oc, B*oh*ow) */
+                        float *dw,        /* (oc, c, k, k) or NULL: not computed */
+                        float *db,        /* (oc) or NULL: not computed */
+                        float *dyp,       /* scratch: (oc, B*oh*ow), dy re-laid out (always) */
                         float *dcol,      /* scratch: (c*k*k, B*oh*ow) */
                         const float *dy,  /* (B, oc, oh, ow) */
                         const float *col, /* saved by forward: (c*k*k, B*oh*ow) */

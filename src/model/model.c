@@ -7,6 +7,7 @@
 #include "layers/layers.h"
 #include "model/layer_hook.h"
 #include "model/spec.h"
+#include "model/wgrad.h"
 #include "shardprop/model.h"
 #include "util/mem.h"
 #include "util/rng.h"
@@ -407,8 +408,9 @@ const float *sp_model_forward(sp_model *m, const float *x, int B, const sp_step_
     return in;
 }
 
-void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready,
-                       void *user) {
+/* Backward; with wfn, the layers skip their own dW/db and hand them to wfn (model/wgrad.h). */
+static void backward_(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready, void *user,
+                      sp_wgrad_fn wfn, void *wuser) {
     const float *dy = d_out;
     for (int i = m->n - 1; i >= 0; --i) {
         sp_layer *L = &m->layers[i];
@@ -417,7 +419,7 @@ void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn 
         bool need_dx = false;
         for (int j = 0; j < i && !need_dx; ++j) need_dx = m->layers[j].w_len > 0;
         float *dx = need_dx ? (dy == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]) : NULL;
-        float *dw = m->grads + L->w_off, *db = m->grads + L->b_off;
+        float *dw = wfn ? NULL : m->grads + L->w_off, *db = wfn ? NULL : m->grads + L->b_off;
         const float *w = m->params + L->w_off;
         const size_t n = (size_t)B * L->out_size;
         if (m->hook) m->hook(m->hook_user, SP_HOOK_BACKWARD_BEGIN, i, dy, n);
@@ -462,6 +464,22 @@ void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn 
                 break;
             }
         }
+        if (L->w_len && wfn) {
+            const bool conv = L->spec.kind == SP_LAYER_CONV2D;
+            const sp_wgrad_layer wl = {.index = i,
+                                       .conv = conv,
+                                       .w_off = L->w_off,
+                                       .w_len = L->w_len,
+                                       .b_off = L->b_off,
+                                       .b_len = L->b_len,
+                                       .B = B,
+                                       .dy = conv ? m->work1 : dy, /* conv: dyp, see wgrad.h */
+                                       .x = conv ? L->saved : x,
+                                       .in = (int)L->in_size,
+                                       .out = (int)L->out_size,
+                                       .geom = conv ? &L->conv : NULL};
+            wfn(wuser, &wl);
+        }
         if (L->w_len && on_ready) on_ready(user, L->w_off);
         if (m->hook) m->hook(m->hook_user, SP_HOOK_BACKWARD_END, i, NULL, 0);
         if (!dx) break;
@@ -472,6 +490,15 @@ void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn 
 void sp_model_set_layer_hook(sp_model *m, sp_layer_hook_fn fn, void *user) {
     m->hook = fn;
     m->hook_user = fn ? user : NULL;
+}
+
+void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready,
+                       void *user) {
+    backward_(m, d_out, B, on_ready, user, NULL, NULL);
+}
+
+void sp_model_backward_wgrad(sp_model *m, const float *d_out, int B, sp_wgrad_fn fn, void *user) {
+    backward_(m, d_out, B, NULL, NULL, fn, user);
 }
 
 void sp_model_zero_grads(sp_model *m) {

@@ -23,7 +23,7 @@ static const char *train_description =
     "--config FILE (key = value lines, names without the dashes; flags override the file).";
 
 /* The table: one place for names, defaults (set in config_defaults_), help and ranges. */
-#define N_SPECS 55
+#define N_SPECS 57
 static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     int n = 0;
 #define STR(name, field, meta, help)                                                               \
@@ -110,6 +110,12 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     FLAG("layer-stats", layer_stats,
          "record per-layer error-signal, gradient, weight and update norms in the metrics file "
          "every --log-every steps and at the end of each epoch (needs --metrics)");
+    FLAG("deterministic", deterministic,
+         "bitwise-identical results for any number of ranks and threads (exact fixed-point "
+         "gradient sums over micro-batches; see README)");
+    INT("micro-batch", micro_batch, 0, 1 << 24, "M",
+        "with --deterministic: samples per micro-batch, the unit of work and of summation "
+        "(default 16)");
 #undef STR
 #undef INT
 #undef DBL
@@ -220,6 +226,12 @@ static sp_status read_config_file_(const char *path, const sp_arg_spec *specs, i
     return st;
 }
 
+/* Defaults that depend on other flags, resolved once so that the stored configuration (the
+ * checkpoints' /train config) holds the value used. */
+static void resolve_(sp_train_config *c) {
+    if (c->deterministic && c->micro_batch == 0) c->micro_batch = SP_DET_DEFAULT_MICRO_BATCH;
+}
+
 sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, bool *help,
                                 sp_train_args **owned) {
     config_defaults_(cfg);
@@ -249,6 +261,7 @@ sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, boo
     for (int i = 1; i < argc; ++i) own->argv[n++] = argv[i];
     SP_CHECK(sp_args_parse(&a, n, own->argv));
     *help = a.help;
+    resolve_(cfg);
     return SP_OK;
 }
 
@@ -275,7 +288,9 @@ sp_status sp_train_config_parse_text(sp_train_config *cfg, const char *text, siz
     int n = 0;
     own->argv[n++] = "train";
     for (int i = 0; i < own->n; ++i) own->argv[n++] = own->strings[i];
-    return sp_args_parse(&a, n, own->argv);
+    SP_CHECK(sp_args_parse(&a, n, own->argv));
+    resolve_(cfg);
+    return SP_OK;
 }
 
 sp_status sp_train_config_check(const sp_train_config *c) {
@@ -295,6 +310,8 @@ sp_status sp_train_config_check(const sp_train_config *c) {
     if (c->json && !c->dry_run) return SP_FAIL(SP_ERR_ARG, "--json goes with --dry-run");
     if (c->layer_stats && !c->metrics)
         return SP_FAIL(SP_ERR_ARG, "--layer-stats writes to the metrics file: add --metrics FILE");
+    if (c->micro_batch > 0 && !c->deterministic)
+        return SP_FAIL(SP_ERR_ARG, "--micro-batch goes with --deterministic");
     return SP_OK;
 }
 

@@ -39,7 +39,14 @@ typedef struct sp_train_config {
     const char *trace;
     int64_t trace_max_events;
     bool layer_stats;
+    /* --deterministic (train/deterministic.c); micro_batch is resolved to the default by the
+     * parsers when --deterministic comes without it */
+    bool deterministic;
+    int64_t micro_batch;
 } sp_train_config;
+
+/* --micro-batch when --deterministic is given without it. */
+#define SP_DET_DEFAULT_MICRO_BATCH 16
 
 /* Owns the strings read from a config file. */
 typedef struct sp_train_args sp_train_args;

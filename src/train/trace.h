@@ -95,9 +95,12 @@ static inline void sp_trace_step_begin(sp_trace *tr, int64_t step) {
     tr->step = step;
     tr->step_t0 = sp_comm_wtime();
 }
-static inline void sp_trace_compute_end(sp_trace *tr) {
-    tr->compute_s += sp_comm_wtime() - tr->step_t0;
+static inline void sp_trace_compute_end_at(sp_trace *tr, double t) {
+    tr->compute_s += t - tr->step_t0;
     tr->compute_steps++;
+}
+static inline void sp_trace_compute_end(sp_trace *tr) {
+    sp_trace_compute_end_at(tr, sp_comm_wtime());
 }
 
 /* Per-layer spans, from the model's layer hook (ev: sp_hook_event). */

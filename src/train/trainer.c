@@ -18,6 +18,7 @@
 #include "shardprop/model.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
+#include "train/deterministic.h"
 #include "train/eval.h"
 #include "train/layer_stats.h"
 #include "train/trace.h"
@@ -37,6 +38,7 @@ typedef struct trainer {
     sp_optimizer *opt;
     sp_schedule sched;
     sp_reducer *red;
+    sp_det *det; /* --deterministic, else NULL */
     bool xent;
     int outputs; /* classes (xent) or targets (mse) */
     float *dz;   /* (local batch, outputs) error at the output */
@@ -141,6 +143,13 @@ static void fmt_eta_(char *buf, size_t cap, double s) {
         snprintf(buf, cap, "%ld:%02ld", v / 60, v % 60);
 }
 
+/* --deterministic: a number with every bit (C99 %a), so that runs can be compared exactly. */
+static void json_hex_(sp_json *j, const char *key, double v) {
+    char h[64];
+    snprintf(h, sizeof h, "%a", v);
+    sp_json_str(j, key, h);
+}
+
 static void log_step_(trainer *t, int64_t epoch, bool force) {
     const sp_train_config *c = t->cfg;
     if (!force && t->step % c->log_every != 0) return;
@@ -164,6 +173,7 @@ static void log_step_(trainer *t, int64_t epoch, bool force) {
         sp_json_int(&j, "step", t->step);
         sp_json_int(&j, "epoch", epoch + 1);
         sp_json_num(&j, "loss", loss);
+        if (c->deterministic) json_hex_(&j, "loss_hex", loss);
         if (t->xent)
             sp_json_num(&j, "accuracy", acc);
         else
@@ -274,7 +284,8 @@ static sp_status setup_local_(trainer *t) {
                        "%s: dataset '%s': samples of rank %d; shardprop models take (N, F) or "
                        "(N, C, H, W)",
                        c->data, di->x_name, di->sample_rank);
-    const int64_t local_max = (c->batch + t->size - 1) / t->size;
+    const int64_t local_max =
+        sp_rank_slice_max(c->batch, c->deterministic ? c->micro_batch : 0, t->size);
     SP_CHECK(sp_model_create(&t->m, c->model, di->sample_shape, di->sample_rank, (int)local_max));
     if (sp_model_output_size(t->m) != (size_t)t->outputs)
         return SP_FAIL(SP_ERR_SPEC,
@@ -315,9 +326,13 @@ static sp_status setup_local_(trainer *t) {
                            .seed = (uint64_t)c->seed,
                            .shuffle = !c->no_shuffle,
                            .cache_mb = (size_t)c->data_cache_mb,
-                           .prefetch = !c->no_prefetch};
+                           .prefetch = !c->no_prefetch,
+                           .micro_batch = c->deterministic ? c->micro_batch : 0};
     SP_CHECK(sp_loader_create(&t->ld, t->ds, &lc));
+    if (c->deterministic)
+        SP_CHECK(sp_det_create(&t->det, t->m, c->micro_batch, t->xent, t->outputs, t->size));
     if (t->vds) {
+        lc.micro_batch = 0;
         lc.shuffle = false;
         SP_CHECK(sp_loader_create(&t->vld, t->vds, &lc));
     }
@@ -387,7 +402,7 @@ static void print_plan_(trainer *t, bool json) {
     }
     free(conf);
     const double fps = sp_model_flops_per_sample(m);
-    const int64_t local = (t->cfg->batch + t->size - 1) / t->size;
+    const int64_t local = sp_model_max_batch(m);
     printf("model %s: %zu parameters, %.3g MFLOP per sample forward (~%.3g forward+backward)\n",
            sp_model_spec(m), sp_model_num_params(m), fps / 1e6, 3 * fps / 1e6);
     printf("memory per rank: %.1f MB model buffers for %lld samples + %.1f MB optimizer state\n",
@@ -415,6 +430,7 @@ static void free_trainer_(trainer *t) {
     sp_dataset_close(t->ds);
     sp_dataset_close(t->vds);
     sp_reducer_free(t->red);
+    sp_det_free(t->det);
     sp_optim_free(t->opt);
     sp_model_free(t->m);
     free(t->dz);
@@ -560,9 +576,11 @@ static sp_status load_start_(trainer *t, const char *path, bool resume, position
                      path, (unsigned long long)info.train.seed, (long long)c->seed);
     if (st == SP_OK) {
         char v[64], mine[64];
-        const char *keys[] = {"batch", "no-shuffle", "data"};
+        /* a --deterministic run continues only with its micro-batch size (the sums depend on
+         * it); config_value_ gives "" for checkpoints older than the flag */
+        const char *keys[] = {"batch", "no-shuffle", "data", "micro-batch"};
         char *conf = sp_train_config_format(c);
-        for (int k = 0; k < 3 && st == SP_OK && conf; ++k) {
+        for (int k = 0; k < (c->deterministic ? 4 : 3) && st == SP_OK && conf; ++k) {
             config_value_(info.train.config, keys[k], v, sizeof v);
             config_value_(conf, keys[k], mine, sizeof mine);
             if (v[0] && strcmp(v, mine))
@@ -641,6 +659,7 @@ static void epoch_report_(trainer *t, int64_t epoch, double ep_time, double last
         sp_json_int(&j, "epoch", epoch + 1);
         sp_json_int(&j, "step", t->step);
         sp_json_num(&j, "loss", last_loss);
+        if (c->deterministic) json_hex_(&j, "loss_hex", last_loss);
         sp_json_num(&j, "accuracy", last_acc);
         sp_json_num(&j, "val_loss", val_loss);
         sp_json_num(&j, "val_accuracy", val_acc);
@@ -699,7 +718,7 @@ static sp_status train_(trainer *t) {
         printf("model: %s (%zu parameters), loss %s, optimizer %s lr %g, batch %lld (%lld per "
                "rank at most)\n",
                c->model, sp_model_num_params(t->m), t->xent ? "xent" : "mse", c->optimizer, c->lr,
-               (long long)c->batch, (long long)((c->batch + t->size - 1) / t->size));
+               (long long)c->batch, (long long)sp_model_max_batch(t->m));
         printf("reading %.1f MB per epoch per rank (rank 0), %lld steps in %lld epochs\n",
                (double)sp_loader_bytes_per_epoch(t->ld) / 1e6, (long long)t->total_steps,
                (long long)c->epochs);
@@ -781,8 +800,20 @@ static sp_status train_(trainer *t) {
                                               t->step + 1 == t->total_steps);
             test_hooks_(t);
             double s[3];
-            SP_CHECK(run_batch_(t, &b, true, s));
-            SP_CHECK(sp_comm_sum_doubles(t->comm, s, 3));
+            if (t->det) {
+                const sp_step_ctx ctx = {.training = true,
+                                         .seed = (uint64_t)c->seed,
+                                         .step = t->step,
+                                         .sample_ids = b.ids};
+                SP_CHECK(sp_det_step(t->det, t->comm, &b, &ctx, s, &t->compute_s));
+                double r0, r1;
+                sp_det_reduce_times(t->det, &r0, &r1);
+                sp_trace_compute_end_at(&t->tr, r0);
+                if (t->tr.on) sp_trace_span(&t->tr, SP_TR_ALLREDUCE_WAIT, -1, r0, r1);
+            } else {
+                SP_CHECK(run_batch_(t, &b, true, s));
+                SP_CHECK(sp_comm_sum_doubles(t->comm, s, 3));
+            }
             /* s is the same on every rank now: a NaN loss stops all of them together */
             if (!isfinite(s[0]))
                 return SP_FAIL(SP_ERR_NUMERIC,

@@ -1,0 +1,38 @@
+/*
+ * Backward with the weight gradients handed out (--deterministic training, train/deterministic.c).
+ *
+ * sp_model_backward_wgrad runs the same backward as sp_model_backward (the error signals, dX, of
+ * every layer: per-sample values, the same bits for any batch composition), but a layer with
+ * parameters does not compute its own dW and db over the whole batch: it calls fn with what they
+ * are made of, after its error signal is known, and leaves the gradient slab untouched. The
+ * caller sums them its own way (per micro-batch, in fixed point).
+ */
+#ifndef SP_MODEL_WGRAD_H
+#define SP_MODEL_WGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "layers/layers.h"
+#include "shardprop/model.h"
+
+typedef struct sp_wgrad_layer {
+    int index; /* layer index in the spec */
+    bool conv;
+    size_t w_off, w_len, b_off, b_len; /* views into the parameter / gradient slabs */
+    int B;                             /* samples in the batch */
+    /* dense: dy (B, out) the layer's output error, x (B, in) its input.
+     * conv:  dy (oc, B*oh*ow) the output error laid out like the GEMM output (sample n's pixels
+     *        are columns [n*oh*ow, (n+1)*oh*ow)); x (c*k*k, B*oh*ow) the im2col matrix, same
+     *        column order. dW = dy x^T, db = row sums of dy. */
+    const float *dy, *x;
+    int in, out;              /* dense: input and output features (floats per sample) */
+    const sp_conv_geom *geom; /* conv only */
+} sp_wgrad_layer;
+
+typedef void (*sp_wgrad_fn)(void *user, const sp_wgrad_layer *L);
+
+/* Layers from the last to the first; fn is called once per layer with parameters. */
+void sp_model_backward_wgrad(sp_model *m, const float *d_out, int B, sp_wgrad_fn fn, void *user);
+
+#endif

@@ -1,0 +1,363 @@
+/*
+ * --deterministic training: the same bits for every layout of ranks x threads.
+ *
+ * What depends on the layout in the default mode is only the order of the sums over samples:
+ * the weight and bias gradients (the K loop of dW = dY^T X runs over a rank's samples, and
+ * MPI_Allreduce adds the ranks' partial sums in an order of its choosing) and the loss. Every
+ * per-sample quantity is already layout-free: the forward pass, the error signals dX = dY W
+ * (sp_gemm gives every element of C by the same operations whatever M and its position,
+ * gemm.h), the activations, pooling, dropout (masks keyed by (seed, step, sample id)) and the
+ * per-sample loss and its gradient (scaled by 1 / global batch, the same on every rank).
+ *
+ * So a step here:
+ *  1. The global batch is a fixed sequence of micro-batches of m samples (the last may be
+ *     partial); each rank holds a contiguous block of whole micro-batches
+ *     (sp_rank_slice_micro): which samples form micro-batch j never depends on P.
+ *  2. Forward and the error back-propagation run over the rank's whole slice at once (per-sample
+ *     values, so the same bits as any other grouping) - the GEMMs stay large.
+ *  3. The weight and bias gradients are computed per micro-batch (sp_model_backward_wgrad hands
+ *     them here): dW_j = dY_j^T X_j, a GEMM with K = the micro-batch's samples (conv: its
+ *     pixels), into a float scratch, whose arithmetic depends only on micro-batch j. Each term is
+ *     converted to fixed point (util/fixed.h: round(x * 2^40) in an int64) and added to a
+ *     per-parameter int64 accumulator. Dense layers do this in tiles of dW (up to 180 rows)
+ *     whose accumulators stay in the L2 cache across all of the rank's micro-batches, one tile
+ *     per thread at a time (threads own tiles: thread invariance as everywhere else).
+ *  4. One MPI_SUM allreduce of the int64 accumulators (and of the loss, the counts and an error
+ *     count in the same buffer): integer addition is associative, so the result is exact and
+ *     independent of the reduction order. Every rank converts back to float the same way.
+ *  5. Clipping (sp_clip_grad_norm: a thread-invariant sum of the identical reduced gradient) and
+ *     the optimizer (elementwise) are then the same on every rank and layout.
+ *
+ * The loss of each sample (a double) is summed exactly as well: floor(l) in one int64 and the
+ * rest round((l - floor(l)) * 2^32) in another.
+ *
+ * Range and resolution: see util/fixed.h. Resolution 2^-40 (9.1e-13) per micro-batch term of
+ * the mean-loss gradient; a term of magnitude 2^11 or more (or 2^(22 - ceil(log2 micro-batches
+ * per global batch)) for very large batches), or a NaN/Inf, stops the run with an error at that
+ * step (on every rank together) instead of a wrong sum.
+ */
+#include "train/deterministic.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/gemm.h"
+#include "layers/layers.h"
+#include "model/wgrad.h"
+#include "shardprop/loss.h"
+#include "util/fixed.h"
+#include "util/mem.h"
+#include "util/status.h"
+
+/* Floats of a dense layer's tile (scratch; its int64 accumulators are twice the bytes):
+ * 384 KB of the two together, in L2 while all of a rank's micro-batches pass over it. */
+#define SP_DET_BLOCK_FLOATS 32768
+
+/* Tail of the int64 buffer after the parameters. */
+enum { X_LOSS_HI, X_LOSS_LO, X_CORRECT, X_COUNT, X_BAD_GRAD, X_BAD_LOSS, X_N };
+
+struct sp_det {
+    sp_model *m;
+    double t_reduce[2]; /* the last step's integer allreduce: start, end (sp_comm_wtime) */
+    int64_t micro;
+    bool xent;
+    int outputs, max_batch, threads;
+    size_t nparams;
+    int64_t *acc;      /* (nparams + X_N) */
+    float *scratch;    /* (threads, scratch_per) */
+    int64_t *tile_acc; /* (threads, scratch_per): a dense tile's accumulators */
+    size_t scratch_per;
+    float *dz;    /* (max_batch, outputs) */
+    double *rows; /* (max_batch) */
+    double limit; /* this step's largest allowed |term| */
+    int64_t bad;  /* terms out of range in this step (local) */
+    bool single;  /* one rank: dense tiles convert to the float gradients directly */
+    int nz;       /* ranges [zoff, zoff + zlen) of the slab not written whole by dense tiles */
+    size_t *zoff, *zlen;
+};
+
+static int min_(int a, int b) {
+    return a < b ? a : b;
+}
+
+/* A dense layer's tile of dW: rows x cols, near square (the packing of the two GEMM operands is
+ * redone per tile, rows + cols per sample, against rows x cols multiply-adds), rows a multiple of
+ * 6 (the AVX2 micro-tile) and cols of 16 when the layer is larger. */
+static void dense_tile_(int in, int out, int *rows, int *cols) {
+    int r = out < 180 ? out : 180;
+    int c = SP_DET_BLOCK_FLOATS / r;
+    if (c >= 32) c -= c % 16;
+    if (c > in) c = in;
+    if (c < 1) c = 1;
+    *rows = r, *cols = c;
+}
+
+sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int outputs,
+                        int nranks) {
+    *out = NULL;
+    if (micro < 1) return SP_FAIL(SP_ERR_ARG, "--micro-batch must be >= 1");
+    sp_det *d = calloc(1, sizeof *d);
+    if (!d) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    d->m = m;
+    d->micro = micro;
+    d->xent = xent;
+    d->outputs = outputs;
+    d->max_batch = sp_model_max_batch(m);
+    d->threads = omp_get_max_threads();
+    d->nparams = sp_model_num_params(m);
+    d->single = nranks == 1;
+    const int nl = sp_model_num_layers(m);
+    d->zoff = calloc((size_t)nl + 1, sizeof(size_t));
+    d->zlen = calloc((size_t)nl + 1, sizeof(size_t));
+    if (!d->zoff || !d->zlen) {
+        sp_det_free(d);
+        return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    }
+    /* the scratch: a dense row block per thread, or a whole conv weight (one, threaded GEMM) */
+    size_t per = 0, conv = 0;
+    for (int i = 0; i < sp_model_num_layers(m); ++i) {
+        size_t w_off, b_off;
+        int w_rank;
+        int64_t w_shape[4], b_len;
+        if (!sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
+        /* dense: the bias; conv: weight and bias (they are adjacent) */
+        d->zoff[d->nz] = w_rank == 2 ? b_off : w_off;
+        d->zlen[d->nz] = b_off + (size_t)b_len - d->zoff[d->nz];
+        d->nz++;
+        if (w_rank == 2) {
+            const int in = (int)w_shape[1], o = (int)w_shape[0];
+            int r, cc;
+            dense_tile_(in, o, &r, &cc);
+            const size_t s = (size_t)r * (size_t)cc;
+            if (s > per) per = s;
+        } else {
+            const size_t s = (size_t)(b_off - w_off);
+            if (s > conv) conv = s;
+        }
+    }
+    d->scratch_per = per;
+    const size_t scratch = per * (size_t)d->threads > conv ? per * (size_t)d->threads : conv;
+    size_t bytes = (d->nparams + X_N) * sizeof(int64_t) + scratch * sizeof(float) +
+                   per * (size_t)d->threads * sizeof(int64_t) +
+                   (size_t)d->max_batch * ((size_t)outputs * sizeof(float) + sizeof(double));
+    sp_status st = sp_mem_check(bytes, "--deterministic", "fixed-point gradient accumulators");
+    if (st != SP_OK) {
+        free(d);
+        return st;
+    }
+    d->acc = malloc((d->nparams + X_N) * sizeof(int64_t));
+    d->scratch = aligned_alloc(64, ((scratch ? scratch : 1) * sizeof(float) + 63) & ~(size_t)63);
+    d->tile_acc = aligned_alloc(64, ((per ? per : 1) * (size_t)d->threads * sizeof(int64_t) + 63) &
+                                        ~(size_t)63);
+    d->dz = malloc((size_t)d->max_batch * (size_t)outputs * sizeof(float));
+    d->rows = malloc((size_t)d->max_batch * sizeof(double));
+    if (!d->acc || !d->scratch || !d->tile_acc || !d->dz || !d->rows) {
+        const size_t np = d->nparams;
+        sp_det_free(d);
+        return SP_FAIL(SP_ERR_NOMEM, "--deterministic: out of memory for %zu accumulators", np);
+    }
+    *out = d;
+    return SP_OK;
+}
+
+void sp_det_free(sp_det *d) {
+    if (!d) return;
+    free(d->acc);
+    free(d->scratch);
+    free(d->tile_acc);
+    free(d->dz);
+    free(d->rows);
+    free(d->zoff);
+    free(d->zlen);
+    free(d);
+}
+
+/* Dense: per micro-batch j, dW_j (out, in) = dy_j^T x_j and db_j = column sums of dy_j (in
+ * sample order), into the accumulators. Threads own tiles of dW; a tile's accumulators stay in
+ * cache while all the micro-batches of the rank pass over it. */
+static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
+    const int B = L->B, in = L->in, out = L->out, m = (int)d->micro;
+    int R, C;
+    dense_tile_(in, out, &R, &C);
+    const int nmb = (B + m - 1) / m, nr = (out + R - 1) / R, nc = (in + C - 1) / C;
+    int64_t *aw = d->acc + L->w_off, *ab = d->acc + L->b_off;
+    float *gw = sp_model_grads(d->m) + L->w_off;
+    const double lim = d->limit;
+    int64_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(+ : bad)
+    for (int t = 0; t < nr * nc; ++t) {
+        const int th = omp_get_thread_num();
+        float *s = d->scratch + (size_t)th * d->scratch_per;
+        int64_t *a = d->tile_acc + (size_t)th * d->scratch_per; /* (r, c), contiguous */
+        const int r0 = t / nc * R, c0 = t % nc * C, r = min_(R, out - r0), c = min_(C, in - c0);
+        const size_t rc = (size_t)r * (size_t)c;
+        memset(a, 0, rc * sizeof *a);
+        for (int j = 0; j < nmb; ++j) {
+            const int k = min_(m, B - j * m);
+            sp_gemm(true, false, r, c, k, 1.0f, L->dy + (size_t)j * m * out + r0, out,
+                    L->x + (size_t)j * m * in + c0, in, 0.0f, s, c);
+            bad += sp_fix_accumulate(a, s, rc, lim);
+        }
+        /* the tile is complete: its gradient (one rank), or its share for the allreduce */
+        for (int i = 0; i < r; ++i) {
+            const size_t o = (size_t)(r0 + i) * in + c0;
+            const int64_t *src = a + (size_t)i * c;
+            if (d->single)
+                for (int e = 0; e < c; ++e) gw[o + e] = sp_fix_to_float(src[e]);
+            else
+                memcpy(aw + o, src, (size_t)c * sizeof *src);
+        }
+    }
+    enum { DB_BLOCK = 256 };
+#pragma omp parallel for schedule(static) reduction(+ : bad)
+    for (int j0 = 0; j0 < out; j0 += DB_BLOCK) {
+        const int nj = min_(DB_BLOCK, out - j0);
+        float s[DB_BLOCK];
+        for (int j = 0; j < nmb; ++j) {
+            for (int c = 0; c < nj; ++c) s[c] = 0.0f;
+            for (int i = j * m; i < min_(B, (j + 1) * m); ++i) {
+                const float *row = L->dy + (size_t)i * out + j0;
+                for (int c = 0; c < nj; ++c) s[c] += row[c];
+            }
+            bad += sp_fix_accumulate(ab + j0, s, (size_t)nj, lim);
+        }
+    }
+    d->bad += bad;
+}
+
+/* Conv: per micro-batch j, dW_j (oc, ckk) = dyp_j col_j^T over its samples' pixels (a threaded
+ * GEMM, K = samples x pixels) and db_j (8 lanes of pixels, a fixed tree, as conv2d.c). */
+static void conv_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
+    const sp_conv_geom *g = L->geom;
+    const int B = L->B, m = (int)d->micro, nmb = (B + m - 1) / m;
+    const int ckk = g->c * g->k * g->k, ohw = g->oh * g->ow, ncols = B * ohw;
+    int64_t *aw = d->acc + L->w_off, *ab = d->acc + L->b_off;
+    const double lim = d->limit;
+    int64_t bad = 0;
+    float *s = d->scratch;
+    for (int j = 0; j < nmb; ++j) {
+        const int k = min_(m, B - j * m);
+        sp_gemm(false, true, g->oc, ckk, k * ohw, 1.0f, L->dy + (size_t)j * m * ohw, ncols,
+                L->x + (size_t)j * m * ohw, ncols, 0.0f, s, ckk);
+        const size_t n = L->w_len, chunk = 4096;
+#pragma omp parallel for schedule(static) reduction(+ : bad) if (n > 2 * chunk)
+        for (size_t c0 = 0; c0 < n; c0 += chunk)
+            bad += sp_fix_accumulate(aw + c0, s + c0, n - c0 < chunk ? n - c0 : chunk, lim);
+    }
+#pragma omp parallel for schedule(static) reduction(+ : bad)
+    for (int o = 0; o < g->oc; ++o) {
+        for (int j = 0; j < nmb; ++j) {
+            float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int n = j * m; n < min_(B, (j + 1) * m); ++n) {
+                const float *src = L->dy + (size_t)o * ncols + (size_t)n * ohw;
+                int p = 0;
+                for (; p + 8 <= ohw; p += 8)
+                    for (int l = 0; l < 8; ++l) lane[l] += src[p + l];
+                for (int l = 0; p + l < ohw; ++l) lane[l] += src[p + l];
+            }
+            const float sum = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                              ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+            bad += sp_fix_accumulate(ab + o, &sum, 1, lim);
+        }
+    }
+    d->bad += bad;
+}
+
+static void wgrad_(void *user, const sp_wgrad_layer *L) {
+    sp_det *d = user;
+    if (L->B <= 0) return;
+    if (L->conv)
+        conv_wgrad_(d, L);
+    else
+        dense_wgrad_(d, L);
+}
+
+/* The exact fixed-point form of the sum of n per-sample losses: hi += floor(l), lo +=
+ * round((l - floor(l)) 2^32). Returns false if a loss is not finite or too large. */
+static bool loss_fix_(const double *rows, int n, int64_t global, int64_t *hi, int64_t *lo) {
+    /* |floor(l)| * samples and 2^32 * samples must stay below 2^62 */
+    const double lim = ldexp(1.0, 62) / (double)(global > 0 ? global : 1);
+    bool ok = true;
+    for (int i = 0; i < n; ++i) {
+        const double l = rows[i];
+        if (!(fabs(l) < lim)) {
+            ok = false;
+            continue;
+        }
+        const double f = floor(l);
+        *hi += (int64_t)f;
+        *lo += (int64_t)nearbyint((l - f) * 0x1p32); /* l - f exact: the fraction of l */
+    }
+    return ok;
+}
+
+sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step_ctx *ctx,
+                      double sums[3], double *compute_s) {
+    const double t0 = sp_comm_wtime();
+    const int B = (int)b->count;
+    const int64_t nmb_global = (b->global_count + d->micro - 1) / d->micro;
+    int64_t *tail = d->acc + d->nparams;
+    /* dense weights are stored whole by their tiles; the rest accumulates from 0 */
+    if (B > 0) {
+        for (int i = 0; i < d->nz; ++i)
+            memset(d->acc + d->zoff[i], 0, d->zlen[i] * sizeof(int64_t));
+        memset(tail, 0, X_N * sizeof(int64_t));
+    } else {
+        memset(d->acc, 0, (d->nparams + X_N) * sizeof(int64_t));
+    }
+    d->limit = sp_fix_limit(nmb_global);
+    d->bad = 0;
+    /* the mean over the global batch: every rank scales by the same global count */
+    const float scale = d->xent ? 1.0f / (float)b->global_count
+                                : 1.0f / ((float)b->global_count * (float)d->outputs);
+    if (B > 0) {
+        double loss_sum = 0;
+        int64_t correct = 0;
+        const float *z = sp_model_forward(d->m, b->x, B, ctx);
+        if (d->xent)
+            sp_xent_loss(&loss_sum, &correct, d->dz, d->rows, z, b->labels, B, d->outputs, scale);
+        else
+            sp_mse_loss(&loss_sum, d->dz, d->rows, z, b->targets, B, d->outputs, scale);
+        if (!loss_fix_(d->rows, B, b->global_count, &tail[X_LOSS_HI], &tail[X_LOSS_LO]))
+            tail[X_BAD_LOSS] = 1;
+        tail[X_CORRECT] = correct;
+        tail[X_COUNT] = B;
+        sp_model_backward_wgrad(d->m, d->dz, B, wgrad_, d);
+        tail[X_BAD_GRAD] = d->bad;
+    }
+    d->t_reduce[0] = sp_comm_wtime();
+    *compute_s += d->t_reduce[0] - t0;
+    if (!d->single) SP_CHECK(sp_comm_sum_int64(comm, d->acc, d->nparams + X_N));
+    const double t1 = sp_comm_wtime();
+    d->t_reduce[1] = t1;
+    float *g = sp_model_grads(d->m);
+    const int64_t *acc = d->acc;
+    if (d->single) { /* the dense weights are done */
+        for (int r = 0; r < d->nz; ++r)
+            for (size_t i = d->zoff[r]; i < d->zoff[r] + d->zlen[r]; ++i)
+                g[i] = sp_fix_to_float(acc[i]);
+    } else {
+        const size_t n = d->nparams;
+#pragma omp parallel for schedule(static) if (n >= 32768)
+        for (size_t i = 0; i < n; ++i) g[i] = sp_fix_to_float(acc[i]);
+    }
+    sums[0] = tail[X_BAD_LOSS] ? NAN : (double)tail[X_LOSS_HI] + (double)tail[X_LOSS_LO] * 0x1p-32;
+    sums[1] = (double)tail[X_CORRECT];
+    sums[2] = (double)tail[X_COUNT];
+    *compute_s += sp_comm_wtime() - t1;
+    /* the counts are global now: every rank takes the same branch */
+    if (tail[X_BAD_GRAD] && !tail[X_BAD_LOSS])
+        return SP_FAIL(SP_ERR_NUMERIC,
+                       "--deterministic: %lld gradient terms of step %lld are NaN, infinite or "
+                       "outside the fixed-point range (|g| < %g per micro-batch): the run "
+                       "diverges; lower --lr",
+                       (long long)tail[X_BAD_GRAD], (long long)ctx->step + 1, d->limit);
+    return SP_OK;
+}
+
+void sp_det_reduce_times(const sp_det *d, double *start, double *end) {
+    *start = d->t_reduce[0];
+    *end = d->t_reduce[1];
+}
