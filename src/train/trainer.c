@@ -18,6 +18,7 @@
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
+#include "train/nonfinite.h"
 #include "util/json.h"
 #include "util/mem.h"
 #include "util/signals.h"
@@ -50,6 +51,8 @@ typedef struct trainer {
     double deadline;    /* wall time (sp_comm_wtime) to stop by; 0: none */
     double last_ckpt_time, last_ckpt_s;
     double last_progress;
+    bool skip_nonfinite;       /* --on-nonfinite skip */
+    int64_t nonfinite_skipped; /* steps dropped for a non-finite loss or gradient */
 } trainer;
 
 static double now_(void) {
@@ -733,27 +736,33 @@ static sp_status train_(trainer *t) {
             if (flags & FLAG_CKPT_TIME) SP_CHECK(checkpoint_(t, here));
             if (flags & FLAG_EPOCH_DONE) break;
             test_hooks_(t);
-            double s[3];
+            double s[4];
             SP_CHECK(run_batch_(t, &b, true, s));
-            SP_CHECK(sp_comm_sum_doubles(t->comm, s, 3));
-            /* s is the same on every rank now: a NaN loss stops all of them together */
-            if (!isfinite(s[0]))
-                return SP_FAIL(SP_ERR_NUMERIC,
-                               "the loss became %s at step %lld (epoch %lld): lower --lr, or "
-                               "use --clip-norm",
-                               isnan(s[0]) ? "NaN" : "infinite", (long long)t->step + 1,
-                               (long long)epoch + 1);
+            /* the reduced gradient, one pass (src/train/nonfinite.c); the verdict travels with
+             * the loss sums, so every rank takes the same decision */
+            sp_nonfinite_test_hook(t->m, t->rank, t->step + 1);
+            sp_nonfinite_scan nf;
+            sp_nonfinite_scan_grads(t->m, &nf);
+            s[3] = nf.first_layer >= 0;
+            SP_CHECK(sp_comm_sum_doubles(t->comm, s, 4));
+            const bool dropped = !isfinite(s[0]) || s[3] > 0;
+            if (dropped)
+                SP_CHECK(sp_nonfinite_handle(t->m, t->skip_nonfinite, t->step + 1, s[0], s[3] > 0,
+                                             &nf, &t->nonfinite_skipped, t->talk));
             const double t0 = now_();
             float *g = sp_model_grads(t->m);
-            if (c->clip_norm > 0) sp_clip_grad_norm(g, sp_model_num_params(t->m), c->clip_norm);
+            if (c->clip_norm > 0 && !dropped)
+                sp_clip_grad_norm(g, sp_model_num_params(t->m), c->clip_norm);
             const double lr = sp_schedule_lr(&t->sched, t->step);
-            sp_optim_step(t->opt, sp_model_params(t->m), g, (float)lr);
+            if (!dropped) sp_optim_step(t->opt, sp_model_params(t->m), g, (float)lr);
             t->compute_s += now_() - t0;
             t->step++;
             done_batches++;
             cur = (position){epoch, done_batches};
-            t->log_loss += s[0], t->log_correct += s[1], t->log_n += s[2];
-            t->ep_loss += s[0], t->ep_correct += s[1], t->ep_n += s[2];
+            if (!dropped) {
+                t->log_loss += s[0], t->log_correct += s[1], t->log_n += s[2];
+                t->ep_loss += s[0], t->ep_correct += s[1], t->ep_n += s[2];
+            }
             if (c->check_every > 0 && t->step % c->check_every == 0) SP_CHECK(check_params_(t));
             if (t->talk) {
                 log_step_(t, epoch, false);
@@ -792,6 +801,8 @@ static sp_status train_(trainer *t) {
         if (t->xent) printf(", accuracy %.4f", last_acc);
         if (t->vld && t->xent) printf(", val_accuracy %.4f", val_acc);
         if (c->out) printf("; model written to %s", c->out);
+        if (t->nonfinite_skipped)
+            printf("; %lld steps skipped (non-finite)", (long long)t->nonfinite_skipped);
         printf("\n");
         if (t->metrics) {
             sp_json j;
@@ -807,6 +818,7 @@ static sp_status train_(trainer *t) {
             sp_json_int(&j, "ranks", t->size);
             sp_json_int(&j, "threads", t->threads);
             sp_json_int(&j, "params", (int64_t)sp_model_num_params(t->m));
+            sp_json_int(&j, "nonfinite_skipped", t->nonfinite_skipped);
             sp_json_end(&j);
         }
     }
@@ -826,6 +838,7 @@ sp_status sp_train_run(const sp_train_config *cfg, sp_comm *comm) {
     t.threads = sp_set_threads(cfg->threads);
     t.talk = t.rank == 0;
     t.tty = stdout_is_terminal_();
+    t.skip_nonfinite = cfg->on_nonfinite && !strcmp(cfg->on_nonfinite, "skip");
     /* the time limit: --max-time, else the end of the SLURM allocation (less a margin for the
      * shutdown); rank 0's clock decides, the step agreement tells the others */
     if (cfg->max_time > 0) {
