@@ -4,3 +4,6 @@
 # reader. Both are end-to-end runs of the executable under mpiexec; each bounded by TIMEOUT.
 sp_test(kill_resume TIMEOUT 300 LABELS mpi faults)
 target_link_libraries(test_kill_resume PRIVATE sp_trainutil)
+sp_test(faults TIMEOUT 300 LABELS mpi faults)
+target_link_libraries(test_faults PRIVATE sp_trainutil)
+target_compile_options(test_faults PRIVATE -Wno-format-truncation) # fixed buffers, paths under TMPDIR

@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
@@ -581,10 +582,19 @@ static sp_status write_complete_marker_(trainer *t) {
         char path[4096];
         snprintf(path, sizeof path, "%s/COMPLETE", t->cfg->checkpoint_dir);
         FILE *f = fopen(path, "w");
-        if (!f || fprintf(f, "%lld\n", (long long)t->step) < 0 || fclose(f) != 0)
-            st = SP_FAIL(SP_ERR_IO, "%s: cannot write the completion marker", path);
+        bool ok = f && fprintf(f, "%lld\n", (long long)t->step) >= 0;
+        if (f && fclose(f) != 0) ok = false;
+        if (!ok)
+            st = SP_FAIL(SP_ERR_IO, "%s: cannot write the completion marker (%s)", path,
+                         strerror(errno));
     }
-    return sp_comm_agree(t->comm, st, NULL);
+    st = sp_comm_agree(t->comm, st, NULL);
+    /* --checkpoint-errors warn: the marker is part of checkpointing; --out still gets written */
+    if (st != SP_OK && !strcmp(t->cfg->checkpoint_errors, "warn")) {
+        if (t->talk) fprintf(stderr, "shardprop train: warning: %s\n", sp_last_error());
+        return SP_OK;
+    }
+    return st;
 }
 
 static void epoch_report_(trainer *t, int64_t epoch, double ep_time, double last_loss,
