@@ -2,7 +2,7 @@
 # moments then --resume auto (bitwise), a checkpoint directory that fills up or turns read-only
 # mid-run, NaN/Inf with --on-nonfinite stop|skip, a data file truncated or replaced under the
 # reader. Both are end-to-end runs of the executable under mpiexec; each bounded by TIMEOUT.
-sp_test(kill_resume TIMEOUT 300 LABELS mpi faults)
+sp_test(kill_resume TIMEOUT 420 LABELS mpi faults)
 target_link_libraries(test_kill_resume PRIVATE sp_trainutil)
 sp_test(faults TIMEOUT 300 LABELS mpi faults)
 target_link_libraries(test_faults PRIVATE sp_trainutil)
