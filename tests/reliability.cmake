@@ -7,3 +7,5 @@ target_link_libraries(test_kill_resume PRIVATE sp_trainutil)
 sp_test(faults TIMEOUT 300 LABELS mpi faults)
 target_link_libraries(test_faults PRIVATE sp_trainutil)
 target_compile_options(test_faults PRIVATE -Wno-format-truncation) # fixed buffers, paths under TMPDIR
+# The non-finite gradient scan itself (no MPI).
+sp_test(nonfinite TIMEOUT 60)

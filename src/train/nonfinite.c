@@ -20,10 +20,10 @@ sp_status sp_nonfinite_parse(const char *mode, bool *skip) {
 }
 
 /* The largest |bits| of g[0..n): a float is NaN or Inf iff its exponent bits are all ones, i.e.
- * (bits & 0x7fffffff) >= 0x7f800000. An unsigned max vectorizes (no floating-point reordering). */
+ * (bits & 0x7fffffff) >= 0x7f800000. An integer max: the compiler vectorizes it by itself (no
+ * floating-point reordering involved). */
 static uint32_t max_abs_bits_(const float *g, size_t n) {
     uint32_t m = 0;
-#pragma omp simd reduction(max : m)
     for (size_t i = 0; i < n; ++i) {
         uint32_t b;
         memcpy(&b, &g[i], sizeof b);
@@ -45,7 +45,9 @@ void sp_nonfinite_scan_grads(sp_model *m, sp_nonfinite_scan *out) {
         size_t wn = 1;
         for (int d = 0; d < w_rank; ++d) wn *= (size_t)w_shape[d];
         ++out->param_layers;
-        const uint32_t mx = max_abs_bits_(g + w_off, wn) | max_abs_bits_(g + b_off, (size_t)b_len);
+        const uint32_t mw = max_abs_bits_(g + w_off, wn),
+                       mb = max_abs_bits_(g + b_off, (size_t)b_len);
+        const uint32_t mx = mw > mb ? mw : mb; /* a max: OR-ing bit patterns would not do */
         if (mx >= 0x7f800000u) {
             ++out->bad_layers;
             if (out->first_layer < 0) out->first_layer = i;
