@@ -41,7 +41,7 @@ run() { # NAME COMMAND...
     fi
 }
 for t in status config layers layer_kernels gemm model optim threads data_read data_loader \
-    checkpoint limits; do
+    checkpoint limits nonfinite; do
     run "$t" "$build/tests/test_$t"
 done
 for t in spec config data ckpt idx csv; do
