@@ -123,5 +123,16 @@ int main(void) {
               strstr(sp_last_error(), "hinge"),
           "bad loss: %s", sp_last_error());
     sp_train_args_free(own);
+    char *argv11[] = {"train", "--data", "a.h5", "--model", "dense:3", "--on-nonfinite", "ignore"};
+    own = NULL;
+    CHECK(parse(&c, argv11, 7, &own) == SP_OK && sp_train_config_check(&c) == SP_ERR_ARG &&
+              strstr(sp_last_error(), "--on-nonfinite must be stop or skip, got 'ignore'"),
+          "bad --on-nonfinite: %s", sp_last_error());
+    sp_train_args_free(own);
+    char *argv12[] = {"train", "--data", "a.h5", "--model", "dense:3"};
+    own = NULL;
+    CHECK(parse(&c, argv12, 5, &own) == SP_OK && !strcmp(c.on_nonfinite, "stop"),
+          "--on-nonfinite defaults to stop");
+    sp_train_args_free(own);
     return sp_test_summary("config");
 }

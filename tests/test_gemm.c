@@ -109,6 +109,8 @@ static double check_accuracy_(const case_ *t, const float *c, const float *cref)
 }
 
 static bool available_[3];
+/* SHARDPROP_TEST_SMALL=1 (scripts/valgrind.sh): the same edge shapes, the large ones left out */
+static bool small_;
 
 /* Every shape, trans combination and beta, on every ISA: vs the reference, and bitwise vs the
  * portable path. */
@@ -122,6 +124,7 @@ static void test_accuracy_(void) {
     double worst[3] = {0, 0, 0};
     int n = 0;
     for (int s = 0; s < nshapes; ++s) {
+        if (small_ && (long)shapes[s][0] * shapes[s][1] * shapes[s][2] > 300000) continue;
         for (int tr = 0; tr < 4; ++tr) {
             for (int b = 0; b < 3; ++b, ++n) {
                 case_ t;
@@ -187,14 +190,14 @@ static void test_determinism_(void) {
         if (!available_[isa]) continue;
         sp_gemm_set_isa((sp_isa)isa);
         const char *name = sp_isa_name((sp_isa)isa);
-        for (int s = 0; s < 4; ++s) {
+        for (int s = 0; s < (small_ ? 2 : 4); ++s) {
             case_ t;
             case_init_(&t, s & 1, s & 2, shapes[s][0], shapes[s][1], shapes[s][2], s + 1, 0.75f,
                        s % 2 ? 0.0f : 0.5f, 100u + (uint64_t)s);
             const size_t bytes = sizeof(float) * (size_t)t.M * t.ldc;
             omp_set_num_threads(1);
             float *c1 = run_(&t);
-            for (int nt = 2; nt <= 4; ++nt) {
+            for (int nt = 2; nt <= (small_ ? 2 : 4); ++nt) {
                 omp_set_num_threads(nt);
                 CHECK(sp_gemm_plan_threads(t.M, t.N, t.K) > 1, "%s M=%d N=%d K=%d not threaded",
                       name, t.M, t.N, t.K);
@@ -242,6 +245,7 @@ static void test_determinism_(void) {
 }
 
 int main(void) {
+    small_ = getenv("SHARDPROP_TEST_SMALL") && atoi(getenv("SHARDPROP_TEST_SMALL"));
     const sp_isa start = sp_gemm_isa();
     printf("gemm: best ISA %s, in use %s\n", sp_isa_name(sp_gemm_isa_best()), sp_isa_name(start));
     for (int isa = 0; isa < 3; ++isa) {

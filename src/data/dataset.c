@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <hdf5_hl.h>
 
@@ -93,6 +94,36 @@ static sp_status get_dims_(hid_t d, const char *path, const char *name, int max_
                        path, name, c == H5S_SCALAR ? "scalar" : "empty");
     *rank = r;
     return SP_OK;
+}
+
+/* Is the file still the one that was opened? SP_OK, or an error naming the file, the dataset
+ * and what changed. */
+static sp_status check_unchanged_(const sp_dataset *ds) {
+    if (!ds->watched) return SP_OK;
+    struct stat sb;
+    const char *what = NULL;
+    char detail[160] = "";
+    if (stat(ds->path, &sb) != 0) {
+        what = "removed";
+    } else if ((unsigned long long)sb.st_dev != ds->st_dev ||
+               (unsigned long long)sb.st_ino != ds->st_ino) {
+        what = "replaced by another file";
+    } else if ((long long)sb.st_size < ds->st_size) {
+        what = "truncated";
+        snprintf(detail, sizeof detail, " (%lld bytes at the start, %lld now)", ds->st_size,
+                 (long long)sb.st_size);
+    } else if ((long long)sb.st_size != ds->st_size ||
+               (long long)sb.st_mtim.tv_sec != ds->st_mtime_s ||
+               (long long)sb.st_mtim.tv_nsec != ds->st_mtime_ns) {
+        what = "modified";
+        snprintf(detail, sizeof detail, " (%lld bytes at the start, %lld now; new mtime)",
+                 ds->st_size, (long long)sb.st_size);
+    }
+    if (!what) return SP_OK;
+    return SP_FAIL(SP_ERR_DATA,
+                   "%s: dataset '%s': the file was %s while training read it%s; the rows read "
+                   "cannot be trusted: restore the file and resume from the last checkpoint",
+                   ds->path, ds->x_name, what, detail);
 }
 
 /* Read rows [first, first + count) of `d` as mem_type into buf. */
@@ -409,6 +440,13 @@ sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_n
     SP_CHECK(sp_h5_check_file(path, what));
     sp_dataset *ds;
     SP_CHECK(dataset_new_(&ds, path, x_name, y_name));
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        ds->watched = true;
+        ds->st_dev = (unsigned long long)sb.st_dev, ds->st_ino = (unsigned long long)sb.st_ino;
+        ds->st_size = (long long)sb.st_size;
+        ds->st_mtime_s = (long long)sb.st_mtim.tv_sec, ds->st_mtime_ns = sb.st_mtim.tv_nsec;
+    }
     sp_h5_lock();
     ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     sp_status st = ds->file < 0 ? open_failed_(ds) : validate_locked_(ds, flags);
@@ -601,6 +639,10 @@ sp_status sp_dataset_read(sp_dataset *ds, const int64_t *ids, int64_t n, float *
     sp_status st = sp_h5_read_rows_sorted(ds->dx, ds->x_mem_type, ds->sorted, u, ds->raw, ds->path,
                                           ds->x_name);
     sp_h5_unlock();
+    /* after the read, failed or not: a changed file explains a failure, and makes a success
+     * suspect */
+    const sp_status changed = check_unchanged_(ds);
+    SP_CHECK(changed);
     SP_CHECK(st);
     /* Scatter: unique row k goes to every caller position holding its id. */
     const size_t ss = in->sample_size, rb = in->x_row_bytes;

@@ -23,6 +23,12 @@ struct sp_dataset {
     void *pairs;     /* (cap) (id, caller index) pairs, sorted by id */
     void *raw;       /* (cap, x_row_bytes) */
     size_t cap;
+    /* the file as opened (stat before H5Fopen), checked after every read of X: a file truncated,
+     * rewritten or replaced while training reads it is an error, not silent garbage (HDF5's sec2
+     * driver returns zeros for bytes past the end of a truncated file) */
+    bool watched;
+    unsigned long long st_dev, st_ino;
+    long long st_size, st_mtime_s, st_mtime_ns;
 };
 
 /*

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "model/spec.h"
@@ -108,6 +109,14 @@ static bool parse_step_name_(const char *name, int64_t *step) {
 
 /* The test-only pause (see SP_CKPT_TEST_PAUSE_ENV). */
 static void test_pause_(const char *where, const char *what) {
+    /* SHARDPROP_TEST_CKPT_SLOW_MS=ms: sleep half-way through the data, a slow file system (the
+     * kill -9 test aims at writes in progress) */
+    const char *slow = getenv("SHARDPROP_TEST_CKPT_SLOW_MS");
+    if (slow && atoi(slow) > 0 && !strcmp(where, "data")) {
+        const int ms = atoi(slow);
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0) continue;
+    }
     const char *v = getenv(SP_CKPT_TEST_PAUSE_ENV);
     if (!v || !*v) return;
     bool hit = strcmp(v, where) == 0 || (strcmp(v, "1") == 0 && strcmp(where, "data") == 0);

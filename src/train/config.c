@@ -23,7 +23,7 @@ static const char *train_description =
     "--config FILE (key = value lines, names without the dashes; flags override the file).";
 
 /* The table: one place for names, defaults (set in config_defaults_), help and ranges. */
-#define N_SPECS 57
+#define N_SPECS 58
 static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     int n = 0;
 #define STR(name, field, meta, help)                                                               \
@@ -67,6 +67,9 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
         "step schedule: multiply the rate by --lr-gamma every N steps (default 1000)");
     DBL("min-lr", min_lr, 0, 1e6, "LR", "cosine schedule: final rate (default 0)");
     DBL("clip-norm", clip_norm, 0, 1e30, "C", "clip the global gradient norm to C (0: off)");
+    STR("on-nonfinite", on_nonfinite, "stop|skip",
+        "a NaN/Inf loss or gradient: stop naming the step and layer (default), or skip the "
+        "update on every rank and count it");
     INT("seed", seed, 0, INT64_MAX, "S",
         "seed of the initial weights, the sample order and dropout (default 1)");
     FLAG("no-shuffle", no_shuffle, "keep the file's order in every epoch");
@@ -140,6 +143,7 @@ static void config_defaults_(sp_train_config *c) {
     c->bucket_mb = 4;
     c->keep = 3;
     c->checkpoint_errors = "fail";
+    c->on_nonfinite = "stop";
     c->collective_timeout = 600;
     c->trace_max_events = (int64_t)1 << 18;
 }
@@ -301,6 +305,9 @@ sp_status sp_train_config_check(const sp_train_config *c) {
     if (strcmp(c->checkpoint_errors, "fail") && strcmp(c->checkpoint_errors, "warn"))
         return SP_FAIL(SP_ERR_ARG, "--checkpoint-errors must be fail or warn, got '%s'",
                        c->checkpoint_errors);
+    if (strcmp(c->on_nonfinite, "stop") && strcmp(c->on_nonfinite, "skip"))
+        return SP_FAIL(SP_ERR_ARG, "--on-nonfinite must be stop or skip, got '%s'",
+                       c->on_nonfinite);
     if ((c->checkpoint_every > 0 || c->checkpoint_every_minutes > 0) && !c->checkpoint_dir)
         return SP_FAIL(SP_ERR_ARG, "--checkpoint-every needs --checkpoint-dir DIR");
     if (c->resume && !strcmp(c->resume, "auto") && !c->checkpoint_dir)

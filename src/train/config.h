@@ -29,7 +29,7 @@ typedef struct sp_train_config {
     /* run */
     int64_t seed, threads, log_every, check_every, max_memory_mb;
     double bucket_mb;
-    const char *out, *metrics, *config_file;
+    const char *out, *metrics, *config_file, *on_nonfinite;
     bool quiet, dry_run, json;
     /* checkpoints and resume */
     const char *checkpoint_dir, *resume, *init_from, *checkpoint_errors;

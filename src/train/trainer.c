@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 #include "train/eval.h"
 #include "train/layer_stats.h"
 #include "train/trace.h"
+#include "train/nonfinite.h"
 #include "util/json.h"
 #include "util/mem.h"
 #include "util/signals.h"
@@ -55,8 +57,10 @@ typedef struct trainer {
     double deadline;    /* wall time (sp_comm_wtime) to stop by; 0: none */
     double last_ckpt_time, last_ckpt_s;
     double last_progress;
-    sp_trace tr;        /* --trace timeline; straggler statistics always */
-    sp_layer_stats *ls; /* --layer-stats, else NULL */
+    sp_trace tr;               /* --trace timeline; straggler statistics always */
+    sp_layer_stats *ls;        /* --layer-stats, else NULL */
+    bool skip_nonfinite;       /* --on-nonfinite skip */
+    int64_t nonfinite_skipped; /* steps dropped for a non-finite loss or gradient */
 } trainer;
 
 static double now_(void) {
@@ -626,10 +630,19 @@ static sp_status write_complete_marker_(trainer *t) {
         char path[4096];
         snprintf(path, sizeof path, "%s/COMPLETE", t->cfg->checkpoint_dir);
         FILE *f = fopen(path, "w");
-        if (!f || fprintf(f, "%lld\n", (long long)t->step) < 0 || fclose(f) != 0)
-            st = SP_FAIL(SP_ERR_IO, "%s: cannot write the completion marker", path);
+        bool ok = f && fprintf(f, "%lld\n", (long long)t->step) >= 0;
+        if (f && fclose(f) != 0) ok = false;
+        if (!ok)
+            st = SP_FAIL(SP_ERR_IO, "%s: cannot write the completion marker (%s)", path,
+                         strerror(errno));
     }
-    return sp_comm_agree(t->comm, st, NULL);
+    st = sp_comm_agree(t->comm, st, NULL);
+    /* --checkpoint-errors warn: the marker is part of checkpointing; --out still gets written */
+    if (st != SP_OK && !strcmp(t->cfg->checkpoint_errors, "warn")) {
+        if (t->talk) fprintf(stderr, "shardprop train: warning: %s\n", sp_last_error());
+        return SP_OK;
+    }
+    return st;
 }
 
 static void epoch_report_(trainer *t, int64_t epoch, double ep_time, double last_loss,
@@ -799,7 +812,7 @@ static sp_status train_(trainer *t) {
                                               done_batches + 1 == t->batches_per_epoch ||
                                               t->step + 1 == t->total_steps);
             test_hooks_(t);
-            double s[3];
+            double s[4];
             if (t->det) {
                 const sp_step_ctx ctx = {.training = true,
                                          .seed = (uint64_t)c->seed,
@@ -812,21 +825,29 @@ static sp_status train_(trainer *t) {
                 if (t->tr.on) sp_trace_span(&t->tr, SP_TR_ALLREDUCE_WAIT, -1, r0, r1);
             } else {
                 SP_CHECK(run_batch_(t, &b, true, s));
-                SP_CHECK(sp_comm_sum_doubles(t->comm, s, 3));
             }
-            /* s is the same on every rank now: a NaN loss stops all of them together */
-            if (!isfinite(s[0]))
-                return SP_FAIL(SP_ERR_NUMERIC,
-                               "the loss became %s at step %lld (epoch %lld): lower --lr, or "
-                               "use --clip-norm",
-                               isnan(s[0]) ? "NaN" : "infinite", (long long)t->step + 1,
-                               (long long)epoch + 1);
+            /* the reduced gradient, one pass (src/train/nonfinite.c); the verdict travels with
+             * the loss sums (under --deterministic those are global already), so every rank
+             * takes the same decision */
+            sp_nonfinite_test_hook(t->m, t->rank, t->step + 1);
+            sp_nonfinite_scan nf;
+            sp_nonfinite_scan_grads(t->m, &nf);
+            s[3] = nf.first_layer >= 0;
+            if (t->det)
+                SP_CHECK(sp_comm_sum_doubles(t->comm, s + 3, 1));
+            else
+                SP_CHECK(sp_comm_sum_doubles(t->comm, s, 4));
+            const bool dropped = !isfinite(s[0]) || s[3] > 0;
+            if (dropped)
+                SP_CHECK(sp_nonfinite_handle(t->m, t->skip_nonfinite, t->step + 1, s[0], s[3] > 0,
+                                             &nf, &t->nonfinite_skipped, t->talk));
             const double t0 = now_();
             float *g = sp_model_grads(t->m);
             if (t->ls) sp_layer_stats_before_update(t->ls, t->m);
-            if (c->clip_norm > 0) sp_clip_grad_norm(g, sp_model_num_params(t->m), c->clip_norm);
+            if (c->clip_norm > 0 && !dropped)
+                sp_clip_grad_norm(g, sp_model_num_params(t->m), c->clip_norm);
             const double lr = sp_schedule_lr(&t->sched, t->step);
-            sp_optim_step(t->opt, sp_model_params(t->m), g, (float)lr);
+            if (!dropped) sp_optim_step(t->opt, sp_model_params(t->m), g, (float)lr);
             t->compute_s += now_() - t0;
             sp_trace_span(&t->tr, SP_TR_OPTIMIZER, -1, t0, sp_trace_now(&t->tr));
             t->step++;
@@ -839,8 +860,10 @@ static sp_status train_(trainer *t) {
             sp_trace_span(&t->tr, SP_TR_STEP, -1, t->tr.step_t0, sp_trace_now(&t->tr));
             done_batches++;
             cur = (position){epoch, done_batches};
-            t->log_loss += s[0], t->log_correct += s[1], t->log_n += s[2];
-            t->ep_loss += s[0], t->ep_correct += s[1], t->ep_n += s[2];
+            if (!dropped) {
+                t->log_loss += s[0], t->log_correct += s[1], t->log_n += s[2];
+                t->ep_loss += s[0], t->ep_correct += s[1], t->ep_n += s[2];
+            }
             if (c->check_every > 0 && t->step % c->check_every == 0) SP_CHECK(check_params_(t));
             if (t->talk) {
                 log_step_(t, epoch, false);
@@ -879,6 +902,8 @@ static sp_status train_(trainer *t) {
         if (t->xent) printf(", accuracy %.4f", last_acc);
         if (t->vld && t->xent) printf(", val_accuracy %.4f", val_acc);
         if (c->out) printf("; model written to %s", c->out);
+        if (t->nonfinite_skipped)
+            printf("; %lld steps skipped (non-finite)", (long long)t->nonfinite_skipped);
         printf("\n");
         if (t->metrics) {
             sp_json j;
@@ -894,6 +919,7 @@ static sp_status train_(trainer *t) {
             sp_json_int(&j, "ranks", t->size);
             sp_json_int(&j, "threads", t->threads);
             sp_json_int(&j, "params", (int64_t)sp_model_num_params(t->m));
+            sp_json_int(&j, "nonfinite_skipped", t->nonfinite_skipped);
             sp_json_end(&j);
         }
     }
@@ -913,6 +939,7 @@ sp_status sp_train_run(const sp_train_config *cfg, sp_comm *comm) {
     t.threads = sp_set_threads(cfg->threads);
     t.talk = t.rank == 0;
     t.tty = stdout_is_terminal_();
+    t.skip_nonfinite = cfg->on_nonfinite && !strcmp(cfg->on_nonfinite, "skip");
     /* the time limit: --max-time, else the end of the SLURM allocation (less a margin for the
      * shutdown); rank 0's clock decides, the step agreement tells the others */
     if (cfg->max_time > 0) {

@@ -28,6 +28,9 @@ void sp_signals_install(void) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    /* a file-size limit (ulimit -f) reached while writing a checkpoint: write(2) fails with
+     * EFBIG and the error names the file, instead of a death by signal */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 int sp_signals_pending(void) {

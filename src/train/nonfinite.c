@@ -1,0 +1,124 @@
+#include "train/nonfinite.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/status.h"
+
+sp_status sp_nonfinite_parse(const char *mode, bool *skip) {
+    if (!strcmp(mode, "stop")) {
+        *skip = false;
+        return SP_OK;
+    }
+    if (!strcmp(mode, "skip")) {
+        *skip = true;
+        return SP_OK;
+    }
+    return SP_FAIL(SP_ERR_ARG, "--on-nonfinite must be stop or skip, got '%s'", mode);
+}
+
+/* The largest |bits| of g[0..n): a float is NaN or Inf iff its exponent bits are all ones, i.e.
+ * (bits & 0x7fffffff) >= 0x7f800000. An integer max: the compiler vectorizes it by itself (no
+ * floating-point reordering involved). */
+static uint32_t max_abs_bits_(const float *g, size_t n) {
+    uint32_t m = 0;
+    for (size_t i = 0; i < n; ++i) {
+        uint32_t b;
+        memcpy(&b, &g[i], sizeof b);
+        b &= 0x7fffffffu;
+        m = b > m ? b : m;
+    }
+    return m;
+}
+
+void sp_nonfinite_scan_grads(sp_model *m, sp_nonfinite_scan *out) {
+    const float *g = sp_model_grads(m);
+    out->first_layer = -1;
+    out->bad_layers = out->param_layers = 0;
+    for (int i = sp_model_num_layers(m) - 1; i >= 0; --i) {
+        size_t w_off = 0, b_off = 0;
+        int w_rank = 0;
+        int64_t w_shape[4] = {0}, b_len = 0;
+        if (!sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
+        size_t wn = 1;
+        for (int d = 0; d < w_rank; ++d) wn *= (size_t)w_shape[d];
+        ++out->param_layers;
+        const uint32_t mw = max_abs_bits_(g + w_off, wn),
+                       mb = max_abs_bits_(g + b_off, (size_t)b_len);
+        const uint32_t mx = mw > mb ? mw : mb; /* a max: OR-ing bit patterns would not do */
+        if (mx >= 0x7f800000u) {
+            ++out->bad_layers;
+            if (out->first_layer < 0) out->first_layer = i;
+        }
+    }
+}
+
+void sp_nonfinite_describe(sp_model *m, const sp_nonfinite_scan *s, int64_t step, double loss,
+                           bool reported_by_other, char *buf, size_t cap) {
+    const char *lv = isnan(loss) ? "NaN" : isinf(loss) ? "infinite" : "finite";
+    if (s->first_layer >= 0)
+        snprintf(buf, cap,
+                 "non-finite gradient at step %lld: first in layer %d (%s) in backward order, %d "
+                 "of %d parameter layers affected; the loss is %s",
+                 (long long)step, s->first_layer, sp_model_layer_name(m, s->first_layer),
+                 s->bad_layers, s->param_layers, lv);
+    else if (reported_by_other)
+        snprintf(buf, cap,
+                 "non-finite gradient at step %lld on another rank (this rank's reduced gradient "
+                 "is finite); the loss is %s",
+                 (long long)step, lv);
+    else
+        snprintf(buf, cap, "non-finite loss at step %lld (the loss is %s, the gradient finite)",
+                 (long long)step, lv);
+}
+
+sp_status sp_nonfinite_error(sp_model *m, const sp_nonfinite_scan *s, int64_t step, double loss,
+                             bool reported_by_other) {
+    char what[512];
+    sp_nonfinite_describe(m, s, step, loss, reported_by_other, what, sizeof what);
+    return SP_FAIL(SP_ERR_NUMERIC,
+                   "%s: the run diverged; lower --lr, use --clip-norm, or --on-nonfinite skip to "
+                   "drop such steps",
+                   what);
+}
+
+sp_status sp_nonfinite_handle(sp_model *m, bool skip, int64_t step, double loss, bool any_bad,
+                              const sp_nonfinite_scan *s, int64_t *skipped, bool talk) {
+    const bool other = any_bad && s->first_layer < 0;
+    if (!skip) return sp_nonfinite_error(m, s, step, loss, other);
+    const int64_t n = ++*skipped;
+    bool power10 = false;
+    for (int64_t p = 10; p > 0 && p <= n; p *= 10) power10 = power10 || p == n;
+    if (talk && (n <= 10 || power10)) {
+        char what[512];
+        sp_nonfinite_describe(m, s, step, loss, other, what, sizeof what);
+        fprintf(stderr,
+                "shardprop train: warning: %s: step skipped on every rank (no update; %lld "
+                "skipped so far)\n",
+                what, (long long)n);
+    }
+    return SP_OK;
+}
+
+void sp_nonfinite_test_hook(sp_model *m, int rank, int64_t step) {
+    static int hook_rank = -2;
+    static long long hook_step = -1;
+    if (hook_rank == -2) {
+        const char *e = getenv("SHARDPROP_TEST_NONFINITE");
+        hook_rank = -1;
+        if (e && sscanf(e, "%d:%lld", &hook_rank, &hook_step) != 2) hook_rank = -1;
+    }
+    if (hook_rank != rank || hook_step != step) return;
+    for (int i = sp_model_num_layers(m) - 1; i >= 0; --i) {
+        size_t w_off = 0, b_off = 0;
+        int w_rank = 0;
+        int64_t w_shape[4] = {0}, b_len = 0;
+        if (!sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
+        sp_model_grads(m)[w_off] = NAN;
+        fprintf(stderr, "rank %d: test hook: NaN in the gradient of layer %d at step %lld\n", rank,
+                i, (long long)step);
+        return;
+    }
+}
