@@ -3,11 +3,15 @@
 #
 #   scripts/scale/run.sh [WORKLOAD|SPEC ...] [--platforms "ib100 eth25 eth10"]
 #                        [--ranks "8 16 32 64 128 256 512 1024"] [--local-batch N] [--shape S]
-#                        [--bucket-mb MB] [--reps N] [--build DIR] [--results DIR] [--no-build]
-#                        [--check TOL]
+#                        [--bucket-mb MB] [--reps N] [--compute-scale F] [--build DIR]
+#                        [--results DIR] [--no-build] [--check TOL]
 #
 # WORKLOAD: mlp-wide, cnn, mlp-small (scripts/bench/workloads.py; default: mlp-wide cnn), or a
-# model SPEC (then --shape, default 784, and --local-batch, default 32). Weak scaling: every rank
+# model SPEC (then --shape, default 784, and --local-batch, default 32). A platform is ib100
+# (fat tree), eth25, eth10 (platforms/*.xml) or ALPHA_US:GBITS (a non-blocking switch with those
+# node-to-node parameters, e.g. this machine's shared memory from measure_net.sh).
+# --compute-scale F multiplies the measured compute (e.g. 2: 4 ranks sharing 2 cores).
+# Weak scaling: every rank
 # has the local batch (a workload's bench batch / 8: global batch = bench batch x P / 8).
 # Per workload: the trainer's bucket plan (shardprop train --dry-run --json), per-layer compute
 # times measured here at the local batch (scale_layer_times, REPS runs), then per platform and P
@@ -30,11 +34,12 @@ LOCAL_BATCH=""
 SHAPE=""
 BUCKET_MB=4
 REPS=10
+CSCALE=1
 DO_BUILD=1
 CHECK=""
 WORKLOADS=()
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --platforms) PLATFORMS="$2"; shift ;;
@@ -43,6 +48,7 @@ while [ $# -gt 0 ]; do
     --shape) SHAPE="$2"; shift ;;
     --bucket-mb) BUCKET_MB="$2"; shift ;;
     --reps) REPS="$2"; shift ;;
+    --compute-scale) CSCALE="$2"; shift ;;
     --build) BUILD="$(cd "$2" && pwd)"; shift ;;
     --results) RESULTS="$2"; shift ;;
     --no-build) DO_BUILD=0 ;;
@@ -81,7 +87,12 @@ smpicc -O2 -o "$SKEL" "$HERE/skeleton.c"
 # Settings: docs/scaling.md ("How the simulation is set up") and the machine notes. SMPI's
 # default per-message-size correction factors are off (bw/lat-factor 0:1) and so is the
 # acknowledgement traffic: the platform's links are then exactly the alpha-beta parameters.
+# Broadcasts are binomial: the "ompi" selector's choice for 256-2047 ranks (an MVAPICH2
+# intra-node k-nomial) is linear in SMPI, which made the step's 24-byte loss allreduce take 20 ms
+# of simulated and 215 s of real time at 1024 ranks. The skeleton has no mutable globals: no
+# per-rank privatization needed.
 SMPI_CFG=(--cfg=smpi/simulate-computation:no --cfg=smpi/coll-selector:ompi
+    --cfg=smpi/bcast:binomial_tree --cfg=smpi/privatization:no
     --cfg=smpi/shared-malloc-blocksize:268435456 --cfg=smpi/bw-factor:0:1
     --cfg=smpi/lat-factor:0:1 --cfg=network/crosstraffic:0 --log=root.thr:critical)
 export TMPDIR="${TMPDIR:-/tmp}" # smpirun -tmpdir is broken in 3.32
@@ -118,13 +129,24 @@ sys.exit(0 if '$wl' in w.WORKLOADS else 1)"; then
         --dry-run --json >"$dir/plan.json"
     log "$name: timing the layers at local batch $lb (best of $REPS)"
     "$BUILD/scripts/scale/scale_layer_times" "$spec" "$shape" "$lb" "$REPS" 1 >"$dir/layer_times.json"
-    "$PY" "$HERE/plan.py" "$dir/plan.json" "$dir/layer_times.json" "$dir/skeleton.in"
+    "$PY" "$HERE/plan.py" "$dir/plan.json" "$dir/layer_times.json" "$dir/skeleton.in" 1e11 "$CSCALE"
     for plat in $PLATFORMS; do
         case "$plat" in
         ib100) xml="$HERE/platforms/fattree-ib100.xml" ;;
         eth25) xml="$HERE/platforms/eth25.xml" ;;
         eth10) xml="$HERE/platforms/eth10.xml" ;;
-        *) echo "run.sh: unknown platform '$plat' (ib100, eth25, eth10)" >&2; exit 2 ;;
+        *:*)
+            # alpha split over the two links node-switch-node; no backbone: a non-blocking switch
+            xml="$RESULTS/platform-${plat//[:.]/_}.xml"
+            awk -v a="${plat%%:*}" -v g="${plat##*:}" 'BEGIN {
+                print "<?xml version=\x271.0\x27?>"
+                print "<!DOCTYPE platform SYSTEM \"https://simgrid.org/simgrid.dtd\">"
+                print "<platform version=\"4.1\">"
+                printf "  <cluster id=\"custom\" prefix=\"node-\" suffix=\"\" radical=\"0-1023\" "
+                printf "speed=\"100Gf\" bw=\"%gGbps\" lat=\"%gus\"/>\n", g, a / 2
+                print "</platform>" }' >"$xml"
+            ;;
+        *) echo "run.sh: unknown platform '$plat' (ib100, eth25, eth10, ALPHA_US:GBITS)" >&2; exit 2 ;;
         esac
         for P in $RANKS; do
             for mode in overlap blocking; do
