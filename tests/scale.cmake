@@ -17,3 +17,8 @@ foreach(mb 4 0.5)
   set_tests_properties(scale_skeleton_${mb}mb PROPERTIES TIMEOUT 300 LABELS scale
       ENVIRONMENT "${SP_TEST_ENV}" PASS_REGULAR_EXPRESSION "within 20% of the model")
 endforeach()
+
+# The advice of `train --dry-run --network` (rows, summary, errors).
+add_test(NAME scale_advice COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/scale_advice.sh
+         $<TARGET_FILE:shardprop_cli>)
+set_tests_properties(scale_advice PROPERTIES TIMEOUT 120 LABELS scale ENVIRONMENT "${SP_TEST_ENV}")

@@ -17,7 +17,7 @@ static const struct {
     {"ib100", 1.0, 100.0},
     {"eth25", 10.0, 25.0},
     {"eth10", 25.0, 10.0},
-    {"shm", 0.5, 80.0},
+    {"shm", 0.35, 30.0},
 };
 
 sp_status sp_net_parse(const char *s, sp_net *out) {

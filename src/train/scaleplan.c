@@ -184,18 +184,22 @@ sp_status sp_scale_advice(FILE *f, const sp_model *m, const char *network, int64
         double bwd = 0;
         for (int i = 0; i < lt.nlayers; ++i) bwd += lt.bwd_s[i];
         const bool comm_bound = best.comm_s > bwd;
-        fprintf(f, "  %5d %6lld %8.2fms %7.2fms %7.2fms %5.1f%% %8g %5.1f%% %6.1f%% %-7s\n", P,
+        char mb[16] = "-";
+        if (P > 1) snprintf(mb, sizeof mb, "%g", best_mb);
+        fprintf(f, "  %5d %6lld %8.2fms %7.2fms %7.2fms %5.1f%% %8s %5.1f%% %6.1f%% %-7s\n", P,
                 (long long)b, cur.compute_s * 1e3, cur.comm_s * 1e3, cur.step_s * 1e3,
-                100 * cur.efficiency, best_mb, 100 * best.efficiency, 100 * dflt.efficiency,
+                100 * cur.efficiency, mb, 100 * best.efficiency, 100 * dflt.efficiency,
                 P == 1       ? "-"
                 : comm_bound ? "comm"
                              : "compute");
-        if (cur.efficiency >= 0.9) best90_cur = P;
-        if (best.efficiency >= 0.9) best90_best = P, best90_mb = best_mb;
+        /* the largest P up to which every P keeps >= 90 % */
+        if (cur.efficiency >= 0.9 && best90_cur == P / 2) best90_cur = P;
+        if (best.efficiency >= 0.9 && best90_best == P / 2) best90_best = P, best90_mb = best_mb;
     }
     sp_layer_times_free(&lt);
     fprintf(f,
-            "  largest P at >= 90%% efficiency: %d with %g MB buckets, %d with %g MB buckets\n"
+            "  largest P at >= 90%% efficiency (every P up to it): %d with %g MB buckets, %d with "
+            "%g MB buckets\n"
             "  (eff: overlapped Rabenseifner/ring allreduce, e.g. mpirun --mca "
             "coll_libnbc_iallreduce_algorithm 3;\n   ompi4.1: Open MPI 4.1's default for the "
             "in-place MPI_Iallreduce, a binomial reduce+bcast;\n   bound: comm when the "
