@@ -159,9 +159,10 @@ sys.exit(0 if '$wl' in w.WORKLOADS else 1)"; then
                 model=$("$BUILD/scripts/scale/scale_model" "$dir/skeleton.in" "$plat" "$P" "$mm")
                 nbc=$("$BUILD/scripts/scale/scale_model" "$dir/skeleton.in" "$plat" "$P" libnbc)
                 ring=$("$BUILD/scripts/scale/scale_model" "$dir/skeleton.in" "$plat" "$P" ring)
+                rab=$("$BUILD/scripts/scale/scale_model" "$dir/skeleton.in" "$plat" "$P" rabenseifner)
                 echo "{\"workload\": \"$name\", \"spec\": \"$spec\", \"local_batch\": $lb, \
 \"platform\": \"$plat\", \"wall_s\": $wall, \"sim\": $sim, \"model\": $model, \
-\"model_ring\": $ring, \"model_libnbc\": $nbc}" >>"$OUT"
+\"model_ring\": $ring, \"model_rab\": $rab, \"model_libnbc\": $nbc}" >>"$OUT"
                 log "$name $plat P=$P $mode: $(echo "$sim" | cut -c1-90) (${wall}s)"
             done
         done
