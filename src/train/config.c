@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "train/scaleplan.h"
 #include "util/args.h"
 #include "util/status.h"
 
@@ -23,7 +24,7 @@ static const char *train_description =
     "--config FILE (key = value lines, names without the dashes; flags override the file).";
 
 /* The table: one place for names, defaults (set in config_defaults_), help and ranges. */
-#define N_SPECS 58
+#define N_SPECS 59
 static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     int n = 0;
 #define STR(name, field, meta, help)                                                               \
@@ -92,6 +93,8 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     FLAG("quiet", quiet, "print only errors and the final summary");
     FLAG("dry-run", dry_run, "set up, print the plan (model, buckets, layout) and exit");
     FLAG("json", json, "with --dry-run: print the plan as JSON");
+    STR("network", network, "ib100|eth25|eth10|shm|US:GBITS",
+        "with --dry-run: scaling advice for this network (docs/scaling.md)");
     STR("checkpoint-dir", checkpoint_dir, "DIR", "write checkpoints DIR/step_<8 digits>.h5");
     INT("checkpoint-every", checkpoint_every, 0, INT64_MAX, "N", "checkpoint every N steps");
     DBL("checkpoint-every-minutes", checkpoint_every_minutes, 0, 1e9, "M",
@@ -319,6 +322,7 @@ sp_status sp_train_config_check(const sp_train_config *c) {
         return SP_FAIL(SP_ERR_ARG, "--layer-stats writes to the metrics file: add --metrics FILE");
     if (c->micro_batch > 0 && !c->deterministic)
         return SP_FAIL(SP_ERR_ARG, "--micro-batch goes with --deterministic");
+    if (c->network) SP_CHECK(sp_train_check_network(c->network, c->dry_run));
     return SP_OK;
 }
 

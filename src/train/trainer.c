@@ -24,6 +24,7 @@
 #include "train/layer_stats.h"
 #include "train/trace.h"
 #include "train/nonfinite.h"
+#include "train/scaleplan.h"
 #include "util/json.h"
 #include "util/mem.h"
 #include "util/signals.h"
@@ -426,6 +427,9 @@ static void print_plan_(trainer *t, bool json) {
         printf("  bucket %d: floats [%zu, %zu), %.2f MB\n", i, b0, b0 + len,
                (double)len * 4 / 1048576.0);
     }
+    if (t->cfg->network && sp_scale_advice(stdout, m, t->cfg->network, t->cfg->batch,
+                                           t->cfg->bucket_mb, sp_optim_config(t->opt)) != SP_OK)
+        printf("no scaling advice: %s\n", sp_last_error());
 }
 
 static void free_trainer_(trainer *t) {

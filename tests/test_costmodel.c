@@ -1,0 +1,101 @@
+/* The alpha-beta model of dist/costmodel.h against values worked out by hand
+ * (docs/scaling.md), the bucket plan against the trainer's reducer, and the --network names. */
+#include <math.h>
+#include <string.h>
+
+#include "dist/costmodel.h"
+#include "dist/dist.h"
+#include "testutil.h"
+
+static int near_(double a, double b) {
+    return fabs(a - b) <= 1e-12 + 1e-9 * fabs(b);
+}
+
+int main(void) {
+    /* alpha 1 us, beta 1 ns/byte (1 GB/s): round numbers */
+    const sp_net net = {.name = "test", .alpha = 1e-6, .beta = 1e-9};
+    const double n = 4e6; /* 4 MB */
+    /* ring, P = 8: 14 alpha + 2*7/8*4e6 ns = 14 us + 7 ms */
+    CHECK(near_(sp_cost_allreduce(SP_AR_RING, 8, n, &net), 14e-6 + 7e-3), "ring 8");
+    /* recursive doubling, P = 8: 3 (1 us + 4 ms) */
+    CHECK(near_(sp_cost_allreduce(SP_AR_RDB, 8, n, &net), 3 * (1e-6 + 4e-3)), "rdb 8");
+    /* Rabenseifner, P = 1024: 20 us + 2*1023/1024*4 ms */
+    CHECK(near_(sp_cost_allreduce(SP_AR_RABENSEIFNER, 1024, n, &net), 20e-6 + 8e-3 * 1023 / 1024),
+          "rab 1024");
+    /* binomial, P = 2: 2 (1 us + 4 ms); P = 5 rounds log2 up to 3: 6 (1 us + 4 ms) */
+    CHECK(near_(sp_cost_allreduce(SP_AR_BINOMIAL, 2, n, &net), 2 * (1e-6 + 4e-3)), "binomial 2");
+    CHECK(near_(sp_cost_allreduce(SP_AR_BINOMIAL, 5, n, &net), 6 * (1e-6 + 4e-3)), "binomial 5");
+    /* the surrogate: one alpha + the ring's bytes */
+    CHECK(near_(sp_cost_allreduce(SP_AR_RING_SURROGATE, 4, n, &net), 1e-6 + 6e-3), "surrogate");
+    CHECK(sp_cost_allreduce(SP_AR_RING, 1, n, &net) == 0, "one rank: free");
+
+    /* Open MPI 4.1's fixed decisions (commutative op) */
+    CHECK(sp_cost_ompi_blocking_alg(8, 4e6) == SP_AR_RABENSEIFNER, "ompi 8 large");
+    CHECK(sp_cost_ompi_blocking_alg(8, 24) == SP_AR_RDB, "ompi 8 small");
+    CHECK(sp_cost_ompi_blocking_alg(256, 1000) == SP_AR_BINOMIAL, "ompi 256 small");
+    CHECK(sp_cost_ompi_blocking_alg(2, 100000) == SP_AR_RING, "ompi 2 segmented ring");
+    CHECK(sp_cost_libnbc_alg(64, 4e6, true) == SP_AR_BINOMIAL, "libnbc in place");
+    CHECK(sp_cost_libnbc_alg(64, 4e6, false) == SP_AR_RABENSEIFNER, "libnbc");
+    CHECK(sp_cost_libnbc_alg(2, 4e6, false) == SP_AR_BINOMIAL, "libnbc 2");
+
+    /* bucket plan == the reducer's (sp_reducer needs no communication to be built) */
+    {
+        size_t b0[8], l0[8];
+        const int nb = sp_cost_bucket_plan(1863690, 4u << 20, b0, l0, 8);
+        CHECK(nb == 2, "mlp-wide: %d buckets", nb);
+        CHECK(b0[0] == 1863690 - 1048576 && l0[0] == 1048576, "bucket 0");
+        CHECK(b0[1] == 0 && l0[1] == 1863690 - 1048576, "bucket 1");
+        sp_reducer *r = NULL;
+        float dummy[1];
+        CHECK(sp_reducer_create(&r, NULL, dummy, 1863690, 4u << 20) == SP_OK, "reducer");
+        CHECK(r && sp_reducer_num_buckets(r) == nb, "reducer buckets");
+        for (int i = 0; r && i < nb; ++i) {
+            size_t b, l;
+            sp_reducer_bucket(r, i, &b, &l);
+            CHECK(b == b0[i] && l == l0[i], "bucket %d", i);
+        }
+        sp_reducer_free(r);
+    }
+
+    /* a step, by hand: 2 layers with parameters; layer 1 = floats [100, 200), layer 0 [0, 100);
+     * buckets of 100 floats (400 bytes): bucket 0 = layer 1, ready after 2 ms of backward;
+     * bucket 1 = layer 0, ready at the end of backward (5 ms). */
+    {
+        const double fwd[2] = {1e-3, 1e-3}, bwd[2] = {3e-3, 2e-3};
+        const long w_off[2] = {0, 100};
+        const sp_cost_profile p = {.nlayers = 2,
+                                   .fwd_s = fwd,
+                                   .bwd_s = bwd,
+                                   .w_off = w_off,
+                                   .update_s = 1e-3,
+                                   .nparams = 200};
+        const sp_net slow = {.name = "slow", .alpha = 0, .beta = 1e-5}; /* 400 B: 4 ms at P=2 */
+        sp_cost_step s;
+        sp_cost_step_time(&p, 400, 2, &slow, SP_AR_RING, true, &s);
+        /* bucket 0: [2, 6) ms, bucket 1: [6, 10) ms; step = 2 fwd + 10 + 0.24 loss sum + 1 */
+        const double loss = 24 * 1e-5;
+        CHECK(s.buckets == 2, "%d buckets", s.buckets);
+        CHECK(near_(s.compute_s, 8e-3), "compute %g", s.compute_s);
+        CHECK(near_(s.step_s, 2e-3 + 10e-3 + loss + 1e-3), "overlap step %g", s.step_s);
+        CHECK(near_(s.comm_s, 8e-3 + loss), "comm %g", s.comm_s);
+        CHECK(near_(s.efficiency, 8e-3 / s.step_s), "efficiency");
+        /* no overlap: 2 fwd + 5 bwd + 2 x (Open MPI's choice for 400 B at P = 2: recursive
+         * doubling, 1 x 4 ms) + loss + 1 */
+        sp_cost_step_time(&p, 400, 2, &slow, SP_AR_RING, false, &s);
+        CHECK(near_(s.step_s, 2e-3 + 5e-3 + 8e-3 + loss + 1e-3), "blocking step %g", s.step_s);
+        /* one rank: the compute alone */
+        sp_cost_step_time(&p, 400, 1, &slow, SP_AR_RING, true, &s);
+        CHECK(near_(s.step_s, 8e-3) && near_(s.efficiency, 1), "one rank");
+    }
+
+    /* --network names */
+    sp_net x;
+    CHECK(sp_net_parse("ib100", &x) == SP_OK && near_(x.alpha, 1e-6) && near_(x.beta, 8e-11),
+          "ib100");
+    CHECK(sp_net_parse("2:200", &x) == SP_OK && near_(x.alpha, 2e-6) && near_(x.beta, 4e-11),
+          "custom");
+    CHECK(sp_net_parse("ib", &x) == SP_ERR_ARG, "unknown name");
+    CHECK(sp_net_parse("2:", &x) == SP_ERR_ARG, "half a custom");
+    CHECK(sp_net_parse("1:0", &x) == SP_ERR_ARG, "zero bandwidth");
+    return sp_test_summary("costmodel");
+}
