@@ -248,6 +248,8 @@ typedef struct bucket {
 struct sp_reducer {
     sp_comm *c;
     float *slab;
+    float *recv; /* the buckets' results (n floats; overlapped mode with >1 rank), copied back
+                    into slab as each completes: see start_bucket_ */
     size_t n;
     bool blocking;
     int nb;
@@ -282,12 +284,26 @@ sp_status sp_reducer_create(sp_reducer **out, sp_comm *c, float *slab, size_t n,
         r->b[i].len = len;
         end -= len;
     }
+    if (!r->blocking && c && c->size > 1 && n > 0) { /* c: NULL in plan-only tests */
+        r->recv = malloc(n * sizeof(float));
+        if (!r->recv) {
+            free(r->b);
+            free(r);
+            return SP_FAIL(SP_ERR_NOMEM, "out of memory (%zu MB for the allreduce receive buffer)",
+                           n * sizeof(float) >> 20);
+        }
+    }
     *out = r;
     return SP_OK;
 }
 
+size_t sp_reducer_memory_bytes(const sp_reducer *r) {
+    return r->recv ? r->n * sizeof(float) : 0;
+}
+
 void sp_reducer_free(sp_reducer *r) {
     if (!r) return;
+    free(r->recv);
     free(r->b);
     free(r);
 }
@@ -312,13 +328,23 @@ static void start_bucket_(sp_reducer *r, int i) {
     bucket *b = &r->b[i];
     b->t_post = MPI_Wtime();
     if (r->next == 0 || r->t_first_start == 0) r->t_first_start = b->t_post;
-    MPI_Iallreduce(MPI_IN_PLACE, r->slab + b->begin, (int)b->len, MPI_FLOAT, MPI_SUM, r->c->comm,
-                   &b->req);
+    /* Out of place on purpose: Open MPI's libnbc (4.x) runs every MPI_IN_PLACE MPI_Iallreduce as a
+     * binomial reduce + broadcast, which moves each bucket 2 log2(P) times; out of place it picks
+     * Rabenseifner (reduce-scatter + allgather) for P >= 4 and buckets >= 64 KiB
+     * (docs/scaling.md). The price: one gradient-sized buffer and a copy per bucket. */
+    MPI_Iallreduce(r->slab + b->begin, r->recv + b->begin, (int)b->len, MPI_FLOAT, MPI_SUM,
+                   r->c->comm, &b->req);
     b->started = true;
     r->in_flight++;
 }
 
 /* Let MPI move the requests in flight along; note when the last one completes. */
+static void bucket_done_(sp_reducer *r, bucket *b) {
+    memcpy(r->slab + b->begin, r->recv + b->begin, b->len * sizeof(float));
+    b->done = true;
+    b->t_done = MPI_Wtime();
+}
+
 static void progress_(sp_reducer *r) {
     for (int i = 0; i < r->next; ++i) {
         bucket *b = &r->b[i];
@@ -326,8 +352,7 @@ static void progress_(sp_reducer *r) {
         int flag = 0;
         MPI_Test(&b->req, &flag, MPI_STATUS_IGNORE);
         if (flag) {
-            b->done = true;
-            b->t_done = MPI_Wtime();
+            bucket_done_(r, b);
             if (--r->in_flight == 0 && r->next == r->nb) r->t_all_done = b->t_done;
         }
     }
@@ -364,8 +389,7 @@ sp_status sp_reducer_finish(sp_reducer *r) {
             unwatch_(r->c);
             return mpi_fail_(err, "gradient allreduce");
         }
-        b->done = true;
-        b->t_done = MPI_Wtime();
+        bucket_done_(r, b);
     }
     unwatch_(r->c);
     const double t1 = MPI_Wtime();

@@ -68,6 +68,8 @@ uint64_t sp_checksum_floats(const float *x, size_t n);
 typedef struct sp_reducer sp_reducer;
 sp_status sp_reducer_create(sp_reducer **out, sp_comm *c, float *slab, size_t n,
                             size_t bucket_bytes);
+/* Bytes the reducer holds besides the slab (its receive buffer). */
+size_t sp_reducer_memory_bytes(const sp_reducer *r);
 void sp_reducer_free(sp_reducer *r);
 int sp_reducer_num_buckets(const sp_reducer *r);
 /* Bucket i covers slab[begin, begin + len): bucket 0 is the last slice of the slab. */

@@ -170,9 +170,9 @@ sp_status sp_scale_advice(FILE *f, const sp_model *m, const char *network, int64
         profile_(&lt, &prof);
         sp_cost_step cur, dflt, best = {.step_s = INFINITY};
         sp_cost_step_time(&prof, cur_bytes, P, &net, SP_AR_RABENSEIFNER, cur_bytes > 0, &cur);
-        /* Open MPI 4.1's own choice for the trainer's in-place MPI_Iallreduce */
-        sp_cost_step_time(&prof, cur_bytes, P, &net, sp_cost_libnbc_alg(P, (double)cur_bytes, true),
-                          cur_bytes > 0, &dflt);
+        /* Open MPI 4.1's own choice for the trainer's (out-of-place) MPI_Iallreduce */
+        sp_cost_step_time(&prof, cur_bytes, P, &net,
+                          sp_cost_libnbc_alg(P, (double)cur_bytes, false), cur_bytes > 0, &dflt);
         double best_mb = bucket_choices_mb_[0];
         for (size_t k = 0; k < sizeof bucket_choices_mb_ / sizeof bucket_choices_mb_[0]; ++k) {
             sp_cost_step s;
@@ -200,9 +200,9 @@ sp_status sp_scale_advice(FILE *f, const sp_model *m, const char *network, int64
     fprintf(f,
             "  largest P at >= 90%% efficiency (every P up to it): %d with %g MB buckets, %d with "
             "%g MB buckets\n"
-            "  (eff: overlapped Rabenseifner/ring allreduce, e.g. mpirun --mca "
-            "coll_libnbc_iallreduce_algorithm 3;\n   ompi4.1: Open MPI 4.1's default for the "
-            "in-place MPI_Iallreduce, a binomial reduce+bcast;\n   bound: comm when the "
+            "  (eff: overlapped Rabenseifner/ring allreduce;\n   ompi4.1: Open MPI 4.1's default "
+            "for the trainer's MPI_Iallreduce: Rabenseifner from 4 ranks and 64 KiB buckets,\n"
+            "   else a binomial reduce+bcast;\n   bound: comm when the "
             "allreduces take longer than backward, so no overlap can hide them)\n",
             best90_cur, bucket_mb, best90_best, best90_mb);
     return SP_OK;

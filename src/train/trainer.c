@@ -363,7 +363,7 @@ static void print_plan_(trainer *t, bool json) {
         sp_json_write_string(stdout, sp_model_spec(m));
         printf(", \"flops_per_sample_forward\": %.6g, \"memory_bytes_per_rank\": %zu",
                sp_model_flops_per_sample(m),
-               sp_model_memory_bytes(m) +
+               sp_model_memory_bytes(m) + sp_reducer_memory_bytes(t->red) +
                    (size_t)sp_optim_num_states(t->opt) * sp_model_num_params(m) * sizeof(float));
         printf(", \"params\": %zu, \"ranks\": %d, \"threads\": %d, \"batch\": %lld, "
                "\"bucket_mb\": %g, \"layers\": [",
@@ -410,9 +410,11 @@ static void print_plan_(trainer *t, bool json) {
     const int64_t local = sp_model_max_batch(m);
     printf("model %s: %zu parameters, %.3g MFLOP per sample forward (~%.3g forward+backward)\n",
            sp_model_spec(m), sp_model_num_params(m), fps / 1e6, 3 * fps / 1e6);
-    printf("memory per rank: %.1f MB model buffers for %lld samples + %.1f MB optimizer state\n",
+    printf("memory per rank: %.1f MB model buffers for %lld samples + %.1f MB optimizer state + "
+           "%.1f MB allreduce receive buffer\n",
            (double)sp_model_memory_bytes(m) / 1e6, (long long)local,
-           (double)sp_optim_num_states(t->opt) * (double)sp_model_num_params(m) * 4 / 1e6);
+           (double)sp_optim_num_states(t->opt) * (double)sp_model_num_params(m) * 4 / 1e6,
+           (double)sp_reducer_memory_bytes(t->red) / 1e6);
     for (int i = 0; i < sp_model_num_layers(m); ++i) {
         int64_t sh[3];
         const int r = sp_model_layer_out_shape(m, i, sh);
