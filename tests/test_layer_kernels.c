@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
+#include "kernels/gemm.h"
 #include "layers/layers.h"
 #include "testutil.h"
 
@@ -147,20 +150,82 @@ static void test_dense_db(int B, int out) {
     free(dy), free(x), free(w), free(dw), free(db), free(de);
 }
 
+/* A sample's conv2d output and input gradient are the same bits in a batch of 1 as at position
+ * n of a batch of B (what --deterministic relies on), for 1 and 2 threads; and so are a dense
+ * layer's. ckk > 256 takes two of sp_gemm's K blocks. */
+static void test_batch_invariance(int B, int c, int h, int w, int oc, int k, int s, int pad) {
+    sp_conv_geom g;
+    CHECK(sp_conv_geom_init(&g, c, h, w, oc, k, s, pad), "conv geom");
+    const size_t chw = (size_t)c * h * w, ohw = (size_t)g.oh * g.ow, ckk = (size_t)c * k * k;
+    const size_t nx = (size_t)B * chw, ny = (size_t)B * oc * ohw, nw = (size_t)oc * ckk;
+    float *x = malloc(nx * sizeof *x), *dy = malloc(ny * sizeof *dy), *wt = malloc(nw * 4),
+          *b = malloc((size_t)oc * 4), *y = malloc(ny * 4), *dx = malloc(nx * 4),
+          *col = malloc(ckk * B * ohw * 4), *tmp = malloc(ny * 4),
+          *dcol = malloc(ckk * B * ohw * 4), *dw = calloc(nw, 4), *db = calloc((size_t)oc, 4),
+          *y1 = malloc(oc * ohw * 4), *dx1 = malloc(chw * 4);
+    sp_test_fill(x, nx, 1, -1.0f, 1.0f), sp_test_fill(dy, ny, 2, -1.0f, 1.0f);
+    sp_test_fill(wt, nw, 3, -0.5f, 0.5f), sp_test_fill(b, (size_t)oc, 4, -0.5f, 0.5f);
+    const int max_threads = omp_get_max_threads();
+    for (int threads = 1; threads <= 2; ++threads) {
+        omp_set_num_threads(threads);
+        sp_conv2d_forward(y, col, tmp, x, wt, b, &g, B);
+        sp_conv2d_backward(dx, dw, db, tmp, dcol, dy, col, wt, &g, B);
+        for (int n = 0; n < B; ++n) {
+            sp_conv2d_forward(y1, col, tmp, x + n * chw, wt, b, &g, 1);
+            sp_conv2d_backward(dx1, dw, db, tmp, dcol, dy + n * oc * ohw, col, wt, &g, 1);
+            CHECK(same_bits(y1, y + n * oc * ohw, oc * ohw * 4) &&
+                      same_bits(dx1, dx + n * chw, chw * 4),
+                  "conv2d c=%d %dx%d oc=%d k=%d: sample %d of %d differs from a batch of 1 "
+                  "(%d threads)",
+                  c, h, w, oc, k, n, B, threads);
+        }
+        /* dense: the same x and dy seen as (B, chw) -> (B, oc) */
+        const int in = (int)ckk < (int)chw ? (int)ckk : (int)chw;
+        sp_dense_forward(y, x, wt, b, B, in, oc);
+        sp_dense_backward(dx, dw, db, dy, x, wt, B, in, oc);
+        for (int n = 0; n < B; ++n) {
+            sp_dense_forward(y1, x + (size_t)n * in, wt, b, 1, in, oc);
+            sp_dense_backward(dx1, dw, db, dy + (size_t)n * oc, x + (size_t)n * in, wt, 1, in, oc);
+            CHECK(same_bits(y1, y + (size_t)n * oc, (size_t)oc * 4) &&
+                      same_bits(dx1, dx + (size_t)n * in, (size_t)in * 4),
+                  "dense %d -> %d: sample %d of %d differs from a batch of 1 (%d threads)", in, oc,
+                  n, B, threads);
+        }
+    }
+    omp_set_num_threads(max_threads);
+    free(x), free(dy), free(wt), free(b), free(y), free(dx), free(col), free(tmp), free(dcol);
+    free(dw), free(db), free(y1), free(dx1);
+}
+
 int main(void) {
     /* B, c, h, w, k, stride: the workloads' 2x2, odd and overlapping windows, rows > 64 */
     const int p[][6] = {{2, 3, 28, 28, 2, 2}, {1, 2, 7, 5, 3, 1},   {2, 1, 9, 8, 3, 2},
                         {1, 1, 5, 150, 2, 2}, {1, 2, 4, 131, 3, 1}, {2, 2, 5, 9, 2, 3},
                         {1, 1, 7, 7, 7, 7},   {3, 2, 4, 4, 1, 1}};
-    for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i)
-        for (int nan = 0; nan < 2; ++nan)
-            test_maxpool(p[i][0], p[i][1], p[i][2], p[i][3], p[i][4], p[i][5], nan);
+    /* maxpool: the portable loops and, where the CPU has it, the AVX2 2x2/2 kernel (output
+     * rows of 1..7, exactly 8, and 8k + r wide; odd input sides) */
+    const int p2[][6] = {{1, 2, 17, 17, 2, 2}, {2, 1, 3, 5, 2, 2},   {1, 3, 14, 14, 2, 2},
+                         {1, 1, 2, 2, 2, 2},   {1, 1, 16, 33, 2, 2}, {1, 2, 9, 30, 2, 2}};
+    const sp_isa isas[2] = {SP_ISA_PORTABLE, sp_gemm_isa_best()};
+    for (int is = 0; is < 2; ++is) {
+        CHECK(sp_gemm_set_isa(isas[is]), "set isa %s", sp_isa_name(isas[is]));
+        for (int nan = 0; nan < 2; ++nan) {
+            for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i)
+                test_maxpool(p[i][0], p[i][1], p[i][2], p[i][3], p[i][4], p[i][5], nan);
+            for (size_t i = 0; i < sizeof p2 / sizeof p2[0]; ++i)
+                test_maxpool(p2[i][0], p2[i][1], p2[i][2], p2[i][3], p2[i][4], p2[i][5], nan);
+        }
+    }
     /* B, c, h, w, k, stride, pad */
     const int q[][7] = {{2, 1, 28, 28, 3, 1, 1}, {1, 3, 14, 14, 3, 1, 1}, {2, 2, 9, 9, 3, 2, 1},
                         {1, 2, 8, 7, 1, 1, 0},   {2, 1, 6, 6, 5, 2, 2},   {2, 3, 5, 5, 2, 3, 0},
                         {1, 1, 3, 3, 3, 1, 2},   {1, 1, 4, 70, 5, 1, 3},  {1, 2, 6, 11, 3, 3, 4}};
     for (size_t i = 0; i < sizeof q / sizeof q[0]; ++i)
         test_im2col(q[i][0], q[i][1], q[i][2], q[i][3], q[i][4], q[i][5], q[i][6]);
+    /* B, c, h, w, oc, k, stride, pad */
+    test_batch_invariance(7, 3, 9, 9, 5, 3, 1, 1);
+    test_batch_invariance(5, 32, 14, 14, 64, 3, 1, 1);
+    test_batch_invariance(3, 2, 11, 10, 7, 5, 2, 2);
     test_relu();
     test_dense_db(1, 1), test_dense_db(7, 300), test_dense_db(256, 1024), test_dense_db(3, 17);
     return sp_test_summary("layer_kernels");

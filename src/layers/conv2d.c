@@ -1,10 +1,15 @@
 /* 2-D convolution, nn.Conv2d (square kernel, zero padding), by im2col and GEMM.
  *
- * The batch is unrolled into one matrix col (c*k*k, B*oh*ow) so that forward is one GEMM
- * W (oc, ckk) * col, and the weight gradient is one GEMM whose reduction (K dimension) runs
- * over every pixel of every sample: large, well-shaped GEMMs, and deterministic ones. */
+ * The batch is unrolled into one matrix col (c*k*k, B*oh*ow), saved for backward. Forward and
+ * the input gradient run sample by sample (one GEMM each, on a slice that is still in cache,
+ * writing the sample's NCHW planes in place), so a sample's output and input gradient are the
+ * same bits in a batch of any size and at any position in it. The weight gradient is one GEMM
+ * whose reduction (K dimension) runs over every pixel of every sample: large, well-shaped and
+ * deterministic. */
 #include <stddef.h>
 #include <string.h>
+
+#include <omp.h>
 
 #include "kernels/gemm.h"
 #include "layers/layers.h"
@@ -31,86 +36,127 @@ static void valid_cols_(const sp_conv_geom *g, int kj, int *lo, int *hi) {
     *lo = l, *hi = h;
 }
 
-void sp_im2col(float *col, const float *x, const sp_conv_geom *g, int B) {
-    const int k = g->k, s = g->stride, ohw = g->oh * g->ow;
-    const size_t ncols = (size_t)B * ohw;
-    /* one row of col per (channel, ki, kj): each row owned by one thread */
-#pragma omp parallel for schedule(static)
+/* im2col of one sample: block (c*k*k, oh*ow) of col, row stride ld, from x (c, h, w). */
+static void im2col_sample_(float *col, size_t ld, const float *x, const sp_conv_geom *g) {
+    const int k = g->k, s = g->stride;
     for (int row = 0; row < g->c * k * k; ++row) {
         const int c = row / (k * k), ki = (row / k) % k, kj = row % k;
         int lo, hi;
         valid_cols_(g, kj, &lo, &hi);
-        float *dst = col + (size_t)row * ncols;
-        for (int n = 0; n < B; ++n) {
-            const float *plane = x + ((size_t)n * g->c + c) * g->h * g->w;
-            for (int oy = 0; oy < g->oh; ++oy) {
-                const int iy = oy * s - g->pad + ki;
-                float *d = dst + (size_t)n * ohw + (size_t)oy * g->ow;
-                if (iy < 0 || iy >= g->h) {
-                    memset(d, 0, sizeof(float) * (size_t)g->ow);
-                    continue;
-                }
-                /* zeros in the padding, the input row in between (contiguous when s == 1) */
-                const ptrdiff_t off = (ptrdiff_t)iy * g->w - g->pad + kj; /* of ox = 0 */
-                for (int ox = 0; ox < lo; ++ox) d[ox] = 0.0f;
-                if (s == 1)
-                    memcpy(d + lo, plane + off + lo, sizeof(float) * (size_t)(hi - lo));
-                else
-                    for (int ox = lo; ox < hi; ++ox) d[ox] = plane[off + (ptrdiff_t)ox * s];
-                for (int ox = hi; ox < g->ow; ++ox) d[ox] = 0.0f;
+        const float *plane = x + (size_t)c * g->h * g->w;
+        float *dst = col + (size_t)row * ld;
+        for (int oy = 0; oy < g->oh; ++oy) {
+            const int iy = oy * s - g->pad + ki;
+            float *d = dst + (size_t)oy * g->ow;
+            if (iy < 0 || iy >= g->h) {
+                memset(d, 0, sizeof(float) * (size_t)g->ow);
+                continue;
             }
+            /* zeros in the padding, the input row in between (contiguous when s == 1) */
+            const ptrdiff_t off = (ptrdiff_t)iy * g->w - g->pad + kj; /* of ox = 0 */
+            for (int ox = 0; ox < lo; ++ox) d[ox] = 0.0f;
+            if (s == 1)
+                memcpy(d + lo, plane + off + lo, sizeof(float) * (size_t)(hi - lo));
+            else
+                for (int ox = lo; ox < hi; ++ox) d[ox] = plane[off + (ptrdiff_t)ox * s];
+            for (int ox = hi; ox < g->ow; ++ox) d[ox] = 0.0f;
         }
     }
 }
 
+void sp_im2col(float *col, const float *x, const sp_conv_geom *g, int B) {
+    const size_t ohw = (size_t)g->oh * g->ow, ncols = (size_t)B * ohw;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < B; ++n)
+        im2col_sample_(col + (size_t)n * ohw, ncols, x + (size_t)n * g->c * g->h * g->w, g);
+}
+
+/* col2im of one input plane: plane (h, w) = the sum of its entries in the k*k rows src (row
+ * stride ld, each (oh, ow)) of its channel, added in a fixed order: (ki, kj), then output pixel. */
+static void col2im_plane_(float *plane, const float *src, size_t ld, const sp_conv_geom *g) {
+    const int k = g->k, s = g->stride;
+    memset(plane, 0, sizeof(float) * (size_t)g->h * g->w);
+    for (int ki = 0; ki < k; ++ki)
+        for (int kj = 0; kj < k; ++kj, src += ld) {
+            int lo, hi;
+            valid_cols_(g, kj, &lo, &hi);
+            for (int oy = 0; oy < g->oh; ++oy) {
+                const int iy = oy * s - g->pad + ki;
+                if (iy < 0 || iy >= g->h) continue;
+                const ptrdiff_t off = (ptrdiff_t)iy * g->w - g->pad + kj; /* of ox = 0 */
+                const float *srow = src + (size_t)oy * g->ow;
+                if (s == 1) {
+                    float *prow = plane + off + lo; /* contiguous: vectorizes */
+                    const float *sr = srow + lo;
+                    for (int ox = 0; ox < hi - lo; ++ox) prow[ox] += sr[ox];
+                } else {
+                    for (int ox = lo; ox < hi; ++ox) plane[off + (ptrdiff_t)ox * s] += srow[ox];
+                }
+            }
+        }
+}
+
 void sp_col2im(float *dx, const float *dcol, const sp_conv_geom *g, int B) {
-    const int k = g->k, s = g->stride, ohw = g->oh * g->ow;
-    const size_t ncols = (size_t)B * ohw;
-    /* each input plane (n, c) owned by one thread; contributions added in a fixed order:
-     * (ki, kj), then output pixel, whatever the thread count */
+    const int kk = g->k * g->k;
+    const size_t ohw = (size_t)g->oh * g->ow, ncols = (size_t)B * ohw;
+    /* each input plane (n, c) owned by one thread */
 #pragma omp parallel for schedule(static)
     for (int nc = 0; nc < B * g->c; ++nc) {
         const int n = nc / g->c, c = nc % g->c;
-        float *plane = dx + (size_t)nc * g->h * g->w;
-        memset(plane, 0, sizeof(float) * (size_t)g->h * g->w);
-        for (int ki = 0; ki < k; ++ki)
-            for (int kj = 0; kj < k; ++kj) {
-                int lo, hi;
-                valid_cols_(g, kj, &lo, &hi);
-                const float *src = dcol + ((size_t)(c * k + ki) * k + kj) * ncols + (size_t)n * ohw;
-                for (int oy = 0; oy < g->oh; ++oy) {
-                    const int iy = oy * s - g->pad + ki;
-                    if (iy < 0 || iy >= g->h) continue;
-                    const ptrdiff_t off = (ptrdiff_t)iy * g->w - g->pad + kj; /* of ox = 0 */
-                    const float *srow = src + (size_t)oy * g->ow;
-                    if (s == 1) {
-                        float *prow = plane + off + lo; /* contiguous: vectorizes */
-                        const float *sr = srow + lo;
-                        for (int ox = 0; ox < hi - lo; ++ox) prow[ox] += sr[ox];
-                    } else {
-                        for (int ox = lo; ox < hi; ++ox) plane[off + (ptrdiff_t)ox * s] += srow[ox];
-                    }
-                }
-            }
+        col2im_plane_(dx + (size_t)nc * g->h * g->w, dcol + (size_t)c * kk * ncols + n * ohw, ncols,
+                      g);
+    }
+}
+
+/* Threads for a loop over the samples of a batch: 1 inside a parallel region. The per-sample
+ * loops below run one sample per thread when there are at least as many samples as threads,
+ * else one sample at a time with sp_gemm threaded inside; the arithmetic of every value is the
+ * same either way (sp_gemm's contract), and the same for a sample in any batch. */
+static int sample_threads_(void) {
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+}
+
+/* y_n (oc, ohw) = W (oc, ckk) * col_n (ckk, ohw) + b, for sample n: im2col of the sample into
+ * its columns of col (kept for backward), then one GEMM that writes the sample's output planes
+ * in place (NCHW), and the bias while they are in cache. */
+static void conv_forward_sample_(float *y, float *col, const float *x, const float *w,
+                                 const float *b, const sp_conv_geom *g, int B, int n) {
+    const int ckk = g->c * g->k * g->k, ohw = g->oh * g->ow;
+    const int ncols = B * ohw;
+    float *col_n = col + (size_t)n * ohw;
+    float *y_n = y + (size_t)n * g->oc * ohw;
+    im2col_sample_(col_n, (size_t)ncols, x + (size_t)n * g->c * g->h * g->w, g);
+    sp_gemm(false, false, g->oc, ohw, ckk, 1.0f, w, ckk, col_n, ncols, 0.0f, y_n, ohw);
+    for (int o = 0; o < g->oc; ++o) {
+        float *row = y_n + (size_t)o * ohw;
+        const float bo = b[o];
+        for (int p = 0; p < ohw; ++p) row[p] += bo;
     }
 }
 
 void sp_conv2d_forward(float *y, float *col, float *tmp, const float *x, const float *w,
                        const float *b, const sp_conv_geom *g, int B) {
+    (void)tmp;
     if (B == 0) return;
-    const int ckk = g->c * g->k * g->k, ohw = g->oh * g->ow;
-    const int ncols = B * ohw;
-    sp_im2col(col, x, g, B);
-    /* tmp (oc, B*ohw) = W (oc, ckk) * col (ckk, B*ohw) */
-    sp_gemm(false, false, g->oc, ncols, ckk, 1.0f, w, ckk, col, ncols, 0.0f, tmp, ncols);
-    /* y[n][o][p] = tmp[o][n*ohw + p] + b[o]: back to NCHW */
+    if (B >= sample_threads_()) {
 #pragma omp parallel for schedule(static)
-    for (int no = 0; no < B * g->oc; ++no) {
-        const int n = no / g->oc, o = no % g->oc;
-        const float *src = tmp + (size_t)o * ncols + (size_t)n * ohw;
-        float *dst = y + (size_t)no * ohw;
-        for (int p = 0; p < ohw; ++p) dst[p] = src[p] + b[o];
+        for (int n = 0; n < B; ++n) conv_forward_sample_(y, col, x, w, b, g, B, n);
+    } else {
+        for (int n = 0; n < B; ++n) conv_forward_sample_(y, col, x, w, b, g, B, n);
     }
+}
+
+/* dx_n = col2im(W^T dy_n) for sample n: dcol_n (ckk, ohw) = W^T (ckk, oc) * dy_n (oc, ohw), in
+ * scratch that stays in cache, then folded back to the sample's pixels. */
+static void conv_dx_sample_(float *dx, float *dcol_n, const float *dy, const float *w,
+                            const sp_conv_geom *g, int n) {
+    const int ckk = g->c * g->k * g->k, ohw = g->oh * g->ow, kk = g->k * g->k;
+    sp_gemm(true, false, ckk, ohw, g->oc, 1.0f, w, ckk, dy + (size_t)n * g->oc * ohw, ohw, 0.0f,
+            dcol_n, ohw);
+    float *dx_n = dx + (size_t)n * g->c * g->h * g->w;
+    for (int c = 0; c < g->c; ++c)
+        col2im_plane_(dx_n + (size_t)c * g->h * g->w, dcol_n + (size_t)c * kk * ohw, (size_t)ohw,
+                      g);
 }
 
 void sp_conv2d_backward(float *dx, float *dw, float *db, float *dyp, float *dcol, const float *dy,
@@ -140,7 +186,14 @@ void sp_conv2d_backward(float *dx, float *dw, float *db, float *dyp, float *dcol
     /* each filter weight's blame: dW (oc, ckk) += dyp (oc, B*ohw) * col^T (B*ohw, ckk) */
     sp_gemm(false, true, g->oc, ckk, ncols, 1.0f, dyp, ncols, col, ncols, 1.0f, dw, ckk);
     if (!dx) return;
-    /* the rest flows down: dcol (ckk, B*ohw) = W^T (ckk, oc) * dyp, then folded back to pixels */
-    sp_gemm(true, false, ckk, ncols, g->oc, 1.0f, w, ckk, dyp, ncols, 0.0f, dcol, ncols);
-    sp_col2im(dx, dcol, g, B);
+    /* the rest flows down, sample by sample: dx_n = col2im(W^T dy_n), in one (ckk, ohw) slice
+     * of dcol per thread */
+    const size_t slice = (size_t)ckk * ohw;
+    if (B >= sample_threads_()) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < B; ++n)
+            conv_dx_sample_(dx, dcol + (size_t)omp_get_thread_num() * slice, dy, w, g, n);
+    } else {
+        for (int n = 0; n < B; ++n) conv_dx_sample_(dx, dcol, dy, w, g, n);
+    }
 }

@@ -56,7 +56,7 @@ void sp_col2im(float *dx,         /* (B, c, h, w), overwritten */
                const float *dcol, /* (c*k*k, B*oh*ow) */
                const sp_conv_geom *g, int B);
 
-/* y = W * col + b, with col saved for backward. tmp is scratch. */
+/* y = W * col + b, with col saved for backward. tmp: scratch, unused at present. */
 void sp_conv2d_forward(float *y,       /* (B, oc, oh, ow) */
                        float *col,     /* saved: (c*k*k, B*oh*ow) */
                        float *tmp,     /* scratch: (oc, B*oh*ow) */

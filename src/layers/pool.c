@@ -1,7 +1,9 @@
 /* Max and average pooling (nn.MaxPool2d, nn.AvgPool2d): no padding, floor mode. */
 #include <string.h>
 
+#include "kernels/gemm.h"
 #include "layers/layers.h"
+#include "layers/pool_simd.h"
 
 bool sp_pool_geom_init(sp_pool_geom *g, int c, int h, int w, int k, int stride) {
     g->c = c, g->h = h, g->w = w, g->k = k, g->stride = stride;
@@ -48,11 +50,21 @@ static inline __attribute__((always_inline)) void maxpool_chunk_(float *y, int32
 
 void sp_maxpool_forward(float *y, int32_t *argmax, const float *x, const sp_pool_geom *g, int B) {
     const int ohw = g->oh * g->ow, k = g->k, s = g->stride, w = g->w;
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* 2x2/2 (the common case) with AVX2 when the GEMM may use it (same bits) */
+    const bool simd = k == 2 && s == 2 && sp_gemm_isa() >= SP_ISA_AVX2;
+#endif
 #pragma omp parallel for schedule(static)
     for (int nc = 0; nc < B * g->c; ++nc) {
         const float *plane = x + (size_t)nc * g->h * w;
         float *yrow = y + (size_t)nc * ohw;
         int32_t *arow = argmax + (size_t)nc * ohw;
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (simd) {
+            sp_maxpool2x2_plane_avx2(yrow, arow, plane, w, g->oh, g->ow);
+            continue;
+        }
+#endif
         for (int oy = 0; oy < g->oh; ++oy, yrow += g->ow, arow += g->ow)
             for (int ox0 = 0; ox0 < g->ow; ox0 += SP_POOL_CHUNK) {
                 const int n = g->ow - ox0 < SP_POOL_CHUNK ? g->ow - ox0 : SP_POOL_CHUNK;

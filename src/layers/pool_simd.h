@@ -1,0 +1,14 @@
+/* Private to src/layers/: SIMD kernels behind sp_maxpool_forward (see pool.c for the rule they
+ * follow bit for bit). */
+#ifndef SP_LAYERS_POOL_SIMD_H
+#define SP_LAYERS_POOL_SIMD_H
+
+#include <stdint.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* One plane (h, w) of a 2x2 stride-2 max pool: y and argmax (oh, ow), argmax indexing the
+ * plane. AVX2; call only when the CPU has it. */
+void sp_maxpool2x2_plane_avx2(float *y, int32_t *argmax, const float *plane, int w, int oh, int ow);
+#endif
+
+#endif
