@@ -37,8 +37,45 @@ static void valid_cols_(const sp_conv_geom *g, int kj, int *lo, int *hi) {
 }
 
 /* im2col of one sample: block (c*k*k, oh*ow) of col, row stride ld, from x (c, h, w). */
+/* Stride 1 and an output the size of the input ("same" padding): row (c, ki, kj) of col is the
+ * plane shifted by (di, dj) = (ki - pad, kj - pad), so it is one contiguous copy over the output
+ * rows that see the image, then zeros for the other rows and for the columns that fall in the
+ * padding (the copy put neighbouring-row pixels there). */
+static bool same_size_(const sp_conv_geom *g) {
+    return g->stride == 1 && g->oh == g->h && g->ow == g->w;
+}
+
+static void im2col_row_same_(float *d, const float *plane, const sp_conv_geom *g, int di, int dj) {
+    const int w = g->w, oh = g->oh;
+    const int oy0 = di < 0 ? -di : 0, oy1 = di > 0 ? oh - di : oh; /* rows that see the image */
+    if (oy0 >= oy1) {
+        memset(d, 0, sizeof(float) * (size_t)oh * w);
+        return;
+    }
+    memset(d, 0, sizeof(float) * (size_t)oy0 * w);
+    memset(d + (size_t)oy1 * w, 0, sizeof(float) * (size_t)(oh - oy1) * w);
+    /* flattened: d[i] = plane[i + di w + dj] for i in [oy0 w, oy1 w), clipped so that the source
+     * stays inside the plane (the clipped ends are padding columns, zeroed below) */
+    const ptrdiff_t shift = (ptrdiff_t)di * w + dj;
+    const ptrdiff_t i0 = (ptrdiff_t)oy0 * w + (dj < 0 ? -dj : 0);
+    const ptrdiff_t i1 = (ptrdiff_t)oy1 * w - (dj > 0 ? dj : 0);
+    if (i1 > i0) memcpy(d + i0, plane + i0 + shift, sizeof(float) * (size_t)(i1 - i0));
+    if (dj == 0) return;
+    const int c0 = dj < 0 ? 0 : w - dj, c1 = dj < 0 ? -dj : w; /* padding columns [c0, c1) */
+    for (int oy = oy0; oy < oy1; ++oy)
+        for (int ox = c0 < 0 ? 0 : c0; ox < (c1 > w ? w : c1); ++ox) d[(size_t)oy * w + ox] = 0.0f;
+}
+
 static void im2col_sample_(float *col, size_t ld, const float *x, const sp_conv_geom *g) {
     const int k = g->k, s = g->stride;
+    if (same_size_(g)) {
+        for (int row = 0; row < g->c * k * k; ++row) {
+            const int c = row / (k * k), ki = (row / k) % k, kj = row % k;
+            im2col_row_same_(col + (size_t)row * ld, x + (size_t)c * g->h * g->w, g, ki - g->pad,
+                             kj - g->pad);
+        }
+        return;
+    }
     for (int row = 0; row < g->c * k * k; ++row) {
         const int c = row / (k * k), ki = (row / k) % k, kj = row % k;
         int lo, hi;
