@@ -84,6 +84,10 @@ static void fill_ties(float *x, size_t n, uint64_t seed, bool nan) {
         for (size_t i = 0; i < n; i += 7 + i % 5) x[i] = NAN;
 }
 
+static size_t ohw_(const sp_pool_geom *g) {
+    return (size_t)g->oh * g->ow;
+}
+
 static void test_maxpool(int B, int c, int h, int w, int k, int s, bool nan) {
     sp_pool_geom g;
     CHECK(sp_pool_geom_init(&g, c, h, w, k, s), "pool geom");
@@ -95,6 +99,19 @@ static void test_maxpool(int B, int c, int h, int w, int k, int s, bool nan) {
     maxpool_oracle(y2, a2, x, &g, B);
     CHECK(same_bits(y1, y2, ny * sizeof *y1) && same_bits(a1, a2, ny * sizeof *a1),
           "maxpool B=%d c=%d %dx%d k=%d s=%d nan=%d: not the oracle's bits", B, c, h, w, k, s, nan);
+    /* backward: the scatter of dy (with -0, NaN) into a zeroed plane; dx starts as garbage */
+    float *dy = malloc(ny * sizeof *dy), *d1 = malloc(nx * sizeof *d1),
+          *d2 = calloc(nx, sizeof *d2);
+    sp_test_fill(dy, ny, (uint64_t)(h + w + k), -1.0f, 1.0f);
+    dy[0] = -0.0f;
+    if (nan && ny > 1) dy[ny - 1] = NAN;
+    for (size_t i = 0; i < nx; ++i) d1[i] = 1234.5f;
+    sp_maxpool_backward(d1, dy, a2, &g, B);
+    for (size_t o = 0; o < ny; ++o) d2[o / (ohw_(&g)) * h * w + (size_t)a2[o]] += dy[o];
+    CHECK(same_bits(d1, d2, nx * sizeof *d1),
+          "maxpool backward B=%d c=%d %dx%d k=%d s=%d nan=%d: not the oracle's bits", B, c, h, w, k,
+          s, nan);
+    free(dy), free(d1), free(d2);
     free(x), free(y1), free(y2), free(a1), free(a2);
 }
 

@@ -80,9 +80,19 @@ void sp_maxpool_forward(float *y, int32_t *argmax, const float *x, const sp_pool
 void sp_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, const sp_pool_geom *g,
                          int B) {
     const int ohw = g->oh * g->ow;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const bool simd = g->k == 2 && g->stride == 2 && sp_gemm_isa() >= SP_ISA_AVX2;
+#endif
 #pragma omp parallel for schedule(static)
     for (int nc = 0; nc < B * g->c; ++nc) {
         float *plane = dx + (size_t)nc * g->h * g->w;
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (simd) { /* written densely, no zeroing pass (same bits) */
+            sp_maxpool2x2_back_plane_avx2(plane, dy + (size_t)nc * ohw, argmax + (size_t)nc * ohw,
+                                          g->h, g->w, g->oh, g->ow);
+            continue;
+        }
+#endif
         memset(plane, 0, sizeof(float) * (size_t)g->h * g->w);
         for (int p = 0; p < ohw; ++p)
             plane[argmax[(size_t)nc * ohw + p]] += dy[(size_t)nc * ohw + p];

@@ -80,6 +80,69 @@ void sp_maxpool2x2_plane_avx2(float *y, int32_t *argmax, const float *plane, int
     }
 }
 
+/* dx of outputs ox0 .. ox0+7 of output row oy into input rows r0 and r0 + w: each of the 4
+ * window positions gets 0 + dy where it is the argmax, else 0 (as the scalar scatter into a
+ * zeroed plane: windows do not overlap). n < 8: only the first n windows are written. */
+static inline void back8_(float *r0, const float *dy, const int32_t *arg, int base, int w, int n) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256 d;
+    __m256i a;
+    if (n == 8) {
+        d = _mm256_loadu_ps(dy);
+        a = _mm256_loadu_si256((const __m256i *)(const void *)arg);
+    } else {
+        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+        d = _mm256_maskload_ps(dy, m);
+        a = _mm256_maskload_epi32(arg, m);
+    }
+    d = _mm256_add_ps(_mm256_setzero_ps(), d); /* 0 + dy: -0 becomes +0, as in the scatter */
+    const __m256i i00 = _mm256_add_epi32(_mm256_set1_epi32(base), _mm256_add_epi32(lane, lane));
+    const __m256 v00 = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(a, i00)), d);
+    const __m256 v01 = _mm256_and_ps(
+        _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, _mm256_add_epi32(i00, _mm256_set1_epi32(1)))), d);
+    const __m256 v10 = _mm256_and_ps(
+        _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, _mm256_add_epi32(i00, _mm256_set1_epi32(w)))), d);
+    const __m256 v11 = _mm256_and_ps(
+        _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, _mm256_add_epi32(i00, _mm256_set1_epi32(w + 1)))),
+        d);
+    /* interleave (v00, v01) into row 0 and (v10, v11) into row 1: [x0 y0 x1 y1 ...] */
+    const __m256 l0 = _mm256_unpacklo_ps(v00, v01), h0 = _mm256_unpackhi_ps(v00, v01);
+    const __m256 l1 = _mm256_unpacklo_ps(v10, v11), h1 = _mm256_unpackhi_ps(v10, v11);
+    const __m256 a0 = _mm256_permute2f128_ps(l0, h0, 0x20),
+                 b0 = _mm256_permute2f128_ps(l0, h0, 0x31);
+    const __m256 a1 = _mm256_permute2f128_ps(l1, h1, 0x20),
+                 b1 = _mm256_permute2f128_ps(l1, h1, 0x31);
+    if (n == 8) {
+        _mm256_storeu_ps(r0, a0), _mm256_storeu_ps(r0 + 8, b0);
+        _mm256_storeu_ps(r0 + w, a1), _mm256_storeu_ps(r0 + w + 8, b1);
+    } else {
+        _Alignas(32) float t[32];
+        _mm256_store_ps(t, a0), _mm256_store_ps(t + 8, b0);
+        _mm256_store_ps(t + 16, a1), _mm256_store_ps(t + 24, b1);
+        for (int j = 0; j < 2 * n; ++j) r0[j] = t[j], r0[w + j] = t[16 + j];
+    }
+}
+
+void sp_maxpool2x2_back_plane_avx2(float *dx, const float *dy, const int32_t *argmax, int h, int w,
+                                   int oh, int ow) {
+    for (int oy = 0; oy < oh; ++oy, dy += ow, argmax += ow) {
+        const int base = 2 * oy * w;
+        float *r0 = dx + base;
+        if (ow < 8) {
+            back8_(r0, dy, argmax, base, w, ow);
+        } else { /* whole chunks; the last one overlaps the one before (same values again) */
+            for (int ox0 = 0;; ox0 += 8) {
+                if (ox0 > ow - 8) ox0 = ow - 8;
+                back8_(r0 + 2 * ox0, dy + ox0, argmax + ox0, base + 2 * ox0, w, 8);
+                if (ox0 == ow - 8) break;
+            }
+        }
+        for (int x = 2 * ow; x < w; ++x) r0[x] = r0[w + x] = 0.0f; /* a column no window covers */
+    }
+    for (int y = 2 * oh; y < h; ++y) /* a row no window covers */
+        for (int x = 0; x < w; ++x) dx[(size_t)y * w + x] = 0.0f;
+}
+
 #else
 typedef int sp_pool_avx2_unused_; /* ISO C wants a non-empty translation unit */
 #endif
