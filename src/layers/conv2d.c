@@ -110,8 +110,44 @@ void sp_im2col(float *col, const float *x, const sp_conv_geom *g, int B) {
 
 /* col2im of one input plane: plane (h, w) = the sum of its entries in the k*k rows src (row
  * stride ld, each (oh, ow)) of its channel, added in a fixed order: (ki, kj), then output pixel. */
+/* col2im_plane_ for a "same"-size stride-1 convolution, in the same order and with the same
+ * bits: each (ki, kj) adds its row of src to the plane shifted by (di, dj) as one flattened run.
+ * The run also adds, at the ends of the image rows, source entries that fall in the padding to
+ * the pixels at the other edge of the neighbouring row; those pixels (the |dj| columns that
+ * this (ki, kj) gives nothing to) are saved before and put back after, which undoes it exactly. */
+#define SP_COL2IM_KEEP 2048
+static void col2im_plane_same_(float *plane, const float *src, size_t ld, const sp_conv_geom *g) {
+    const int k = g->k, w = g->w, h = g->h, oh = g->oh;
+    float keep[SP_COL2IM_KEEP];
+    memset(plane, 0, sizeof(float) * (size_t)h * w);
+    for (int ki = 0; ki < k; ++ki)
+        for (int kj = 0; kj < k; ++kj, src += ld) {
+            const int di = ki - g->pad, dj = kj - g->pad;
+            if (dj >= w || -dj >= w) continue; /* every column in the padding */
+            const int oy0 = di < 0 ? -di : 0, oy1 = di > 0 ? oh - di : oh;
+            const ptrdiff_t i0 = (ptrdiff_t)oy0 * w + (dj < 0 ? -dj : 0);
+            const ptrdiff_t i1 = (ptrdiff_t)oy1 * w - (dj > 0 ? dj : 0);
+            if (oy0 >= oy1 || i1 <= i0) continue;
+            const int nd = dj < 0 ? -dj : dj, c0 = dj < 0 ? w + dj : 0;
+            const int r0 = oy0 + di - 1 < 0 ? 0 : oy0 + di - 1;
+            const int r1 = oy1 + di + 1 > h ? h : oy1 + di + 1;
+            int nk = 0;
+            for (int r = r0; r < r1; ++r)
+                for (int c = c0; c < c0 + nd; ++c) keep[nk++] = plane[(size_t)r * w + c];
+            float *t = plane + (ptrdiff_t)di * w + dj;
+            for (ptrdiff_t i = i0; i < i1; ++i) t[i] += src[i];
+            nk = 0;
+            for (int r = r0; r < r1; ++r)
+                for (int c = c0; c < c0 + nd; ++c) plane[(size_t)r * w + c] = keep[nk++];
+        }
+}
+
 static void col2im_plane_(float *plane, const float *src, size_t ld, const sp_conv_geom *g) {
     const int k = g->k, s = g->stride;
+    if (same_size_(g) && (size_t)(g->h + 2) * (size_t)g->pad <= SP_COL2IM_KEEP) {
+        col2im_plane_same_(plane, src, ld, g);
+        return;
+    }
     memset(plane, 0, sizeof(float) * (size_t)g->h * g->w);
     for (int ki = 0; ki < k; ++ki)
         for (int kj = 0; kj < k; ++kj, src += ld) {
