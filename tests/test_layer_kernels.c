@@ -214,6 +214,49 @@ static void test_batch_invariance(int B, int c, int h, int w, int oc, int k, int
     free(dw), free(db), free(y1), free(dx1);
 }
 
+/* The fused relu steps are the same bits as the separate layers: conv2d + relu forward, and
+ * maxpool + relu backward (x with ties, zeros, -0 and NaN; dy with -0 and NaN). */
+static void test_fused_relu(int B, int c, int h, int w, int k, int s) {
+    sp_pool_geom g;
+    CHECK(sp_pool_geom_init(&g, c, h, w, k, s), "pool geom");
+    const size_t nx = (size_t)B * c * h * w, ny = (size_t)B * c * g.oh * g.ow;
+    float *x = malloc(nx * 4), *r = malloc(nx * 4), *y = malloc(ny * 4), *dy = malloc(ny * 4),
+          *d = malloc(nx * 4), *d1 = malloc(nx * 4), *d2 = malloc(nx * 4);
+    int32_t *arg = malloc(ny * 4);
+    fill_ties(x, nx, (uint64_t)(h * 5 + w + k), true);
+    x[0] = -0.0f;
+    if (nx > 1) x[1] = 0.0f;
+    sp_act_forward(r, x, nx, SP_ACT_RELU, 0);
+    sp_maxpool_forward(y, arg, r, &g, B);
+    sp_test_fill(dy, ny, (uint64_t)(k + s), -1.0f, 1.0f);
+    dy[0] = -0.0f;
+    if (ny > 2) dy[ny / 2] = NAN;
+    sp_maxpool_backward(d, dy, arg, &g, B);
+    sp_act_backward(d2, d, x, r, nx, SP_ACT_RELU, 0);
+    for (size_t i = 0; i < nx; ++i) d1[i] = 1234.5f;
+    sp_maxpool_relu_backward(d1, dy, arg, r, &g, B);
+    CHECK(same_bits(d1, d2, nx * 4), "maxpool+relu backward B=%d c=%d %dx%d k=%d s=%d", B, c, h, w,
+          k, s);
+    free(x), free(r), free(y), free(dy), free(d), free(d1), free(d2), free(arg);
+
+    /* conv2d + relu: c -> 4 channels, 3x3, pad 1 */
+    sp_conv_geom cg;
+    CHECK(sp_conv_geom_init(&cg, c, h, w, 4, 3, 1, 1), "conv geom");
+    const size_t ncy = (size_t)B * 4 * cg.oh * cg.ow, ncol = (size_t)c * 9 * B * cg.oh * cg.ow;
+    float *cx = malloc(nx * 4), *cw = malloc((size_t)4 * c * 9 * 4), *cb = malloc(4 * 4),
+          *col = malloc(ncol * 4), *y1 = malloc(ncy * 4), *y2 = malloc(ncy * 4),
+          *r1 = malloc(ncy * 4), *r2 = malloc(ncy * 4);
+    sp_test_fill(cx, nx, 11, -1.0f, 1.0f), sp_test_fill(cw, (size_t)4 * c * 9, 12, -1.0f, 1.0f);
+    sp_test_fill(cb, 4, 13, -0.5f, 0.5f);
+    cx[0] = NAN;
+    sp_conv2d_forward(y1, col, NULL, cx, cw, cb, &cg, B);
+    sp_act_forward(r1, y1, ncy, SP_ACT_RELU, 0);
+    sp_conv2d_relu_forward(y2, r2, col, NULL, cx, cw, cb, &cg, B);
+    CHECK(same_bits(y1, y2, ncy * 4) && same_bits(r1, r2, ncy * 4),
+          "conv2d+relu forward B=%d c=%d %dx%d", B, c, h, w);
+    free(cx), free(cw), free(cb), free(col), free(y1), free(y2), free(r1), free(r2);
+}
+
 int main(void) {
     /* B, c, h, w, k, stride: the workloads' 2x2, odd and overlapping windows, rows > 64 */
     const int p[][6] = {{2, 3, 28, 28, 2, 2}, {1, 2, 7, 5, 3, 1},   {2, 1, 9, 8, 3, 2},
@@ -232,6 +275,9 @@ int main(void) {
             for (size_t i = 0; i < sizeof p2 / sizeof p2[0]; ++i)
                 test_maxpool(p2[i][0], p2[i][1], p2[i][2], p2[i][3], p2[i][4], p2[i][5], nan);
         }
+        for (size_t i = 0; i < sizeof p2 / sizeof p2[0]; ++i)
+            test_fused_relu(p2[i][0], p2[i][1], p2[i][2], p2[i][3], p2[i][4], p2[i][5]);
+        test_fused_relu(2, 2, 7, 5, 3, 1); /* overlapping windows: the portable path */
     }
     /* B, c, h, w, k, stride, pad */
     const int q[][7] = {{2, 1, 28, 28, 3, 1, 1},

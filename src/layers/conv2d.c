@@ -192,7 +192,7 @@ static int sample_threads_(void) {
 /* y_n (oc, ohw) = W (oc, ckk) * col_n (ckk, ohw) + b, for sample n: im2col of the sample into
  * its columns of col (kept for backward), then one GEMM that writes the sample's output planes
  * in place (NCHW), and the bias while they are in cache. */
-static void conv_forward_sample_(float *y, float *col, const float *x, const float *w,
+static void conv_forward_sample_(float *y, float *r, float *col, const float *x, const float *w,
                                  const float *b, const sp_conv_geom *g, int B, int n) {
     const int ckk = g->c * g->k * g->k, ohw = g->oh * g->ow;
     const int ncols = B * ohw;
@@ -203,20 +203,34 @@ static void conv_forward_sample_(float *y, float *col, const float *x, const flo
     for (int o = 0; o < g->oc; ++o) {
         float *row = y_n + (size_t)o * ohw;
         const float bo = b[o];
-        for (int p = 0; p < ohw; ++p) row[p] += bo;
+        if (r) { /* and the relu above, as sp_act_forward computes it */
+            float *rrow = r + (size_t)n * g->oc * ohw + (size_t)o * ohw;
+            for (int p = 0; p < ohw; ++p) {
+                const float v = row[p] + bo;
+                row[p] = v;
+                rrow[p] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+            for (int p = 0; p < ohw; ++p) row[p] += bo;
+        }
+    }
+}
+
+void sp_conv2d_relu_forward(float *y, float *r, float *col, float *tmp, const float *x,
+                            const float *w, const float *b, const sp_conv_geom *g, int B) {
+    (void)tmp;
+    if (B == 0) return;
+    if (B >= sample_threads_()) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < B; ++n) conv_forward_sample_(y, r, col, x, w, b, g, B, n);
+    } else {
+        for (int n = 0; n < B; ++n) conv_forward_sample_(y, r, col, x, w, b, g, B, n);
     }
 }
 
 void sp_conv2d_forward(float *y, float *col, float *tmp, const float *x, const float *w,
                        const float *b, const sp_conv_geom *g, int B) {
-    (void)tmp;
-    if (B == 0) return;
-    if (B >= sample_threads_()) {
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < B; ++n) conv_forward_sample_(y, col, x, w, b, g, B, n);
-    } else {
-        for (int n = 0; n < B; ++n) conv_forward_sample_(y, col, x, w, b, g, B, n);
-    }
+    sp_conv2d_relu_forward(y, NULL, col, tmp, x, w, b, g, B);
 }
 
 /* dx_n = col2im(W^T dy_n) for sample n: dcol_n (ckk, ohw) = W^T (ckk, oc) * dy_n (oc, ohw), in

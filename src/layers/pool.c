@@ -77,26 +77,35 @@ void sp_maxpool_forward(float *y, int32_t *argmax, const float *x, const sp_pool
     }
 }
 
-void sp_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, const sp_pool_geom *g,
-                         int B) {
+void sp_maxpool_relu_backward(float *dx, const float *dy, const int32_t *argmax, const float *r,
+                              const sp_pool_geom *g, int B) {
     const int ohw = g->oh * g->ow;
+    const size_t hw = (size_t)g->h * g->w;
 #if defined(__x86_64__) && defined(__GNUC__)
     const bool simd = g->k == 2 && g->stride == 2 && sp_gemm_isa() >= SP_ISA_AVX2;
 #endif
 #pragma omp parallel for schedule(static)
     for (int nc = 0; nc < B * g->c; ++nc) {
-        float *plane = dx + (size_t)nc * g->h * g->w;
+        float *plane = dx + (size_t)nc * hw;
+        const float *rp = r ? r + (size_t)nc * hw : NULL;
 #if defined(__x86_64__) && defined(__GNUC__)
         if (simd) { /* written densely, no zeroing pass (same bits) */
             sp_maxpool2x2_back_plane_avx2(plane, dy + (size_t)nc * ohw, argmax + (size_t)nc * ohw,
-                                          g->h, g->w, g->oh, g->ow);
+                                          rp, g->h, g->w, g->oh, g->ow);
             continue;
         }
 #endif
-        memset(plane, 0, sizeof(float) * (size_t)g->h * g->w);
+        memset(plane, 0, sizeof(float) * hw);
         for (int p = 0; p < ohw; ++p)
             plane[argmax[(size_t)nc * ohw + p]] += dy[(size_t)nc * ohw + p];
+        if (rp) /* the relu's backward, as sp_act_backward computes it */
+            for (size_t i = 0; i < hw; ++i) plane[i] = rp[i] > 0.0f ? plane[i] : 0.0f;
     }
+}
+
+void sp_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, const sp_pool_geom *g,
+                         int B) {
+    sp_maxpool_relu_backward(dx, dy, argmax, NULL, g, B);
 }
 
 void sp_avgpool_forward(float *y, const float *x, const sp_pool_geom *g, int B) {

@@ -83,7 +83,8 @@ void sp_maxpool2x2_plane_avx2(float *y, int32_t *argmax, const float *plane, int
 /* dx of outputs ox0 .. ox0+7 of output row oy into input rows r0 and r0 + w: each of the 4
  * window positions gets 0 + dy where it is the argmax, else 0 (as the scalar scatter into a
  * zeroed plane: windows do not overlap). n < 8: only the first n windows are written. */
-static inline void back8_(float *r0, const float *dy, const int32_t *arg, int base, int w, int n) {
+static inline void back8_(float *r0, const float *dy, const int32_t *arg, const float *q0, int base,
+                          int w, int n) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256 d;
     __m256i a;
@@ -108,10 +109,25 @@ static inline void back8_(float *r0, const float *dy, const int32_t *arg, int ba
     /* interleave (v00, v01) into row 0 and (v10, v11) into row 1: [x0 y0 x1 y1 ...] */
     const __m256 l0 = _mm256_unpacklo_ps(v00, v01), h0 = _mm256_unpackhi_ps(v00, v01);
     const __m256 l1 = _mm256_unpacklo_ps(v10, v11), h1 = _mm256_unpackhi_ps(v10, v11);
-    const __m256 a0 = _mm256_permute2f128_ps(l0, h0, 0x20),
-                 b0 = _mm256_permute2f128_ps(l0, h0, 0x31);
-    const __m256 a1 = _mm256_permute2f128_ps(l1, h1, 0x20),
-                 b1 = _mm256_permute2f128_ps(l1, h1, 0x31);
+    __m256 a0 = _mm256_permute2f128_ps(l0, h0, 0x20), b0 = _mm256_permute2f128_ps(l0, h0, 0x31);
+    __m256 a1 = _mm256_permute2f128_ps(l1, h1, 0x20), b1 = _mm256_permute2f128_ps(l1, h1, 0x31);
+    if (q0) { /* the relu below: keep where its output q > 0 (q: the same rows of the input) */
+        __m256 qa0, qb0, qa1, qb1;
+        if (n == 8) {
+            qa0 = _mm256_loadu_ps(q0), qb0 = _mm256_loadu_ps(q0 + 8);
+            qa1 = _mm256_loadu_ps(q0 + w), qb1 = _mm256_loadu_ps(q0 + w + 8);
+        } else {
+            const __m256i mlo = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n), lane);
+            const __m256i mhi = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n - 8), lane);
+            qa0 = _mm256_maskload_ps(q0, mlo), qb0 = _mm256_maskload_ps(q0 + 8, mhi);
+            qa1 = _mm256_maskload_ps(q0 + w, mlo), qb1 = _mm256_maskload_ps(q0 + w + 8, mhi);
+        }
+        const __m256 z = _mm256_setzero_ps();
+        a0 = _mm256_and_ps(_mm256_cmp_ps(qa0, z, _CMP_GT_OQ), a0);
+        b0 = _mm256_and_ps(_mm256_cmp_ps(qb0, z, _CMP_GT_OQ), b0);
+        a1 = _mm256_and_ps(_mm256_cmp_ps(qa1, z, _CMP_GT_OQ), a1);
+        b1 = _mm256_and_ps(_mm256_cmp_ps(qb1, z, _CMP_GT_OQ), b1);
+    }
     if (n == 8) {
         _mm256_storeu_ps(r0, a0), _mm256_storeu_ps(r0 + 8, b0);
         _mm256_storeu_ps(r0 + w, a1), _mm256_storeu_ps(r0 + w + 8, b1);
@@ -123,17 +139,19 @@ static inline void back8_(float *r0, const float *dy, const int32_t *arg, int ba
     }
 }
 
-void sp_maxpool2x2_back_plane_avx2(float *dx, const float *dy, const int32_t *argmax, int h, int w,
-                                   int oh, int ow) {
+void sp_maxpool2x2_back_plane_avx2(float *dx, const float *dy, const int32_t *argmax,
+                                   const float *r, int h, int w, int oh, int ow) {
     for (int oy = 0; oy < oh; ++oy, dy += ow, argmax += ow) {
         const int base = 2 * oy * w;
         float *r0 = dx + base;
+        const float *q0 = r ? r + base : NULL;
         if (ow < 8) {
-            back8_(r0, dy, argmax, base, w, ow);
+            back8_(r0, dy, argmax, q0, base, w, ow);
         } else { /* whole chunks; the last one overlaps the one before (same values again) */
             for (int ox0 = 0;; ox0 += 8) {
                 if (ox0 > ow - 8) ox0 = ow - 8;
-                back8_(r0 + 2 * ox0, dy + ox0, argmax + ox0, base + 2 * ox0, w, 8);
+                back8_(r0 + 2 * ox0, dy + ox0, argmax + ox0, q0 ? q0 + 2 * ox0 : NULL,
+                       base + 2 * ox0, w, 8);
                 if (ox0 == ow - 8) break;
             }
         }

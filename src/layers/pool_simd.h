@@ -9,9 +9,10 @@
 /* One plane (h, w) of a 2x2 stride-2 max pool: y and argmax (oh, ow), argmax indexing the
  * plane. AVX2; call only when the CPU has it. */
 void sp_maxpool2x2_plane_avx2(float *y, int32_t *argmax, const float *plane, int w, int oh, int ow);
-/* Its backward: dx (h, w) of one plane, overwritten, from dy and argmax (oh, ow). */
-void sp_maxpool2x2_back_plane_avx2(float *dx, const float *dy, const int32_t *argmax, int h, int w,
-                                   int oh, int ow);
+/* Its backward: dx (h, w) of one plane, overwritten, from dy and argmax (oh, ow); with r (h, w)
+ * not NULL, then masked by r > 0 (the relu below: sp_maxpool_relu_backward). */
+void sp_maxpool2x2_back_plane_avx2(float *dx, const float *dy, const int32_t *argmax,
+                                   const float *r, int h, int w, int oh, int ow);
 #endif
 
 #endif
