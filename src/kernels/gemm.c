@@ -238,6 +238,10 @@ static void pack_cols_(const float *src, size_t ld, int kc, int n, int w, float 
 static void pack_a_(const sp_gemm_kernel_ *kr, bool trans_a, const float *A, int lda, int i0,
                     int p0, int mc, int kc, float *ap) {
     const int mr = kr->mr;
+    if (trans_a && kr->pack_rows) { /* A is (K, M): the panels of a non-transposed B block */
+        kr->pack_rows(A + (size_t)p0 * lda + i0, (size_t)lda, kc, mc, mr, ap);
+        return;
+    }
     for (int ir = 0; ir < mc; ir += mr, ap += (size_t)kc * mr) {
         const int m = min_(mr, mc - ir);
         if (trans_a) /* A is (K, M) */

@@ -135,6 +135,10 @@ void sp_gemm_pack_rows_avx2(const float *src, size_t ld, int kc, int nc, int nr,
                 _mm256_storeu_ps(d, _mm256_loadu_ps(src + j));
                 _mm256_storeu_ps(d + 8, _mm256_loadu_ps(src + j + 8));
             }
+        else if (nr == 6 && k + 1 < kc) /* A panels (MR = 6): 8-float moves whose last 2 floats
+                                          * land in the panel's next row, written at k + 1 */
+            for (; j + 8 <= nc && j + 6 <= full; j += 6, d += (size_t)kc * 6)
+                _mm256_storeu_ps(d, _mm256_loadu_ps(src + j));
         for (; j < nc; j += nr, d += (size_t)kc * nr) { /* other widths, the last panel */
             const int n = nc - j < nr ? nc - j : nr;
             for (int t = 0; t < n; ++t) d[t] = src[j + t];

@@ -55,7 +55,8 @@ void sp_gemm_ukernel_avx2(int kc, const float *ap, const float *bp, float *c, in
 void sp_gemm_pack_cols_avx2(const float *src, size_t ld, int kc, int n, int w, float *p);
 
 /* B block (kc, nc) <- rows src + k * ld, k < kc, packed into ceil(nc / nr) panels of (kc, nr)
- * (zero columns past nc): the packing of a non-transposed B. Pure data movement. */
+ * (zero columns past nc): the packing of a non-transposed B, and of a transposed A (nr = MR).
+ * Pure data movement; may write up to 2 floats past the last panel (SP_GEMM_PACK_SLACK). */
 void sp_gemm_pack_rows_avx2(const float *src, size_t ld, int kc, int nc, int nr, float *bp);
 
 /* AVX-512F: 12 x 32 (24 zmm accumulators). */

@@ -61,9 +61,10 @@ static void im2col_row_same_(float *d, const float *plane, const sp_conv_geom *g
     const ptrdiff_t i1 = (ptrdiff_t)oy1 * w - (dj > 0 ? dj : 0);
     if (i1 > i0) memcpy(d + i0, plane + i0 + shift, sizeof(float) * (size_t)(i1 - i0));
     if (dj == 0) return;
-    const int c0 = dj < 0 ? 0 : w - dj, c1 = dj < 0 ? -dj : w; /* padding columns [c0, c1) */
-    for (int oy = oy0; oy < oy1; ++oy)
-        for (int ox = c0 < 0 ? 0 : c0; ox < (c1 > w ? w : c1); ++ox) d[(size_t)oy * w + ox] = 0.0f;
+    int c0 = dj < 0 ? 0 : w - dj, c1 = dj < 0 ? -dj : w; /* padding columns [c0, c1) */
+    c0 = c0 < 0 ? 0 : c0, c1 = c1 > w ? w : c1;
+    for (int ox = c0; ox < c1; ++ox) /* column by column: a few floats per row */
+        for (int oy = oy0; oy < oy1; ++oy) d[(size_t)oy * w + ox] = 0.0f;
 }
 
 static void im2col_sample_(float *col, size_t ld, const float *x, const sp_conv_geom *g) {
@@ -131,14 +132,15 @@ static void col2im_plane_same_(float *plane, const float *src, size_t ld, const 
             const int nd = dj < 0 ? -dj : dj, c0 = dj < 0 ? w + dj : 0;
             const int r0 = oy0 + di - 1 < 0 ? 0 : oy0 + di - 1;
             const int r1 = oy1 + di + 1 > h ? h : oy1 + di + 1;
-            int nk = 0;
-            for (int r = r0; r < r1; ++r)
-                for (int c = c0; c < c0 + nd; ++c) keep[nk++] = plane[(size_t)r * w + c];
+            const int nr = r1 - r0; /* column by column: a few floats per row */
+            for (int c = 0; c < nd; ++c)
+                for (int r = 0; r < nr; ++r)
+                    keep[c * nr + r] = plane[(size_t)(r0 + r) * w + c0 + c];
             float *t = plane + (ptrdiff_t)di * w + dj;
             for (ptrdiff_t i = i0; i < i1; ++i) t[i] += src[i];
-            nk = 0;
-            for (int r = r0; r < r1; ++r)
-                for (int c = c0; c < c0 + nd; ++c) plane[(size_t)r * w + c] = keep[nk++];
+            for (int c = 0; c < nd; ++c)
+                for (int r = 0; r < nr; ++r)
+                    plane[(size_t)(r0 + r) * w + c0 + c] = keep[c * nr + r];
         }
 }
 
