@@ -99,6 +99,9 @@ void sp_gemm_pack_cols_avx2(const float *src, size_t ld, int kc, int n, int w, f
     int k = 0;
     for (; k + 8 <= kc; k += 8)
         for (int j0 = 0; j0 < w; j0 += 8) {
+            if ((k & 15) == 0) /* the n streams come from memory (e.g. im2col columns): ahead */
+                for (int i = 0; i < 8 && j0 + i < n; ++i)
+                    _mm_prefetch((const char *)(src + (size_t)(j0 + i) * ld + k + 64), _MM_HINT_T0);
             __m256 r[8];
             for (int i = 0; i < 8; ++i)
                 r[i] = j0 + i < n ? _mm256_loadu_ps(src + (size_t)(j0 + i) * ld + k)
