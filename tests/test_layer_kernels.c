@@ -254,6 +254,18 @@ static void test_fused_relu(int B, int c, int h, int w, int k, int s) {
     sp_conv2d_relu_forward(y2, r2, col, NULL, cx, cw, cb, &cg, B);
     CHECK(same_bits(y1, y2, ncy * 4) && same_bits(r1, r2, ncy * 4),
           "conv2d+relu forward B=%d c=%d %dx%d", B, c, h, w);
+    /* conv2d + relu + the pool of this case (on 4 channels) */
+    sp_pool_geom pg;
+    CHECK(sp_pool_geom_init(&pg, 4, cg.oh, cg.ow, k, s), "pool geom");
+    const size_t npy = (size_t)B * 4 * pg.oh * pg.ow;
+    float *py1 = malloc(npy * 4), *py2 = malloc(npy * 4);
+    int32_t *pa1 = malloc(npy * 4), *pa2 = malloc(npy * 4);
+    sp_maxpool_forward(py1, pa1, r1, &pg, B);
+    sp_conv2d_relu_maxpool_forward(y2, r2, py2, pa2, col, NULL, cx, cw, cb, &cg, &pg, B);
+    CHECK(same_bits(y1, y2, ncy * 4) && same_bits(r1, r2, ncy * 4) &&
+              same_bits(py1, py2, npy * 4) && same_bits(pa1, pa2, npy * 4),
+          "conv2d+relu+maxpool forward B=%d c=%d %dx%d k=%d s=%d", B, c, h, w, k, s);
+    free(py1), free(py2), free(pa1), free(pa2);
     free(cx), free(cw), free(cb), free(col), free(y1), free(y2), free(r1), free(r2);
 }
 

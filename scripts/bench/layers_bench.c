@@ -43,11 +43,11 @@ static float *fill_(size_t n, unsigned seed) {
     return p;
 }
 
-enum { NSTAGE = 18, MAXREP = 101 };
+enum { NSTAGE = 12, MAXREP = 101 };
 static const char *names_[NSTAGE] = {
-    "conv1 fwd",  "relu1 fwd", "pool1 fwd",  "conv2 fwd",  "relu2 fwd", "pool2 fwd",
-    "dense1 fwd", "relu3 fwd", "dense2 fwd", "dense2 bwd", "relu3 bwd", "dense1 bwd",
-    "pool2 bwd",  "relu2 bwd", "conv2 bwd",  "pool1 bwd",  "relu1 bwd", "conv1 bwd (no dx)"};
+    "conv1+relu+pool fwd", "conv2+relu+pool fwd", "dense1 fwd",     "relu3 fwd",
+    "dense2 fwd",          "dense2 bwd",          "relu3 bwd",      "dense1 bwd",
+    "pool2+relu bwd",      "conv2 bwd",           "pool1+relu bwd", "conv1 bwd (no dx)"};
 
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 15, B = argc > 2 ? atoi(argv[2]) : 128;
@@ -89,23 +89,18 @@ int main(int argc, char **argv) {
         ++s;                                                                                       \
         t0 = t1;                                                                                   \
     } while (0)
-        STAGE(sp_conv2d_forward(c1, col1, work1, x, w1, b1, &g1, B));
-        STAGE(sp_act_forward(r1, c1, n1, SP_ACT_RELU, 0));
-        STAGE(sp_maxpool_forward(q1, a1, r1, &p1, B));
-        STAGE(sp_conv2d_forward(c2, col2, work1, q1, w2, b2, &g2, B));
-        STAGE(sp_act_forward(r2, c2, n3, SP_ACT_RELU, 0));
-        STAGE(sp_maxpool_forward(q2, a2, r2, &p2, B));
+        /* as sp_model_forward / sp_model_backward run them (relu fused where they fuse it) */
+        STAGE(sp_conv2d_relu_maxpool_forward(c1, r1, q1, a1, col1, work1, x, w1, b1, &g1, &p1, B));
+        STAGE(sp_conv2d_relu_maxpool_forward(c2, r2, q2, a2, col2, work1, q1, w2, b2, &g2, &p2, B));
         STAGE(sp_dense_forward(d1, q2, w3, b3, B, 3136, 128));
         STAGE(sp_act_forward(r3, d1, n5, SP_ACT_RELU, 0));
         STAGE(sp_dense_forward(d2, r3, w4, b4, B, 128, 10));
         STAGE(sp_dense_backward(g_a, dw4, db4, d2, r3, w4, B, 128, 10)); /* d2 as a stand-in dy */
         STAGE(sp_act_backward(g_b, g_a, d1, r3, n5, SP_ACT_RELU, 0));
         STAGE(sp_dense_backward(g_a, dw3, db3, g_b, q2, w3, B, 3136, 128));
-        STAGE(sp_maxpool_backward(g_b, g_a, a2, &p2, B));
-        STAGE(sp_act_backward(g_a, g_b, c2, r2, n3, SP_ACT_RELU, 0));
-        STAGE(sp_conv2d_backward(g_b, dw2, db2, work1, work2, g_a, col2, w2, &g2, B));
-        STAGE(sp_maxpool_backward(g_a, g_b, a1, &p1, B));
-        STAGE(sp_act_backward(g_b, g_a, c1, r1, n1, SP_ACT_RELU, 0));
+        STAGE(sp_maxpool_relu_backward(g_b, g_a, a2, r2, &p2, B));
+        STAGE(sp_conv2d_backward(g_a, dw2, db2, work1, work2, g_b, col2, w2, &g2, B));
+        STAGE(sp_maxpool_relu_backward(g_b, g_a, a1, r1, &p1, B));
         STAGE(sp_conv2d_backward(NULL, dw1, db1, work1, work2, g_b, col1, w1, &g1, B));
 #undef STAGE
     }

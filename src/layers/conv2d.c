@@ -13,6 +13,7 @@
 
 #include "kernels/gemm.h"
 #include "layers/layers.h"
+#include "layers/pool_simd.h"
 
 bool sp_conv_geom_init(sp_conv_geom *g, int c, int h, int w, int oc, int k, int stride, int pad) {
     g->c = c, g->h = h, g->w = w, g->oc = oc, g->k = k, g->stride = stride, g->pad = pad;
@@ -194,19 +195,30 @@ static int sample_threads_(void) {
 /* y_n (oc, ohw) = W (oc, ckk) * col_n (ckk, ohw) + b, for sample n: im2col of the sample into
  * its columns of col (kept for backward), then one GEMM that writes the sample's output planes
  * in place (NCHW), and the bias while they are in cache. */
-static void conv_forward_sample_(float *y, float *r, float *col, const float *x, const float *w,
-                                 const float *b, const sp_conv_geom *g, int B, int n) {
+/* What the fused forward also computes per sample: the relu above the conv (r), and the max pool
+ * above that (py, parg); NULL: not fused. */
+typedef struct {
+    float *r;
+    const sp_pool_geom *pg;
+    float *py;
+    int32_t *parg;
+} conv_fused_;
+
+static void conv_forward_sample_(float *y, const conv_fused_ *f, float *col, const float *x,
+                                 const float *w, const float *b, const sp_conv_geom *g, int B,
+                                 int n) {
     const int ckk = g->c * g->k * g->k, ohw = g->oh * g->ow;
     const int ncols = B * ohw;
     float *col_n = col + (size_t)n * ohw;
     float *y_n = y + (size_t)n * g->oc * ohw;
     im2col_sample_(col_n, (size_t)ncols, x + (size_t)n * g->c * g->h * g->w, g);
     sp_gemm(false, false, g->oc, ohw, ckk, 1.0f, w, ckk, col_n, ncols, 0.0f, y_n, ohw);
+    float *r_n = f->r ? f->r + (size_t)n * g->oc * ohw : NULL;
     for (int o = 0; o < g->oc; ++o) {
         float *row = y_n + (size_t)o * ohw;
         const float bo = b[o];
-        if (r) { /* and the relu above, as sp_act_forward computes it */
-            float *rrow = r + (size_t)n * g->oc * ohw + (size_t)o * ohw;
+        if (r_n) { /* and the relu above, as sp_act_forward computes it */
+            float *rrow = r_n + (size_t)o * ohw;
             for (int p = 0; p < ohw; ++p) {
                 const float v = row[p] + bo;
                 row[p] = v;
@@ -216,23 +228,44 @@ static void conv_forward_sample_(float *y, float *r, float *col, const float *x,
             for (int p = 0; p < ohw; ++p) row[p] += bo;
         }
     }
+    if (f->pg) { /* and the pool above, on the sample's planes while they are in cache */
+        const size_t pohw = (size_t)f->pg->oh * f->pg->ow;
+        sp_maxpool_planes(f->py + (size_t)n * g->oc * pohw, f->parg + (size_t)n * g->oc * pohw,
+                          r_n ? r_n : y_n, f->pg, g->oc);
+    }
+}
+
+static void conv_forward_(float *y, const conv_fused_ *f, float *col, const float *x,
+                          const float *w, const float *b, const sp_conv_geom *g, int B) {
+    if (B == 0) return;
+    if (B >= sample_threads_()) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < B; ++n) conv_forward_sample_(y, f, col, x, w, b, g, B, n);
+    } else {
+        for (int n = 0; n < B; ++n) conv_forward_sample_(y, f, col, x, w, b, g, B, n);
+    }
 }
 
 void sp_conv2d_relu_forward(float *y, float *r, float *col, float *tmp, const float *x,
                             const float *w, const float *b, const sp_conv_geom *g, int B) {
     (void)tmp;
-    if (B == 0) return;
-    if (B >= sample_threads_()) {
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < B; ++n) conv_forward_sample_(y, r, col, x, w, b, g, B, n);
-    } else {
-        for (int n = 0; n < B; ++n) conv_forward_sample_(y, r, col, x, w, b, g, B, n);
-    }
+    const conv_fused_ f = {r, NULL, NULL, NULL};
+    conv_forward_(y, &f, col, x, w, b, g, B);
+}
+
+void sp_conv2d_relu_maxpool_forward(float *y, float *r, float *py, int32_t *parg, float *col,
+                                    float *tmp, const float *x, const float *w, const float *b,
+                                    const sp_conv_geom *g, const sp_pool_geom *pg, int B) {
+    (void)tmp;
+    const conv_fused_ f = {r, pg, py, parg};
+    conv_forward_(y, &f, col, x, w, b, g, B);
 }
 
 void sp_conv2d_forward(float *y, float *col, float *tmp, const float *x, const float *w,
                        const float *b, const sp_conv_geom *g, int B) {
-    sp_conv2d_relu_forward(y, NULL, col, tmp, x, w, b, g, B);
+    (void)tmp;
+    const conv_fused_ f = {NULL, NULL, NULL, NULL};
+    conv_forward_(y, &f, col, x, w, b, g, B);
 }
 
 /* dx_n = col2im(W^T dy_n) for sample n: dcol_n (ckk, ohw) = W^T (ckk, oc) * dy_n (oc, ohw), in

@@ -74,6 +74,19 @@ void sp_conv2d_relu_forward(float *y,       /* (B, oc, oh, ow) */
                             const float *w, /* (oc, c, k, k) */
                             const float *b, /* (oc) */
                             const sp_conv_geom *g, int B);
+struct sp_pool_geom; /* below */
+/* and with the max pool above the relu fused too: (py, parg) = sp_maxpool_forward(r), pg's
+ * channels and size those of r */
+void sp_conv2d_relu_maxpool_forward(float *y,       /* (B, oc, oh, ow) */
+                                    float *r,       /* (B, oc, oh, ow) */
+                                    float *py,      /* (B, oc, pg->oh, pg->ow) */
+                                    int32_t *parg,  /* saved: (B, oc, pg->oh, pg->ow) */
+                                    float *col,     /* saved: (c*k*k, B*oh*ow) */
+                                    float *tmp,     /* scratch, unused at present */
+                                    const float *x, /* (B, c, h, w) */
+                                    const float *w, /* (oc, c, k, k) */
+                                    const float *b, /* (oc) */
+                                    const sp_conv_geom *g, const struct sp_pool_geom *pg, int B);
 /* dW += dy * col^T;  db += sum over samples and pixels of dy;  dx = col2im(W^T dy) */
 void sp_conv2d_backward(float *dx,        /* (B, c, h, w) or NULL */
                         float *dw,        /* (oc, c, k, k) */

@@ -48,33 +48,53 @@ static inline __attribute__((always_inline)) void maxpool_chunk_(float *y, int32
     }
 }
 
-void sp_maxpool_forward(float *y, int32_t *argmax, const float *x, const sp_pool_geom *g, int B) {
-    const int ohw = g->oh * g->ow, k = g->k, s = g->stride, w = g->w;
+/* One plane (h, w) -> (oh, ow). */
+static void maxpool_plane_(float *yrow, int32_t *arow, const float *plane, const sp_pool_geom *g,
+                           bool simd) {
+    const int k = g->k, s = g->stride, w = g->w;
 #if defined(__x86_64__) && defined(__GNUC__)
-    /* 2x2/2 (the common case) with AVX2 when the GEMM may use it (same bits) */
-    const bool simd = k == 2 && s == 2 && sp_gemm_isa() >= SP_ISA_AVX2;
-#endif
-#pragma omp parallel for schedule(static)
-    for (int nc = 0; nc < B * g->c; ++nc) {
-        const float *plane = x + (size_t)nc * g->h * w;
-        float *yrow = y + (size_t)nc * ohw;
-        int32_t *arow = argmax + (size_t)nc * ohw;
-#if defined(__x86_64__) && defined(__GNUC__)
-        if (simd) {
-            sp_maxpool2x2_plane_avx2(yrow, arow, plane, w, g->oh, g->ow);
-            continue;
-        }
-#endif
-        for (int oy = 0; oy < g->oh; ++oy, yrow += g->ow, arow += g->ow)
-            for (int ox0 = 0; ox0 < g->ow; ox0 += SP_POOL_CHUNK) {
-                const int n = g->ow - ox0 < SP_POOL_CHUNK ? g->ow - ox0 : SP_POOL_CHUNK;
-                const int base0 = oy * s * w + ox0 * s;
-                if (k == 2 && s == 2)
-                    maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, 2, 2);
-                else
-                    maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, k, s);
-            }
+    if (simd) {
+        sp_maxpool2x2_plane_avx2(yrow, arow, plane, w, g->oh, g->ow);
+        return;
     }
+#else
+    (void)simd;
+#endif
+    for (int oy = 0; oy < g->oh; ++oy, yrow += g->ow, arow += g->ow)
+        for (int ox0 = 0; ox0 < g->ow; ox0 += SP_POOL_CHUNK) {
+            const int n = g->ow - ox0 < SP_POOL_CHUNK ? g->ow - ox0 : SP_POOL_CHUNK;
+            const int base0 = oy * s * w + ox0 * s;
+            if (k == 2 && s == 2)
+                maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, 2, 2);
+            else
+                maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, k, s);
+        }
+}
+
+/* 2x2/2 (the common case) with AVX2 when the GEMM may use it (same bits) */
+static bool maxpool_simd_(const sp_pool_geom *g) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return g->k == 2 && g->stride == 2 && sp_gemm_isa() >= SP_ISA_AVX2;
+#else
+    (void)g;
+    return false;
+#endif
+}
+
+void sp_maxpool_planes(float *y, int32_t *argmax, const float *x, const sp_pool_geom *g,
+                       int nplanes) {
+    const bool simd = maxpool_simd_(g);
+    const size_t ohw = (size_t)g->oh * g->ow, hw = (size_t)g->h * g->w;
+    for (int p = 0; p < nplanes; ++p)
+        maxpool_plane_(y + p * ohw, argmax + p * ohw, x + p * hw, g, simd);
+}
+
+void sp_maxpool_forward(float *y, int32_t *argmax, const float *x, const sp_pool_geom *g, int B) {
+    const bool simd = maxpool_simd_(g);
+    const size_t ohw = (size_t)g->oh * g->ow, hw = (size_t)g->h * g->w;
+#pragma omp parallel for schedule(static)
+    for (int nc = 0; nc < B * g->c; ++nc)
+        maxpool_plane_(y + nc * ohw, argmax + nc * ohw, x + nc * hw, g, simd);
 }
 
 void sp_maxpool_relu_backward(float *dx, const float *dy, const int32_t *argmax, const float *r,

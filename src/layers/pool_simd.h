@@ -5,6 +5,13 @@
 
 #include <stdint.h>
 
+#include "layers/layers.h"
+
+/* sp_maxpool_forward of nplanes consecutive planes on the calling thread (no OpenMP): for the
+ * fused conv2d + relu + maxpool forward. */
+void sp_maxpool_planes(float *y, int32_t *argmax, const float *x, const sp_pool_geom *g,
+                       int nplanes);
+
 #if defined(__x86_64__) && defined(__GNUC__)
 /* One plane (h, w) of a 2x2 stride-2 max pool: y and argmax (oh, ow), argmax indexing the
  * plane. AVX2; call only when the CPU has it. */
