@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
+#include "kernels/gemm.h"
 #include "layers/layers.h"
 #include "testutil.h"
 
@@ -81,6 +84,10 @@ static void fill_ties(float *x, size_t n, uint64_t seed, bool nan) {
         for (size_t i = 0; i < n; i += 7 + i % 5) x[i] = NAN;
 }
 
+static size_t ohw_(const sp_pool_geom *g) {
+    return (size_t)g->oh * g->ow;
+}
+
 static void test_maxpool(int B, int c, int h, int w, int k, int s, bool nan) {
     sp_pool_geom g;
     CHECK(sp_pool_geom_init(&g, c, h, w, k, s), "pool geom");
@@ -92,6 +99,19 @@ static void test_maxpool(int B, int c, int h, int w, int k, int s, bool nan) {
     maxpool_oracle(y2, a2, x, &g, B);
     CHECK(same_bits(y1, y2, ny * sizeof *y1) && same_bits(a1, a2, ny * sizeof *a1),
           "maxpool B=%d c=%d %dx%d k=%d s=%d nan=%d: not the oracle's bits", B, c, h, w, k, s, nan);
+    /* backward: the scatter of dy (with -0, NaN) into a zeroed plane; dx starts as garbage */
+    float *dy = malloc(ny * sizeof *dy), *d1 = malloc(nx * sizeof *d1),
+          *d2 = calloc(nx, sizeof *d2);
+    sp_test_fill(dy, ny, (uint64_t)(h + w + k), -1.0f, 1.0f);
+    dy[0] = -0.0f;
+    if (nan && ny > 1) dy[ny - 1] = NAN;
+    for (size_t i = 0; i < nx; ++i) d1[i] = 1234.5f;
+    sp_maxpool_backward(d1, dy, a2, &g, B);
+    for (size_t o = 0; o < ny; ++o) d2[o / (ohw_(&g)) * h * w + (size_t)a2[o]] += dy[o];
+    CHECK(same_bits(d1, d2, nx * sizeof *d1),
+          "maxpool backward B=%d c=%d %dx%d k=%d s=%d nan=%d: not the oracle's bits", B, c, h, w, k,
+          s, nan);
+    free(dy), free(d1), free(d2);
     free(x), free(y1), free(y2), free(a1), free(a2);
 }
 
@@ -147,20 +167,151 @@ static void test_dense_db(int B, int out) {
     free(dy), free(x), free(w), free(dw), free(db), free(de);
 }
 
+/* A sample's conv2d output and input gradient are the same bits in a batch of 1 as at position
+ * n of a batch of B (what --deterministic relies on), for 1 and 2 threads; and so are a dense
+ * layer's. ckk > 256 takes two of sp_gemm's K blocks. */
+static void test_batch_invariance(int B, int c, int h, int w, int oc, int k, int s, int pad) {
+    sp_conv_geom g;
+    CHECK(sp_conv_geom_init(&g, c, h, w, oc, k, s, pad), "conv geom");
+    const size_t chw = (size_t)c * h * w, ohw = (size_t)g.oh * g.ow, ckk = (size_t)c * k * k;
+    const size_t nx = (size_t)B * chw, ny = (size_t)B * oc * ohw, nw = (size_t)oc * ckk;
+    float *x = malloc(nx * sizeof *x), *dy = malloc(ny * sizeof *dy), *wt = malloc(nw * 4),
+          *b = malloc((size_t)oc * 4), *y = malloc(ny * 4), *dx = malloc(nx * 4),
+          *col = malloc(ckk * B * ohw * 4), *tmp = malloc(ny * 4),
+          *dcol = malloc(ckk * B * ohw * 4), *dw = calloc(nw, 4), *db = calloc((size_t)oc, 4),
+          *y1 = malloc(oc * ohw * 4), *dx1 = malloc(chw * 4);
+    sp_test_fill(x, nx, 1, -1.0f, 1.0f), sp_test_fill(dy, ny, 2, -1.0f, 1.0f);
+    sp_test_fill(wt, nw, 3, -0.5f, 0.5f), sp_test_fill(b, (size_t)oc, 4, -0.5f, 0.5f);
+    const int max_threads = omp_get_max_threads();
+    for (int threads = 1; threads <= 2; ++threads) {
+        omp_set_num_threads(threads);
+        sp_conv2d_forward(y, col, tmp, x, wt, b, &g, B);
+        sp_conv2d_backward(dx, dw, db, tmp, dcol, dy, col, wt, &g, B);
+        for (int n = 0; n < B; ++n) {
+            sp_conv2d_forward(y1, col, tmp, x + n * chw, wt, b, &g, 1);
+            sp_conv2d_backward(dx1, dw, db, tmp, dcol, dy + n * oc * ohw, col, wt, &g, 1);
+            CHECK(same_bits(y1, y + n * oc * ohw, oc * ohw * 4) &&
+                      same_bits(dx1, dx + n * chw, chw * 4),
+                  "conv2d c=%d %dx%d oc=%d k=%d: sample %d of %d differs from a batch of 1 "
+                  "(%d threads)",
+                  c, h, w, oc, k, n, B, threads);
+        }
+        /* dense: the same x and dy seen as (B, chw) -> (B, oc) */
+        const int in = (int)ckk < (int)chw ? (int)ckk : (int)chw;
+        sp_dense_forward(y, x, wt, b, B, in, oc);
+        sp_dense_backward(dx, dw, db, dy, x, wt, B, in, oc);
+        for (int n = 0; n < B; ++n) {
+            sp_dense_forward(y1, x + (size_t)n * in, wt, b, 1, in, oc);
+            sp_dense_backward(dx1, dw, db, dy + (size_t)n * oc, x + (size_t)n * in, wt, 1, in, oc);
+            CHECK(same_bits(y1, y + (size_t)n * oc, (size_t)oc * 4) &&
+                      same_bits(dx1, dx + (size_t)n * in, (size_t)in * 4),
+                  "dense %d -> %d: sample %d of %d differs from a batch of 1 (%d threads)", in, oc,
+                  n, B, threads);
+        }
+    }
+    omp_set_num_threads(max_threads);
+    free(x), free(dy), free(wt), free(b), free(y), free(dx), free(col), free(tmp), free(dcol);
+    free(dw), free(db), free(y1), free(dx1);
+}
+
+/* The fused relu steps are the same bits as the separate layers: conv2d + relu forward, and
+ * maxpool + relu backward (x with ties, zeros, -0 and NaN; dy with -0 and NaN). */
+static void test_fused_relu(int B, int c, int h, int w, int k, int s) {
+    sp_pool_geom g;
+    CHECK(sp_pool_geom_init(&g, c, h, w, k, s), "pool geom");
+    const size_t nx = (size_t)B * c * h * w, ny = (size_t)B * c * g.oh * g.ow;
+    float *x = malloc(nx * 4), *r = malloc(nx * 4), *y = malloc(ny * 4), *dy = malloc(ny * 4),
+          *d = malloc(nx * 4), *d1 = malloc(nx * 4), *d2 = malloc(nx * 4);
+    int32_t *arg = malloc(ny * 4);
+    fill_ties(x, nx, (uint64_t)(h * 5 + w + k), true);
+    x[0] = -0.0f;
+    if (nx > 1) x[1] = 0.0f;
+    sp_act_forward(r, x, nx, SP_ACT_RELU, 0);
+    sp_maxpool_forward(y, arg, r, &g, B);
+    sp_test_fill(dy, ny, (uint64_t)(k + s), -1.0f, 1.0f);
+    dy[0] = -0.0f;
+    if (ny > 2) dy[ny / 2] = NAN;
+    sp_maxpool_backward(d, dy, arg, &g, B);
+    sp_act_backward(d2, d, x, r, nx, SP_ACT_RELU, 0);
+    for (size_t i = 0; i < nx; ++i) d1[i] = 1234.5f;
+    sp_maxpool_relu_backward(d1, dy, arg, r, &g, B);
+    CHECK(same_bits(d1, d2, nx * 4), "maxpool+relu backward B=%d c=%d %dx%d k=%d s=%d", B, c, h, w,
+          k, s);
+    free(x), free(r), free(y), free(dy), free(d), free(d1), free(d2), free(arg);
+
+    /* conv2d + relu: c -> 4 channels, 3x3, pad 1 */
+    sp_conv_geom cg;
+    CHECK(sp_conv_geom_init(&cg, c, h, w, 4, 3, 1, 1), "conv geom");
+    const size_t ncy = (size_t)B * 4 * cg.oh * cg.ow, ncol = (size_t)c * 9 * B * cg.oh * cg.ow;
+    float *cx = malloc(nx * 4), *cw = malloc((size_t)4 * c * 9 * 4), *cb = malloc(4 * 4),
+          *col = malloc(ncol * 4), *y1 = malloc(ncy * 4), *y2 = malloc(ncy * 4),
+          *r1 = malloc(ncy * 4), *r2 = malloc(ncy * 4);
+    sp_test_fill(cx, nx, 11, -1.0f, 1.0f), sp_test_fill(cw, (size_t)4 * c * 9, 12, -1.0f, 1.0f);
+    sp_test_fill(cb, 4, 13, -0.5f, 0.5f);
+    cx[0] = NAN;
+    sp_conv2d_forward(y1, col, NULL, cx, cw, cb, &cg, B);
+    sp_act_forward(r1, y1, ncy, SP_ACT_RELU, 0);
+    sp_conv2d_relu_forward(y2, r2, col, NULL, cx, cw, cb, &cg, B);
+    CHECK(same_bits(y1, y2, ncy * 4) && same_bits(r1, r2, ncy * 4),
+          "conv2d+relu forward B=%d c=%d %dx%d", B, c, h, w);
+    /* conv2d + relu + the pool of this case (on 4 channels) */
+    sp_pool_geom pg;
+    CHECK(sp_pool_geom_init(&pg, 4, cg.oh, cg.ow, k, s), "pool geom");
+    const size_t npy = (size_t)B * 4 * pg.oh * pg.ow;
+    float *py1 = malloc(npy * 4), *py2 = malloc(npy * 4);
+    int32_t *pa1 = malloc(npy * 4), *pa2 = malloc(npy * 4);
+    sp_maxpool_forward(py1, pa1, r1, &pg, B);
+    sp_conv2d_relu_maxpool_forward(y2, r2, py2, pa2, col, NULL, cx, cw, cb, &cg, &pg, B);
+    CHECK(same_bits(y1, y2, ncy * 4) && same_bits(r1, r2, ncy * 4) &&
+              same_bits(py1, py2, npy * 4) && same_bits(pa1, pa2, npy * 4),
+          "conv2d+relu+maxpool forward B=%d c=%d %dx%d k=%d s=%d", B, c, h, w, k, s);
+    free(py1), free(py2), free(pa1), free(pa2);
+    free(cx), free(cw), free(cb), free(col), free(y1), free(y2), free(r1), free(r2);
+}
+
 int main(void) {
     /* B, c, h, w, k, stride: the workloads' 2x2, odd and overlapping windows, rows > 64 */
     const int p[][6] = {{2, 3, 28, 28, 2, 2}, {1, 2, 7, 5, 3, 1},   {2, 1, 9, 8, 3, 2},
                         {1, 1, 5, 150, 2, 2}, {1, 2, 4, 131, 3, 1}, {2, 2, 5, 9, 2, 3},
                         {1, 1, 7, 7, 7, 7},   {3, 2, 4, 4, 1, 1}};
-    for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i)
-        for (int nan = 0; nan < 2; ++nan)
-            test_maxpool(p[i][0], p[i][1], p[i][2], p[i][3], p[i][4], p[i][5], nan);
+    /* maxpool: the portable loops and, where the CPU has it, the AVX2 2x2/2 kernel (output
+     * rows of 1..7, exactly 8, and 8k + r wide; odd input sides) */
+    const int p2[][6] = {{1, 2, 17, 17, 2, 2}, {2, 1, 3, 5, 2, 2},   {1, 3, 14, 14, 2, 2},
+                         {1, 1, 2, 2, 2, 2},   {1, 1, 16, 33, 2, 2}, {1, 2, 9, 30, 2, 2}};
+    const sp_isa isas[2] = {SP_ISA_PORTABLE, sp_gemm_isa_best()};
+    for (int is = 0; is < 2; ++is) {
+        CHECK(sp_gemm_set_isa(isas[is]), "set isa %s", sp_isa_name(isas[is]));
+        for (int nan = 0; nan < 2; ++nan) {
+            for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i)
+                test_maxpool(p[i][0], p[i][1], p[i][2], p[i][3], p[i][4], p[i][5], nan);
+            for (size_t i = 0; i < sizeof p2 / sizeof p2[0]; ++i)
+                test_maxpool(p2[i][0], p2[i][1], p2[i][2], p2[i][3], p2[i][4], p2[i][5], nan);
+        }
+        for (size_t i = 0; i < sizeof p2 / sizeof p2[0]; ++i)
+            test_fused_relu(p2[i][0], p2[i][1], p2[i][2], p2[i][3], p2[i][4], p2[i][5]);
+        test_fused_relu(2, 2, 7, 5, 3, 1); /* overlapping windows: the portable path */
+    }
     /* B, c, h, w, k, stride, pad */
-    const int q[][7] = {{2, 1, 28, 28, 3, 1, 1}, {1, 3, 14, 14, 3, 1, 1}, {2, 2, 9, 9, 3, 2, 1},
-                        {1, 2, 8, 7, 1, 1, 0},   {2, 1, 6, 6, 5, 2, 2},   {2, 3, 5, 5, 2, 3, 0},
-                        {1, 1, 3, 3, 3, 1, 2},   {1, 1, 4, 70, 5, 1, 3},  {1, 2, 6, 11, 3, 3, 4}};
+    const int q[][7] = {{2, 1, 28, 28, 3, 1, 1},
+                        {1, 3, 14, 14, 3, 1, 1},
+                        {2, 2, 9, 9, 3, 2, 1},
+                        {1, 2, 8, 7, 1, 1, 0},
+                        {2, 1, 6, 6, 5, 2, 2},
+                        {2, 3, 5, 5, 2, 3, 0},
+                        {1, 1, 3, 3, 3, 1, 2},
+                        {1, 1, 4, 70, 5, 1, 3},
+                        {1, 2, 6, 11, 3, 3, 4},
+                        /* "same" size (stride 1, k = 2 pad + 1), also wider padding than input */
+                        {2, 2, 2, 1, 5, 1, 2},
+                        {2, 1, 5, 3, 5, 1, 2},
+                        {1, 2, 1, 9, 3, 1, 1},
+                        {1, 1, 6, 6, 7, 1, 3}};
     for (size_t i = 0; i < sizeof q / sizeof q[0]; ++i)
         test_im2col(q[i][0], q[i][1], q[i][2], q[i][3], q[i][4], q[i][5], q[i][6]);
+    /* B, c, h, w, oc, k, stride, pad */
+    test_batch_invariance(7, 3, 9, 9, 5, 3, 1, 1);
+    test_batch_invariance(5, 32, 14, 14, 64, 3, 1, 1);
+    test_batch_invariance(3, 2, 11, 10, 7, 5, 2, 2);
     test_relu();
     test_dense_db(1, 1), test_dense_db(7, 300), test_dense_db(256, 1024), test_dense_db(3, 17);
     return sp_test_summary("layer_kernels");

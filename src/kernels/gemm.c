@@ -52,10 +52,15 @@
 /* Packs the transpose of n vectors (see pack_cols_). */
 typedef void (*sp_gemm_pack_cols_fn)(const float *src, size_t ld, int kc, int n, int w, float *p);
 
+/* Packs a non-transposed B block (see pack_b_). */
+typedef void (*sp_gemm_pack_rows_fn)(const float *src, size_t ld, int kc, int nc, int nr,
+                                     float *bp);
+
 typedef struct {
     sp_gemm_ukernel_fn fn;
     sp_gemm_pack_cols_fn pack_cols;
-    int mr, nr; /* micro-tile */
+    sp_gemm_pack_rows_fn pack_rows; /* NULL: the portable loop in pack_b_ */
+    int mr, nr;                     /* micro-tile */
     int mc, nc; /* A block rows (multiple of mr), B block columns (multiple of nr) */
 } sp_gemm_kernel_;
 
@@ -79,14 +84,15 @@ static void pack_cols_(const float *src, size_t ld, int kc, int n, int w, float 
 /* Indexed by sp_isa. Blocking: A block mc x KC floats in L2 (portable 128 KiB, AVX2 144 KiB,
  * AVX-512 240 KiB), B panel KC x nr in L1 (16 KiB, 16 KiB, 32 KiB), B block KC x nc (2 MiB). */
 static const sp_gemm_kernel_ sp_gemm_kernels_[3] = {
-    {ukernel_portable_, pack_cols_, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
+    {ukernel_portable_, pack_cols_, NULL, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
 #if defined(__x86_64__) && defined(__GNUC__)
-    {sp_gemm_ukernel_avx2, sp_gemm_pack_cols_avx2, SP_GEMM_AVX2_MR, SP_GEMM_AVX2_NR, 144, 2048},
-    {sp_gemm_ukernel_avx512, sp_gemm_pack_cols_avx2, SP_GEMM_AVX512_MR, SP_GEMM_AVX512_NR, 240,
-     2048},
+    {sp_gemm_ukernel_avx2, sp_gemm_pack_cols_avx2, sp_gemm_pack_rows_avx2, SP_GEMM_AVX2_MR,
+     SP_GEMM_AVX2_NR, 144, 2048},
+    {sp_gemm_ukernel_avx512, sp_gemm_pack_cols_avx2, sp_gemm_pack_rows_avx2, SP_GEMM_AVX512_MR,
+     SP_GEMM_AVX512_NR, 240, 2048},
 #else
-    {ukernel_portable_, pack_cols_, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
-    {ukernel_portable_, pack_cols_, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
+    {ukernel_portable_, pack_cols_, NULL, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
+    {ukernel_portable_, pack_cols_, NULL, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
 #endif
 };
 
@@ -232,6 +238,10 @@ static void pack_cols_(const float *src, size_t ld, int kc, int n, int w, float 
 static void pack_a_(const sp_gemm_kernel_ *kr, bool trans_a, const float *A, int lda, int i0,
                     int p0, int mc, int kc, float *ap) {
     const int mr = kr->mr;
+    if (trans_a && kr->pack_rows) { /* A is (K, M): the panels of a non-transposed B block */
+        kr->pack_rows(A + (size_t)p0 * lda + i0, (size_t)lda, kc, mc, mr, ap);
+        return;
+    }
     for (int ir = 0; ir < mc; ir += mr, ap += (size_t)kc * mr) {
         const int m = min_(mr, mc - ir);
         if (trans_a) /* A is (K, M) */
@@ -246,6 +256,10 @@ static void pack_b_(const sp_gemm_kernel_ *kr, bool trans_b, const float *B, int
                     int j0, int kc, int nc, float *bp) {
     const int nr = kr->nr;
     if (!trans_b) { /* B is (K, N): read each row of the block once, in order */
+        if (kr->pack_rows) {
+            kr->pack_rows(B + (size_t)p0 * ldb + j0, (size_t)ldb, kc, nc, nr, bp);
+            return;
+        }
         for (int k = 0; k < kc; ++k) {
             const float *src = B + (size_t)(p0 + k) * ldb + j0;
             for (int jr = 0; jr < nc; jr += nr)
@@ -267,8 +281,9 @@ static void gemm_rect_(const sp_gemm_kernel_ *kr, bool trans_a, bool trans_b, in
     const int kcmax = min_(SP_GEMM_KC, K);
     const int ncmax = round_up_(min_(kr->nc, c1 - c0), nr);
     const int mcmax = round_up_(min_(kr->mc, r1 - r0), mr);
-    float *bp = pack_buffer_((size_t)kcmax * (ncmax + mcmax)); /* (kc, nc) then (mc, kc) */
-    float *ap = bp + (size_t)kcmax * ncmax;                    /* 64-byte aligned: nr | 16 */
+    float *bp = pack_buffer_((size_t)kcmax * (ncmax + mcmax) +
+                             SP_GEMM_PACK_SLACK); /* (kc, nc) then (mc, kc) */
+    float *ap = bp + (size_t)kcmax * ncmax;       /* 64-byte aligned: nr | 16 */
 
     for (int jc = c0; jc < c1; jc += kr->nc) {
         const int nc = min_(kr->nc, c1 - jc);

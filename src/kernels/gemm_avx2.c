@@ -99,6 +99,9 @@ void sp_gemm_pack_cols_avx2(const float *src, size_t ld, int kc, int n, int w, f
     int k = 0;
     for (; k + 8 <= kc; k += 8)
         for (int j0 = 0; j0 < w; j0 += 8) {
+            if ((k & 15) == 0) /* the n streams come from memory (e.g. im2col columns): ahead */
+                for (int i = 0; i < 8 && j0 + i < n; ++i)
+                    _mm_prefetch((const char *)(src + (size_t)(j0 + i) * ld + k + 64), _MM_HINT_T0);
             __m256 r[8];
             for (int i = 0; i < 8; ++i)
                 r[i] = j0 + i < n ? _mm256_loadu_ps(src + (size_t)(j0 + i) * ld + k)
@@ -107,7 +110,13 @@ void sp_gemm_pack_cols_avx2(const float *src, size_t ld, int kc, int n, int w, f
             float *d = p + (size_t)k * w + j0;
             if (j0 + 8 <= w) {
                 for (int t = 0; t < 8; ++t) _mm256_storeu_ps(d + (size_t)t * w, r[t]);
-            } else { /* a panel width that is not a multiple of 8 (MR = 6, 12) */
+            } else if (j0 == 0) {
+                /* a panel narrower than 8 (MR = 6): whole stores in increasing order, each
+                 * spilling into the start of the next panel row, which the next store (or a
+                 * later tile) overwrites; the last one writes up to 8 - w floats past the
+                 * panel (the caller's slack, see SP_GEMM_PACK_SLACK) */
+                for (int t = 0; t < 8; ++t) _mm256_storeu_ps(d + (size_t)t * w, r[t]);
+            } else { /* the last columns of a panel that is not a multiple of 8 wide (MR = 12) */
                 const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(w - j0), lane);
                 for (int t = 0; t < 8; ++t) _mm256_maskstore_ps(d + (size_t)t * w, mask, r[t]);
             }
@@ -116,6 +125,28 @@ void sp_gemm_pack_cols_avx2(const float *src, size_t ld, int kc, int n, int w, f
         float *d = p + (size_t)k * w;
         for (int j = 0; j < n; ++j) d[j] = src[(size_t)j * ld + k];
         for (int j = n; j < w; ++j) d[j] = 0.0f;
+    }
+}
+
+void sp_gemm_pack_rows_avx2(const float *src, size_t ld, int kc, int nc, int nr, float *bp) {
+    const int full = nc / nr * nr;
+    for (int k = 0; k < kc; ++k, src += ld) {
+        float *d = bp + (size_t)k * nr;
+        int j = 0;
+        if (nr == 16)
+            for (; j < full; j += 16, d += (size_t)kc * 16) {
+                _mm256_storeu_ps(d, _mm256_loadu_ps(src + j));
+                _mm256_storeu_ps(d + 8, _mm256_loadu_ps(src + j + 8));
+            }
+        else if (nr == 6 && k + 1 < kc) /* A panels (MR = 6): 8-float moves whose last 2 floats
+                                          * land in the panel's next row, written at k + 1 */
+            for (; j + 8 <= nc && j + 6 <= full; j += 6, d += (size_t)kc * 6)
+                _mm256_storeu_ps(d, _mm256_loadu_ps(src + j));
+        for (; j < nc; j += nr, d += (size_t)kc * nr) { /* other widths, the last panel */
+            const int n = nc - j < nr ? nc - j : nr;
+            for (int t = 0; t < n; ++t) d[t] = src[j + t];
+            for (int t = n; t < nr; ++t) d[t] = 0.0f;
+        }
     }
 }
 

@@ -34,6 +34,10 @@ typedef void (*sp_gemm_ukernel_fn)(int kc, const float *ap, const float *bp, flo
 /* The widest MR or NR of any micro-kernel. */
 #define SP_GEMM_NR_MAX 32
 
+/* Floats a packing buffer holds past its panels: the AVX2 column packer may write up to 8 past
+ * a panel narrower than 8. */
+#define SP_GEMM_PACK_SLACK 16
+
 /* Portable C (fmaf), in gemm.c: 4 x 16. */
 #define SP_GEMM_PORTABLE_MR 4
 #define SP_GEMM_PORTABLE_NR 16
@@ -49,6 +53,11 @@ void sp_gemm_ukernel_avx2(int kc, const float *ap, const float *bp, float *c, in
  * (n <= w <= SP_GEMM_NR_MAX): the packing of a transposed operand, by 8 x 8 AVX2 transposes.
  * Pure data movement: the packed panel is the same as the scalar packer's. */
 void sp_gemm_pack_cols_avx2(const float *src, size_t ld, int kc, int n, int w, float *p);
+
+/* B block (kc, nc) <- rows src + k * ld, k < kc, packed into ceil(nc / nr) panels of (kc, nr)
+ * (zero columns past nc): the packing of a non-transposed B, and of a transposed A (nr = MR).
+ * Pure data movement; may write up to 2 floats past the last panel (SP_GEMM_PACK_SLACK). */
+void sp_gemm_pack_rows_avx2(const float *src, size_t ld, int kc, int nc, int nr, float *bp);
 
 /* AVX-512F: 12 x 32 (24 zmm accumulators). */
 #define SP_GEMM_AVX512_MR 12

@@ -56,7 +56,7 @@ void sp_col2im(float *dx,         /* (B, c, h, w), overwritten */
                const float *dcol, /* (c*k*k, B*oh*ow) */
                const sp_conv_geom *g, int B);
 
-/* y = W * col + b, with col saved for backward. tmp is scratch. */
+/* y = W * col + b, with col saved for backward. tmp: scratch, unused at present. */
 void sp_conv2d_forward(float *y,       /* (B, oc, oh, ow) */
                        float *col,     /* saved: (c*k*k, B*oh*ow) */
                        float *tmp,     /* scratch: (oc, B*oh*ow) */
@@ -64,6 +64,29 @@ void sp_conv2d_forward(float *y,       /* (B, oc, oh, ow) */
                        const float *w, /* (oc, c, k, k) */
                        const float *b, /* (oc) */
                        const sp_conv_geom *g, int B);
+/* sp_conv2d_forward and then, fused, the relu above it: r = max(y, 0) exactly as
+ * sp_act_forward(SP_ACT_RELU) computes it (y is still written: relu's backward is defined on it). */
+void sp_conv2d_relu_forward(float *y,       /* (B, oc, oh, ow) */
+                            float *r,       /* (B, oc, oh, ow) */
+                            float *col,     /* saved: (c*k*k, B*oh*ow) */
+                            float *tmp,     /* scratch: (oc, B*oh*ow), unused at present */
+                            const float *x, /* (B, c, h, w) */
+                            const float *w, /* (oc, c, k, k) */
+                            const float *b, /* (oc) */
+                            const sp_conv_geom *g, int B);
+struct sp_pool_geom; /* below */
+/* and with the max pool above the relu fused too: (py, parg) = sp_maxpool_forward(r), pg's
+ * channels and size those of r */
+void sp_conv2d_relu_maxpool_forward(float *y,       /* (B, oc, oh, ow) */
+                                    float *r,       /* (B, oc, oh, ow) */
+                                    float *py,      /* (B, oc, pg->oh, pg->ow) */
+                                    int32_t *parg,  /* saved: (B, oc, pg->oh, pg->ow) */
+                                    float *col,     /* saved: (c*k*k, B*oh*ow) */
+                                    float *tmp,     /* scratch, unused at present */
+                                    const float *x, /* (B, c, h, w) */
+                                    const float *w, /* (oc, c, k, k) */
+                                    const float *b, /* (oc) */
+                                    const sp_conv_geom *g, const struct sp_pool_geom *pg, int B);
 /* dW += dy * col^T;  db += sum over samples and pixels of dy;  dx = col2im(W^T dy) */
 void sp_conv2d_backward(float *dx,        /* (B, c, h, w) or NULL */
                         float *dw,        /* (oc, c, k, k) or NULL: not computed */
@@ -90,6 +113,14 @@ void sp_maxpool_backward(float *dx,             /* (B, c, h, w), overwritten */
                          const float *dy,       /* (B, c, oh, ow) */
                          const int32_t *argmax, /* (B, c, oh, ow) */
                          const sp_pool_geom *g, int B);
+/* sp_maxpool_backward and then, fused, the backward of the relu below the pool:
+ * dx = r > 0 ? (the pool's dx) : 0, where r is the pool's input, i.e. the relu's output (r > 0
+ * exactly where the relu's input is > 0): the same bits as the two steps. */
+void sp_maxpool_relu_backward(float *dx,             /* (B, c, h, w), overwritten */
+                              const float *dy,       /* (B, c, oh, ow) */
+                              const int32_t *argmax, /* (B, c, oh, ow) */
+                              const float *r,        /* (B, c, h, w) the pool's input */
+                              const sp_pool_geom *g, int B);
 void sp_avgpool_forward(float *y,       /* (B, c, oh, ow) */
                         const float *x, /* (B, c, h, w) */
                         const sp_pool_geom *g, int B);

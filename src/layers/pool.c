@@ -1,7 +1,9 @@
 /* Max and average pooling (nn.MaxPool2d, nn.AvgPool2d): no padding, floor mode. */
 #include <string.h>
 
+#include "kernels/gemm.h"
 #include "layers/layers.h"
+#include "layers/pool_simd.h"
 
 bool sp_pool_geom_init(sp_pool_geom *g, int c, int h, int w, int k, int stride) {
     g->c = c, g->h = h, g->w = w, g->k = k, g->stride = stride;
@@ -46,35 +48,84 @@ static inline __attribute__((always_inline)) void maxpool_chunk_(float *y, int32
     }
 }
 
+/* One plane (h, w) -> (oh, ow). */
+static void maxpool_plane_(float *yrow, int32_t *arow, const float *plane, const sp_pool_geom *g,
+                           bool simd) {
+    const int k = g->k, s = g->stride, w = g->w;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (simd) {
+        sp_maxpool2x2_plane_avx2(yrow, arow, plane, w, g->oh, g->ow);
+        return;
+    }
+#else
+    (void)simd;
+#endif
+    for (int oy = 0; oy < g->oh; ++oy, yrow += g->ow, arow += g->ow)
+        for (int ox0 = 0; ox0 < g->ow; ox0 += SP_POOL_CHUNK) {
+            const int n = g->ow - ox0 < SP_POOL_CHUNK ? g->ow - ox0 : SP_POOL_CHUNK;
+            const int base0 = oy * s * w + ox0 * s;
+            if (k == 2 && s == 2)
+                maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, 2, 2);
+            else
+                maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, k, s);
+        }
+}
+
+/* 2x2/2 (the common case) with AVX2 when the GEMM may use it (same bits) */
+static bool maxpool_simd_(const sp_pool_geom *g) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return g->k == 2 && g->stride == 2 && sp_gemm_isa() >= SP_ISA_AVX2;
+#else
+    (void)g;
+    return false;
+#endif
+}
+
+void sp_maxpool_planes(float *y, int32_t *argmax, const float *x, const sp_pool_geom *g,
+                       int nplanes) {
+    const bool simd = maxpool_simd_(g);
+    const size_t ohw = (size_t)g->oh * g->ow, hw = (size_t)g->h * g->w;
+    for (int p = 0; p < nplanes; ++p)
+        maxpool_plane_(y + p * ohw, argmax + p * ohw, x + p * hw, g, simd);
+}
+
 void sp_maxpool_forward(float *y, int32_t *argmax, const float *x, const sp_pool_geom *g, int B) {
-    const int ohw = g->oh * g->ow, k = g->k, s = g->stride, w = g->w;
+    const bool simd = maxpool_simd_(g);
+    const size_t ohw = (size_t)g->oh * g->ow, hw = (size_t)g->h * g->w;
+#pragma omp parallel for schedule(static)
+    for (int nc = 0; nc < B * g->c; ++nc)
+        maxpool_plane_(y + nc * ohw, argmax + nc * ohw, x + nc * hw, g, simd);
+}
+
+void sp_maxpool_relu_backward(float *dx, const float *dy, const int32_t *argmax, const float *r,
+                              const sp_pool_geom *g, int B) {
+    const int ohw = g->oh * g->ow;
+    const size_t hw = (size_t)g->h * g->w;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const bool simd = g->k == 2 && g->stride == 2 && sp_gemm_isa() >= SP_ISA_AVX2;
+#endif
 #pragma omp parallel for schedule(static)
     for (int nc = 0; nc < B * g->c; ++nc) {
-        const float *plane = x + (size_t)nc * g->h * w;
-        float *yrow = y + (size_t)nc * ohw;
-        int32_t *arow = argmax + (size_t)nc * ohw;
-        for (int oy = 0; oy < g->oh; ++oy, yrow += g->ow, arow += g->ow)
-            for (int ox0 = 0; ox0 < g->ow; ox0 += SP_POOL_CHUNK) {
-                const int n = g->ow - ox0 < SP_POOL_CHUNK ? g->ow - ox0 : SP_POOL_CHUNK;
-                const int base0 = oy * s * w + ox0 * s;
-                if (k == 2 && s == 2)
-                    maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, 2, 2);
-                else
-                    maxpool_chunk_(yrow + ox0, arow + ox0, plane, base0, n, w, k, s);
-            }
+        float *plane = dx + (size_t)nc * hw;
+        const float *rp = r ? r + (size_t)nc * hw : NULL;
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (simd) { /* written densely, no zeroing pass (same bits) */
+            sp_maxpool2x2_back_plane_avx2(plane, dy + (size_t)nc * ohw, argmax + (size_t)nc * ohw,
+                                          rp, g->h, g->w, g->oh, g->ow);
+            continue;
+        }
+#endif
+        memset(plane, 0, sizeof(float) * hw);
+        for (int p = 0; p < ohw; ++p)
+            plane[argmax[(size_t)nc * ohw + p]] += dy[(size_t)nc * ohw + p];
+        if (rp) /* the relu's backward, as sp_act_backward computes it */
+            for (size_t i = 0; i < hw; ++i) plane[i] = rp[i] > 0.0f ? plane[i] : 0.0f;
     }
 }
 
 void sp_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, const sp_pool_geom *g,
                          int B) {
-    const int ohw = g->oh * g->ow;
-#pragma omp parallel for schedule(static)
-    for (int nc = 0; nc < B * g->c; ++nc) {
-        float *plane = dx + (size_t)nc * g->h * g->w;
-        memset(plane, 0, sizeof(float) * (size_t)g->h * g->w);
-        for (int p = 0; p < ohw; ++p)
-            plane[argmax[(size_t)nc * ohw + p]] += dy[(size_t)nc * ohw + p];
-    }
+    sp_maxpool_relu_backward(dx, dy, argmax, NULL, g, B);
 }
 
 void sp_avgpool_forward(float *y, const float *x, const sp_pool_geom *g, int B) {

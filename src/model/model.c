@@ -365,7 +365,22 @@ const float *sp_model_forward(sp_model *m, const float *x, int B, const sp_step_
             sp_dense_forward(L->out, in, w, b, B, (int)L->in_size, (int)L->out_size);
             break;
         case SP_LAYER_CONV2D:
-            sp_conv2d_forward(L->out, L->saved, m->work1, in, w, b, &L->conv, B);
+            if (i + 2 < m->n && m->layers[i + 1].spec.kind == SP_LAYER_RELU &&
+                m->layers[i + 2].spec.kind == SP_LAYER_MAXPOOL) {
+                /* the relu and the max pool above, fused into the conv's per-sample pass (the
+                 * same values) */
+                sp_layer *R = &m->layers[i + 1], *P = &m->layers[i + 2];
+                sp_conv2d_relu_maxpool_forward(L->out, R->out, P->out, P->argmax, L->saved,
+                                               m->work1, in, w, b, &L->conv, &P->pool, B);
+                L = P, i += 2;
+            } else if (i + 1 < m->n && m->layers[i + 1].spec.kind == SP_LAYER_RELU) {
+                /* the relu above, fused into the conv's last pass (the same values) */
+                sp_layer *R = &m->layers[i + 1];
+                sp_conv2d_relu_forward(L->out, R->out, L->saved, m->work1, in, w, b, &L->conv, B);
+                L = R, ++i;
+            } else {
+                sp_conv2d_forward(L->out, L->saved, m->work1, in, w, b, &L->conv, B);
+            }
             break;
         case SP_LAYER_MAXPOOL:
             sp_maxpool_forward(L->out, L->argmax, in, &L->pool, B);
@@ -437,7 +452,14 @@ static void backward_(sp_model *m, const float *d_out, int B, sp_grad_ready_fn o
             if (!dx) break;
             switch (L->spec.kind) {
             case SP_LAYER_MAXPOOL:
-                sp_maxpool_backward(dx, dy, L->argmax, &L->pool, B);
+                if (i >= 1 && m->layers[i - 1].spec.kind == SP_LAYER_RELU) {
+                    /* and the relu below, fused: dx is the relu's input gradient (x, the pool's
+                     * input, is the relu's output) */
+                    sp_maxpool_relu_backward(dx, dy, L->argmax, x, &L->pool, B);
+                    --i;
+                } else {
+                    sp_maxpool_backward(dx, dy, L->argmax, &L->pool, B);
+                }
                 break;
             case SP_LAYER_AVGPOOL:
                 sp_avgpool_backward(dx, dy, &L->pool, B);
