@@ -209,6 +209,28 @@ def test_trace(d):
         check(abs(end[0] - end[1]) < 200e3, f"origins agree: agreement ends {end}")
 
 
+def test_trace_fused(d):
+    """A CNN whose conv2d+relu+maxpool run as one fused pass: one span names the whole group."""
+    import h5py
+    import numpy as np
+    rng = np.random.default_rng(5)
+    with h5py.File(f"{d}/img.h5", "w") as h:
+        h["X"] = rng.standard_normal((64, 1, 8, 8)).astype(np.float32)
+        h["y"] = rng.integers(0, 3, 64).astype(np.int32)
+    spec = "conv2d:4:3:pad=1,conv2d:4:3:pad=1,relu,maxpool:2,flatten,dense:3"
+    out = run([BIN, "train", "--data", f"{d}/img.h5", "--model", spec, "--batch", "32",
+               "--epochs", "1", "--trace", f"{d}/c.json"], {"ASAN_OPTIONS": "detect_leaks=0"})
+    with open(f"{d}/c.json") as f:
+        spans = [e for e in json.load(f)["traceEvents"] if e["ph"] == "X"]
+    names = {e["name"] for e in spans}
+    fwd = [e for e in spans if e["name"] == "forward 1-3 conv2d+relu+maxpool"]
+    check(len(fwd) == 2 and all(e["args"].get("layer") == 1 and e["args"].get("last_layer") == 3
+                                for e in fwd), f"fused forward span: {sorted(names)}\n{out}")
+    check(sum(e["name"] == "backward 2-3 relu+maxpool" for e in spans) == 2,
+          f"fused backward span: {sorted(names)}")
+    check("backward 1 conv2d" in names and "forward 5 dense" in names, f"plain spans: {names}")
+
+
 def test_straggler(d):
     args = ["train", "--data", f"{d}/train.h5", "--model", MODEL, "--batch", "60",
             "--max-steps", "15", "--seed", "3"]
@@ -300,6 +322,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix=f"sp_{which}_") as d:
         synth(d)
         tests[which](d)
+        if which == "trace":
+            test_trace_fused(d)
     if FAILS:
         print(f"{which}: {len(FAILS)} checks failed")
         return 1

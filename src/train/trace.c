@@ -105,13 +105,17 @@ void sp_trace_layer_event(sp_trace *tr, int ev, int layer) {
     case SP_HOOK_FORWARD_BEGIN:
     case SP_HOOK_BACKWARD_BEGIN:
         tr->layer_t0 = sp_comm_wtime();
+        tr->layer_first = layer;
         break;
     case SP_HOOK_FORWARD_END:
-        sp_trace_push_(tr, SP_TR_FORWARD_LAYER, layer, tr->layer_t0, sp_comm_wtime());
+    case SP_HOOK_BACKWARD_END: {
+        /* the model runs some neighbours as one fused pass (conv2d+relu+maxpool forward,
+         * maxpool+relu backward): begin and end then name different layers */
+        const int first = tr->layer_first, arg = first == layer ? layer : first | layer << 16;
+        sp_trace_push_(tr, ev == SP_HOOK_FORWARD_END ? SP_TR_FORWARD_LAYER : SP_TR_BACKWARD_LAYER,
+                       arg, tr->layer_t0, sp_comm_wtime());
         break;
-    case SP_HOOK_BACKWARD_END:
-        sp_trace_push_(tr, SP_TR_BACKWARD_LAYER, layer, tr->layer_t0, sp_comm_wtime());
-        break;
+    }
     }
 }
 
@@ -247,10 +251,17 @@ static void write_rank_(FILE *f, bool *first, int rank, const rank_info *ri,
             tid = TID_COMM + k;
         }
         const bool layer = e->kind == SP_TR_FORWARD_LAYER || e->kind == SP_TR_BACKWARD_LAYER;
-        if (layer)
-            snprintf(name, sizeof name, "%s %d %s", kind_names_[e->kind], e->arg,
-                     e->arg >= 0 && e->arg < nlayers ? sp_model_layer_name(m, e->arg) : "?");
-        else if (e->kind == SP_TR_ALLREDUCE_BUCKET)
+        const int l0 = layer ? e->arg & 0xffff : 0, l1 = layer && e->arg >> 16 ? e->arg >> 16 : l0;
+        if (layer && l0 == l1) {
+            snprintf(name, sizeof name, "%s %d %s", kind_names_[e->kind], l0,
+                     l0 < nlayers ? sp_model_layer_name(m, l0) : "?");
+        } else if (layer) { /* a fused group: "forward 0-2 conv2d+relu+maxpool" */
+            const int lo = l0 < l1 ? l0 : l1, hi = l0 < l1 ? l1 : l0;
+            int len = snprintf(name, sizeof name, "%s %d-%d ", kind_names_[e->kind], lo, hi);
+            for (int l = lo; l <= hi && len > 0 && (size_t)len < sizeof name; ++l)
+                len += snprintf(name + len, sizeof name - (size_t)len, "%s%s", l > lo ? "+" : "",
+                                l < nlayers ? sp_model_layer_name(m, l) : "?");
+        } else if (e->kind == SP_TR_ALLREDUCE_BUCKET)
             snprintf(name, sizeof name, "allreduce bucket %d", e->arg);
         else
             snprintf(name, sizeof name, "%s", kind_names_[e->kind]);
@@ -259,7 +270,9 @@ static void write_rank_(FILE *f, bool *first, int rank, const rank_info *ri,
                 "\"ts\": %.3f, \"dur\": %.3f, \"args\": {\"step\": %lld",
                 rank, tid, name, kind_cats_[e->kind], (e->t0 - ri->origin) * 1e6,
                 (e->t1 - e->t0) * 1e6, (long long)e->step);
-        if (layer) fprintf(f, ", \"layer\": %d", e->arg);
+        if (layer && l0 == l1) fprintf(f, ", \"layer\": %d", l0);
+        if (layer && l0 != l1)
+            fprintf(f, ", \"layer\": %d, \"last_layer\": %d", l0 < l1 ? l0 : l1, l0 < l1 ? l1 : l0);
         if (e->kind == SP_TR_ALLREDUCE_BUCKET) {
             fprintf(f, ", \"bucket\": %d", e->arg);
             if (e->arg >= 0 && e->arg < nb) {

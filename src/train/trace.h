@@ -35,9 +35,9 @@ typedef enum sp_trace_kind {
     SP_TR_AGREE,            /* the step agreement (a fast rank waits here for a slow one) */
     SP_TR_STEP,             /* one optimizer step, from after the agreement to the update */
     SP_TR_FORWARD,          /* forward + loss of the local batch */
-    SP_TR_FORWARD_LAYER,    /* arg = layer */
+    SP_TR_FORWARD_LAYER,    /* arg = layer, or first | last << 16 for a fused group */
     SP_TR_BACKWARD,         /* backward of the local batch (buckets start inside) */
-    SP_TR_BACKWARD_LAYER,   /* arg = layer */
+    SP_TR_BACKWARD_LAYER,   /* arg = layer, or first | last << 16 for a fused group */
     SP_TR_ALLREDUCE_WAIT,   /* sp_reducer_finish: waiting for the gradients of every rank */
     SP_TR_ALLREDUCE_BUCKET, /* arg = bucket; on a "comm" lane */
     SP_TR_OPTIMIZER,        /* clipping + the optimizer step */
@@ -62,6 +62,7 @@ typedef struct sp_trace {
     double origin; /* sp_comm_wtime at the agreed start */
     int64_t step;
     double layer_t0; /* begin of the layer in progress (layers run one after another) */
+    int layer_first; /* its index (a fused group: the first of its layers) */
     /* straggler statistics, kept with tracing off too */
     double step_t0, compute_s;
     int64_t compute_steps;
