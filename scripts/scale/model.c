@@ -7,7 +7,9 @@
  *     MODE:  surrogate  overlapped, one message of the ring's bytes per bucket (= skeleton overlap)
  *            blocking   per-bucket blocking allreduce after backward (= skeleton blocking)
  *            ring | rabenseifner   overlapped, that algorithm
- *            libnbc     overlapped, Open MPI 4.1's in-place MPI_Iallreduce (the trainer as is)
+ *            libnbc     overlapped, Open MPI 4.1's choice for the trainer's out-of-place
+ *                       MPI_Iallreduce (Rabenseifner from 4 ranks and 64 KiB, else binomial)
+ *            libnbc-inplace  the same for an in-place one (binomial: the trainer before)
  * Prints one JSON line: step_s, compute_s, comm_s, exposed_s, efficiency, hidden.
  */
 #include <stdio.h>
@@ -20,7 +22,7 @@
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: scale_model INPUT NET P surrogate|blocking|ring|rabenseifner|"
-                        "libnbc\n");
+                        "libnbc|libnbc-inplace\n");
         return 2;
     }
     sp_net net;
@@ -65,6 +67,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(mode, "rabenseifner"))
         alg = SP_AR_RABENSEIFNER;
     else if (!strcmp(mode, "libnbc"))
+        alg = sp_cost_libnbc_alg(P, (double)bb, false);
+    else if (!strcmp(mode, "libnbc-inplace"))
         alg = sp_cost_libnbc_alg(P, (double)bb, true);
     else if (strcmp(mode, "surrogate") && strcmp(mode, "blocking")) {
         fprintf(stderr, "scale_model: unknown mode '%s'\n", mode);

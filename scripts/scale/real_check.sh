@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Predicted vs simulated vs measured on this machine (docs/scaling.md): mlp-wide at local batch
 # 32, real `shardprop train` runs at 2 ranks and at 4 (oversubscribed on 2 cores), with the
-# default 4 MB buckets (overlapped in-place MPI_Iallreduce) and with --bucket-mb 0 (one blocking
+# default 4 MB buckets (overlapped out-of-place MPI_Iallreduce) and with --bucket-mb 0 (one blocking
 # MPI_Allreduce), next to the alpha-beta model and the SMPI skeleton on a platform with the
 # alpha, beta that measure_net.sh measures here just before.
 #
@@ -76,7 +76,8 @@ for P in ranks:
         sims = [json.loads(l) for l in open(f"{out}/sim-{P}-{mb}/results.jsonl")]
         ov = [s for s in sims if s["sim"]["mode"] == "overlap"][0]
         bl = [s for s in sims if s["sim"]["mode"] == "blocking"][0]
-        if mb:  # the trainer: overlapped in-place MPI_Iallreduce (Open MPI 4.1: binomial)
+        if mb:  # the trainer: overlapped MPI_Iallreduce (Open MPI 4.1: binomial below 4 ranks,
+            # Rabenseifner from 4)
             model, sim = ov["model_libnbc"]["step_s"], ov["sim"]["step_s"]
             what = "4 MB, overlapped"
         else:  # one blocking MPI_Allreduce after backward

@@ -4,8 +4,8 @@
 
 Reads RESULTS/results.jsonl (one line per workload, platform, P and skeleton mode: the
 simulation "sim", the alpha-beta model of the same schedule "model", and the model's overlapped
-ring "model_ring", Rabenseifner "model_rab" and Open MPI 4.1's in-place MPI_Iallreduce
-"model_libnbc") and each
+ring "model_ring", Rabenseifner "model_rab" and Open MPI 4.1's choice for the trainer's
+out-of-place MPI_Iallreduce "model_libnbc") and each
 RESULTS/<workload>/plan.json (the trainer's bucket plan). Writes RESULTS/table.md (and prints
 it) and RESULTS/scaling.png. --check TOL: exit 1 if a simulated step time is off the model's by
 more than TOL (relative) or if the skeleton used another bucket plan than the trainer's."""
@@ -40,7 +40,7 @@ def main():
     lines = [
         "| workload | network | P | global batch | compute ms | step ms (overlap) | efficiency "
         "| hidden comm | model ms (diff) | step ms (blocking) | efficiency | model ms (diff) "
-        "| model eff. ring | model eff. Rabenseifner | model eff. OMPI 4.1 | wall s |",
+        "| model eff. ring | model eff. Rabenseifner | model eff. OMPI 4.1 (trainer) | wall s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (wl, plat, P), d in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
         o, b = d.get("overlap"), d.get("blocking")
