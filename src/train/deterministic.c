@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "kernels/gemm.h"
+#include "kernels/gemm_fixed.h"
 #include "layers/layers.h"
 #include "model/wgrad.h"
 #include "shardprop/loss.h"
@@ -76,6 +77,7 @@ struct sp_det {
     bool single;  /* one rank: dense tiles convert to the float gradients directly */
     int nz;       /* ranges [zoff, zoff + zlen) of the slab not written whole by dense tiles */
     size_t *zoff, *zlen;
+    float *work; /* sp_gemm_fixed's packed operands, or NULL */
 };
 
 static int min_(int a, int b) {
@@ -116,7 +118,7 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
         return SP_FAIL(SP_ERR_NOMEM, "out of memory");
     }
     /* the scratch: a dense row block per thread, or a whole conv weight (one, threaded GEMM) */
-    size_t per = 0, conv = 0;
+    size_t per = 0, conv = 0, work = 0;
     for (int i = 0; i < sp_model_num_layers(m); ++i) {
         size_t w_off, b_off;
         int w_rank;
@@ -132,6 +134,8 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
             dense_tile_(in, o, &r, &cc);
             const size_t s = (size_t)r * (size_t)cc;
             if (s > per) per = s;
+            const size_t w = sp_gemm_fixed_workspace(o, in, d->max_batch);
+            if (w > work) work = w;
         } else {
             const size_t s = (size_t)(b_off - w_off);
             if (s > conv) conv = s;
@@ -140,7 +144,7 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
     d->scratch_per = per;
     const size_t scratch = per * (size_t)d->threads > conv ? per * (size_t)d->threads : conv;
     size_t bytes = (d->nparams + X_N) * sizeof(int64_t) + scratch * sizeof(float) +
-                   per * (size_t)d->threads * sizeof(int64_t) +
+                   per * (size_t)d->threads * sizeof(int64_t) + work * sizeof(float) +
                    (size_t)d->max_batch * ((size_t)outputs * sizeof(float) + sizeof(double));
     sp_status st = sp_mem_check(bytes, "--deterministic", "fixed-point gradient accumulators");
     if (st != SP_OK) {
@@ -151,9 +155,10 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
     d->scratch = aligned_alloc(64, ((scratch ? scratch : 1) * sizeof(float) + 63) & ~(size_t)63);
     d->tile_acc = aligned_alloc(64, ((per ? per : 1) * (size_t)d->threads * sizeof(int64_t) + 63) &
                                         ~(size_t)63);
+    if (work) d->work = aligned_alloc(64, (work * sizeof(float) + 63) & ~(size_t)63);
     d->dz = malloc((size_t)d->max_batch * (size_t)outputs * sizeof(float));
     d->rows = malloc((size_t)d->max_batch * sizeof(double));
-    if (!d->acc || !d->scratch || !d->tile_acc || !d->dz || !d->rows) {
+    if (!d->acc || !d->scratch || !d->tile_acc || !d->dz || !d->rows || (work && !d->work)) {
         const size_t np = d->nparams;
         sp_det_free(d);
         return SP_FAIL(SP_ERR_NOMEM, "--deterministic: out of memory for %zu accumulators", np);
@@ -167,6 +172,7 @@ void sp_det_free(sp_det *d) {
     free(d->acc);
     free(d->scratch);
     free(d->tile_acc);
+    free(d->work);
     free(d->dz);
     free(d->rows);
     free(d->zoff);
@@ -174,15 +180,16 @@ void sp_det_free(sp_det *d) {
     free(d);
 }
 
-/* Dense: per micro-batch j, dW_j (out, in) = dy_j^T x_j and db_j = column sums of dy_j (in
- * sample order), into the accumulators. Threads own tiles of dW; a tile's accumulators stay in
- * cache while all the micro-batches of the rank pass over it. */
-static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
+/* Dense, the portable path (no AVX2 or m > SP_GEMM_KC): per micro-batch j, dW_j (out, in) =
+ * dy_j^T x_j by sp_gemm into a float scratch, then into the accumulators. Threads own tiles of
+ * dW; a tile's accumulators stay in cache while all the micro-batches of the rank pass over it.
+ * The same integers as sp_gemm_fixed (tests/test_gemm_fixed.c). */
+static int64_t dense_tiles_(sp_det *d, const sp_wgrad_layer *L) {
     const int B = L->B, in = L->in, out = L->out, m = (int)d->micro;
     int R, C;
     dense_tile_(in, out, &R, &C);
     const int nmb = (B + m - 1) / m, nr = (out + R - 1) / R, nc = (in + C - 1) / C;
-    int64_t *aw = d->acc + L->w_off, *ab = d->acc + L->b_off;
+    int64_t *aw = d->acc + L->w_off;
     float *gw = sp_model_grads(d->m) + L->w_off;
     const double lim = d->limit;
     int64_t bad = 0;
@@ -210,6 +217,25 @@ static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
                 memcpy(aw + o, src, (size_t)c * sizeof *src);
         }
     }
+    return bad;
+}
+
+/* Dense: dW = sum over micro-batches j of round(dy_j^T x_j * 2^40) in one pass of the
+ * fixed-point GEMM (kernels/gemm_fixed.h: operands packed once, the register tile flushed into
+ * int64 at each micro-batch boundary), or dense_tiles_; db_j = column sums of dy_j (in sample
+ * order), into the accumulators. */
+static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
+    const int B = L->B, out = L->out, m = (int)d->micro;
+    const int nmb = (B + m - 1) / m;
+    int64_t *ab = d->acc + L->b_off;
+    const double lim = d->limit;
+    const sp_gemm_fixed_args fa = {.M = out, .N = L->in, .K = B, .m = m, .A = L->dy, .lda = out,
+                                   .B = L->x, .ldb = L->in, .limit = lim,
+                                   .q = d->single ? NULL : d->acc + L->w_off,
+                                   .g = d->single ? sp_model_grads(d->m) + L->w_off : NULL,
+                                   .ldq = L->in};
+    int64_t bad = d->work ? sp_gemm_fixed(&fa, d->work) : -1;
+    if (bad < 0) bad = dense_tiles_(d, L);
     enum { DB_BLOCK = 256 };
 #pragma omp parallel for schedule(static) reduction(+ : bad)
     for (int j0 = 0; j0 < out; j0 += DB_BLOCK) {
