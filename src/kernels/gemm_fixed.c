@@ -65,6 +65,14 @@ size_t sp_gemm_fixed_workspace(int M, int N, int K) {
 
 /* Panel (K, w) <- n floats of each of the K rows src + k * ld, zero-padded to w. */
 static void pack_(const float *src, int ld, int K, int n, int w, float *p) {
+    if (n == MR && w == MR) {
+        for (int k = 0; k < K; ++k, src += ld, p += MR) memcpy(p, src, MR * sizeof *p);
+        return;
+    }
+    if (n == NR && w == NR) {
+        for (int k = 0; k < K; ++k, src += ld, p += NR) memcpy(p, src, NR * sizeof *p);
+        return;
+    }
     for (int k = 0; k < K; ++k, src += ld, p += w) {
         memcpy(p, src, (size_t)n * sizeof *p);
         for (int j = n; j < w; ++j) p[j] = 0.0f;
@@ -77,7 +85,6 @@ static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *
     const int K = a->K, i0 = pi * MR, j0 = pj * NR;
     const int rm = min_(MR, a->M - i0), rn = min_(NR, a->N - j0);
     _Alignas(32) int64_t q[MR * NR];
-    memset(q, 0, sizeof q);
     const uint32_t mx = sp_gemm_fixed_ukernel_avx2(K, a->m, ap + (size_t)pi * MR * K,
                                                    bp + (size_t)pj * NR * K, q);
     int64_t bad = 0;
@@ -89,9 +96,20 @@ static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *
         return bad;
     }
     const uint64_t off = (uint64_t)((K + a->m - 1) / a->m) * SP_GEMM_FIXED_MAGIC_BITS;
-    for (int r = 0; r < rm; ++r)
-        for (int j = 0; j < rn; ++j)
-            store_(a, i0 + r, j0 + j, (int64_t)((uint64_t)q[r * NR + j] - off));
+    for (int r = 0; r < rm; ++r) {
+        const uint64_t *src = (const uint64_t *)q + r * NR;
+        const size_t o = (size_t)(i0 + r) * a->ldq + j0;
+        if (a->q) {
+            int64_t *dst = a->q + o;
+            for (int j = 0; j < rn; ++j) dst[j] = (int64_t)(src[j] - off);
+        } else if (rn == NR) { /* vectorizes */
+            float *dst = a->g + o;
+            for (int j = 0; j < NR; ++j) dst[j] = sp_fix_to_float((int64_t)(src[j] - off));
+        } else {
+            float *dst = a->g + o;
+            for (int j = 0; j < rn; ++j) dst[j] = sp_fix_to_float((int64_t)(src[j] - off));
+        }
+    }
     return 0;
 }
 
