@@ -61,15 +61,24 @@ static void check_case(int M, int N, int K, int m, int pad, bool scaled, int poi
     int64_t *qr = malloc(sizeof(int64_t) * mn), *qf = malloc(sizeof(int64_t) * mn),
             *qo = malloc(sizeof(int64_t) * mn);
     float *gr = malloc(sizeof(float) * mn), *gf = malloc(sizeof(float) * mn);
-    float *work = aligned_alloc(64, (sp_gemm_fixed_workspace(M, N, K) * sizeof(float) + 64) &
-                                        ~(size_t)63);
-    sp_gemm_fixed_args a = {.M = M, .N = N, .K = K, .m = m, .A = A, .lda = lda, .B = B,
-                            .ldb = ldb, .limit = sp_fix_limit(64), .q = qr, .ldq = N};
+    float *work =
+        aligned_alloc(64, (sp_gemm_fixed_workspace(M, N, K) * sizeof(float) + 64) & ~(size_t)63);
+    sp_gemm_fixed_args a = {.M = M,
+                            .N = N,
+                            .K = K,
+                            .m = m,
+                            .A = A,
+                            .lda = lda,
+                            .B = B,
+                            .ldb = ldb,
+                            .limit = sp_fix_limit(64),
+                            .q = qr,
+                            .ldq = N};
     const int64_t bad_ref = sp_gemm_fixed_ref(&a);
     const int64_t bad_old = old_(&a, qo);
     CHECK(bad_ref == bad_old && memcmp(qr, qo, sizeof(int64_t) * mn) == 0,
-          "case %d (%dx%dx%d m=%d): the oracle equals one sp_gemm per micro-batch", ncase, M, N,
-          K, m);
+          "case %d (%dx%dx%d m=%d): the oracle equals one sp_gemm per micro-batch", ncase, M, N, K,
+          m);
     CHECK((poison != 0) == (bad_ref > 0), "case %d: out-of-range terms counted (%lld)", ncase,
           (long long)bad_ref);
     for (int t = 1; t <= 3; ++t) {
@@ -110,8 +119,8 @@ int main(void) {
     check_case(7, 17, 33, 16, 3, false, 0);
     check_case(100, 70, 256, 16, 0, true, 0);
     check_case(130, 300, 100, 7, 5, true, 0);
-    check_case(5, 9, 3, 16, 0, true, 0);      /* K < m */
-    check_case(13, 40, 50, 1, 1, true, 0);    /* m = 1 */
+    check_case(5, 9, 3, 16, 0, true, 0);   /* K < m */
+    check_case(13, 40, 50, 1, 1, true, 0); /* m = 1 */
     check_case(20, 33, 300, SP_GEMM_KC, 0, true, 0);
     check_case(97, 250, 64, 8, 0, false, 1);  /* a term out of range */
     check_case(12, 32, 40, 16, 2, false, 2);  /* NaN */
@@ -125,8 +134,17 @@ int main(void) {
         for (int i = 0; i < 4 * 16; ++i) B[i] = ldexpf(i % 2 ? 1.0f : 3.0f, -21 - i % 5);
         int64_t qr[96], qf[96];
         float *work = aligned_alloc(64, (sp_gemm_fixed_workspace(M, N, K) * 4 + 64) & ~(size_t)63);
-        sp_gemm_fixed_args a = {.M = M, .N = N, .K = K, .m = 1, .A = A, .lda = M, .B = B,
-                                .ldb = N, .limit = 2048, .q = qr, .ldq = N};
+        sp_gemm_fixed_args a = {.M = M,
+                                .N = N,
+                                .K = K,
+                                .m = 1,
+                                .A = A,
+                                .lda = M,
+                                .B = B,
+                                .ldb = N,
+                                .limit = 2048,
+                                .q = qr,
+                                .ldq = N};
         sp_gemm_fixed_ref(&a);
         a.q = qf;
         sp_gemm_fixed(&a, work);

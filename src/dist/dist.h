@@ -68,6 +68,10 @@ uint64_t sp_checksum_floats(const float *x, size_t n);
 typedef struct sp_reducer sp_reducer;
 sp_status sp_reducer_create(sp_reducer **out, sp_comm *c, float *slab, size_t n,
                             size_t bucket_bytes);
+/* The same over an int64 slab (MPI_INT64_T, exact: --deterministic's fixed-point gradients);
+ * bucket_bytes and the stats count bytes, so its buckets hold half as many elements. */
+sp_status sp_reducer_create_int64(sp_reducer **out, sp_comm *c, int64_t *slab, size_t n,
+                                  size_t bucket_bytes);
 void sp_reducer_free(sp_reducer *r);
 int sp_reducer_num_buckets(const sp_reducer *r);
 /* Bucket i covers slab[begin, begin + len): bucket 0 is the last slice of the slab. */

@@ -80,19 +80,20 @@ static void pack_(const float *src, int ld, int K, int n, int w, float *p) {
 }
 
 /* The tile of panels (pi, pj): the micro-kernel, then the range check and the stores. */
-static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *bp, int pi,
-                     int pj, uint32_t lim_bits) {
+static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *bp, int pi, int pj,
+                     uint32_t lim_bits) {
     const int K = a->K, i0 = pi * MR, j0 = pj * NR;
     const int rm = min_(MR, a->M - i0), rn = min_(NR, a->N - j0);
     _Alignas(32) int64_t q[MR * NR];
-    const uint32_t mx = sp_gemm_fixed_ukernel_avx2(K, a->m, ap + (size_t)pi * MR * K,
-                                                   bp + (size_t)pj * NR * K, q);
+    const uint32_t mx =
+        sp_gemm_fixed_ukernel_avx2(K, a->m, ap + (size_t)pi * MR * K, bp + (size_t)pj * NR * K, q);
     int64_t bad = 0;
     if (mx >= lim_bits) {
         /* a term out of range or NaN (perhaps only in the padding): count it by the definition,
          * which also gives the accumulators their defined values (out-of-range terms add 0) */
         for (int r = 0; r < rm; ++r)
-            for (int j = 0; j < rn; ++j) store_(a, i0 + r, j0 + j, elem_ref_(a, i0 + r, j0 + j, &bad));
+            for (int j = 0; j < rn; ++j)
+                store_(a, i0 + r, j0 + j, elem_ref_(a, i0 + r, j0 + j, &bad));
         return bad;
     }
     const uint64_t off = (uint64_t)((K + a->m - 1) / a->m) * SP_GEMM_FIXED_MAGIC_BITS;

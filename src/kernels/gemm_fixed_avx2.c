@@ -23,8 +23,7 @@ static inline __m256i flush8_(__m256 c, int64_t *q, __m256i mx, bool first) {
         return mx;
     }
     _mm256_store_si256(p, _mm256_add_epi64(_mm256_load_si256(p), _mm256_castpd_si256(lo)));
-    _mm256_store_si256(p + 1,
-                       _mm256_add_epi64(_mm256_load_si256(p + 1), _mm256_castpd_si256(hi)));
+    _mm256_store_si256(p + 1, _mm256_add_epi64(_mm256_load_si256(p + 1), _mm256_castpd_si256(hi)));
     return mx;
 }
 

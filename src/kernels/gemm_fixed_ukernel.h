@@ -17,8 +17,8 @@
 
 #include <stdint.h>
 
-#define SP_GEMM_FIXED_MR 6
-#define SP_GEMM_FIXED_NR 16
+#define SP_GEMM_FIXED_MR         6
+#define SP_GEMM_FIXED_NR         16
 #define SP_GEMM_FIXED_MAGIC_BITS 0x40b8000000000000ULL
 
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -56,7 +56,8 @@
  * 384 KB of the two together, in L2 while all of a rank's micro-batches pass over it. */
 #define SP_DET_BLOCK_FLOATS 32768
 
-/* Tail of the int64 buffer after the parameters. */
+/* Head of the int64 buffer, before the parameters' accumulators: the last bucket of the
+ * reducer, so it is sent after backward, when the count of bad terms is known. */
 enum { X_LOSS_HI, X_LOSS_LO, X_CORRECT, X_COUNT, X_BAD_GRAD, X_BAD_LOSS, X_N };
 
 struct sp_det {
@@ -66,7 +67,9 @@ struct sp_det {
     bool xent;
     int outputs, max_batch, threads;
     size_t nparams;
-    int64_t *acc;      /* (nparams + X_N) */
+    int64_t *buf;      /* (X_N + nparams): the head (X_*), then acc */
+    int64_t *acc;      /* buf + X_N: one accumulator per parameter */
+    sp_reducer *red;   /* the integer allreduce, per bucket during backward (several ranks) */
     float *scratch;    /* (threads, scratch_per) */
     int64_t *tile_acc; /* (threads, scratch_per): a dense tile's accumulators */
     size_t scratch_per;
@@ -97,7 +100,7 @@ static void dense_tile_(int in, int out, int *rows, int *cols) {
 }
 
 sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int outputs,
-                        int nranks) {
+                        sp_comm *comm, size_t bucket_bytes) {
     *out = NULL;
     if (micro < 1) return SP_FAIL(SP_ERR_ARG, "--micro-batch must be >= 1");
     sp_det *d = calloc(1, sizeof *d);
@@ -109,7 +112,7 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
     d->max_batch = sp_model_max_batch(m);
     d->threads = omp_get_max_threads();
     d->nparams = sp_model_num_params(m);
-    d->single = nranks == 1;
+    d->single = sp_comm_size(comm) == 1;
     const int nl = sp_model_num_layers(m);
     d->zoff = calloc((size_t)nl + 1, sizeof(size_t));
     d->zlen = calloc((size_t)nl + 1, sizeof(size_t));
@@ -151,7 +154,8 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
         free(d);
         return st;
     }
-    d->acc = malloc((d->nparams + X_N) * sizeof(int64_t));
+    d->buf = malloc((d->nparams + X_N) * sizeof(int64_t));
+    d->acc = d->buf ? d->buf + X_N : NULL;
     d->scratch = aligned_alloc(64, ((scratch ? scratch : 1) * sizeof(float) + 63) & ~(size_t)63);
     d->tile_acc = aligned_alloc(64, ((per ? per : 1) * (size_t)d->threads * sizeof(int64_t) + 63) &
                                         ~(size_t)63);
@@ -163,13 +167,21 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
         sp_det_free(d);
         return SP_FAIL(SP_ERR_NOMEM, "--deterministic: out of memory for %zu accumulators", np);
     }
+    if (!d->single) {
+        st = sp_reducer_create_int64(&d->red, comm, d->buf, d->nparams + X_N, bucket_bytes);
+        if (st != SP_OK) {
+            sp_det_free(d);
+            return st;
+        }
+    }
     *out = d;
     return SP_OK;
 }
 
 void sp_det_free(sp_det *d) {
     if (!d) return;
-    free(d->acc);
+    sp_reducer_free(d->red);
+    free(d->buf);
     free(d->scratch);
     free(d->tile_acc);
     free(d->work);
@@ -229,8 +241,15 @@ static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
     const int nmb = (B + m - 1) / m;
     int64_t *ab = d->acc + L->b_off;
     const double lim = d->limit;
-    const sp_gemm_fixed_args fa = {.M = out, .N = L->in, .K = B, .m = m, .A = L->dy, .lda = out,
-                                   .B = L->x, .ldb = L->in, .limit = lim,
+    const sp_gemm_fixed_args fa = {.M = out,
+                                   .N = L->in,
+                                   .K = B,
+                                   .m = m,
+                                   .A = L->dy,
+                                   .lda = out,
+                                   .B = L->x,
+                                   .ldb = L->in,
+                                   .limit = lim,
                                    .q = d->single ? NULL : d->acc + L->w_off,
                                    .g = d->single ? sp_model_grads(d->m) + L->w_off : NULL,
                                    .ldq = L->in};
@@ -298,6 +317,9 @@ static void wgrad_(void *user, const sp_wgrad_layer *L) {
         conv_wgrad_(d, L);
     else
         dense_wgrad_(d, L);
+    /* this layer's accumulators are final, and those of the layers after it (higher offsets):
+     * their buckets start their allreduce now, overlapped with the rest of backward */
+    if (d->red) sp_reducer_ready(d->red, X_N + L->w_off);
 }
 
 /* The exact fixed-point form of the sum of n per-sample losses: hi += floor(l), lo +=
@@ -324,14 +346,15 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
     const double t0 = sp_comm_wtime();
     const int B = (int)b->count;
     const int64_t nmb_global = (b->global_count + d->micro - 1) / d->micro;
-    int64_t *tail = d->acc + d->nparams;
+    int64_t *tail = d->buf;
     /* dense weights are stored whole by their tiles; the rest accumulates from 0 */
     if (B > 0) {
         for (int i = 0; i < d->nz; ++i)
             memset(d->acc + d->zoff[i], 0, d->zlen[i] * sizeof(int64_t));
         memset(tail, 0, X_N * sizeof(int64_t));
     } else {
-        memset(d->acc, 0, (d->nparams + X_N) * sizeof(int64_t));
+        if (d->red) sp_reducer_begin(d->red);
+        memset(d->buf, 0, (d->nparams + X_N) * sizeof(int64_t));
     }
     d->limit = sp_fix_limit(nmb_global);
     d->bad = 0;
@@ -350,12 +373,14 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
             tail[X_BAD_LOSS] = 1;
         tail[X_CORRECT] = correct;
         tail[X_COUNT] = B;
+        if (d->red) sp_reducer_begin(d->red);
         sp_model_backward_wgrad(d->m, d->dz, B, wgrad_, d);
         tail[X_BAD_GRAD] = d->bad;
     }
     d->t_reduce[0] = sp_comm_wtime();
     *compute_s += d->t_reduce[0] - t0;
-    if (!d->single) SP_CHECK(sp_comm_sum_int64(comm, d->acc, d->nparams + X_N));
+    (void)comm; /* the reducer has it */
+    if (d->red) SP_CHECK(sp_reducer_finish(d->red));
     const double t1 = sp_comm_wtime();
     d->t_reduce[1] = t1;
     float *g = sp_model_grads(d->m);
@@ -381,6 +406,10 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
                        "diverges; lower --lr",
                        (long long)tail[X_BAD_GRAD], (long long)ctx->step + 1, d->limit);
     return SP_OK;
+}
+
+sp_reducer *sp_det_reducer(sp_det *d) {
+    return d->red;
 }
 
 void sp_det_reduce_times(const sp_det *d, double *start, double *end) {
