@@ -17,14 +17,21 @@
  *     values, so the same bits as any other grouping) - the GEMMs stay large.
  *  3. The weight and bias gradients are computed per micro-batch (sp_model_backward_wgrad hands
  *     them here): dW_j = dY_j^T X_j, a GEMM with K = the micro-batch's samples (conv: its
- *     pixels), into a float scratch, whose arithmetic depends only on micro-batch j. Each term is
- *     converted to fixed point (util/fixed.h: round(x * 2^40) in an int64) and added to a
- *     per-parameter int64 accumulator. Dense layers do this in tiles of dW (up to 180 rows)
- *     whose accumulators stay in the L2 cache across all of the rank's micro-batches, one tile
- *     per thread at a time (threads own tiles: thread invariance as everywhere else).
- *  4. One MPI_SUM allreduce of the int64 accumulators (and of the loss, the counts and an error
- *     count in the same buffer): integer addition is associative, so the result is exact and
- *     independent of the reduction order. Every rank converts back to float the same way.
+ *     pixels), whose arithmetic depends only on micro-batch j. Each term is converted to fixed
+ *     point (util/fixed.h: round(x * 2^40) in an int64) and added to a per-parameter int64
+ *     accumulator. Dense layers do it in one pass of the fixed-point GEMM (kernels/gemm_fixed.h:
+ *     the operands packed once per step, the K loop over all the rank's samples, the register
+ *     tile converted into int64 at every micro-batch boundary: the same float operations as one
+ *     sp_gemm per micro-batch); without AVX2 (or m > SP_GEMM_KC) in tiles of dW, one sp_gemm per
+ *     micro-batch into a float scratch (dense_tiles_), which gives the same integers. Conv
+ *     layers: one threaded sp_gemm per micro-batch into a scratch. Threads own tiles of dW:
+ *     thread invariance as everywhere else.
+ *  4. An MPI_SUM allreduce of the int64 accumulators (and of the loss, the counts and an error
+ *     count, in the head of the same buffer): integer addition is associative, so the result is
+ *     exact and independent of the reduction order. It runs in --bucket-mb buckets
+ *     (sp_reducer_create_int64), each started during backward as soon as its layers are done
+ *     (last layer first), the head last. Every rank converts the sums back to float the same
+ *     way.
  *  5. Clipping (sp_clip_grad_norm: a thread-invariant sum of the identical reduced gradient) and
  *     the optimizer (elementwise) are then the same on every rank and layout.
  *
