@@ -200,6 +200,26 @@ static void test_cnn(void) {
     CHECK(same_params(ref, out), "SHARDPROP_GEMM_ISA=portable gives the bits of the default");
 }
 
+/* The integer allreduce in buckets started during backward (--bucket-mb: 104 bytes is 13 int64,
+ * so some 60 buckets for the MLP, buckets that split layers), and in one blocking call
+ * (--bucket-mb 0): the bits of the uninterrupted 1 x 1 run either way. */
+static void test_buckets(void) {
+    static const struct {
+        const char *tag, *data, *bucket;
+        int np;
+    } runs[] = {
+        {"mlp", "d.h5", "0.0001", 2}, {"mlp", "d.h5", "0", 3}, {"cnn", "img.h5", "0.0001", 3}};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; ++i) {
+        char out[512], ref[512], extra[1200];
+        snprintf(out, sizeof out, "%s/%s_bucket%zu.h5", dir, runs[i].tag, i);
+        snprintf(ref, sizeof ref, "%s/%s_ref.h5", dir, runs[i].tag);
+        snprintf(extra, sizeof extra, "--out %s --bucket-mb %s", out, runs[i].bucket);
+        train_ok(runs[i].np, 1, runs[i].data, strcmp(runs[i].tag, "mlp") ? cnn : mlp, extra);
+        CHECK(same_params(ref, out), "%s, %d ranks, --bucket-mb %s: the bits of 1 x 1", runs[i].tag,
+              runs[i].np, runs[i].bucket);
+    }
+}
+
 static void test_resume(void) {
     char ck[512], res[512], ref[512], extra[1600];
     snprintf(ck, sizeof ck, "%s/ck", dir);
@@ -240,6 +260,7 @@ int main(void) {
     test_mlp();
     test_idle_rank();
     test_cnn();
+    test_buckets();
     test_resume();
     return sp_test_summary("deterministic");
 }

@@ -247,10 +247,12 @@ typedef struct bucket {
 
 struct sp_reducer {
     sp_comm *c;
-    float *slab;
-    float *recv; /* the buckets' results (n floats; overlapped mode with >1 rank), copied back
-                    into slab as each completes: see start_bucket_ */
-    size_t n;
+    char *slab;
+    char *recv;     /* the buckets' results (n elements; overlapped mode with >1 rank), copied back
+                   into slab as each completes: see start_bucket_ */
+    size_t n, elem; /* elements, bytes per element */
+    MPI_Datatype type;
+    const char *op_blocking, *op_wait; /* what the watchdog reports */
     bool blocking;
     int nb;
     bucket *b;
@@ -260,14 +262,18 @@ struct sp_reducer {
     sp_reducer_stats st;
 };
 
-sp_status sp_reducer_create(sp_reducer **out, sp_comm *c, float *slab, size_t n,
-                            size_t bucket_bytes) {
+static sp_status reducer_create_(sp_reducer **out, sp_comm *c, void *slab, size_t n, size_t elem,
+                                 MPI_Datatype type, size_t bucket_bytes) {
     *out = NULL;
     sp_reducer *r = calloc(1, sizeof *r);
     if (!r) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
-    r->c = c, r->slab = slab, r->n = n;
+    r->c = c, r->slab = slab, r->n = n, r->elem = elem, r->type = type;
+    r->op_blocking = type == MPI_FLOAT ? "the gradient allreduce (MPI_Allreduce)"
+                                       : "the integer gradient allreduce (MPI_Allreduce)";
+    r->op_wait = type == MPI_FLOAT ? "the gradient allreduce (MPI_Wait on a bucket)"
+                                   : "the integer gradient allreduce (MPI_Wait on a bucket)";
     r->blocking = bucket_bytes == 0;
-    size_t per = bucket_bytes / sizeof(float);
+    size_t per = bucket_bytes / elem;
     if (per == 0 || per > n) per = n ? n : 1;
     if (per > (size_t)INT_MAX) per = (size_t)INT_MAX; /* one MPI call per bucket */
     r->nb = n ? (int)((n + per - 1) / per) : 0;
@@ -285,20 +291,30 @@ sp_status sp_reducer_create(sp_reducer **out, sp_comm *c, float *slab, size_t n,
         end -= len;
     }
     if (!r->blocking && c && c->size > 1 && n > 0) { /* c: NULL in plan-only tests */
-        r->recv = malloc(n * sizeof(float));
+        r->recv = malloc(n * elem);
         if (!r->recv) {
             free(r->b);
             free(r);
             return SP_FAIL(SP_ERR_NOMEM, "out of memory (%zu MB for the allreduce receive buffer)",
-                           n * sizeof(float) >> 20);
+                           n * elem >> 20);
         }
     }
     *out = r;
     return SP_OK;
 }
 
+sp_status sp_reducer_create(sp_reducer **out, sp_comm *c, float *slab, size_t n,
+                            size_t bucket_bytes) {
+    return reducer_create_(out, c, slab, n, sizeof(float), MPI_FLOAT, bucket_bytes);
+}
+
+sp_status sp_reducer_create_int64(sp_reducer **out, sp_comm *c, int64_t *slab, size_t n,
+                                  size_t bucket_bytes) {
+    return reducer_create_(out, c, slab, n, sizeof(int64_t), MPI_INT64_T, bucket_bytes);
+}
+
 size_t sp_reducer_memory_bytes(const sp_reducer *r) {
-    return r->recv ? r->n * sizeof(float) : 0;
+    return r->recv ? r->n * r->elem : 0;
 }
 
 void sp_reducer_free(sp_reducer *r) {
@@ -332,15 +348,15 @@ static void start_bucket_(sp_reducer *r, int i) {
      * binomial reduce + broadcast, which moves each bucket 2 log2(P) times; out of place it picks
      * Rabenseifner (reduce-scatter + allgather) for P >= 4 and buckets >= 64 KiB
      * (docs/scaling.md). The price: one gradient-sized buffer and a copy per bucket. */
-    MPI_Iallreduce(r->slab + b->begin, r->recv + b->begin, (int)b->len, MPI_FLOAT, MPI_SUM,
-                   r->c->comm, &b->req);
+    MPI_Iallreduce(r->slab + b->begin * r->elem, r->recv + b->begin * r->elem, (int)b->len, r->type,
+                   MPI_SUM, r->c->comm, &b->req);
     b->started = true;
     r->in_flight++;
 }
 
 /* Let MPI move the requests in flight along; note when the last one completes. */
 static void bucket_done_(sp_reducer *r, bucket *b) {
-    memcpy(r->slab + b->begin, r->recv + b->begin, b->len * sizeof(float));
+    memcpy(r->slab + b->begin * r->elem, r->recv + b->begin * r->elem, b->len * r->elem);
     b->done = true;
     b->t_done = MPI_Wtime();
 }
@@ -367,11 +383,11 @@ void sp_reducer_ready(sp_reducer *r, size_t begin) {
 sp_status sp_reducer_finish(sp_reducer *r) {
     const double t0 = MPI_Wtime();
     r->st.steps++;
-    r->st.bytes += r->n * sizeof(float);
+    r->st.bytes += r->n * r->elem;
     if (r->c->size == 1 || r->n == 0) return SP_OK;
     if (r->blocking) {
-        watch_(r->c, "the gradient allreduce (MPI_Allreduce)");
-        int e = MPI_Allreduce(MPI_IN_PLACE, r->slab, (int)r->n, MPI_FLOAT, MPI_SUM, r->c->comm);
+        watch_(r->c, r->op_blocking);
+        int e = MPI_Allreduce(MPI_IN_PLACE, r->slab, (int)r->n, r->type, MPI_SUM, r->c->comm);
         unwatch_(r->c);
         if (e != MPI_SUCCESS) return mpi_fail_(e, "gradient allreduce");
         const double dt = MPI_Wtime() - t0;
@@ -380,7 +396,7 @@ sp_status sp_reducer_finish(sp_reducer *r) {
         return SP_OK;
     }
     while (r->next < r->nb) start_bucket_(r, r->next++);
-    watch_(r->c, "the gradient allreduce (MPI_Wait on a bucket)");
+    watch_(r->c, r->op_wait);
     for (int i = 0; i < r->nb; ++i) {
         bucket *b = &r->b[i];
         if (b->done) continue;

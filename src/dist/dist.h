@@ -68,6 +68,10 @@ uint64_t sp_checksum_floats(const float *x, size_t n);
 typedef struct sp_reducer sp_reducer;
 sp_status sp_reducer_create(sp_reducer **out, sp_comm *c, float *slab, size_t n,
                             size_t bucket_bytes);
+/* The same over an int64 slab (MPI_INT64_T, exact: --deterministic's fixed-point gradients);
+ * bucket_bytes and the stats count bytes, so its buckets hold half as many elements. */
+sp_status sp_reducer_create_int64(sp_reducer **out, sp_comm *c, int64_t *slab, size_t n,
+                                  size_t bucket_bytes);
 /* Bytes the reducer holds besides the slab (its receive buffer). */
 size_t sp_reducer_memory_bytes(const sp_reducer *r);
 void sp_reducer_free(sp_reducer *r);

@@ -17,14 +17,21 @@
  *     values, so the same bits as any other grouping) - the GEMMs stay large.
  *  3. The weight and bias gradients are computed per micro-batch (sp_model_backward_wgrad hands
  *     them here): dW_j = dY_j^T X_j, a GEMM with K = the micro-batch's samples (conv: its
- *     pixels), into a float scratch, whose arithmetic depends only on micro-batch j. Each term is
- *     converted to fixed point (util/fixed.h: round(x * 2^40) in an int64) and added to a
- *     per-parameter int64 accumulator. Dense layers do this in tiles of dW (up to 180 rows)
- *     whose accumulators stay in the L2 cache across all of the rank's micro-batches, one tile
- *     per thread at a time (threads own tiles: thread invariance as everywhere else).
- *  4. One MPI_SUM allreduce of the int64 accumulators (and of the loss, the counts and an error
- *     count in the same buffer): integer addition is associative, so the result is exact and
- *     independent of the reduction order. Every rank converts back to float the same way.
+ *     pixels), whose arithmetic depends only on micro-batch j. Each term is converted to fixed
+ *     point (util/fixed.h: round(x * 2^40) in an int64) and added to a per-parameter int64
+ *     accumulator. Dense layers do it in one pass of the fixed-point GEMM (kernels/gemm_fixed.h:
+ *     the operands packed once per step, the K loop over all the rank's samples, the register
+ *     tile converted into int64 at every micro-batch boundary: the same float operations as one
+ *     sp_gemm per micro-batch); without AVX2 (or m > SP_GEMM_KC) in tiles of dW, one sp_gemm per
+ *     micro-batch into a float scratch (dense_tiles_), which gives the same integers. Conv
+ *     layers: one threaded sp_gemm per micro-batch into a scratch. Threads own tiles of dW:
+ *     thread invariance as everywhere else.
+ *  4. An MPI_SUM allreduce of the int64 accumulators (and of the loss, the counts and an error
+ *     count, in the head of the same buffer): integer addition is associative, so the result is
+ *     exact and independent of the reduction order. It runs in --bucket-mb buckets
+ *     (sp_reducer_create_int64), each started during backward as soon as its layers are done
+ *     (last layer first), the head last. Every rank converts the sums back to float the same
+ *     way.
  *  5. Clipping (sp_clip_grad_norm: a thread-invariant sum of the identical reduced gradient) and
  *     the optimizer (elementwise) are then the same on every rank and layout.
  *
@@ -44,6 +51,7 @@
 #include <string.h>
 
 #include "kernels/gemm.h"
+#include "kernels/gemm_fixed.h"
 #include "layers/layers.h"
 #include "model/wgrad.h"
 #include "shardprop/loss.h"
@@ -55,7 +63,8 @@
  * 384 KB of the two together, in L2 while all of a rank's micro-batches pass over it. */
 #define SP_DET_BLOCK_FLOATS 32768
 
-/* Tail of the int64 buffer after the parameters. */
+/* Head of the int64 buffer, before the parameters' accumulators: the last bucket of the
+ * reducer, so it is sent after backward, when the count of bad terms is known. */
 enum { X_LOSS_HI, X_LOSS_LO, X_CORRECT, X_COUNT, X_BAD_GRAD, X_BAD_LOSS, X_N };
 
 struct sp_det {
@@ -65,7 +74,9 @@ struct sp_det {
     bool xent;
     int outputs, max_batch, threads;
     size_t nparams;
-    int64_t *acc;      /* (nparams + X_N) */
+    int64_t *buf;      /* (X_N + nparams): the head (X_*), then acc */
+    int64_t *acc;      /* buf + X_N: one accumulator per parameter */
+    sp_reducer *red;   /* the integer allreduce, per bucket during backward (several ranks) */
     float *scratch;    /* (threads, scratch_per) */
     int64_t *tile_acc; /* (threads, scratch_per): a dense tile's accumulators */
     size_t scratch_per;
@@ -76,6 +87,7 @@ struct sp_det {
     bool single;  /* one rank: dense tiles convert to the float gradients directly */
     int nz;       /* ranges [zoff, zoff + zlen) of the slab not written whole by dense tiles */
     size_t *zoff, *zlen;
+    float *work; /* sp_gemm_fixed's packed operands, or NULL */
 };
 
 static int min_(int a, int b) {
@@ -95,7 +107,7 @@ static void dense_tile_(int in, int out, int *rows, int *cols) {
 }
 
 sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int outputs,
-                        int nranks) {
+                        sp_comm *comm, size_t bucket_bytes) {
     *out = NULL;
     if (micro < 1) return SP_FAIL(SP_ERR_ARG, "--micro-batch must be >= 1");
     sp_det *d = calloc(1, sizeof *d);
@@ -107,7 +119,7 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
     d->max_batch = sp_model_max_batch(m);
     d->threads = omp_get_max_threads();
     d->nparams = sp_model_num_params(m);
-    d->single = nranks == 1;
+    d->single = sp_comm_size(comm) == 1;
     const int nl = sp_model_num_layers(m);
     d->zoff = calloc((size_t)nl + 1, sizeof(size_t));
     d->zlen = calloc((size_t)nl + 1, sizeof(size_t));
@@ -116,7 +128,7 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
         return SP_FAIL(SP_ERR_NOMEM, "out of memory");
     }
     /* the scratch: a dense row block per thread, or a whole conv weight (one, threaded GEMM) */
-    size_t per = 0, conv = 0;
+    size_t per = 0, conv = 0, work = 0;
     for (int i = 0; i < sp_model_num_layers(m); ++i) {
         size_t w_off, b_off;
         int w_rank;
@@ -132,6 +144,8 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
             dense_tile_(in, o, &r, &cc);
             const size_t s = (size_t)r * (size_t)cc;
             if (s > per) per = s;
+            const size_t w = sp_gemm_fixed_workspace(o, in, d->max_batch);
+            if (w > work) work = w;
         } else {
             const size_t s = (size_t)(b_off - w_off);
             if (s > conv) conv = s;
@@ -140,23 +154,32 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
     d->scratch_per = per;
     const size_t scratch = per * (size_t)d->threads > conv ? per * (size_t)d->threads : conv;
     size_t bytes = (d->nparams + X_N) * sizeof(int64_t) + scratch * sizeof(float) +
-                   per * (size_t)d->threads * sizeof(int64_t) +
+                   per * (size_t)d->threads * sizeof(int64_t) + work * sizeof(float) +
                    (size_t)d->max_batch * ((size_t)outputs * sizeof(float) + sizeof(double));
     sp_status st = sp_mem_check(bytes, "--deterministic", "fixed-point gradient accumulators");
     if (st != SP_OK) {
         free(d);
         return st;
     }
-    d->acc = malloc((d->nparams + X_N) * sizeof(int64_t));
+    d->buf = malloc((d->nparams + X_N) * sizeof(int64_t));
+    d->acc = d->buf ? d->buf + X_N : NULL;
     d->scratch = aligned_alloc(64, ((scratch ? scratch : 1) * sizeof(float) + 63) & ~(size_t)63);
     d->tile_acc = aligned_alloc(64, ((per ? per : 1) * (size_t)d->threads * sizeof(int64_t) + 63) &
                                         ~(size_t)63);
+    if (work) d->work = aligned_alloc(64, (work * sizeof(float) + 63) & ~(size_t)63);
     d->dz = malloc((size_t)d->max_batch * (size_t)outputs * sizeof(float));
     d->rows = malloc((size_t)d->max_batch * sizeof(double));
-    if (!d->acc || !d->scratch || !d->tile_acc || !d->dz || !d->rows) {
+    if (!d->acc || !d->scratch || !d->tile_acc || !d->dz || !d->rows || (work && !d->work)) {
         const size_t np = d->nparams;
         sp_det_free(d);
         return SP_FAIL(SP_ERR_NOMEM, "--deterministic: out of memory for %zu accumulators", np);
+    }
+    if (!d->single) {
+        st = sp_reducer_create_int64(&d->red, comm, d->buf, d->nparams + X_N, bucket_bytes);
+        if (st != SP_OK) {
+            sp_det_free(d);
+            return st;
+        }
     }
     *out = d;
     return SP_OK;
@@ -164,9 +187,11 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
 
 void sp_det_free(sp_det *d) {
     if (!d) return;
-    free(d->acc);
+    sp_reducer_free(d->red);
+    free(d->buf);
     free(d->scratch);
     free(d->tile_acc);
+    free(d->work);
     free(d->dz);
     free(d->rows);
     free(d->zoff);
@@ -174,15 +199,16 @@ void sp_det_free(sp_det *d) {
     free(d);
 }
 
-/* Dense: per micro-batch j, dW_j (out, in) = dy_j^T x_j and db_j = column sums of dy_j (in
- * sample order), into the accumulators. Threads own tiles of dW; a tile's accumulators stay in
- * cache while all the micro-batches of the rank pass over it. */
-static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
+/* Dense, the portable path (no AVX2 or m > SP_GEMM_KC): per micro-batch j, dW_j (out, in) =
+ * dy_j^T x_j by sp_gemm into a float scratch, then into the accumulators. Threads own tiles of
+ * dW; a tile's accumulators stay in cache while all the micro-batches of the rank pass over it.
+ * The same integers as sp_gemm_fixed (tests/test_gemm_fixed.c). */
+static int64_t dense_tiles_(sp_det *d, const sp_wgrad_layer *L) {
     const int B = L->B, in = L->in, out = L->out, m = (int)d->micro;
     int R, C;
     dense_tile_(in, out, &R, &C);
     const int nmb = (B + m - 1) / m, nr = (out + R - 1) / R, nc = (in + C - 1) / C;
-    int64_t *aw = d->acc + L->w_off, *ab = d->acc + L->b_off;
+    int64_t *aw = d->acc + L->w_off;
     float *gw = sp_model_grads(d->m) + L->w_off;
     const double lim = d->limit;
     int64_t bad = 0;
@@ -210,6 +236,32 @@ static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
                 memcpy(aw + o, src, (size_t)c * sizeof *src);
         }
     }
+    return bad;
+}
+
+/* Dense: dW = sum over micro-batches j of round(dy_j^T x_j * 2^40) in one pass of the
+ * fixed-point GEMM (kernels/gemm_fixed.h: operands packed once, the register tile flushed into
+ * int64 at each micro-batch boundary), or dense_tiles_; db_j = column sums of dy_j (in sample
+ * order), into the accumulators. */
+static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
+    const int B = L->B, out = L->out, m = (int)d->micro;
+    const int nmb = (B + m - 1) / m;
+    int64_t *ab = d->acc + L->b_off;
+    const double lim = d->limit;
+    const sp_gemm_fixed_args fa = {.M = out,
+                                   .N = L->in,
+                                   .K = B,
+                                   .m = m,
+                                   .A = L->dy,
+                                   .lda = out,
+                                   .B = L->x,
+                                   .ldb = L->in,
+                                   .limit = lim,
+                                   .q = d->single ? NULL : d->acc + L->w_off,
+                                   .g = d->single ? sp_model_grads(d->m) + L->w_off : NULL,
+                                   .ldq = L->in};
+    int64_t bad = d->work ? sp_gemm_fixed(&fa, d->work) : -1;
+    if (bad < 0) bad = dense_tiles_(d, L);
     enum { DB_BLOCK = 256 };
 #pragma omp parallel for schedule(static) reduction(+ : bad)
     for (int j0 = 0; j0 < out; j0 += DB_BLOCK) {
@@ -272,6 +324,9 @@ static void wgrad_(void *user, const sp_wgrad_layer *L) {
         conv_wgrad_(d, L);
     else
         dense_wgrad_(d, L);
+    /* this layer's accumulators are final, and those of the layers after it (higher offsets):
+     * their buckets start their allreduce now, overlapped with the rest of backward */
+    if (d->red) sp_reducer_ready(d->red, X_N + L->w_off);
 }
 
 /* The exact fixed-point form of the sum of n per-sample losses: hi += floor(l), lo +=
@@ -298,14 +353,15 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
     const double t0 = sp_comm_wtime();
     const int B = (int)b->count;
     const int64_t nmb_global = (b->global_count + d->micro - 1) / d->micro;
-    int64_t *tail = d->acc + d->nparams;
+    int64_t *tail = d->buf;
     /* dense weights are stored whole by their tiles; the rest accumulates from 0 */
     if (B > 0) {
         for (int i = 0; i < d->nz; ++i)
             memset(d->acc + d->zoff[i], 0, d->zlen[i] * sizeof(int64_t));
         memset(tail, 0, X_N * sizeof(int64_t));
     } else {
-        memset(d->acc, 0, (d->nparams + X_N) * sizeof(int64_t));
+        if (d->red) sp_reducer_begin(d->red);
+        memset(d->buf, 0, (d->nparams + X_N) * sizeof(int64_t));
     }
     d->limit = sp_fix_limit(nmb_global);
     d->bad = 0;
@@ -324,12 +380,14 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
             tail[X_BAD_LOSS] = 1;
         tail[X_CORRECT] = correct;
         tail[X_COUNT] = B;
+        if (d->red) sp_reducer_begin(d->red);
         sp_model_backward_wgrad(d->m, d->dz, B, wgrad_, d);
         tail[X_BAD_GRAD] = d->bad;
     }
     d->t_reduce[0] = sp_comm_wtime();
     *compute_s += d->t_reduce[0] - t0;
-    if (!d->single) SP_CHECK(sp_comm_sum_int64(comm, d->acc, d->nparams + X_N));
+    (void)comm; /* the reducer has it */
+    if (d->red) SP_CHECK(sp_reducer_finish(d->red));
     const double t1 = sp_comm_wtime();
     d->t_reduce[1] = t1;
     float *g = sp_model_grads(d->m);
@@ -355,6 +413,10 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
                        "diverges; lower --lr",
                        (long long)tail[X_BAD_GRAD], (long long)ctx->step + 1, d->limit);
     return SP_OK;
+}
+
+sp_reducer *sp_det_reducer(sp_det *d) {
+    return d->red;
 }
 
 void sp_det_reduce_times(const sp_det *d, double *start, double *end) {

@@ -16,9 +16,11 @@
 typedef struct sp_det sp_det;
 
 /* For model m (max batch = this rank's largest slice), micro-batches of `micro` samples,
- * `outputs` classes (xent) or targets (mse), nranks ranks (one: no allreduce at all). */
+ * `outputs` classes (xent) or targets (mse), on comm (one rank: no allreduce at all). The int64
+ * allreduce runs in buckets of bucket_bytes (--bucket-mb; 0: one blocking call after backward),
+ * each started during backward as soon as its layers' accumulators are final. */
 sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int outputs,
-                        int nranks);
+                        sp_comm *comm, size_t bucket_bytes);
 void sp_det_free(sp_det *d);
 
 /*
@@ -33,7 +35,10 @@ void sp_det_free(sp_det *d);
 sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step_ctx *ctx,
                       double sums[3], double *compute_s);
 
-/* When the last sp_det_step's integer allreduce started and ended (sp_comm_wtime; equal when
+/* The integer reducer (its statistics and bucket times), or NULL with one rank. */
+sp_reducer *sp_det_reducer(sp_det *d);
+
+/* When the last sp_det_step's wait for its integer allreduce started and ended (sp_comm_wtime; equal when
  * there is one rank): for the straggler statistics and the --trace timeline. */
 void sp_det_reduce_times(const sp_det *d, double *start, double *end);
 

@@ -335,7 +335,8 @@ static sp_status setup_local_(trainer *t) {
                            .micro_batch = c->deterministic ? c->micro_batch : 0};
     SP_CHECK(sp_loader_create(&t->ld, t->ds, &lc));
     if (c->deterministic)
-        SP_CHECK(sp_det_create(&t->det, t->m, c->micro_batch, t->xent, t->outputs, t->size));
+        SP_CHECK(sp_det_create(&t->det, t->m, c->micro_batch, t->xent, t->outputs, t->comm,
+                               (size_t)(c->bucket_mb * 1024.0 * 1024.0)));
     if (t->vds) {
         lc.micro_batch = 0;
         lc.shuffle = false;
@@ -656,7 +657,7 @@ static void epoch_report_(trainer *t, int64_t epoch, double ep_time, double last
                           const sp_loader_stats *ls0) {
     const sp_train_config *c = t->cfg;
     sp_reducer_stats rs;
-    sp_reducer_get_stats(t->red, &rs);
+    sp_reducer_get_stats(t->det && sp_det_reducer(t->det) ? sp_det_reducer(t->det) : t->red, &rs);
     sp_loader_stats ls1;
     sp_loader_get_stats(t->ld, &ls1);
     if (!t->talk) return;
@@ -769,6 +770,7 @@ static sp_status train_(trainer *t) {
         sp_loader_stats ls0;
         sp_loader_get_stats(t->ld, &ls0);
         sp_reducer_reset_stats(t->red);
+        if (t->det && sp_det_reducer(t->det)) sp_reducer_reset_stats(sp_det_reducer(t->det));
         int64_t done_batches = first;
         for (;;) {
             sp_batch b;
@@ -829,6 +831,7 @@ static sp_status train_(trainer *t) {
                 sp_det_reduce_times(t->det, &r0, &r1);
                 sp_trace_compute_end_at(&t->tr, r0);
                 if (t->tr.on) sp_trace_span(&t->tr, SP_TR_ALLREDUCE_WAIT, -1, r0, r1);
+                if (sp_det_reducer(t->det)) sp_trace_buckets(&t->tr, sp_det_reducer(t->det));
             } else {
                 SP_CHECK(run_batch_(t, &b, true, s));
             }
