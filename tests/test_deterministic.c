@@ -74,14 +74,6 @@ static void test_split(void) {
           fails);
 }
 
-static int same_params(const char *a, const char *b) {
-    size_t na = 0, nb = 0;
-    float *pa = sp_test_read_params(a, &na), *pb = sp_test_read_params(b, &nb);
-    int same = pa && pb && na == nb && na && !memcmp(pa, pb, na * sizeof(float));
-    free(pa), free(pb);
-    return same;
-}
-
 /* Every "loss_hex" value of a metrics file, concatenated ("" if none). */
 static char *loss_trace(const char *path) {
     FILE *f = fopen(path, "r");
@@ -133,8 +125,8 @@ static void test_layouts(const char *tag, const char *data, const char *args,
         if (i == 0) remove(ref_m);
         train_ok(np, th, data, args, extra);
         if (i == 0) continue;
-        CHECK(same_params(ref, out), "%s: %d x %d gives the parameters of %d x %d bitwise", tag,
-              np ? np : 1, th, layouts[0][0] ? layouts[0][0] : 1, layouts[0][1]);
+        CHECK(sp_test_same_params(ref, out), "%s: %d x %d gives the parameters of %d x %d bitwise",
+              tag, np ? np : 1, th, layouts[0][0] ? layouts[0][0] : 1, layouts[0][1]);
         char *a = loss_trace(ref_m), *b = loss_trace(met);
         CHECK(a && b && a[0] && !strcmp(a, b), "%s: %d x %d logs the same losses:\n%s\n%s", tag,
               np ? np : 1, th, a ? a : "", b ? b : "");
@@ -197,7 +189,8 @@ static void test_cnn(void) {
     unsetenv("SHARDPROP_GEMM_ISA");
     char ref[512];
     snprintf(ref, sizeof ref, "%s/cnn_ref.h5", dir);
-    CHECK(same_params(ref, out), "SHARDPROP_GEMM_ISA=portable gives the bits of the default");
+    CHECK(sp_test_same_params(ref, out),
+          "SHARDPROP_GEMM_ISA=portable gives the bits of the default");
 }
 
 /* The integer allreduce in buckets started during backward (--bucket-mb: 104 bytes is 13 int64,
@@ -215,8 +208,8 @@ static void test_buckets(void) {
         snprintf(ref, sizeof ref, "%s/%s_ref.h5", dir, runs[i].tag);
         snprintf(extra, sizeof extra, "--out %s --bucket-mb %s", out, runs[i].bucket);
         train_ok(runs[i].np, 1, runs[i].data, strcmp(runs[i].tag, "mlp") ? cnn : mlp, extra);
-        CHECK(same_params(ref, out), "%s, %d ranks, --bucket-mb %s: the bits of 1 x 1", runs[i].tag,
-              runs[i].np, runs[i].bucket);
+        CHECK(sp_test_same_params(ref, out), "%s, %d ranks, --bucket-mb %s: the bits of 1 x 1",
+              runs[i].tag, runs[i].np, runs[i].bucket);
     }
 }
 
@@ -241,7 +234,8 @@ static void test_resume(void) {
     free(out);
     snprintf(extra, sizeof extra, "--checkpoint-dir %s --resume auto --out %s", ck, res);
     train_ok(3, 1, "d.h5", mlp, extra);
-    CHECK(same_params(ref, res), "2 ranks, resumed on 3 ranks == uninterrupted 1 x 1, bitwise");
+    CHECK(sp_test_same_params(ref, res),
+          "2 ranks, resumed on 3 ranks == uninterrupted 1 x 1, bitwise");
     out = NULL;
     rc = sp_test_shardprop(0, 1, "train --data x.h5 --model dense:2 --micro-batch 8", &out);
     CHECK(rc != 0 && out && strstr(out, "--micro-batch goes with --deterministic"),

@@ -71,14 +71,6 @@ static int train_(int np, const char *env, const char *data, const char *extra, 
     return sp_test_run(cmd, out);
 }
 
-static int same_params_(const char *a, const char *b) {
-    size_t na = 0, nb = 0;
-    float *pa = sp_test_read_params(a, &na), *pb = sp_test_read_params(b, &nb);
-    int same = pa && pb && na == nb && na && !memcmp(pa, pb, na * sizeof(float));
-    free(pa), free(pb);
-    return same;
-}
-
 static int all_finite_(const char *a) {
     size_t n = 0;
     float *p = sp_test_read_params(a, &n);
@@ -188,7 +180,7 @@ static void test_nonfinite(void) {
     free(out);
     int nds = 0;
     int64_t ostep = -1;
-    CHECK(same_params_(a, b), "skipped step 5 == 4 steps: parameters bitwise");
+    CHECK(sp_test_same_params(a, b), "skipped step 5 == 4 steps: parameters bitwise");
     CHECK(same_optimizer_(a, b, &nds, &ostep) && nds == 8 && ostep == 4,
           "skipped step 5 == 4 steps: Adam state (%d datasets) and optimizer step (%lld) bitwise",
           nds, (long long)ostep);
@@ -308,7 +300,7 @@ static void check_previous_intact_(const char *ck, const char *ref, const char *
     snprintf(data, sizeof data, "%s/d.h5", dir);
     out = NULL;
     rc = train_(2, "", data, extra, &out);
-    CHECK(rc == 0 && strstr(out, "resuming from") && same_params_(res, ref),
+    CHECK(rc == 0 && strstr(out, "resuming from") && sp_test_same_params(res, ref),
           "%s: resumed from the previous checkpoint == uninterrupted, bitwise (exit %d):\n%s", what,
           rc, out ? out : "");
     free(out);
@@ -363,7 +355,7 @@ static void test_checkpoint_dir_faults(void) {
         out = NULL;
         rc = train_(2, "", data, extra, &out);
         CHECK(rc == 0 && strstr(out, "warning: checkpoint at step") &&
-                  strstr(out, "No space left on device") && same_params_(wout, ref),
+                  strstr(out, "No space left on device") && sp_test_same_params(wout, ref),
               "tmpfs full, --checkpoint-errors warn: warns, completes, --out == uninterrupted "
               "(exit %d):\n%s",
               rc, out ? out : "");

@@ -41,14 +41,6 @@ static double seconds_(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static int same_params_(const char *a, const char *b) {
-    size_t na = 0, nb = 0;
-    float *pa = sp_test_read_params(a, &na), *pb = sp_test_read_params(b, &nb);
-    int same = pa && pb && na == nb && na && !memcmp(pa, pb, na * sizeof(float));
-    free(pa), free(pb);
-    return same;
-}
-
 /* Sanitizer builds: no LeakSanitizer and fast unwinding in these runs (5x faster under ASan;
  * a killed process has nothing to report anyway). ASan still checks every access; leaks of the
  * same resume paths are checked by test_resume. Ignored by other builds. */
@@ -158,7 +150,7 @@ int main(void) {
         rc = sp_test_run(cmd, &out);
         CHECK(rc == 0, "rep %d: --resume auto after the kill: exit %d\n%s", rep, rc,
               out ? out : "");
-        const bool same = rc == 0 && same_params_(res, ref);
+        const bool same = rc == 0 && sp_test_same_params(res, ref);
         bitwise += same;
         CHECK(same, "rep %d: killed + resumed == uninterrupted, bitwise (seed %llu)\n%s", rep,
               (unsigned long long)seed, out ? out : "");

@@ -33,14 +33,6 @@ static char dir[256];
 static const char *base = "--model dense:24,relu,dropout:0.25,dense:4 --epochs 3 --batch 48 "
                           "--seed 7 --quiet";
 
-static int same_params(const char *a, const char *b) {
-    size_t na = 0, nb = 0;
-    float *pa = sp_test_read_params(a, &na), *pb = sp_test_read_params(b, &nb);
-    int same = pa && pb && na == nb && na && !memcmp(pa, pb, na * sizeof(float));
-    free(pa), free(pb);
-    return same;
-}
-
 static double relerr(const char *a, const char *b) {
     size_t na = 0, nb = 0;
     float *pa = sp_test_read_params(a, &na), *pb = sp_test_read_params(b, &nb);
@@ -83,8 +75,8 @@ static void test_bitwise_resume(int np, const char *opt, const char *tag) {
               strstr(out, "step 4, epoch 1, batch 4 of the epoch"),
           "%s %d ranks: says where it resumes from: %s", tag, np, out ? out : "");
     free(out);
-    CHECK(same_params(full, res), "%s, %d rank(s): interrupted + resumed == uninterrupted, bitwise",
-          tag, np);
+    CHECK(sp_test_same_params(full, res),
+          "%s, %d rank(s): interrupted + resumed == uninterrupted, bitwise", tag, np);
 }
 
 static void test_world_size_change(void) {
@@ -134,7 +126,7 @@ static void test_signal(void) {
     char extra[2048];
     snprintf(extra, sizeof extra, "--checkpoint-dir %s --resume auto --out %s", ck, res);
     run_ok(2, base, "--optimizer adam --lr 0.01", extra, "resume after signal");
-    CHECK(same_params(res, full), "signal + resume == uninterrupted 2-rank run, bitwise");
+    CHECK(sp_test_same_params(res, full), "signal + resume == uninterrupted 2-rank run, bitwise");
 }
 
 static void test_kill_during_checkpoint(void) {
@@ -169,7 +161,8 @@ static void test_kill_during_checkpoint(void) {
     out = NULL;
     snprintf(extra, sizeof extra, "--checkpoint-dir %s --resume auto --out %s", ck, res);
     run_ok(0, base, "--optimizer sgd --lr 0.05 --momentum 0.9", extra, "resume after kill -9");
-    CHECK(same_params(res, full), "kill -9 mid-write + resume == uninterrupted run, bitwise");
+    CHECK(sp_test_same_params(res, full),
+          "kill -9 mid-write + resume == uninterrupted run, bitwise");
 }
 
 static void test_errors(void) {
@@ -200,8 +193,8 @@ static void test_errors(void) {
     rc = run(0, base, "", extra, &out);
     char init[512];
     snprintf(init, sizeof init, "%s/init.h5", dir);
-    CHECK(rc == 0 && same_params(init, src), "--init-from loads the parameters: exit %d\n%s", rc,
-          out ? out : "");
+    CHECK(rc == 0 && sp_test_same_params(init, src),
+          "--init-from loads the parameters: exit %d\n%s", rc, out ? out : "");
     free(out);
     out = NULL;
     snprintf(extra, sizeof extra, "--init-from %s --max-steps 1", src);

@@ -71,3 +71,11 @@ float *sp_test_read_params(const char *path, size_t *n) {
     *n = used;
     return all;
 }
+
+int sp_test_same_params(const char *a, const char *b) {
+    size_t na = 0, nb = 0;
+    float *pa = sp_test_read_params(a, &na), *pb = sp_test_read_params(b, &nb);
+    const int same = pa && pb && na == nb && na && !memcmp(pa, pb, na * sizeof(float));
+    free(pa), free(pb);
+    return same;
+}

@@ -15,4 +15,7 @@ int sp_test_shardprop(int np, int threads, const char *args, char **out);
  * order (the parameter slab's layout). NULL on failure. */
 float *sp_test_read_params(const char *path, size_t *n);
 
+/* 1 when the two model files hold the same parameters bit for bit (and at least one). */
+int sp_test_same_params(const char *a, const char *b);
+
 #endif
