@@ -78,6 +78,10 @@ float *sp_model_grads(sp_model *m);  /* (num_params) */
 const char *sp_model_layer_name(const sp_model *m, int i);
 bool sp_model_layer_params(const sp_model *m, int i, size_t *w_off, int *w_rank, int64_t w_shape[4],
                            size_t *b_off, int64_t *b_len);
+/* The same as flat ranges of the slabs: weights [w_off, w_off + w_len), bias [b_off, b_off +
+ * b_len). Returns false for a layer without parameters (outputs untouched). */
+bool sp_model_layer_ranges(const sp_model *m, int i, size_t *w_off, size_t *w_len, size_t *b_off,
+                           size_t *b_len);
 
 /* Forward floating-point operations for one sample (a multiply-add counts 2; GEMM layers
  * dominate; backward costs about twice this for layers with parameters). */

@@ -574,6 +574,15 @@ bool sp_model_layer_params(const sp_model *m, int i, size_t *w_off, int *w_rank,
     return true;
 }
 
+bool sp_model_layer_ranges(const sp_model *m, int i, size_t *w_off, size_t *w_len, size_t *b_off,
+                           size_t *b_len) {
+    const sp_layer *L = &m->layers[i];
+    if (!L->w_len) return false;
+    *w_off = L->w_off, *w_len = L->w_len;
+    *b_off = L->b_off, *b_len = L->b_len;
+    return true;
+}
+
 int sp_model_layer_out_shape(const sp_model *m, int i, int64_t shape[3]) {
     const sp_layer *L = &m->layers[i];
     memcpy(shape, L->out_shape, sizeof L->out_shape);

@@ -69,24 +69,12 @@ void sp_layer_stats_error_signal(sp_layer_stats *ls, int layer, const float *dy,
 }
 
 /* Layer i's weight and bias ranges in the slabs; false for a layer without parameters. */
-static bool ranges_(const sp_model *m, int i, size_t *w_off, size_t *w_len, size_t *b_off,
-                    size_t *b_len) {
-    int w_rank;
-    int64_t w_shape[4], bl = 0;
-    if (!sp_model_layer_params(m, i, w_off, &w_rank, w_shape, b_off, &bl)) return false;
-    size_t wl = 1;
-    for (int d = 0; d < w_rank; ++d) wl *= (size_t)w_shape[d];
-    *w_len = wl;
-    *b_len = (size_t)bl;
-    return true;
-}
-
 void sp_layer_stats_before_update(sp_layer_stats *ls, sp_model *m) {
     if (!ls->armed || !ls->root) return;
     const float *p = sp_model_params(m), *g = sp_model_grads(m);
     for (int i = 0; i < ls->nl; ++i) {
         size_t wo, wl, bo, bl;
-        if (!ranges_(m, i, &wo, &wl, &bo, &bl)) continue;
+        if (!sp_model_layer_ranges(m, i, &wo, &wl, &bo, &bl)) continue;
         layer_acc *a = &ls->acc[i];
         a->gw_sq = sum_sq_(g + wo, wl);
         a->gb_sq = sum_sq_(g + bo, bl);
@@ -116,7 +104,7 @@ sp_status sp_layer_stats_after_update(sp_layer_stats *ls, sp_model *m, sp_comm *
     const float *p = sp_model_params(m);
     for (int i = 0; i < ls->nl; ++i) {
         size_t wo, wl, bo, bl;
-        if (!ranges_(m, i, &wo, &wl, &bo, &bl)) continue;
+        if (!sp_model_layer_ranges(m, i, &wo, &wl, &bo, &bl)) continue;
         const layer_acc *a = &ls->acc[i];
         const double w = sqrt(a->w_sq), dw = sqrt(diff_sq_(p + wo, ls->before + wo, wl));
         sp_json j;

@@ -38,15 +38,10 @@ void sp_nonfinite_scan_grads(sp_model *m, sp_nonfinite_scan *out) {
     out->first_layer = -1;
     out->bad_layers = out->param_layers = 0;
     for (int i = sp_model_num_layers(m) - 1; i >= 0; --i) {
-        size_t w_off = 0, b_off = 0;
-        int w_rank = 0;
-        int64_t w_shape[4] = {0}, b_len = 0;
-        if (!sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
-        size_t wn = 1;
-        for (int d = 0; d < w_rank; ++d) wn *= (size_t)w_shape[d];
+        size_t w_off, w_len, b_off, b_len;
+        if (!sp_model_layer_ranges(m, i, &w_off, &w_len, &b_off, &b_len)) continue;
         ++out->param_layers;
-        const uint32_t mw = max_abs_bits_(g + w_off, wn),
-                       mb = max_abs_bits_(g + b_off, (size_t)b_len);
+        const uint32_t mw = max_abs_bits_(g + w_off, w_len), mb = max_abs_bits_(g + b_off, b_len);
         const uint32_t mx = mw > mb ? mw : mb; /* a max: OR-ing bit patterns would not do */
         if (mx >= 0x7f800000u) {
             ++out->bad_layers;
@@ -112,10 +107,8 @@ void sp_nonfinite_test_hook(sp_model *m, int rank, int64_t step) {
     }
     if (hook_rank != rank || hook_step != step) return;
     for (int i = sp_model_num_layers(m) - 1; i >= 0; --i) {
-        size_t w_off = 0, b_off = 0;
-        int w_rank = 0;
-        int64_t w_shape[4] = {0}, b_len = 0;
-        if (!sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
+        size_t w_off, w_len, b_off, b_len;
+        if (!sp_model_layer_ranges(m, i, &w_off, &w_len, &b_off, &b_len)) continue;
         sp_model_grads(m)[w_off] = NAN;
         fprintf(stderr, "rank %d: test hook: NaN in the gradient of layer %d at step %lld\n", rank,
                 i, (long long)step);
