@@ -157,7 +157,7 @@ static void test_dense_db(int B, int out) {
           *db = malloc(sizeof(float) * (size_t)out), *de = malloc(sizeof(float) * (size_t)out);
     sp_test_fill(dy, (size_t)B * out, (uint64_t)(B + out), -1.0f, 1.0f);
     for (int j = 0; j < out; ++j) db[j] = de[j] = 0.25f * (float)j;
-    sp_dense_backward(NULL, dw, db, dy, x, w, B, 1, out);
+    sp_dense_backward(NULL, dw, db, dy, x, w, B, 1, out, true);
     for (int j = 0; j < out; ++j) { /* the per-output sum in sample order, then added */
         float s = 0.0f;
         for (int i = 0; i < B; ++i) s += dy[(size_t)i * out + j];
@@ -186,10 +186,10 @@ static void test_batch_invariance(int B, int c, int h, int w, int oc, int k, int
     for (int threads = 1; threads <= 2; ++threads) {
         omp_set_num_threads(threads);
         sp_conv2d_forward(y, col, tmp, x, wt, b, &g, B);
-        sp_conv2d_backward(dx, dw, db, tmp, dcol, dy, col, wt, &g, B);
+        sp_conv2d_backward(dx, dw, db, tmp, dcol, dy, col, wt, &g, B, true);
         for (int n = 0; n < B; ++n) {
             sp_conv2d_forward(y1, col, tmp, x + n * chw, wt, b, &g, 1);
-            sp_conv2d_backward(dx1, dw, db, tmp, dcol, dy + n * oc * ohw, col, wt, &g, 1);
+            sp_conv2d_backward(dx1, dw, db, tmp, dcol, dy + n * oc * ohw, col, wt, &g, 1, true);
             CHECK(same_bits(y1, y + n * oc * ohw, oc * ohw * 4) &&
                       same_bits(dx1, dx + n * chw, chw * 4),
                   "conv2d c=%d %dx%d oc=%d k=%d: sample %d of %d differs from a batch of 1 "
@@ -199,10 +199,11 @@ static void test_batch_invariance(int B, int c, int h, int w, int oc, int k, int
         /* dense: the same x and dy seen as (B, chw) -> (B, oc) */
         const int in = (int)ckk < (int)chw ? (int)ckk : (int)chw;
         sp_dense_forward(y, x, wt, b, B, in, oc);
-        sp_dense_backward(dx, dw, db, dy, x, wt, B, in, oc);
+        sp_dense_backward(dx, dw, db, dy, x, wt, B, in, oc, true);
         for (int n = 0; n < B; ++n) {
             sp_dense_forward(y1, x + (size_t)n * in, wt, b, 1, in, oc);
-            sp_dense_backward(dx1, dw, db, dy + (size_t)n * oc, x + (size_t)n * in, wt, 1, in, oc);
+            sp_dense_backward(dx1, dw, db, dy + (size_t)n * oc, x + (size_t)n * in, wt, 1, in, oc,
+                              true);
             CHECK(same_bits(y1, y + (size_t)n * oc, (size_t)oc * 4) &&
                       same_bits(dx1, dx + (size_t)n * in, (size_t)in * 4),
                   "dense %d -> %d: sample %d of %d differs from a batch of 1 (%d threads)", in, oc,
@@ -269,6 +270,49 @@ static void test_fused_relu(int B, int c, int h, int w, int k, int s) {
     free(cx), free(cw), free(cb), free(col), free(y1), free(y2), free(r1), free(r2);
 }
 
+/* acc = false overwrites dw and db (filled with NaN first) with the values acc = true adds to
+ * zeros: equal as numbers (a zero may differ in sign), for dense and conv2d, 1 and 2 threads. */
+static void test_overwrite(int B, int c, int h, int w, int oc, int k) {
+    sp_conv_geom g;
+    CHECK(sp_conv_geom_init(&g, c, h, w, oc, k, 1, k / 2), "conv geom");
+    const size_t chw = (size_t)c * h * w, ohw = (size_t)g.oh * g.ow, ckk = (size_t)c * k * k;
+    const size_t nx = (size_t)B * chw, ny = (size_t)B * oc * ohw, nw = (size_t)oc * ckk;
+    const size_t ndw = nw > (size_t)oc * chw ? nw : (size_t)oc * chw;
+    float *x = malloc(nx * 4), *dy = malloc(ny * 4), *wt = malloc(ndw * 4), *b = calloc(oc, 4),
+          *y = malloc(ny * 4), *dx = malloc(nx * 4), *col = malloc(ckk * B * ohw * 4),
+          *tmp = malloc(ny * 4), *dcol = malloc(ckk * B * ohw * 4), *dw0 = malloc(ndw * 4),
+          *db0 = malloc((size_t)oc * 4), *dw1 = malloc(ndw * 4), *db1 = malloc((size_t)oc * 4);
+    sp_test_fill(x, nx, 11, -1.0f, 1.0f), sp_test_fill(dy, ny, 12, -1.0f, 1.0f);
+    sp_test_fill(wt, ndw, 13, -0.5f, 0.5f);
+    const int max_threads = omp_get_max_threads();
+    for (int threads = 1; threads <= 2; ++threads) {
+        omp_set_num_threads(threads);
+        for (int layer = 0; layer < 2; ++layer) {
+            const size_t n = layer ? (size_t)oc * chw : nw;
+            memset(dw0, 0, ndw * 4), memset(db0, 0, (size_t)oc * 4);
+            for (size_t i = 0; i < ndw; ++i) dw1[i] = NAN;
+            for (int i = 0; i < oc; ++i) db1[i] = NAN;
+            if (layer == 0) {
+                sp_conv2d_forward(y, col, tmp, x, wt, b, &g, B);
+                sp_conv2d_backward(dx, dw0, db0, tmp, dcol, dy, col, wt, &g, B, true);
+                sp_conv2d_backward(dx, dw1, db1, tmp, dcol, dy, col, wt, &g, B, false);
+            } else { /* dense (B, chw) -> (B, oc), dy's first B * oc values */
+                sp_dense_backward(dx, dw0, db0, dy, x, wt, B, (int)chw, oc, true);
+                sp_dense_backward(dx, dw1, db1, dy, x, wt, B, (int)chw, oc, false);
+            }
+            size_t bad = 0;
+            for (size_t i = 0; i < n; ++i) bad += !(dw1[i] == dw0[i]);
+            for (int i = 0; i < oc; ++i) bad += !(db1[i] == db0[i]);
+            CHECK(bad == 0,
+                  "%s backward with acc=false overwrites dW and db (%zu differ, %d threads)",
+                  layer ? "dense" : "conv2d", bad, threads);
+        }
+    }
+    omp_set_num_threads(max_threads);
+    free(x), free(dy), free(wt), free(b), free(y), free(dx), free(col), free(tmp), free(dcol);
+    free(dw0), free(db0), free(dw1), free(db1);
+}
+
 int main(void) {
     /* B, c, h, w, k, stride: the workloads' 2x2, odd and overlapping windows, rows > 64 */
     const int p[][6] = {{2, 3, 28, 28, 2, 2}, {1, 2, 7, 5, 3, 1},   {2, 1, 9, 8, 3, 2},
@@ -281,6 +325,8 @@ int main(void) {
     const sp_isa isas[2] = {SP_ISA_PORTABLE, sp_gemm_isa_best()};
     for (int is = 0; is < 2; ++is) {
         CHECK(sp_gemm_set_isa(isas[is]), "set isa %s", sp_isa_name(isas[is]));
+        test_overwrite(3, 2, 9, 9, 5, 3);
+        test_overwrite(2, 3, 28, 28, 32, 3);
         for (int nan = 0; nan < 2; ++nan) {
             for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i)
                 test_maxpool(p[i][0], p[i][1], p[i][2], p[i][3], p[i][4], p[i][5], nan);

@@ -129,7 +129,7 @@ static void test_dense(int B, int in, int out) {
     /* gradients accumulate: start from a known value and subtract it after */
     for (size_t i = 0; i < c.nw; ++i) dw[i] = 0.5f;
     sp_dense_forward(y, x, w, b, B, in, out);
-    sp_dense_backward(dx, dw, db, r, x, w, B, in, out);
+    sp_dense_backward(dx, dw, db, r, x, w, B, in, out, true);
     for (size_t i = 0; i < c.nw; ++i) dw[i] -= 0.5f;
     char what[64];
     snprintf(what, sizeof what, "dense B=%d in=%d out=%d", B, in, out);
@@ -159,7 +159,7 @@ static void test_conv(int B, int ch, int h, int wd, int oc, int k, int stride, i
     float *col = falloc(ckk * B * ohw), *tmp = falloc((size_t)oc * B * ohw),
           *dcol = falloc(ckk * B * ohw);
     sp_conv2d_forward(y, col, tmp, x, w, b, &g, B);
-    sp_conv2d_backward(dx, dw, db, tmp, dcol, r, col, w, &g, B);
+    sp_conv2d_backward(dx, dw, db, tmp, dcol, r, col, w, &g, B, true);
     char what[96];
     snprintf(what, sizeof what, "conv2d B=%d c=%d %dx%d oc=%d k=%d s=%d p=%d", B, ch, h, wd, oc, k,
              stride, pad);

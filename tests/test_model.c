@@ -253,6 +253,21 @@ static void test_model_grad(const char *spec, int rank, const int64_t *shape, si
     }
     const double e = sp_test_relerr(sp_model_grads(m), g, nparams, 1e-3);
     CHECK(e < 1e-4, "%s: parameter gradients vs finite differences relerr %.3g", spec, e);
+    /* the overwriting backward (what training uses) on a slab full of NaN: the same values */
+    float *acc = malloc(nparams * sizeof(float));
+    memcpy(acc, sp_model_grads(m), nparams * sizeof(float));
+    for (size_t i = 0; i < nparams; ++i) sp_model_grads(m)[i] = NAN;
+    sp_model_backward_fresh(m, dz, B, NULL, NULL);
+    size_t differ = 0;
+    for (size_t i = 0; i < nparams; ++i) differ += !(sp_model_grads(m)[i] == acc[i]);
+    CHECK(differ == 0, "%s: sp_model_backward_fresh overwrites every gradient (%zu differ)", spec,
+          differ);
+    for (size_t i = 0; i < nparams; ++i) sp_model_grads(m)[i] = NAN;
+    sp_model_backward_fresh(m, dz, 0, NULL, NULL);
+    differ = 0;
+    for (size_t i = 0; i < nparams; ++i) differ += sp_model_grads(m)[i] != 0.0f;
+    CHECK(differ == 0, "%s: sp_model_backward_fresh with no samples zeroes the gradients", spec);
+    free(acc);
     free(x), free(p), free(xf), free(g);
     sp_model_free(m);
 }

@@ -107,5 +107,11 @@ typedef void (*sp_grad_ready_fn)(void *user, size_t grad_begin);
 void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready,
                        void *user);
 void sp_model_zero_grads(sp_model *m);
+/* As sp_model_backward, but the gradient slab is OVERWRITTEN with this batch's gradients (every
+ * parameter's; all zero for B = 0): no sp_model_zero_grads before it, and one pass less over the
+ * slab (the weight-gradient GEMMs write instead of read-add-write). The values are those of
+ * sp_model_zero_grads + sp_model_backward, except that a gradient of exactly zero may be -0. */
+void sp_model_backward_fresh(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready,
+                             void *user);
 
 #endif

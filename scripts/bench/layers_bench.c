@@ -95,13 +95,14 @@ int main(int argc, char **argv) {
         STAGE(sp_dense_forward(d1, q2, w3, b3, B, 3136, 128));
         STAGE(sp_act_forward(r3, d1, n5, SP_ACT_RELU, 0));
         STAGE(sp_dense_forward(d2, r3, w4, b4, B, 128, 10));
-        STAGE(sp_dense_backward(g_a, dw4, db4, d2, r3, w4, B, 128, 10)); /* d2 as a stand-in dy */
+        STAGE(sp_dense_backward(g_a, dw4, db4, d2, r3, w4, B, 128, 10,
+                                false)); /* d2 as a stand-in dy */
         STAGE(sp_act_backward(g_b, g_a, d1, r3, n5, SP_ACT_RELU, 0));
-        STAGE(sp_dense_backward(g_a, dw3, db3, g_b, q2, w3, B, 3136, 128));
+        STAGE(sp_dense_backward(g_a, dw3, db3, g_b, q2, w3, B, 3136, 128, false));
         STAGE(sp_maxpool_relu_backward(g_b, g_a, a2, r2, &p2, B));
-        STAGE(sp_conv2d_backward(g_a, dw2, db2, work1, work2, g_b, col2, w2, &g2, B));
+        STAGE(sp_conv2d_backward(g_a, dw2, db2, work1, work2, g_b, col2, w2, &g2, B, false));
         STAGE(sp_maxpool_relu_backward(g_b, g_a, a1, r1, &p1, B));
-        STAGE(sp_conv2d_backward(NULL, dw1, db1, work1, work2, g_b, col1, w1, &g1, B));
+        STAGE(sp_conv2d_backward(NULL, dw1, db1, work1, work2, g_b, col1, w1, &g1, B, false));
 #undef STAGE
     }
     double tot_min = 0, tot_med = 0;

@@ -26,6 +26,7 @@ DO_BUILD=1
 DO_GEMM=1
 DO_CHECK=0
 DO_DET=0
+PIN_WARNINGS=0
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -117,10 +118,11 @@ if [ -n "$PEERS" ]; then
     fi
 fi
 
-# cpus R T RANK: the cores rank RANK of an RxT layout is pinned to (wrapping around)
+# cpus T RANK: the T cores rank RANK of an R x T layout is pinned to, T consecutive cores from
+# RANK * T (wrapping around when the layout has more threads than the machine has cores)
 cpus_of() {
-    local first=$(($4 * $3)) list="" i
-    for ((i = 0; i < $3; ++i)); do list="$list,$(((first + i) % NCPU))"; done
+    local first=$(($1 * $2)) list="" i
+    for ((i = 0; i < $1; ++i)); do list="$list,$(((first + i) % NCPU))"; done
     echo "${list#,}"
 }
 
@@ -146,7 +148,7 @@ run_shardprop() { # WORKLOAD R T [det]
     [ -n "$det" ] && args+=(--deterministic)
     local st=0
     if [ "$R" = 1 ]; then
-        OMP_NUM_THREADS=$T RSS_OUT="$dir/rss" taskset -c "$(cpus_of 1 "$T" 1 0)" \
+        OMP_NUM_THREADS=$T RSS_OUT="$dir/rss" taskset -c "$(cpus_of "$T" 0)" \
             "$HERE/rss_wrap.sh" "$SP" "${args[@]}" >"$dir/out.txt" 2>&1 || st=$?
     else
         local bind=(--bind-to core --map-by "slot:PE=$T")
@@ -159,6 +161,11 @@ run_shardprop() { # WORKLOAD R T [det]
         log "shardprop $wl ${R}x$T failed (exit $st): see $dir/out.txt"
         tail -5 "$dir/out.txt" >&2
         return 0
+    fi
+    # the layout report warns when threads share a core: such a run measures the wrong thing
+    if grep -q "warning: .*bound to" "$dir/out.txt"; then
+        log "shardprop $wl ${R}x$T: $(grep -m1 'warning: .*bound to' "$dir/out.txt" | sed 's/^ *//')"
+        PIN_WARNINGS=$((PIN_WARNINGS + 1))
     fi
     "$SP" "${args[@]}" --dry-run --json >"$dir/plan.json" 2>/dev/null || true
     python3 - "$dir" "$wl" "$R" "$T" "$fw" >>"$RAW" <<'PYEOF'
@@ -189,7 +196,7 @@ run_torch() { # WORKLOAD R T
     port=$((29500 + RANDOM % 1000))
     for ((r = 0; r < R; ++r)); do
         MASTER_ADDR=127.0.0.1 MASTER_PORT=$port GLOO_SOCKET_IFNAME=lo OMP_NUM_THREADS=$T \
-            MKL_NUM_THREADS=$T taskset -c "$(cpus_of "$R" "$T" "$R" "$r")" \
+            MKL_NUM_THREADS=$T taskset -c "$(cpus_of "$T" "$r")" \
             "$PY" "$HERE/torch_ref.py" --workload "$wl" --threads "$T" --window "$W" \
             --reps "$REPS" --world "$R" --rank "$r" >"$dir/out.$r.json" 2>"$dir/err.$r.txt" &
     done
@@ -216,7 +223,7 @@ run_jax() { # WORKLOAD T  (one process)
     dir="$RESULTS/jax-$wl-1x$T"
     mkdir -p "$dir"
     [ "$T" = 1 ] && flags="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    if ! XLA_FLAGS="$flags" JAX_PLATFORMS=cpu taskset -c "$(cpus_of 1 "$T" 1 0)" \
+    if ! XLA_FLAGS="$flags" JAX_PLATFORMS=cpu taskset -c "$(cpus_of "$T" 0)" \
         "$PY" "$HERE/jax_ref.py" --workload "$wl" --threads "$T" --window "$W" --reps "$REPS" \
         >"$dir/out.json" 2>"$dir/err.txt"; then
         log "jax $wl 1x$T failed: see $dir/err.txt"
@@ -268,4 +275,10 @@ fi
 printf '{"kind": "machine_after", "load_after": "%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
 python3 "$HERE/report.py" "$RESULTS"
 log "results in $RESULTS (table.md, results.json, results.csv, raw.jsonl)"
-if [ $DO_CHECK = 1 ]; then python3 "$HERE/report.py" "$RESULTS" --check; fi
+if [ $DO_CHECK = 1 ]; then
+    python3 "$HERE/report.py" "$RESULTS" --check
+    if [ "$PIN_WARNINGS" != 0 ]; then
+        echo "run.sh --check: $PIN_WARNINGS shardprop run(s) pinned to fewer cores than threads" >&2
+        exit 1
+    fi
+fi

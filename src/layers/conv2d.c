@@ -282,7 +282,7 @@ static void conv_dx_sample_(float *dx, float *dcol_n, const float *dy, const flo
 }
 
 void sp_conv2d_backward(float *dx, float *dw, float *db, float *dyp, float *dcol, const float *dy,
-                        const float *col, const float *w, const sp_conv_geom *g, int B) {
+                        const float *col, const float *w, const sp_conv_geom *g, int B, bool acc) {
     if (B == 0) return;
     const int ckk = g->c * g->k * g->k, ohw = g->oh * g->ow;
     const int ncols = B * ohw;
@@ -302,12 +302,16 @@ void sp_conv2d_backward(float *dx, float *dw, float *db, float *dyp, float *dcol
                 for (int l = 0; l < 8; ++l) lane[l] += src[p + l];
             for (int l = 0; p + l < ohw; ++l) lane[l] += src[p + l];
         }
-        if (db)
-            db[o] += ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
-                     ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+        if (db) {
+            const float s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                            ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+            db[o] = acc ? db[o] + s : s;
+        }
     }
-    /* each filter weight's blame: dW (oc, ckk) += dyp (oc, B*ohw) * col^T (B*ohw, ckk) */
-    if (dw) sp_gemm(false, true, g->oc, ckk, ncols, 1.0f, dyp, ncols, col, ncols, 1.0f, dw, ckk);
+    /* each filter weight's blame: dW (oc, ckk) (+)= dyp (oc, B*ohw) * col^T (B*ohw, ckk) */
+    if (dw)
+        sp_gemm(false, true, g->oc, ckk, ncols, 1.0f, dyp, ncols, col, ncols, acc ? 1.0f : 0.0f, dw,
+                ckk);
     if (!dx) return;
     /* the rest flows down, sample by sample: dx_n = col2im(W^T dy_n), in one (ckk, ohw) slice
      * of dcol per thread */

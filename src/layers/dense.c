@@ -13,13 +13,13 @@ void sp_dense_forward(float *y, const float *x, const float *w, const float *b, 
 }
 
 void sp_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                       const float *w, int B, int in, int out) {
+                       const float *w, int B, int in, int out, bool acc) {
     if (B == 0) return;
-    /* Each weight's share of the blame: dW (out, in) += dy^T (out, B) * x (B, in).
+    /* Each weight's share of the blame: dW (out, in) (+)= dy^T (out, B) * x (B, in).
      * The sum over samples is GEMM's K dimension, which threads never split. */
-    if (dw) sp_gemm(true, false, out, in, B, 1.0f, dy, out, x, in, 1.0f, dw, in);
-    /* db (out) += column sums of dy: each output's sum, s = ((0 + dy[0][j]) + dy[1][j]) + ...
-     * in sample order, then db[j] += s. Blocks of outputs are owned by one thread and read
+    if (dw) sp_gemm(true, false, out, in, B, 1.0f, dy, out, x, in, acc ? 1.0f : 0.0f, dw, in);
+    /* db (out) (+)= column sums of dy: each output's sum, s = ((0 + dy[0][j]) + dy[1][j]) + ...
+     * in sample order, then db[j] (+)= s. Blocks of outputs are owned by one thread and read
      * dy row by row (contiguous, vectorized over j); the order of each sum is unchanged. */
     enum { DB_BLOCK = 256 };
 #pragma omp parallel for schedule(static) if (db)
@@ -31,7 +31,10 @@ void sp_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
             const float *row = dy + (size_t)i * out + j0;
             for (int j = 0; j < nj; ++j) s[j] += row[j];
         }
-        for (int j = 0; j < nj; ++j) db[j0 + j] += s[j];
+        if (acc)
+            for (int j = 0; j < nj; ++j) db[j0 + j] += s[j];
+        else
+            for (int j = 0; j < nj; ++j) db[j0 + j] = s[j];
     }
     /* The rest of the blame flows down: dx (B, in) = dy (B, out) * W (out, in). */
     if (dx) sp_gemm(false, false, B, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);

@@ -29,14 +29,15 @@ void sp_dense_forward(float *y,       /* (B, out) */
                       const float *w, /* (out, in) */
                       const float *b, /* (out) */
                       int B, int in, int out);
-/* dW += dy^T x;  db += sum_b dy;  dx = dy W */
+/* dW (+)= dy^T x;  db (+)= sum_b dy;  dx = dy W. With acc the parameter gradients are added
+ * to dw and db, else they overwrite them (no pass zeroing them first, no read of dw). */
 void sp_dense_backward(float *dx,       /* (B, in) or NULL */
                        float *dw,       /* (out, in) or NULL: not computed */
                        float *db,       /* (out) or NULL: not computed */
                        const float *dy, /* (B, out) */
                        const float *x,  /* (B, in) */
                        const float *w,  /* (out, in) */
-                       int B, int in, int out);
+                       int B, int in, int out, bool acc);
 
 /* ---- conv2d (nn.Conv2d, square kernel, zero padding), by im2col + GEMM ---- */
 typedef struct sp_conv_geom {
@@ -87,7 +88,8 @@ void sp_conv2d_relu_maxpool_forward(float *y,       /* (B, oc, oh, ow) */
                                     const float *w, /* (oc, c, k, k) */
                                     const float *b, /* (oc) */
                                     const sp_conv_geom *g, const struct sp_pool_geom *pg, int B);
-/* dW += dy * col^T;  db += sum over samples and pixels of dy;  dx = col2im(W^T dy) */
+/* dW (+)= dy * col^T;  db (+)= sum over samples and pixels of dy;  dx = col2im(W^T dy); acc
+ * as sp_dense_backward */
 void sp_conv2d_backward(float *dx,        /* (B, c, h, w) or NULL */
                         float *dw,        /* (oc, c, k, k) or NULL: not computed */
                         float *db,        /* (oc) or NULL: not computed */
@@ -96,7 +98,7 @@ void sp_conv2d_backward(float *dx,        /* (B, c, h, w) or NULL */
                         const float *dy,  /* (B, oc, oh, ow) */
                         const float *col, /* saved by forward: (c*k*k, B*oh*ow) */
                         const float *w,   /* (oc, c, k, k) */
-                        const sp_conv_geom *g, int B);
+                        const sp_conv_geom *g, int B, bool acc);
 
 /* ---- pooling (nn.MaxPool2d / nn.AvgPool2d, no padding, floor mode) ---- */
 typedef struct sp_pool_geom {

@@ -423,9 +423,10 @@ const float *sp_model_forward(sp_model *m, const float *x, int B, const sp_step_
     return in;
 }
 
-/* Backward; with wfn, the layers skip their own dW/db and hand them to wfn (model/wgrad.h). */
+/* Backward; with wfn, the layers skip their own dW/db and hand them to wfn (model/wgrad.h).
+ * acc: add the parameter gradients into the slab, else overwrite them. */
 static void backward_(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready, void *user,
-                      sp_wgrad_fn wfn, void *wuser) {
+                      sp_wgrad_fn wfn, void *wuser, bool acc) {
     const float *dy = d_out;
     for (int i = m->n - 1; i >= 0; --i) {
         sp_layer *L = &m->layers[i];
@@ -440,10 +441,10 @@ static void backward_(sp_model *m, const float *d_out, int B, sp_grad_ready_fn o
         if (m->hook) m->hook(m->hook_user, SP_HOOK_BACKWARD_BEGIN, i, dy, n);
         switch (L->spec.kind) {
         case SP_LAYER_DENSE:
-            sp_dense_backward(dx, dw, db, dy, x, w, B, (int)L->in_size, (int)L->out_size);
+            sp_dense_backward(dx, dw, db, dy, x, w, B, (int)L->in_size, (int)L->out_size, acc);
             break;
         case SP_LAYER_CONV2D:
-            sp_conv2d_backward(dx, dw, db, m->work1, m->work2, dy, L->saved, w, &L->conv, B);
+            sp_conv2d_backward(dx, dw, db, m->work1, m->work2, dy, L->saved, w, &L->conv, B, acc);
             break;
         case SP_LAYER_FLATTEN:
             dx = dx ? (float *)dy : NULL;
@@ -516,11 +517,20 @@ void sp_model_set_layer_hook(sp_model *m, sp_layer_hook_fn fn, void *user) {
 
 void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready,
                        void *user) {
-    backward_(m, d_out, B, on_ready, user, NULL, NULL);
+    backward_(m, d_out, B, on_ready, user, NULL, NULL, true);
+}
+
+void sp_model_backward_fresh(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready,
+                             void *user) {
+    if (B <= 0) { /* no layer runs: this batch's gradient is zero */
+        sp_model_zero_grads(m);
+        return;
+    }
+    backward_(m, d_out, B, on_ready, user, NULL, NULL, false);
 }
 
 void sp_model_backward_wgrad(sp_model *m, const float *d_out, int B, sp_wgrad_fn fn, void *user) {
-    backward_(m, d_out, B, NULL, NULL, fn, user);
+    backward_(m, d_out, B, NULL, NULL, fn, user, true);
 }
 
 void sp_model_zero_grads(sp_model *m) {

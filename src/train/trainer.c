@@ -105,10 +105,10 @@ static sp_status run_batch_(trainer *t, const sp_batch *b, bool training, double
         sp_trace_span(&t->tr, SP_TR_FORWARD, -1, tf, sp_trace_now(&t->tr));
     }
     if (training) {
-        sp_model_zero_grads(t->m);
         sp_reducer_begin(t->red);
         const double tb = sp_trace_now(&t->tr);
-        if (B > 0) sp_model_backward(t->m, dz, B, on_grad_ready_, t->red);
+        /* overwrites the gradient slab (zero when this rank has no samples of the batch) */
+        sp_model_backward_fresh(t->m, dz, B, on_grad_ready_, t->red);
         const double tw = sp_trace_now(&t->tr);
         sp_trace_span(&t->tr, SP_TR_BACKWARD, -1, tb, tw);
         sp_trace_compute_end(&t->tr);
