@@ -199,6 +199,10 @@ uint64_t sp_loader_bytes_per_epoch(const sp_loader *ld);
 /* Whether the row cache is on (the working set fits cache_mb). */
 bool sp_loader_cache_enabled(const sp_loader *ld);
 
+/* Bytes the loader holds at most: *cache the row cache once full (0 when off; its pages are
+ * committed as rows arrive), *buffers the batch buffers and the epoch order. */
+void sp_loader_memory_bytes(const sp_loader *ld, size_t *cache, size_t *buffers);
+
 /* Stops the reader thread and frees the buffers (not the dataset). NULL is fine. */
 void sp_loader_free(sp_loader *ld);
 

@@ -32,6 +32,7 @@ def main():
     machine = next((r for r in raw if r["kind"] == "machine"), {})
     after = next((r for r in raw if r["kind"] == "machine_after"), {})
     peaks = {r["threads"]: r for r in raw if r["kind"] == "peak"}
+    baseline = {r["ranks"]: r["rss_mb"] for r in raw if r["kind"] == "baseline"}
     ncpu = machine.get("ncpu", 1)
     rows = []
     for r in raw:
@@ -58,18 +59,32 @@ def main():
             "comm_s": median(r.get("comm_s", [])), "compute_s": median(r.get("compute_s", [])),
         }
         if r["framework"].startswith("shardprop"):
-            # what the memory should be: parameters + gradients + momentum + activations of the
-            # local batch + the rank's data cache (one window of samples)
-            lb = -(-w["batch"] // r["ranks"])
-            ss = 1
-            for x in w["shape"]:
-                ss *= x
-            n_local = w["batch"] * len(r["samples_per_s"] or [0])  # unused: cache is one epoch
-            del n_local
-            params = wl.params_count(w["spec"], w["shape"])
-            acts = wl.activation_floats(w["spec"], w["shape"]) * lb
-            row["model_mb"] = (3 * params + acts) * 4 / 2**20
+            # what the memory should be: the trainer's own plan (--dry-run --json of the same
+            # run: parameters, gradients, optimizer state, activations of the local batch, data
+            # cache and batch buffers), against the peak RSS with and without the runtime's own
+            # (the baseline run: code, MPI, HDF5, OpenMP)
+            try:
+                plan = json.load(open(os.path.join(
+                    d, f"{r['framework']}-{r['workload']}-{r['ranks']}x{r['threads']}",
+                    "plan.json")))
+                row["plan_mb"] = plan["memory"]["total"] / 2**20
+            except (OSError, ValueError, KeyError):
+                row["plan_mb"] = None
+            rss, base = row["peak_rss_mb_per_rank"], baseline.get(r["ranks"])
+            if rss and row["plan_mb"]:
+                row["rss_over_plan"] = rss / row["plan_mb"]
+                if base:
+                    row["runtime_rss_mb"] = base
+                    row["rss_beyond_runtime_over_plan"] = (rss - base) / row["plan_mb"]
         rows.append(row)
+
+    def rss_plan(r):
+        if r.get("rss_over_plan") is None:
+            return "-"
+        out = f"{r['rss_over_plan']:.2f} of {r['plan_mb']:.0f} MB"
+        if r.get("rss_beyond_runtime_over_plan") is not None:
+            out += f" ({r['rss_beyond_runtime_over_plan']:.2f})"
+        return out
 
     lines = []
     lines.append(f"CPU: {machine.get('cpu', '?')} ({ncpu} CPUs), {machine.get('date', '?')}, "
@@ -79,15 +94,20 @@ def main():
         f"{t} core{'s' if t > 1 else ''} {p['gflops']:.1f} GFLOP/s ({p['isa']})"
         for t, p in sorted(peaks.items())))
     lines.append("")
+    if baseline:
+        lines.append("Runtime alone (peak RSS of a 50-parameter run: code, MPI, HDF5, OpenMP): " +
+                     ", ".join(f"{fmt(v, '{:.1f}')} MB per rank at {k} rank{'s' if k > 1 else ''}"
+                               for k, v in sorted(baseline.items())))
+    lines.append("")
     lines.append("| workload | framework | layout | samples/s (median) | min..max | GFLOP/s | "
-                 "% of peak | peak RSS/rank MB | comm hidden |")
-    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
+                 "% of peak | peak RSS/rank MB | RSS / plan (without runtime) | comm hidden |")
+    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         lines.append(
             f"| {r['workload']} | {r['framework']} | {r['layout']} | {fmt(r['samples_per_s'])} | "
             f"{fmt(r['samples_per_s_min'])}..{fmt(r['samples_per_s_max'])} | "
             f"{fmt(r['gflops'], '{:.1f}')} | {fmt(r['pct_of_peak'], '{:.1f}')} | "
-            f"{fmt(r['peak_rss_mb_per_rank'])} | "
+            f"{fmt(r['peak_rss_mb_per_rank'])} | {rss_plan(r)} | "
             f"{fmt(r['comm_hidden_fraction'], '{:.2f}', '-')} |")
     # ratios: shardprop's best layout vs the best peer layout, and per layout
     lines.append("")
@@ -175,7 +195,8 @@ def main():
     with open(os.path.join(d, "results.csv"), "w", newline="") as f:
         cols = ["workload", "framework", "version", "layout", "ranks", "threads", "windows",
                 "samples_per_s", "samples_per_s_min", "samples_per_s_max", "mflop_per_sample",
-                "gflops", "peak_gflops", "pct_of_peak", "peak_rss_mb_per_rank", "model_mb",
+                "gflops", "peak_gflops", "pct_of_peak", "peak_rss_mb_per_rank", "plan_mb",
+                "rss_over_plan", "runtime_rss_mb", "rss_beyond_runtime_over_plan",
                 "comm_hidden_fraction", "comm_s", "compute_s"]
         wr = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         wr.writeheader()
@@ -200,6 +221,8 @@ def check(d):
                 errors.append(f"{name}: {k} missing or not positive ({r.get(k)})")
         if "comm_hidden_fraction" not in r:
             errors.append(f"{name}: comm_hidden_fraction missing")
+        if r["framework"].startswith("shardprop") and not r.get("rss_over_plan"):
+            errors.append(f"{name}: no memory plan to compare the peak RSS with")
         if r["ranks"] > 1 and r["framework"] == "shardprop" and r.get("comm_s") is None:
             errors.append(f"{name}: comm_s missing")
     for e in errors:

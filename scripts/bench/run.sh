@@ -98,6 +98,26 @@ log "FMA peak on $CORES core(s) ($CPU, load $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '{"kind": "machine", "cpu": "%s", "ncpu": %d, "date": "%s", "load_before": "%s", "quick": %d, "reps": %d}\n' \
     "$CPU" "$NCPU" "$(date -Iseconds)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$QUICK" "$REPS" >>"$RAW"
 
+# The runtime's own peak RSS (code, MPI, HDF5, OpenMP and a 50-parameter model on 64 samples of
+# 4 features), alone and per rank under mpirun: what a rank holds beyond the memory plan that
+# `shardprop train --dry-run` prints, whatever the model.
+base_data="$DATA/baseline-64.h5"
+mkdir -p "$DATA" "$RESULTS/baseline"
+[ -f "$base_data" ] || "$BUILD/scripts/bench/bench_mkdata" "$base_data" 64 10 7 4
+for R in $(for l in $LAYOUTS; do echo "${l%x*}"; done | sort -nu); do
+    rm -f "$RESULTS/baseline/rss".*
+    base_args=(train --data "$base_data" --model dense:10 --batch 8 --epochs 1 --threads 1 --quiet)
+    if [ "$R" = 1 ]; then
+        RSS_OUT="$RESULTS/baseline/rss" "$HERE/rss_wrap.sh" "$SP" "${base_args[@]}" >/dev/null 2>&1
+    else
+        RSS_OUT="$RESULTS/baseline/rss" mpirun -n "$R" --oversubscribe --bind-to none -x RSS_OUT \
+            "$HERE/rss_wrap.sh" "$SP" "${base_args[@]}" >/dev/null 2>&1
+    fi
+    base_mb="$(cat "$RESULTS/baseline/rss".* 2>/dev/null | sort -n | tail -1 |
+        awk '{printf "%.1f", $1 / 1024}')"
+    printf '{"kind": "baseline", "ranks": %d, "rss_mb": %s}\n' "$R" "${base_mb:-null}" >>"$RAW"
+done
+
 # ---- peers' environment ------------------------------------------------------------------------
 PY=""
 if [ -n "$PEERS" ]; then
@@ -167,7 +187,13 @@ run_shardprop() { # WORKLOAD R T [det]
         log "shardprop $wl ${R}x$T: $(grep -m1 'warning: .*bound to' "$dir/out.txt" | sed 's/^ *//')"
         PIN_WARNINGS=$((PIN_WARNINGS + 1))
     fi
-    "$SP" "${args[@]}" --dry-run --json >"$dir/plan.json" 2>/dev/null || true
+    # the memory plan of one rank of this layout (rank 0 prints it)
+    if [ "$R" = 1 ]; then
+        "$SP" "${args[@]}" --dry-run --json >"$dir/plan.json" 2>/dev/null || true
+    else
+        mpirun -n "$R" --oversubscribe --bind-to none "$SP" "${args[@]}" --dry-run --json \
+            >"$dir/plan.json" 2>/dev/null || true
+    fi
     python3 - "$dir" "$wl" "$R" "$T" "$fw" >>"$RAW" <<'PYEOF'
 import glob, json, os, sys
 d, wl, R, T, fw = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]

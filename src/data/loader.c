@@ -40,10 +40,11 @@ struct sp_loader {
     /* row cache */
     bool cache_on;
     int64_t cache_rows, cfull;
-    float *cache;                 /* (cache_rows, sample_size) */
-    uint8_t *present;             /* (cache_rows) */
-    int64_t *miss_ids, *miss_pos; /* (cmax) */
-    float *miss_x;                /* (cmax, sample_size) */
+    float *cache;                  /* (cache_rows, sample_size) */
+    uint8_t *present;              /* (cache_rows) */
+    size_t cache_bytes, buf_bytes; /* what sp_loader_memory_bytes reports */
+    int64_t *miss_ids, *miss_pos;  /* (cmax) */
+    float *miss_x;                 /* (cmax, sample_size) */
     /* reader thread */
     bool thread_on, quit, busy;
     int job_buf;
@@ -207,6 +208,9 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
         return st;
     }
     xbytes /= 3;
+    /* the order, the miss lists and 3 batches of X, 2 of ids and labels (or targets) */
+    ld->buf_bytes = pbytes + 4 * c * sizeof(int64_t) + 3 * xbytes +
+                    (in->labeled ? 2 * c * (in->regression ? (size_t)in->targets * 4 : 4) : 0);
     ld->perm = malloc((size_t)ld->n * sizeof(int64_t));
     ld->miss_ids = malloc(c * sizeof(int64_t));
     ld->miss_pos = malloc(c * sizeof(int64_t));
@@ -234,6 +238,7 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
         ld->cache = malloc(need ? need : 1); /* pages are committed as rows arrive */
         ld->present = calloc((size_t)ld->cache_rows + 1, 1);
         ld->cache_on = ld->cache && ld->present;
+        ld->cache_bytes = ld->cache_on ? need + (size_t)ld->cache_rows + 1 : 0;
         if (!ld->cache_on) {
             free(ld->cache);
             free(ld->present);
@@ -320,6 +325,11 @@ uint64_t sp_loader_bytes_per_epoch(const sp_loader *ld) {
 
 bool sp_loader_cache_enabled(const sp_loader *ld) {
     return ld->cache_on;
+}
+
+void sp_loader_memory_bytes(const sp_loader *ld, size_t *cache, size_t *buffers) {
+    *cache = ld->cache_bytes;
+    *buffers = ld->buf_bytes;
 }
 
 void sp_loader_free(sp_loader *ld) {

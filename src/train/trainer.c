@@ -356,9 +356,34 @@ static sp_status setup_local_(trainer *t) {
     return SP_OK;
 }
 
+/* What a rank holds, in bytes: the --dry-run breakdown (peak RSS adds the code, the MPI and
+ * HDF5 libraries and the thread stacks). */
+typedef struct memory_plan {
+    size_t params, grads, activations, optimizer, allreduce, data_cache, data_buffers, total;
+} memory_plan;
+
+static memory_plan memory_plan_(trainer *t) {
+    memory_plan p;
+    const size_t np = sp_model_num_params(t->m);
+    p.params = p.grads = np * sizeof(float);
+    p.activations = sp_model_memory_bytes(t->m) - 2 * np * sizeof(float);
+    p.optimizer = (size_t)sp_optim_num_states(t->opt) * np * sizeof(float);
+    p.allreduce = sp_reducer_memory_bytes(t->red);
+    sp_loader_memory_bytes(t->ld, &p.data_cache, &p.data_buffers);
+    if (t->vld) {
+        size_t c, b;
+        sp_loader_memory_bytes(t->vld, &c, &b);
+        p.data_cache += c, p.data_buffers += b;
+    }
+    p.total = p.params + p.grads + p.activations + p.optimizer + p.allreduce + p.data_cache +
+              p.data_buffers;
+    return p;
+}
+
 static void print_plan_(trainer *t, bool json) {
     sp_model *m = t->m;
     const int nb = sp_reducer_num_buckets(t->red);
+    const memory_plan mp = memory_plan_(t);
     if (json) {
         printf("{\"spec\": ");
         sp_json_write_string(stdout, sp_model_spec(m));
@@ -366,6 +391,11 @@ static void print_plan_(trainer *t, bool json) {
                sp_model_flops_per_sample(m),
                sp_model_memory_bytes(m) + sp_reducer_memory_bytes(t->red) +
                    (size_t)sp_optim_num_states(t->opt) * sp_model_num_params(m) * sizeof(float));
+        printf(", \"memory\": {\"params\": %zu, \"grads\": %zu, \"activations\": %zu, "
+               "\"optimizer\": %zu, \"allreduce\": %zu, \"data_cache\": %zu, "
+               "\"data_buffers\": %zu, \"total\": %zu}",
+               mp.params, mp.grads, mp.activations, mp.optimizer, mp.allreduce, mp.data_cache,
+               mp.data_buffers, mp.total);
         printf(", \"params\": %zu, \"ranks\": %d, \"threads\": %d, \"batch\": %lld, "
                "\"bucket_mb\": %g, \"layers\": [",
                sp_model_num_params(m), t->size, t->threads, (long long)t->cfg->batch,
@@ -411,11 +441,12 @@ static void print_plan_(trainer *t, bool json) {
     const int64_t local = sp_model_max_batch(m);
     printf("model %s: %zu parameters, %.3g MFLOP per sample forward (~%.3g forward+backward)\n",
            sp_model_spec(m), sp_model_num_params(m), fps / 1e6, 3 * fps / 1e6);
-    printf("memory per rank: %.1f MB model buffers for %lld samples + %.1f MB optimizer state + "
-           "%.1f MB allreduce receive buffer\n",
-           (double)sp_model_memory_bytes(m) / 1e6, (long long)local,
-           (double)sp_optim_num_states(t->opt) * (double)sp_model_num_params(m) * 4 / 1e6,
-           (double)sp_reducer_memory_bytes(t->red) / 1e6);
+    printf("memory per rank: %.1f MB = parameters %.1f + gradients %.1f + activations and work "
+           "buffers for %lld samples %.1f + optimizer state %.1f + allreduce receive buffer %.1f + "
+           "data cache %.1f + data batch buffers %.1f\n",
+           (double)mp.total / 1e6, (double)mp.params / 1e6, (double)mp.grads / 1e6,
+           (long long)local, (double)mp.activations / 1e6, (double)mp.optimizer / 1e6,
+           (double)mp.allreduce / 1e6, (double)mp.data_cache / 1e6, (double)mp.data_buffers / 1e6);
     for (int i = 0; i < sp_model_num_layers(m); ++i) {
         int64_t sh[3];
         const int r = sp_model_layer_out_shape(m, i, sh);
