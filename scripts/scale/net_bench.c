@@ -10,6 +10,8 @@
  *               of place (Open MPI 4.1: binomial at any P)
  *   iallreduce_oop  MPI_Iallreduce(send, recv) + MPI_Wait + the copy of recv back into send:
  *               the trainer's reducer today
+ *   sum         no communication: every rank adds BYTES of floats into as many (fb[i] += rb[i]),
+ *               all at once: the reduction arithmetic alone, for comparison with the fitted gamma
  * Sizes: 8 B x 4^k up to 512 KiB, then doubling (1, 2, 4, 8, 16 MiB: the gradient buckets).
  * over repetitions: the median and the fastest (the machine may be shared and oversubscribed: the
  * minimum is what the hardware can do, the median what a run sees).
@@ -45,7 +47,7 @@ int main(int argc, char **argv) {
         /* fewer repetitions for big messages: about 64 MB moved per size, 5..200 */
         int reps = (int)((64u << 20) / m);
         reps = reps < 5 ? 5 : reps > MAXREP ? MAXREP : reps;
-        for (int kind = 0; kind < 4; ++kind) {
+        for (int kind = 0; kind < 5; ++kind) {
             if (kind > 0 && m < 4) continue;
             const int count = (int)(m / sizeof(float));
             for (int r = 0; r < reps; ++r) {
@@ -66,6 +68,8 @@ int main(int argc, char **argv) {
                     MPI_Iallreduce(MPI_IN_PLACE, fb, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
                                    &req);
                     MPI_Wait(&req, MPI_STATUS_IGNORE);
+                } else if (kind == 4) {
+                    for (int i = 0; i < count; ++i) fb[i] += rb[i];
                 } else {
                     MPI_Request req;
                     MPI_Iallreduce(fb, rb, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req);
@@ -81,7 +85,7 @@ int main(int argc, char **argv) {
             MPI_Reduce(mine, worst, 2, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
             if (rank == 0) {
                 static const char *names[] = {"pingpong", "allreduce", "iallreduce",
-                                              "iallreduce_oop"};
+                                              "iallreduce_oop", "sum"};
                 const double *v = kind == 0 ? mine : worst;
                 printf("%s %zu %.9g %.9g\n", names[kind], m, v[1], v[0]);
                 fflush(stdout);

@@ -90,6 +90,10 @@ def main():
                        f"{LO >> 20}..{HI >> 20} MiB]")
         with open(f"{out}/alpha_beta-{P}.txt", "w") as f:
             f.write(f"{a:.6g} {b:.6g} {g:.6g}\n")
+        if "sum" in data[P]:
+            sm = [(m, v[0]) for m, v in data[P]["sum"].items() if LO <= m <= HI]
+            summary.append(f"  the sum alone (fb[i] += rb[i], {P} processes at once): "
+                           f"{sum(t for _, t in sm) / sum(m for m, _ in sm) * 1e9:.4f} ns/B")
     own = [P for P in ranks if P <= cores]
     if not own:
         sys.exit(f"net_report.py: no run with at most {cores} ranks (one per core) to fit shm on")

@@ -11,8 +11,10 @@
 # run with one rank per core (nproc ranks, the same local batch), slowest rank, medians over the
 # steps after the first epoch (trace_profile.py): forward, backward, optimizer and the trainer's
 # other per-step work, measured with the ranks sharing the L3 cache and memory bandwidth as in the
-# real runs. For P > cores the model multiplies it by P / cores (oversubscription). Output:
-# OUT/real.md (also printed) and OUT/real.jsonl.
+# real runs. For P > cores the model multiplies it by P / cores (oversubscription), and the
+# forward, backward and optimizer times by kappa_P = t(P) / (P/cores x t(cores)), t(Q) = the
+# slowest median step of Q concurrent scale_step_times processes: what time-sharing does to the
+# caches beyond P / cores. Output: OUT/real.md (also printed) and OUT/real.jsonl.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -28,7 +30,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift ;;
     --epochs) EPOCHS="$2"; shift ;;
     --ranks) RANKS="$2"; shift ;;
-    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "real_check.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
@@ -57,8 +59,23 @@ echo "[real] compute input: blocking run, $CORES ranks, traced" >&2
 mpirun -n "$CORES" "$SP" train --data "$OUT/data.h5" --model "$SPEC" --batch $((LB * CORES)) \
     --epochs 2 --bucket-mb 0 --threads 1 --quiet --trace "$OUT/calib-trace.json" >/dev/null
 plan "$CORES" 0 "$OUT/calib-plan.json"
-"$PY" "$HERE/trace_profile.py" "$OUT/calib-trace.json" "$OUT/calib-plan.json" \
-    $((N / (LB * CORES))) "$OUT/profile.json" >"$OUT/profile.txt"
+steps_of() { # Q: the slowest median step of Q concurrent processes
+    mpirun -n "$1" --oversubscribe "$BUILD/scripts/scale/scale_step_times" "$SPEC" 784 "$LB" |
+        tee "$OUT/step_times-$1.jsonl" | "$PY" -c \
+        'import json, sys; print(max(json.loads(l)["step_s"] for l in sys.stdin))'
+}
+echo "[real] compute contention: scale_step_times x $CORES $RANKS" >&2
+t_c=$(steps_of "$CORES")
+: >"$OUT/profile.txt"
+for P in $RANKS; do
+    t_p=$t_c
+    [ "$P" = "$CORES" ] || t_p=$(steps_of "$P")
+    kappa=$(awk -v t="$t_p" -v c="$t_c" -v p="$P" -v n="$CORES" \
+        'BEGIN { printf "%.4f", t / ((p > n ? p / n : 1) * c) }')
+    echo "P=$P: kappa $kappa; $("$PY" "$HERE/trace_profile.py" "$OUT/calib-trace.json" \
+        "$OUT/calib-plan.json" $((N / (LB * CORES))) "$OUT/profile-$P.json" "$kappa")" \
+        >>"$OUT/profile.txt"
+done
 : >"$OUT/real.jsonl"
 for P in $RANKS; do
     for mb in 4 0; do
@@ -68,7 +85,7 @@ for P in $RANKS; do
             --model "$SPEC" --batch $((LB * P)) --epochs "$EPOCHS" --bucket-mb "$mb" --threads 1 \
             --quiet --metrics "$OUT/train-$P-$mb.jsonl" >/dev/null
         plan "$P" "$mb" "$OUT/plan-$P-$mb.json"
-        "$PY" "$HERE/plan.py" "$OUT/plan-$P-$mb.json" "$OUT/profile.json" "$OUT/model-$P-$mb.in"
+        "$PY" "$HERE/plan.py" "$OUT/plan-$P-$mb.json" "$OUT/profile-$P.json" "$OUT/model-$P-$mb.in"
         # the trainer: overlapped MPI_Iallreduce (libnbc's choice) or one blocking MPI_Allreduce
         [ "$mb" = 0 ] && mode=blocking || mode=libnbc
         m=$("$BUILD/scripts/scale/scale_model" "$OUT/model-$P-$mb.in" "$NET" "$P" $mode "$CORES")
@@ -99,7 +116,7 @@ for line in open(f"{out}/real.jsonl"):
                 f"| {m['compute_s']*1e3:.1f} | {m['comm_s']*1e3:.1f} | {step/m['step_s']:.2f} "
                 f"| {a['step_s']*1e3:.1f} |")
 net_md = open(f"{out}/net/net.md").read().split("\n\n")[0]
-text = (net_md + "\n\ncompute input (trace of a blocking run, " + str(cores) + " ranks): " +
+text = (net_md + "\n\ncompute input (trace of a blocking run, " + str(cores) + " ranks):\n" +
         open(f"{out}/profile.txt").read().strip() + "\n\nload: " +
         " / ".join(l.split("load average:")[-1].strip() for l in open(f"{out}/load.txt")) +
         f"\n\nmodel: --network {net}, {cores} cores; measured: median of epochs 2-{epochs}\n\n" +

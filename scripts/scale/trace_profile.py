@@ -2,7 +2,7 @@
 format (the model's compute input measured under the run's own conditions: ranks sharing the
 L3 cache and memory bandwidth, the trainer's own overheads).
 
-    trace_profile.py TRACE.json PLAN.json SKIP_STEPS OUT.json
+    trace_profile.py TRACE.json PLAN.json SKIP_STEPS OUT.json [KAPPA]
 
 TRACE.json: `shardprop train --trace` of a blocking run (--bucket-mb 0); PLAN.json: the same
 model's `--dry-run --json` (parameter offsets). Steps <= SKIP_STEPS (the first epoch: warm-up)
@@ -10,7 +10,9 @@ are left out. Per rank, the median over steps of each layer's forward and backwa
 optimizer span, and of the rest of the step ("other": the step agreement, the non-finite scan
 of the gradients, the loss sums: step - forward - backward - optimizer - allreduce wait); the
 slowest rank (largest median forward + backward + optimizer + other) is written, with "other"
-added to update_s (it is serial work after backward, like the update) and kept as "other_s"."""
+added to update_s (it is serial work after backward, like the update) and kept as "other_s".
+KAPPA (default 1) multiplies forward, backward and optimizer: the contention of more concurrent
+ranks than the traced run had, beyond the time-sharing the model applies itself."""
 import collections
 import json
 import re
@@ -23,8 +25,9 @@ def median(v):
 
 
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) not in (5, 6):
         sys.exit(__doc__)
+    kappa = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
     tr, plan, skip, out = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), \
         int(sys.argv[3]), sys.argv[4]
     per = collections.defaultdict(lambda: collections.defaultdict(float))  # (rank, step) -> name
@@ -51,13 +54,15 @@ def main():
     if best is None:
         sys.exit(f"trace_profile.py: {sys.argv[1]}: no steps after step {skip}")
     _, rank, fw, bw, upd, other, n = best
+    fw, bw, upd = [kappa * t for t in fw], [kappa * t for t in bw], kappa * upd
     layers = [{"index": i, "name": L["name"],
                "param_offset": L["param_offset"] if L["params"] > 0 else -1,
                "forward_s": fw[i], "backward_s": bw[i]} for i, L in enumerate(plan["layers"])]
-    json.dump({"source": sys.argv[1], "rank": rank, "steps": n, "params": plan["params"],
+    json.dump({"source": sys.argv[1], "rank": rank, "steps": n, "kappa": kappa,
+               "params": plan["params"],
                "forward_s": sum(fw), "backward_s": sum(bw), "optimizer_s": upd, "other_s": other,
                "update_s": upd + other, "layers": layers}, open(out, "w"))
-    print(f"rank {rank}, {n} steps: forward {sum(fw)*1e3:.2f} ms, backward {sum(bw)*1e3:.2f} ms, "
+    print(f"rank {rank}, {n} steps, x {kappa:.3f}: forward {sum(fw)*1e3:.2f} ms, backward {sum(bw)*1e3:.2f} ms, "
           f"optimizer {upd*1e3:.2f} ms, other {other*1e3:.2f} ms")
 
 
