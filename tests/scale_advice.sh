@@ -26,6 +26,11 @@ echo "$shm" | grep -q "CPU-driven: the allreduce runs on the $cores cores" || fa
 echo "$shm" | grep -q "gamma 0.2 ns/B" || fail "shm gamma"
 echo "$shm" | grep -Eq "^ +$((8 * cores)) " && fail "shm: a row beyond 4 x $cores cores"
 echo "$shm" | grep -Eq "^ +2 +32 " || fail "shm: no row for P=2"
+if [ "$cores" -ge 2 ]; then
+    echo "$shm" | grep -q "CPU-driven, $cores ranks: --bucket-mb 0 (one blocking" || fail "shm: blocking"
+else
+    echo "$shm" | grep -q "CPU-driven, [0-9]* ranks: --bucket-mb 0" && fail "shm: blocking at 1 core"
+fi
 if "$SP" train --data "$d/x.h5" --model dense:3 --dry-run --network ib 2>"$d/err"; then
     fail "--network ib accepted"
 fi

@@ -60,7 +60,7 @@ mpirun -n "$CORES" "$SP" train --data "$OUT/data.h5" --model "$SPEC" --batch $((
     --epochs 2 --bucket-mb 0 --threads 1 --quiet --trace "$OUT/calib-trace.json" >/dev/null
 plan "$CORES" 0 "$OUT/calib-plan.json"
 steps_of() { # Q: the slowest median step of Q concurrent processes
-    mpirun -n "$1" --oversubscribe "$BUILD/scripts/scale/scale_step_times" "$SPEC" 784 "$LB" |
+    mpirun -n "$1" --oversubscribe "$BUILD/scripts/scale/scale_step_times" "$SPEC" 784 "$LB" 200 |
         tee "$OUT/step_times-$1.jsonl" | "$PY" -c \
         'import json, sys; print(max(json.loads(l)["step_s"] for l in sys.stdin))'
 }

@@ -7,10 +7,11 @@
 
 #include "util/status.h"
 
-/* The "shm" preset: this machine, measured by scripts/scale/measure_net.sh (docs/scaling.md §3) */
-#define SHM_ALPHA_US 0.16
-#define SHM_GBITS    34.0
-#define SHM_GAMMA_NS 0.32
+/* The "shm" preset: this machine (2 cores), the medians of 6 runs of scripts/scale/measure_net.sh
+ * on a quiet machine (docs/scaling.md §3) */
+#define SHM_ALPHA_US 0.28
+#define SHM_GBITS    27.0
+#define SHM_GAMMA_NS 0.21
 
 /* Presets: per-message latency as an application sees it (MPI software included), the link's
  * data rate and the reduction cost. The cluster presets leave gamma at 0: their NICs move the

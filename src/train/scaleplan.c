@@ -169,7 +169,9 @@ sp_status sp_scale_advice(FILE *f, const sp_model *m, const char *network, int64
                 net.cores, net.cores, net.cores);
     fprintf(f, "  %5s %6s %9s %9s %9s %6s %8s %6s %7s %-7s\n", "P", "local", "compute", "allred.",
             "step", "eff", "best MB", "eff", "ompi4.1", "bound");
-    int best90_cur = 0, best90_best = 0;
+    int best90_cur = 0, best90_best = 0, blk_p = 0;
+    double blk_eff = 0, dflt_eff = 0;
+    sp_cost_step blk;
     double best90_mb = 0;
     sp_layer_times lt = {0};
     int64_t timed_b = -1;
@@ -211,11 +213,22 @@ sp_status sp_scale_advice(FILE *f, const sp_model *m, const char *network, int64
                 P == 1       ? "-"
                 : comm_bound ? "comm"
                              : "compute");
+        /* CPU-driven: nothing overlaps, so one blocking allreduce (Open MPI's best algorithm)
+         * may beat the overlapped buckets (libnbc's binomial below 4 ranks) */
+        if (net.cpu_driven && P > 1 && P <= net.cores) {
+            sp_cost_step_time(&prof, 0, P, &net, SP_AR_RABENSEIFNER, false, &blk);
+            blk_p = P, blk_eff = blk.efficiency, dflt_eff = dflt.efficiency;
+        }
         /* the largest P up to which every P keeps >= 90 % */
         if (cur.efficiency >= 0.9 && best90_cur == P / 2) best90_cur = P;
         if (best.efficiency >= 0.9 && best90_best == P / 2) best90_best = P, best90_mb = best_mb;
     }
     sp_layer_times_free(&lt);
+    if (blk_p > 0)
+        fprintf(f,
+                "  CPU-driven, %d ranks: --bucket-mb 0 (one blocking MPI_Allreduce after backward) "
+                "%.1f%% efficiency,\n  %g MB buckets with Open MPI 4.1's MPI_Iallreduce %.1f%%\n",
+                blk_p, 100 * blk_eff, bucket_mb, 100 * dflt_eff);
     fprintf(f,
             "  largest P at >= 90%% efficiency (every P up to it): %d with %g MB buckets, %d with "
             "%g MB buckets\n"
