@@ -88,8 +88,8 @@ for P in $RANKS; do
         "$PY" "$HERE/plan.py" "$OUT/plan-$P-$mb.json" "$OUT/profile-$P.json" "$OUT/model-$P-$mb.in"
         # the trainer: overlapped MPI_Iallreduce (libnbc's choice) or one blocking MPI_Allreduce
         [ "$mb" = 0 ] && mode=blocking || mode=libnbc
-        m=$("$BUILD/scripts/scale/scale_model" "$OUT/model-$P-$mb.in" "$NET" "$P" $mode "$CORES")
-        a=$("$BUILD/scripts/scale/scale_model" "$OUT/model-$P-$mb.in" "$APART" "$P" $mode "$CORES")
+        m=$("$BUILD/scripts/scale/scale_model" "$OUT/model-$P-$mb.in" "$NET" "$P" "$mode" "$CORES")
+        a=$("$BUILD/scripts/scale/scale_model" "$OUT/model-$P-$mb.in" "$APART" "$P" "$mode" "$CORES")
         echo "{\"P\": $P, \"bucket_mb\": $mb, \"model\": $m, \"apart\": $a}" >>"$OUT/real.jsonl"
     done
 done

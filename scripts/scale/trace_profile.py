@@ -15,7 +15,6 @@ KAPPA (default 1) multiplies forward, backward and optimizer: the contention of 
 ranks than the traced run had, beyond the time-sharing the model applies itself."""
 import collections
 import json
-import re
 import sys
 
 
