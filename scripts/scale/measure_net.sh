@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Measure the alpha-beta parameters of this machine's MPI (shared memory) with
-# scale_net_bench: ping-pong and allreduce at 2 ranks, and at 4 ranks (oversubscribed on a 2-core
-# machine), and compare the allreduces with the model (docs/scaling.md, "Parameters").
+# Measure the alpha-beta-gamma parameters of this machine's MPI (shared memory) with
+# scale_net_bench: ping-pong and allreduces at 2 ranks, and at 4 ranks (oversubscribed on a
+# 2-core machine), and compare the allreduces with the model (docs/scaling.md §3).
 #
 #   scripts/scale/measure_net.sh [--build DIR] [--max-bytes N] [--ranks "2 4"] [--out DIR]
 #
 # Output: per rank count the raw lines (OUT/net-P.txt; from 4 ranks on also OUT/net-P-rab.txt,
-# with --mca coll_libnbc_iallreduce_algorithm 3), alpha (fastest one-way time of messages
-# <= 64 B) and beta (least squares slope of the fastest times over 64 KiB..1 MiB), written to
-# OUT/alpha_beta-P.txt, and a table of measured vs modelled allreduce times (printed, OUT/net.md).
+# with --mca coll_libnbc_iallreduce_algorithm 3); alpha, beta (ping-pong) and gamma (blocking
+# allreduce minus its alpha-beta part) fitted to the medians over 1..16 MiB (net_report.py),
+# OUT/alpha_beta-P.txt ("alpha beta gamma"), OUT/network.txt (the shm parameters of one rank per
+# core as a --network string, shm:ALPHA_US:GBITS:GAMMA_NS) and a table of measured vs modelled
+# allreduce times (printed, OUT/net.md).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -24,7 +26,7 @@ while [ $# -gt 0 ]; do
     --max-bytes) MAX="$2"; shift ;;
     --ranks) RANKS="$2"; shift ;;
     --out) OUT="$2"; shift ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "measure_net.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
@@ -45,4 +47,4 @@ for P in $RANKS; do
     fi
 done
 # shellcheck disable=SC2086
-"$(sp_python)" "$HERE/net_report.py" "$OUT" $RANKS
+"$(sp_python)" "$HERE/net_report.py" "$OUT" "$(nproc)" $RANKS

@@ -2,8 +2,11 @@
  * The alpha-beta model's prediction (src/dist/costmodel.c) for a skeleton input file: what
  * scripts/scale/skeleton.c should simulate, and what the trainer would do.
  *
- *   scale_model INPUT NET P MODE
- *     INPUT: the skeleton's input (plan.py); NET: ib100|eth25|eth10|shm|ALPHA_US:GBITS
+ *   scale_model INPUT NET P MODE [CORES]
+ *     INPUT: the skeleton's input (plan.py); NET: a --network name (dist/costmodel.h: ib100,
+ *            eth25, eth10, shm, ALPHA_US:GBITS[:GAMMA_NS], shm:ALPHA_US:GBITS:GAMMA_NS)
+ *     CORES: the cores the P ranks share (default 0: one core per rank); P > CORES makes the
+ *            compute (and a CPU-driven network's allreduce) P / CORES times as long
  *     MODE:  surrogate  overlapped, one message of the ring's bytes per bucket (= skeleton overlap)
  *            blocking   per-bucket blocking allreduce after backward (= skeleton blocking)
  *            ring | rabenseifner   overlapped, that algorithm
@@ -20,9 +23,9 @@
 #include "shardprop/status.h"
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
+    if (argc != 5 && argc != 6) {
         fprintf(stderr, "usage: scale_model INPUT NET P surrogate|blocking|ring|rabenseifner|"
-                        "libnbc|libnbc-inplace\n");
+                        "libnbc|libnbc-inplace [CORES]\n");
         return 2;
     }
     sp_net net;
@@ -31,6 +34,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     const int P = atoi(argv[3]);
+    net.cores = argc > 5 ? atoi(argv[5]) : 0;
     FILE *f = fopen(argv[1], "r");
     if (!f || P < 1) {
         fprintf(stderr, "scale_model: cannot open %s (or P < 1)\n", argv[1]);
@@ -77,9 +81,9 @@ int main(int argc, char **argv) {
     sp_cost_step_time(&prof, bb, P, &net, alg, over, &s);
     printf("{\"P\": %d, \"network\": \"%s\", \"mode\": \"%s\", \"step_s\": %.9g, "
            "\"compute_s\": %.9g, \"comm_s\": %.9g, \"exposed_s\": %.9g, \"efficiency\": %.6g, "
-           "\"hidden\": %.6g, \"buckets\": %d}\n",
+           "\"hidden\": %.6g, \"buckets\": %d, \"cpu_driven\": %s, \"oversubscription\": %.6g}\n",
            P, net.name, mode, s.step_s, s.compute_s, s.comm_s, s.exposed_s, s.efficiency, s.hidden,
-           s.buckets);
+           s.buckets, net.cpu_driven ? "true" : "false", sp_cost_oversubscription(P, &net));
     free(fw), free(bw), free(wo);
     return 0;
 }

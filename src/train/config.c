@@ -93,7 +93,7 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     FLAG("quiet", quiet, "print only errors and the final summary");
     FLAG("dry-run", dry_run, "set up, print the plan (model, buckets, layout) and exit");
     FLAG("json", json, "with --dry-run: print the plan as JSON");
-    STR("network", network, "ib100|eth25|eth10|shm|US:GBITS",
+    STR("network", network, "ib100|eth25|eth10|shm|US:GBITS[:GAMMA_NS]",
         "with --dry-run: scaling advice for this network (docs/scaling.md)");
     STR("checkpoint-dir", checkpoint_dir, "DIR", "write checkpoints DIR/step_<8 digits>.h5");
     INT("checkpoint-every", checkpoint_every, 0, INT64_MAX, "N", "checkpoint every N steps");

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dist/costmodel.h"
 #include "util/status.h"
@@ -146,19 +147,35 @@ sp_status sp_scale_advice(FILE *f, const sp_model *m, const char *network, int64
                           double bucket_mb, const sp_opt_config *oc) {
     sp_net net;
     SP_CHECK(sp_net_parse(network, &net));
+    /* a CPU-driven network is one node: its ranks share this machine's cores */
+    int max_p = MAX_P;
+    if (net.cpu_driven) {
+        const long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        net.cores = nc > 0 ? (int)nc : 1;
+        max_p = 4 * net.cores;
+    }
     const size_t cur_bytes = (size_t)(bucket_mb * 1048576.0);
     fprintf(f,
-            "scaling advice for network %s (alpha %.3g us, %.3g Gb/s; alpha-beta model of "
-            "docs/scaling.md,\n  compute timed here per rank at the local batch, global batch "
+            "scaling advice for network %s (alpha %.3g us, %.3g Gb/s, gamma %.3g ns/B; cost model "
+            "of docs/scaling.md,\n  compute timed here per rank at the local batch, global batch "
             "%lld, buckets of %g MB):\n",
-            net.name, net.alpha * 1e6, 8e-9 / net.beta, (long long)global_batch, bucket_mb);
+            net.name, net.alpha * 1e6, 8e-9 / net.beta, net.gamma * 1e9, (long long)global_batch,
+            bucket_mb);
+    if (net.cpu_driven)
+        fprintf(f,
+                "  CPU-driven: the allreduce runs on the %d cores that compute, so overlap hides "
+                "nothing (step = compute + allreduce);\n  P > %d ranks share the cores: compute "
+                "and allreduce take P/%d times as long\n",
+                net.cores, net.cores, net.cores);
     fprintf(f, "  %5s %6s %9s %9s %9s %6s %8s %6s %7s %-7s\n", "P", "local", "compute", "allred.",
             "step", "eff", "best MB", "eff", "ompi4.1", "bound");
-    int best90_cur = 0, best90_best = 0;
+    int best90_cur = 0, best90_best = 0, blk_p = 0;
+    double blk_eff = 0, dflt_eff = 0;
+    sp_cost_step blk;
     double best90_mb = 0;
     sp_layer_times lt = {0};
     int64_t timed_b = -1;
-    for (int P = 1; P <= MAX_P && P <= global_batch; P *= 2) {
+    for (int P = 1; P <= max_p && P <= global_batch; P *= 2) {
         const int64_t b = (global_batch + P - 1) / P;
         if (b != timed_b) {
             sp_layer_times_free(&lt);
@@ -181,9 +198,13 @@ sp_status sp_scale_advice(FILE *f, const sp_model *m, const char *network, int64
             if (s.step_s < best.step_s * 0.999) best = s, best_mb = bucket_choices_mb_[k];
             if (bytes >= prof.nparams * sizeof(float)) break; /* larger buckets: the same plan */
         }
+        /* comm-bound: the allreduces take longer than what could hide them (backward; on a
+         * CPU-driven network nothing hides them: longer than the compute) */
         double bwd = 0;
         for (int i = 0; i < lt.nlayers; ++i) bwd += lt.bwd_s[i];
-        const bool comm_bound = best.comm_s > bwd;
+        const bool comm_bound =
+            best.comm_s >
+            (net.cpu_driven ? best.compute_s : bwd * sp_cost_oversubscription(P, &net));
         char mb[16] = "-";
         if (P > 1) snprintf(mb, sizeof mb, "%g", best_mb);
         fprintf(f, "  %5d %6lld %8.2fms %7.2fms %7.2fms %5.1f%% %8s %5.1f%% %6.1f%% %-7s\n", P,
@@ -192,18 +213,30 @@ sp_status sp_scale_advice(FILE *f, const sp_model *m, const char *network, int64
                 P == 1       ? "-"
                 : comm_bound ? "comm"
                              : "compute");
+        /* CPU-driven: nothing overlaps, so one blocking allreduce (Open MPI's best algorithm)
+         * may beat the overlapped buckets (libnbc's binomial below 4 ranks) */
+        if (net.cpu_driven && P > 1 && P <= net.cores) {
+            sp_cost_step_time(&prof, 0, P, &net, SP_AR_RABENSEIFNER, false, &blk);
+            blk_p = P, blk_eff = blk.efficiency, dflt_eff = dflt.efficiency;
+        }
         /* the largest P up to which every P keeps >= 90 % */
         if (cur.efficiency >= 0.9 && best90_cur == P / 2) best90_cur = P;
         if (best.efficiency >= 0.9 && best90_best == P / 2) best90_best = P, best90_mb = best_mb;
     }
     sp_layer_times_free(&lt);
+    if (blk_p > 0)
+        fprintf(f,
+                "  CPU-driven, %d ranks: --bucket-mb 0 (one blocking MPI_Allreduce after backward) "
+                "%.1f%% efficiency,\n  %g MB buckets with Open MPI 4.1's MPI_Iallreduce %.1f%%\n",
+                blk_p, 100 * blk_eff, bucket_mb, 100 * dflt_eff);
     fprintf(f,
             "  largest P at >= 90%% efficiency (every P up to it): %d with %g MB buckets, %d with "
             "%g MB buckets\n"
             "  (eff: overlapped Rabenseifner/ring allreduce;\n   ompi4.1: Open MPI 4.1's default "
             "for the trainer's MPI_Iallreduce: Rabenseifner from 4 ranks and 64 KiB buckets,\n"
             "   else a binomial reduce+bcast;\n   bound: comm when the "
-            "allreduces take longer than backward, so no overlap can hide them)\n",
+            "allreduces take longer than backward (CPU-driven: than the compute), so no overlap "
+            "can hide them)\n",
             best90_cur, bucket_mb, best90_best, best90_mb);
     return SP_OK;
 }
