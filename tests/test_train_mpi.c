@@ -114,6 +114,25 @@ static void test_buckets(void) {
         sp_test_shardprop(np, 1, args, &out);
         CHECK(out && strstr(out, "gradient buckets (4,"), "4 buckets planned:\n%s", out ? out : "");
         free(out);
+        /* the memory plan: 163 parameters, their gradients, Adam's two moments, the out-of-place
+         * allreduce's receive buffer (more than one rank), and a total that adds up */
+        snprintf(args, sizeof args, "train --data %s/train.h5 %s --dry-run --json", dir, common);
+        out = NULL;
+        sp_test_shardprop(np, 1, args, &out);
+        const char *mem = out ? strstr(out, "\"memory\": {") : NULL;
+        size_t v[8] = {0};
+        CHECK(mem && sscanf(mem,
+                            "\"memory\": {\"params\": %zu, \"grads\": %zu, \"activations\": %zu, "
+                            "\"optimizer\": %zu, \"allreduce\": %zu, \"data_cache\": %zu, "
+                            "\"data_buffers\": %zu, \"total\": %zu}",
+                            &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8,
+              "--dry-run --json has the memory plan:\n%s", out ? out : "");
+        CHECK(v[0] == 163 * 4 && v[1] == 163 * 4 && v[3] == 2 * 163 * 4 && v[4] == 163 * 4 &&
+                  v[2] > 0 && v[5] > 0 && v[6] > 0 &&
+                  v[7] == v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6],
+              "memory plan %zu %zu %zu %zu %zu %zu %zu total %zu", v[0], v[1], v[2], v[3], v[4],
+              v[5], v[6], v[7]);
+        free(out);
         snprintf(args, sizeof args, "train --data %s/train.h5 %s --bucket-mb 0.0002 --out %s", dir,
                  common, b);
         run_ok(np, 1, args, "bucketed overlapped allreduce");
