@@ -11,6 +11,17 @@ static int near_(double a, double b) {
     return fabs(a - b) <= 1e-12 + 1e-9 * fabs(b);
 }
 
+/* The 2-layer step the step-time checks below work out by hand: layer 1 = floats [100, 200),
+ * layer 0 = [0, 100); forward 1 + 1 ms, backward 3 (layer 1) + 2 ms, update 1 ms. */
+static const double two_fwd[2] = {1e-3, 1e-3}, two_bwd[2] = {3e-3, 2e-3};
+static const long two_w_off[2] = {0, 100};
+static const sp_cost_profile two_layers = {.nlayers = 2,
+                                           .fwd_s = two_fwd,
+                                           .bwd_s = two_bwd,
+                                           .w_off = two_w_off,
+                                           .update_s = 1e-3,
+                                           .nparams = 200};
+
 int main(void) {
     /* alpha 1 us, beta 1 ns/byte (1 GB/s): round numbers */
     const sp_net net = {.name = "test", .alpha = 1e-6, .beta = 1e-9};
@@ -61,17 +72,9 @@ int main(void) {
      * buckets of 100 floats (400 bytes): bucket 0 = layer 1, ready after 2 ms of backward;
      * bucket 1 = layer 0, ready at the end of backward (5 ms). */
     {
-        const double fwd[2] = {1e-3, 1e-3}, bwd[2] = {3e-3, 2e-3};
-        const long w_off[2] = {0, 100};
-        const sp_cost_profile p = {.nlayers = 2,
-                                   .fwd_s = fwd,
-                                   .bwd_s = bwd,
-                                   .w_off = w_off,
-                                   .update_s = 1e-3,
-                                   .nparams = 200};
         const sp_net slow = {.name = "slow", .alpha = 0, .beta = 1e-5}; /* 400 B: 4 ms at P=2 */
         sp_cost_step s;
-        sp_cost_step_time(&p, 400, 2, &slow, SP_AR_RING, true, &s);
+        sp_cost_step_time(&two_layers, 400, 2, &slow, SP_AR_RING, true, &s);
         /* bucket 0: [2, 6) ms, bucket 1: [6, 10) ms; step = 2 fwd + 10 + 0.24 loss sum + 1 */
         const double loss = 24 * 1e-5;
         CHECK(s.buckets == 2, "%d buckets", s.buckets);
@@ -81,10 +84,10 @@ int main(void) {
         CHECK(near_(s.efficiency, 8e-3 / s.step_s), "efficiency");
         /* no overlap: 2 fwd + 5 bwd + 2 x (Open MPI's choice for 400 B at P = 2: recursive
          * doubling, 1 x 4 ms) + loss + 1 */
-        sp_cost_step_time(&p, 400, 2, &slow, SP_AR_RING, false, &s);
+        sp_cost_step_time(&two_layers, 400, 2, &slow, SP_AR_RING, false, &s);
         CHECK(near_(s.step_s, 2e-3 + 5e-3 + 8e-3 + loss + 1e-3), "blocking step %g", s.step_s);
         /* one rank: the compute alone */
-        sp_cost_step_time(&p, 400, 1, &slow, SP_AR_RING, true, &s);
+        sp_cost_step_time(&two_layers, 400, 1, &slow, SP_AR_RING, true, &s);
         CHECK(near_(s.step_s, 8e-3) && near_(s.efficiency, 1), "one rank");
     }
 
@@ -108,26 +111,18 @@ int main(void) {
 
     /* a CPU-driven network and oversubscription, on the 2-layer step above */
     {
-        const double fwd[2] = {1e-3, 1e-3}, bwd[2] = {3e-3, 2e-3};
-        const long w_off[2] = {0, 100};
-        const sp_cost_profile p = {.nlayers = 2,
-                                   .fwd_s = fwd,
-                                   .bwd_s = bwd,
-                                   .w_off = w_off,
-                                   .update_s = 1e-3,
-                                   .nparams = 200};
         /* 400 B at P = 2: ring 4 ms (beta) + 200 B * 1e-5 = 2 ms (gamma) */
         sp_net shm = {.name = "shm", .beta = 1e-5, .gamma = 1e-5, .cpu_driven = true};
         const double loss = 24 * 1e-5 + 24 * 1e-5; /* recursive doubling, P = 2: beta + gamma */
         sp_cost_step s;
-        sp_cost_step_time(&p, 400, 2, &shm, SP_AR_RING, true, &s);
+        sp_cost_step_time(&two_layers, 400, 2, &shm, SP_AR_RING, true, &s);
         /* nothing overlaps: 2 fwd + 5 bwd + 2 x 6 ms + loss + 1 update */
         CHECK(near_(s.step_s, 8e-3 + 12e-3 + loss), "cpu-driven step %g", s.step_s);
         CHECK(near_(s.comm_s, 12e-3 + loss) && near_(s.hidden, 0), "cpu-driven comm %g hidden %g",
               s.comm_s, s.hidden);
         /* the same network apart from the cores: bucket 0 [2, 8), bucket 1 [8, 14) ms */
         shm.cpu_driven = false;
-        sp_cost_step_time(&p, 400, 2, &shm, SP_AR_RING, true, &s);
+        sp_cost_step_time(&two_layers, 400, 2, &shm, SP_AR_RING, true, &s);
         CHECK(near_(s.step_s, 2e-3 + 14e-3 + loss + 1e-3), "overlapped step %g", s.step_s);
         /* 4 ranks on 2 cores: compute x 2 (16 ms); network apart: comm unchanged. Ring at
          * P = 4, 400 B: 1.5 * 400 * 1e-5 + 0.75 * 400 * 1e-5 = 9 ms per bucket; overlapped:
@@ -138,22 +133,22 @@ int main(void) {
                   near_(sp_cost_oversubscription(3, &shm), 1.5),
               "oversubscription factor");
         const double loss4 = 2 * (24 * 1e-5 + 24 * 1e-5);
-        sp_cost_step_time(&p, 400, 4, &shm, SP_AR_RING, true, &s);
+        sp_cost_step_time(&two_layers, 400, 4, &shm, SP_AR_RING, true, &s);
         CHECK(near_(s.compute_s, 16e-3), "oversubscribed compute %g", s.compute_s);
         CHECK(near_(s.step_s, 4e-3 + 22e-3 + loss4 + 2e-3), "oversubscribed, apart %g", s.step_s);
         /* CPU-driven: the allreduces time-share the cores too: 16 + 2 x 2 x 9 ms + 2 x loss */
         shm.cpu_driven = true;
-        sp_cost_step_time(&p, 400, 4, &shm, SP_AR_RING, true, &s);
+        sp_cost_step_time(&two_layers, 400, 4, &shm, SP_AR_RING, true, &s);
         CHECK(near_(s.step_s, 16e-3 + 36e-3 + 2 * loss4), "oversubscribed cpu-driven %g", s.step_s);
         /* a binomial tree keeps 2 of 4 ranks busy: no sharing on 2 cores; 2 log2(4) * 4 ms +
          * log2(4) * 4 ms = 24 ms per bucket */
-        sp_cost_step_time(&p, 400, 4, &shm, SP_AR_BINOMIAL, true, &s);
+        sp_cost_step_time(&two_layers, 400, 4, &shm, SP_AR_BINOMIAL, true, &s);
         CHECK(near_(s.step_s, 16e-3 + 48e-3 + 2 * loss4), "oversubscribed binomial %g", s.step_s);
         /* blocking (400 B at P = 4: recursive doubling, 2 x (4 + 4) ms = 16 ms, x 2 shared) */
-        sp_cost_step_time(&p, 400, 4, &shm, SP_AR_RING, false, &s);
+        sp_cost_step_time(&two_layers, 400, 4, &shm, SP_AR_RING, false, &s);
         CHECK(near_(s.step_s, 16e-3 + 64e-3 + 2 * loss4), "oversubscribed blocking %g", s.step_s);
         /* one rank on 2 cores: compute alone */
-        sp_cost_step_time(&p, 400, 1, &shm, SP_AR_RING, true, &s);
+        sp_cost_step_time(&two_layers, 400, 1, &shm, SP_AR_RING, true, &s);
         CHECK(near_(s.step_s, 8e-3), "one rank, cpu-driven");
     }
 

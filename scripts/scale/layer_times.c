@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "scale_util.h"
 #include "shardprop/model.h"
 #include "train/scaleplan.h"
 #include "util/threads.h"
@@ -24,15 +25,7 @@ int main(int argc, char **argv) {
     }
     int64_t shape[3];
     int rank = 0;
-    for (const char *s = argv[2]; *s && rank < 3;) {
-        char *end;
-        shape[rank++] = strtoll(s, &end, 10);
-        if (end == s || shape[rank - 1] <= 0 || (*end && *end != ',')) {
-            fprintf(stderr, "layer_times: bad shape '%s' (e.g. 784 or 1,28,28)\n", argv[2]);
-            return 2;
-        }
-        s = *end ? end + 1 : end;
-    }
+    if (!scale_parse_shape("layer_times", argv[2], shape, &rank)) return 2;
     const int B = atoi(argv[3]), reps = argc > 4 ? atoi(argv[4]) : 10;
     const int threads = sp_set_threads(argc > 5 ? atoi(argv[5]) : 1);
     sp_opt_config oc = sp_opt_config_defaults(SP_OPT_SGD);

@@ -21,15 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_);
-    return t[n / 2];
-}
+#include "scale_util.h"
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
@@ -80,7 +72,7 @@ int main(int argc, char **argv) {
             }
             /* rank 0's view; for the collectives, the slowest rank's */
             double mine[2], worst[2];
-            mine[1] = median_(t, reps); /* sorts t */
+            mine[1] = scale_median(t, reps); /* sorts t */
             mine[0] = t[0];
             MPI_Reduce(mine, worst, 2, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
             if (rank == 0) {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "scale_util.h"
 #include "shardprop/model.h"
 #include "shardprop/optim.h"
 #include "util/threads.h"
@@ -23,16 +24,6 @@ static double now_(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int cmp_(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_);
-    return t[n / 2];
-}
-
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: step_times SPEC SHAPE BATCH [STEPS [WARMUP]]\n");
@@ -40,15 +31,7 @@ int main(int argc, char **argv) {
     }
     int64_t shape[3];
     int rank = 0;
-    for (const char *s = argv[2]; *s && rank < 3;) {
-        char *end;
-        shape[rank++] = strtoll(s, &end, 10);
-        if (end == s || shape[rank - 1] <= 0 || (*end && *end != ',')) {
-            fprintf(stderr, "step_times: bad shape '%s' (e.g. 784 or 1,28,28)\n", argv[2]);
-            return 2;
-        }
-        s = *end ? end + 1 : end;
-    }
+    if (!scale_parse_shape("step_times", argv[2], shape, &rank)) return 2;
     const int B = atoi(argv[3]), steps = argc > 4 ? atoi(argv[4]) : 60,
               warm = argc > 5 ? atoi(argv[5]) : 10;
     if (B < 1 || steps < 1 || warm < 0) {
@@ -94,8 +77,8 @@ int main(int argc, char **argv) {
     }
     printf("{\"spec\": \"%s\", \"batch\": %d, \"steps\": %d, \"forward_s\": %.9g, "
            "\"backward_s\": %.9g, \"update_s\": %.9g, \"step_s\": %.9g}\n",
-           argv[1], B, steps, median_(t, steps), median_(t + steps, steps),
-           median_(t + 2 * steps, steps), median_(t + 3 * steps, steps));
+           argv[1], B, steps, scale_median(t, steps), scale_median(t + steps, steps),
+           scale_median(t + 2 * steps, steps), scale_median(t + 3 * steps, steps));
     free(x), free(dy), free(t);
     sp_optim_free(opt);
     sp_model_free(m);
