@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "testutil.h"
 #include "train_util.h"
@@ -251,51 +250,6 @@ static void test_metrics_and_learning(void) {
     free(out);
 }
 
-/* SHARDPROP_WAIT: with 4 ranks on this machine's cores (oversubscribed), the default sleeps
- * between polls and says so; poll and sleep give bitwise the same parameters (the same
- * collectives), with overlapped buckets and with one blocking allreduce; a bad value is one
- * error line and a non-zero exit on every rank. */
-static void test_wait(void) {
-    const char *common = "--model dense:16,relu,dense:3 --epochs 2 --batch 40 --seed 5 "
-                         "--optimizer adam --lr 0.01";
-    const char *modes[3] = {"poll", "sleep", ""};
-    for (int blocking = 0; blocking < 2; ++blocking) {
-        char args[2048], out0[600];
-        for (int m = 0; m < 3; ++m) {
-            char outp[600];
-            snprintf(outp, sizeof outp, "%s/wait_%d_%d.h5", dir, blocking, m);
-            snprintf(args, sizeof args, "train --data %s/train.h5 %s --bucket-mb %s --out %s", dir,
-                     common, blocking ? "0" : "0.0002", outp);
-            setenv("SHARDPROP_WAIT", modes[m], 1);
-            char *out = NULL;
-            const int rc = sp_test_shardprop(4, 1, args, &out);
-            const bool says = out && strstr(out, "waiting ranks sleep between polls");
-            CHECK(rc == 0, "4 ranks, SHARDPROP_WAIT='%s': exit %d\n%s", modes[m], rc,
-                  out ? out : "");
-            /* auto sleeps when 4 ranks are more than the cores (this machine: 2) */
-            const bool expect = m == 1 || (m == 2 && 4 > sysconf(_SC_NPROCESSORS_ONLN));
-            CHECK(says == expect, "SHARDPROP_WAIT='%s': the layout %s the sleeping waits\n%s",
-                  modes[m], expect ? "names" : "does not name", out ? out : "");
-            free(out);
-            if (m == 0)
-                snprintf(out0, sizeof out0, "%s", outp);
-            else
-                CHECK(params_identical(out0, outp),
-                      "SHARDPROP_WAIT='%s' gives the bits of 'poll' (%s)", modes[m],
-                      blocking ? "blocking" : "buckets");
-        }
-    }
-    setenv("SHARDPROP_WAIT", "bogus", 1);
-    char args[2048], *out = NULL;
-    snprintf(args, sizeof args, "train --data %s/train.h5 %s --out %s/wait_bad.h5", dir, common,
-             dir);
-    const int rc = sp_test_shardprop(2, 1, args, &out);
-    CHECK(rc != 0 && out && strstr(out, "SHARDPROP_WAIT must be auto, sleep or poll, got 'bogus'"),
-          "a bad SHARDPROP_WAIT: exit %d\n%s", rc, out ? out : "");
-    free(out);
-    unsetenv("SHARDPROP_WAIT");
-}
-
 int main(void) {
     snprintf(dir, sizeof dir, "%s", sp_test_tmpdir("train_mpi"));
     char args[4096];
@@ -317,6 +271,5 @@ int main(void) {
     test_buckets();
     test_bad_data();
     test_metrics_and_learning();
-    test_wait();
     return sp_test_summary("train_mpi");
 }

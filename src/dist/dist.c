@@ -26,8 +26,6 @@ struct sp_comm {
     atomic_llong wd_since_ns; /* 0: not in a collective */
     _Atomic(const char *) wd_op;
     atomic_llong wd_step;
-    /* waits sleep between polls (sp_comm_set_wait): the host runs more threads than cores */
-    bool polite;
 };
 
 static long long mono_ns_(void) {
@@ -43,62 +41,6 @@ static void watch_(sp_comm *c, const char *op) {
 }
 static void unwatch_(sp_comm *c) {
     atomic_store(&c->wd_since_ns, 0);
-}
-
-/* ---- waiting when the host is oversubscribed ------------------------------------------------
- * Open MPI's shared-memory progress spins: a rank waiting for the others keeps its share of a
- * core, which a rank that still computes on the same core needs (docs/scaling.md §6 measured
- * it). In polite mode a rank that may wait long sleeps between polls instead: it enters a
- * blocking collective only once everyone has arrived (an MPI_Ibarrier it sleeps on), and it
- * sleeps between the MPI_Test calls that complete a bucket. The collectives and their
- * algorithms are the same, so the results are bitwise those of the spinning mode. */
-static sp_status mpi_fail_(int err, const char *what);
-
-static int wait_polite_(MPI_Request *req) {
-    long ns = 10 * 1000;
-    int flag = 0, e;
-    while ((e = MPI_Test(req, &flag, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !flag) {
-        struct timespec nap = {0, ns};
-        nanosleep(&nap, NULL);
-        if (ns < 100 * 1000) ns *= 2;
-    }
-    return e;
-}
-
-/* In polite mode, wait (sleeping) until every rank has reached this point. */
-static int arrive_(sp_comm *c) {
-    if (!c->polite) return MPI_SUCCESS;
-    MPI_Request req;
-    const int e = MPI_Ibarrier(c->comm, &req);
-    return e == MPI_SUCCESS ? wait_polite_(&req) : e;
-}
-
-sp_status sp_comm_set_wait(sp_comm *c, int threads, bool *polite) {
-    const char *env = getenv("SHARDPROP_WAIT");
-    c->polite = false;
-    sp_status st = SP_OK;
-    if (env && *env && strcmp(env, "auto") && strcmp(env, "sleep") && strcmp(env, "poll"))
-        st = SP_FAIL(SP_ERR_ARG, "SHARDPROP_WAIT must be auto, sleep or poll, got '%s'", env);
-    SP_CHECK(sp_comm_agree(c, st, NULL)); /* a rank with a bad value stops everyone */
-    if (c->size > 1) {
-        /* the threads of the ranks on this host, against its cores (every rank decides for its
-         * own host; the choice changes no result) */
-        MPI_Comm host;
-        int e = MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &host);
-        if (e != MPI_SUCCESS) return mpi_fail_(e, "splitting the ranks by host");
-        int sum = 0;
-        watch_(c, "the host thread count (MPI_Allreduce)");
-        e = MPI_Allreduce(&threads, &sum, 1, MPI_INT, MPI_SUM, host);
-        unwatch_(c);
-        MPI_Comm_free(&host);
-        if (e != MPI_SUCCESS) return mpi_fail_(e, "host thread count");
-        const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        c->polite = env && !strcmp(env, "sleep")  ? true
-                    : env && !strcmp(env, "poll") ? false
-                                                  : cores > 0 && sum > cores;
-    }
-    if (polite) *polite = c->polite;
-    return SP_OK;
 }
 
 static void *watchdog_main_(void *arg) {
@@ -214,9 +156,7 @@ sp_status sp_comm_agree(sp_comm *c, sp_status local, uint32_t *flags) {
     v[0] = local != SP_OK ? INT_MAX - c->rank : 0;
     for (int i = 0; i < SP_AGREE_FLAGS; ++i) v[1 + i] = flags ? (int)((*flags >> i) & 1u) : 0;
     watch_(c, "the step agreement (MPI_Allreduce)");
-    int e0 = arrive_(c);
-    if (e0 == MPI_SUCCESS)
-        e0 = MPI_Allreduce(MPI_IN_PLACE, v, 1 + SP_AGREE_FLAGS, MPI_INT, MPI_MAX, c->comm);
+    int e0 = MPI_Allreduce(MPI_IN_PLACE, v, 1 + SP_AGREE_FLAGS, MPI_INT, MPI_MAX, c->comm);
     unwatch_(c);
     if (e0 != MPI_SUCCESS) return mpi_fail_(e0, "agreement");
     if (flags) {
@@ -264,8 +204,7 @@ sp_status sp_comm_bcast_floats(sp_comm *c, float *buf, size_t n, int root) {
 
 sp_status sp_comm_sum_doubles(sp_comm *c, double *buf, int n) {
     watch_(c, "the loss allreduce (MPI_Allreduce)");
-    int e = arrive_(c);
-    if (e == MPI_SUCCESS) e = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, c->comm);
+    int e = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, c->comm);
     unwatch_(c);
     if (e != MPI_SUCCESS) return mpi_fail_(e, "allreduce");
     return SP_OK;
@@ -448,9 +387,7 @@ sp_status sp_reducer_finish(sp_reducer *r) {
     if (r->c->size == 1 || r->n == 0) return SP_OK;
     if (r->blocking) {
         watch_(r->c, r->op_blocking);
-        int e = arrive_(r->c);
-        if (e == MPI_SUCCESS)
-            e = MPI_Allreduce(MPI_IN_PLACE, r->slab, (int)r->n, r->type, MPI_SUM, r->c->comm);
+        int e = MPI_Allreduce(MPI_IN_PLACE, r->slab, (int)r->n, r->type, MPI_SUM, r->c->comm);
         unwatch_(r->c);
         if (e != MPI_SUCCESS) return mpi_fail_(e, "gradient allreduce");
         const double dt = MPI_Wtime() - t0;
@@ -463,7 +400,7 @@ sp_status sp_reducer_finish(sp_reducer *r) {
     for (int i = 0; i < r->nb; ++i) {
         bucket *b = &r->b[i];
         if (b->done) continue;
-        int err = r->c->polite ? wait_polite_(&b->req) : MPI_Wait(&b->req, MPI_STATUS_IGNORE);
+        int err = MPI_Wait(&b->req, MPI_STATUS_IGNORE);
         if (err != MPI_SUCCESS) {
             unwatch_(r->c);
             return mpi_fail_(err, "gradient allreduce");

@@ -109,13 +109,6 @@ void sp_watchdog_stop(sp_comm *c);
  * overlapping cores) — built on rank 0 into buf. (collective) */
 sp_status sp_comm_layout_report(sp_comm *c, int threads, char *buf, size_t cap, int *warnings);
 
-/* How ranks wait for each other in the step agreement, the loss sum and the gradient allreduce:
- * spinning (Open MPI's default) or sleeping between polls, which gives the core to a rank that
- * still computes on it. SHARDPROP_WAIT=poll|sleep|auto (default auto: sleep when the ranks on a
- * host run more threads than it has cores). The same collectives either way: the same bits.
- * *polite (may be NULL): this rank's choice. SP_ERR_ARG for another SHARDPROP_WAIT. (collective) */
-sp_status sp_comm_set_wait(sp_comm *c, int threads, bool *polite);
-
 /* In-place sum of n int64 values over ranks (exact; any n: sent in chunks). (collective) */
 sp_status sp_comm_sum_int64(sp_comm *c, int64_t *buf, size_t n);
 

@@ -744,15 +744,6 @@ static sp_status train_(trainer *t) {
     char layout[8192];
     int warnings = 0;
     SP_CHECK(sp_comm_layout_report(t->comm, t->threads, layout, sizeof layout, &warnings));
-    bool polite = false;
-    SP_CHECK(sp_comm_set_wait(t->comm, t->threads, &polite));
-    if (polite && t->rank == 0) {
-        const size_t used = strlen(layout);
-        snprintf(layout + used, sizeof layout - used,
-                 "  waiting ranks sleep between polls (SHARDPROP_WAIT=%s)\n",
-                 getenv("SHARDPROP_WAIT") && *getenv("SHARDPROP_WAIT") ? getenv("SHARDPROP_WAIT")
-                                                                       : "auto: oversubscribed");
-    }
     if (c->dry_run) {
         if (t->rank == 0) {
             print_plan_(t, c->json);
