@@ -102,6 +102,18 @@ printf '{"kind": "machine", "cpu": "%s", "ncpu": %d, "date": "%s", "load_before"
 # threads; the same code's leaks are checked under mpirun): singleton runs go without it.
 SINGLETON_ASAN="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 
+# ranks_run R CMD...: CMD as a singleton when R = 1, else under mpirun -n R unbound (with RSS_OUT
+# passed on when set): for the short side runs (baseline, memory plan), not the timed ones
+ranks_run() {
+    local R=$1
+    shift
+    if [ "$R" = 1 ]; then
+        ASAN_OPTIONS="$SINGLETON_ASAN" "$@"
+    else
+        mpirun -n "$R" --oversubscribe --bind-to none ${RSS_OUT:+-x RSS_OUT} "$@"
+    fi
+}
+
 # The runtime's own peak RSS (code, MPI, HDF5, OpenMP and a 50-parameter model on 64 samples of
 # 4 features), alone and per rank under mpirun: what a rank holds beyond the memory plan that
 # `shardprop train --dry-run` prints, whatever the model.
@@ -112,13 +124,8 @@ for R in $(for l in $LAYOUTS; do echo "${l%x*}"; done | sort -nu); do
     rm -f "$RESULTS/baseline/rss".*
     base_args=(train --data "$base_data" --model dense:10 --batch 8 --epochs 1 --threads 1 --quiet)
     # (a failed baseline run leaves the value null: the table then omits the bracketed ratio)
-    if [ "$R" = 1 ]; then
-        RSS_OUT="$RESULTS/baseline/rss" ASAN_OPTIONS="$SINGLETON_ASAN" \
-            "$HERE/rss_wrap.sh" "$SP" "${base_args[@]}" >/dev/null 2>&1 || true
-    else
-        RSS_OUT="$RESULTS/baseline/rss" mpirun -n "$R" --oversubscribe --bind-to none -x RSS_OUT \
-            "$HERE/rss_wrap.sh" "$SP" "${base_args[@]}" >/dev/null 2>&1 || true
-    fi
+    RSS_OUT="$RESULTS/baseline/rss" ranks_run "$R" "$HERE/rss_wrap.sh" "$SP" "${base_args[@]}" \
+        >/dev/null 2>&1 || true
     base_mb="$(cat "$RESULTS/baseline/rss".* 2>/dev/null | sort -n | tail -1 |
         awk '{printf "%.1f", $1 / 1024}')"
     printf '{"kind": "baseline", "ranks": %d, "rss_mb": %s}\n' "$R" "${base_mb:-null}" >>"$RAW"
@@ -195,13 +202,7 @@ run_shardprop() { # WORKLOAD R T [det]
         PIN_WARNINGS=$((PIN_WARNINGS + 1))
     fi
     # the memory plan of one rank of this layout (rank 0 prints it)
-    if [ "$R" = 1 ]; then
-        ASAN_OPTIONS="$SINGLETON_ASAN" "$SP" "${args[@]}" --dry-run --json >"$dir/plan.json" \
-            2>/dev/null || true
-    else
-        mpirun -n "$R" --oversubscribe --bind-to none "$SP" "${args[@]}" --dry-run --json \
-            >"$dir/plan.json" 2>/dev/null || true
-    fi
+    ranks_run "$R" "$SP" "${args[@]}" --dry-run --json >"$dir/plan.json" 2>/dev/null || true
     python3 - "$dir" "$wl" "$R" "$T" "$fw" >>"$RAW" <<'PYEOF'
 import glob, json, os, sys
 d, wl, R, T, fw = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]

@@ -98,26 +98,6 @@ def params_count(spec, shape):
     return n
 
 
-def activation_floats(spec, shape):
-    """Floats per sample shardprop keeps for backward (layer outputs, im2col columns, maxpool
-    indices), as src/model/model.c lays them out (flatten aliases its input)."""
-    n = 0
-    for kind, d in layers(spec, shape):
-        size = 1
-        for x in d["out"]:
-            size *= x
-        if kind == "flatten":
-            continue
-        n += size
-        if kind == "conv2d":
-            c = d["in"][0]
-            _, oh, ow = d["out"]
-            n += c * d["k"] * d["k"] * oh * ow  # saved col
-        if kind == "maxpool":
-            n += size  # argmax
-    return n
-
-
 def gemm_shapes(name):
     """The GEMMs shardprop runs per training step of workload `name` on one rank, as
     (label, trans_a, trans_b, M, N, K) in sp_gemm's terms (src/layers/dense.c, conv2d.c); the
