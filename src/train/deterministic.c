@@ -26,12 +26,13 @@
  *     micro-batch into a float scratch (dense_tiles_), which gives the same integers. Conv
  *     layers: one threaded sp_gemm per micro-batch into a scratch. Threads own tiles of dW:
  *     thread invariance as everywhere else.
- *  4. An MPI_SUM allreduce of the int64 accumulators (and of the loss, the counts and an error
- *     count, in the head of the same buffer): integer addition is associative, so the result is
- *     exact and independent of the reduction order. It runs in --bucket-mb buckets
- *     (sp_reducer_create_int64), each started during backward as soon as its layers are done
- *     (last layer first), the head last. Every rank converts the sums back to float the same
- *     way.
+ *  4. An exact MPI_SUM of the int64 accumulators over ranks: integer addition is associative,
+ *     so the sums are exact and independent of the reduction order. It runs in --bucket-mb
+ *     buckets (sp_reducer_create_fixed), each started during backward as soon as its layers are
+ *     done (last layer first): an int64 reduce-scatter gives each rank the exact sums of its
+ *     share of the bucket, which it converts to float (util/fixed.h, the same conversion
+ *     whichever rank does it), and a float allgather gives every rank all of them. Then the
+ *     head (the loss, the counts and the count of bad terms) is summed the same way.
  *  5. Clipping (sp_clip_grad_norm: a thread-invariant sum of the identical reduced gradient) and
  *     the optimizer (elementwise) are then the same on every rank and layout.
  *
@@ -63,8 +64,8 @@
  * 384 KB of the two together, in L2 while all of a rank's micro-batches pass over it. */
 #define SP_DET_BLOCK_FLOATS 32768
 
-/* Head of the int64 buffer, before the parameters' accumulators: the last bucket of the
- * reducer, so it is sent after backward, when the count of bad terms is known. */
+/* Head of the int64 buffer, before the parameters' accumulators: summed over ranks after the
+ * gradients, when the count of bad terms is known. */
 enum { X_LOSS_HI, X_LOSS_LO, X_CORRECT, X_COUNT, X_BAD_GRAD, X_BAD_LOSS, X_N };
 
 struct sp_det {
@@ -175,7 +176,8 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
         return SP_FAIL(SP_ERR_NOMEM, "--deterministic: out of memory for %zu accumulators", np);
     }
     if (!d->single) {
-        st = sp_reducer_create_int64(&d->red, comm, d->buf, d->nparams + X_N, bucket_bytes);
+        st = sp_reducer_create_fixed(&d->red, comm, d->acc, sp_model_grads(m), SP_FIX_INV_SCALE,
+                                     d->nparams, bucket_bytes);
         if (st != SP_OK) {
             sp_det_free(d);
             return st;
@@ -326,7 +328,7 @@ static void wgrad_(void *user, const sp_wgrad_layer *L) {
         dense_wgrad_(d, L);
     /* this layer's accumulators are final, and those of the layers after it (higher offsets):
      * their buckets start their allreduce now, overlapped with the rest of backward */
-    if (d->red) sp_reducer_ready(d->red, X_N + L->w_off);
+    if (d->red) sp_reducer_ready(d->red, L->w_off);
 }
 
 /* The exact fixed-point form of the sum of n per-sample losses: hi += floor(l), lo +=
@@ -386,20 +388,18 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
     }
     d->t_reduce[0] = sp_comm_wtime();
     *compute_s += d->t_reduce[0] - t0;
-    (void)comm; /* the reducer has it */
-    if (d->red) SP_CHECK(sp_reducer_finish(d->red));
+    if (d->red) { /* the gradients, as floats; then the head, now that it is complete */
+        SP_CHECK(sp_reducer_finish(d->red));
+        SP_CHECK(sp_comm_sum_int64(comm, tail, X_N));
+    }
     const double t1 = sp_comm_wtime();
     d->t_reduce[1] = t1;
-    float *g = sp_model_grads(d->m);
-    const int64_t *acc = d->acc;
     if (d->single) { /* the dense weights are done */
+        float *g = sp_model_grads(d->m);
+        const int64_t *acc = d->acc;
         for (int r = 0; r < d->nz; ++r)
             for (size_t i = d->zoff[r]; i < d->zoff[r] + d->zlen[r]; ++i)
                 g[i] = sp_fix_to_float(acc[i]);
-    } else {
-        const size_t n = d->nparams;
-#pragma omp parallel for schedule(static) if (n >= 32768)
-        for (size_t i = 0; i < n; ++i) g[i] = sp_fix_to_float(acc[i]);
     }
     sums[0] = tail[X_BAD_LOSS] ? NAN : (double)tail[X_LOSS_HI] + (double)tail[X_LOSS_LO] * 0x1p-32;
     sums[1] = (double)tail[X_CORRECT];
