@@ -75,6 +75,7 @@ struct sp_det {
     bool xent;
     int outputs, max_batch, threads;
     size_t nparams;
+    size_t bytes;      /* what the buffers below hold, without the reducer's */
     int64_t *buf;      /* (X_N + nparams): the head (X_*), then acc */
     int64_t *acc;      /* buf + X_N: one accumulator per parameter */
     sp_reducer *red;   /* the integer allreduce, per bucket during backward (several ranks) */
@@ -162,6 +163,7 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
         free(d);
         return st;
     }
+    d->bytes = bytes;
     d->buf = malloc((d->nparams + X_N) * sizeof(int64_t));
     d->acc = d->buf ? d->buf + X_N : NULL;
     d->scratch = aligned_alloc(64, ((scratch ? scratch : 1) * sizeof(float) + 63) & ~(size_t)63);
@@ -417,6 +419,10 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
 
 sp_reducer *sp_det_reducer(sp_det *d) {
     return d->red;
+}
+
+size_t sp_det_memory_bytes(const sp_det *d) {
+    return d->bytes + (d->red ? sp_reducer_memory_bytes(d->red) : 0);
 }
 
 void sp_det_reduce_times(const sp_det *d, double *start, double *end) {

@@ -37,6 +37,9 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
 
 /* The integer reducer (its statistics and bucket times), or NULL with one rank. */
 sp_reducer *sp_det_reducer(sp_det *d);
+/* Bytes held: the int64 sums, the scratch and packing buffers, and the reducer's exchange
+ * buffers (the --dry-run memory plan). */
+size_t sp_det_memory_bytes(const sp_det *d);
 
 /* When the last sp_det_step's wait for its integer allreduce started and ended (sp_comm_wtime; equal when
  * there is one rank): for the straggler statistics and the --trace timeline. */

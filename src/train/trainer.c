@@ -342,9 +342,10 @@ static sp_status setup_local_(trainer *t) {
         lc.shuffle = false;
         SP_CHECK(sp_loader_create(&t->vld, t->vds, &lc));
     }
+    /* --deterministic reduces through its own reducer: this one's buffer would go unused */
     const size_t bucket_bytes = (size_t)(c->bucket_mb * 1024.0 * 1024.0);
     SP_CHECK(sp_reducer_create(&t->red, t->comm, sp_model_grads(t->m), sp_model_num_params(t->m),
-                               bucket_bytes));
+                               t->det ? 0 : bucket_bytes));
     SP_CHECK(sp_trace_init(&t->tr, c->trace, t->rank == 0, (size_t)c->trace_max_events));
     if (c->layer_stats) SP_CHECK(sp_layer_stats_create(&t->ls, t->m, t->rank == 0));
     if (c->trace || c->layer_stats) sp_model_set_layer_hook(t->m, on_layer_, t);
@@ -368,7 +369,7 @@ static memory_plan memory_plan_(trainer *t) {
     p.params = p.grads = np * sizeof(float);
     p.activations = sp_model_memory_bytes(t->m) - 2 * np * sizeof(float);
     p.optimizer = (size_t)sp_optim_num_states(t->opt) * np * sizeof(float);
-    p.allreduce = sp_reducer_memory_bytes(t->red);
+    p.allreduce = t->det ? sp_det_memory_bytes(t->det) : sp_reducer_memory_bytes(t->red);
     sp_loader_memory_bytes(t->ld, &p.data_cache, &p.data_buffers);
     if (t->vld) {
         size_t c, b;
@@ -382,14 +383,17 @@ static memory_plan memory_plan_(trainer *t) {
 
 static void print_plan_(trainer *t, bool json) {
     sp_model *m = t->m;
-    const int nb = sp_reducer_num_buckets(t->red);
+    /* the buckets that will run: --deterministic's int64 ones when it has a reducer */
+    sp_reducer *red = t->det && sp_det_reducer(t->det) ? sp_det_reducer(t->det) : t->red;
+    const size_t elem = red == t->red ? sizeof(float) : sizeof(int64_t);
+    const int nb = sp_reducer_num_buckets(red);
     const memory_plan mp = memory_plan_(t);
     if (json) {
         printf("{\"spec\": ");
         sp_json_write_string(stdout, sp_model_spec(m));
         printf(", \"flops_per_sample_forward\": %.6g, \"memory_bytes_per_rank\": %zu",
                sp_model_flops_per_sample(m),
-               sp_model_memory_bytes(m) + sp_reducer_memory_bytes(t->red) +
+               sp_model_memory_bytes(m) + mp.allreduce +
                    (size_t)sp_optim_num_states(t->opt) * sp_model_num_params(m) * sizeof(float));
         printf(", \"memory\": {\"params\": %zu, \"grads\": %zu, \"activations\": %zu, "
                "\"optimizer\": %zu, \"allreduce\": %zu, \"data_cache\": %zu, "
@@ -422,9 +426,9 @@ static void print_plan_(trainer *t, bool json) {
         printf("], \"buckets\": [");
         for (int i = 0; i < nb; ++i) {
             size_t b0, len;
-            sp_reducer_bucket(t->red, i, &b0, &len);
+            sp_reducer_bucket(red, i, &b0, &len);
             printf("%s{\"index\": %d, \"offset\": %zu, \"floats\": %zu, \"bytes\": %zu}",
-                   i ? ", " : "", i, b0, len, len * sizeof(float));
+                   i ? ", " : "", i, b0, len, len * elem);
         }
         printf("]}\n");
         return;
@@ -442,10 +446,11 @@ static void print_plan_(trainer *t, bool json) {
     printf("model %s: %zu parameters, %.3g MFLOP per sample forward (~%.3g forward+backward)\n",
            sp_model_spec(m), sp_model_num_params(m), fps / 1e6, 3 * fps / 1e6);
     printf("memory per rank: %.1f MB = parameters %.1f + gradients %.1f + activations and work "
-           "buffers for %lld samples %.1f + optimizer state %.1f + allreduce receive buffer %.1f + "
-           "data cache %.1f + data batch buffers %.1f\n",
+           "buffers for %lld samples %.1f + optimizer state %.1f + %s %.1f + data cache %.1f + "
+           "data batch buffers %.1f\n",
            (double)mp.total / 1e6, (double)mp.params / 1e6, (double)mp.grads / 1e6,
            (long long)local, (double)mp.activations / 1e6, (double)mp.optimizer / 1e6,
+           t->det ? "fixed-point sums and exchange buffers" : "allreduce receive buffer",
            (double)mp.allreduce / 1e6, (double)mp.data_cache / 1e6, (double)mp.data_buffers / 1e6);
     for (int i = 0; i < sp_model_num_layers(m); ++i) {
         int64_t sh[3];
@@ -457,9 +462,9 @@ static void print_plan_(trainer *t, bool json) {
     printf("gradient buckets (%d, allreduced last layer first):\n", nb);
     for (int i = 0; i < nb; ++i) {
         size_t b0, len;
-        sp_reducer_bucket(t->red, i, &b0, &len);
-        printf("  bucket %d: floats [%zu, %zu), %.2f MB\n", i, b0, b0 + len,
-               (double)len * 4 / 1048576.0);
+        sp_reducer_bucket(red, i, &b0, &len);
+        printf("  bucket %d: %s [%zu, %zu), %.2f MB\n", i, red == t->red ? "floats" : "int64 sums",
+               b0, b0 + len, (double)(len * elem) / 1048576.0);
     }
     if (t->cfg->network && sp_scale_advice(stdout, m, t->cfg->network, t->cfg->batch,
                                            t->cfg->bucket_mb, sp_optim_config(t->opt)) != SP_OK)
