@@ -85,6 +85,20 @@ static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *
     const int K = a->K, i0 = pi * MR, j0 = pj * NR;
     const int rm = min_(MR, a->M - i0), rn = min_(NR, a->N - j0);
     _Alignas(32) int64_t q[MR * NR];
+    /* The tile's rows of the output are written after the K pass: fetch them (for writing)
+     * meanwhile, so that those stores do not wait on misses (the output is larger than L2; a
+     * store buffer full of missing stores stalls the next tile's micro-kernel). */
+    for (int r = 0; r < rm; ++r) {
+        const size_t o = (size_t)(i0 + r) * a->ldq + j0;
+        if (a->q) {
+            __builtin_prefetch(a->q + o, 1, 3);
+            __builtin_prefetch(a->q + o + 8, 1, 3);
+            __builtin_prefetch(a->q + o + rn - 1, 1, 3);
+        } else {
+            __builtin_prefetch(a->g + o, 1, 3);
+            __builtin_prefetch(a->g + o + rn - 1, 1, 3);
+        }
+    }
     const uint32_t mx =
         sp_gemm_fixed_ukernel_avx2(K, a->m, ap + (size_t)pi * MR * K, bp + (size_t)pj * NR * K, q);
     int64_t bad = 0;
