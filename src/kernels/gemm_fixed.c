@@ -92,7 +92,7 @@ static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *
         const size_t o = (size_t)(i0 + r) * a->ldq + j0;
         if (a->q) {
             __builtin_prefetch(a->q + o, 1, 3);
-            __builtin_prefetch(a->q + o + 8, 1, 3);
+            if (rn > 8) __builtin_prefetch(a->q + o + 8, 1, 3); /* 128 bytes: 2 or 3 lines */
             __builtin_prefetch(a->q + o + rn - 1, 1, 3);
         } else {
             __builtin_prefetch(a->g + o, 1, 3);
