@@ -7,11 +7,16 @@
  *
  * Build and run (a CMake target, not a test):
  *   cmake --build build -j2 --target bench_gemm_fixed
- *   build/scripts/bench/bench_gemm_fixed [--reps R] [--threads "1 2"] [--m "16 32"] [M,N,K ...]
+ *   build/scripts/bench/bench_gemm_fixed [--reps R] [--threads "1 2"] [--m "16 32"] [--float]
+ *                                        [M,N,K ...]
+ *
+ * --float: the fixed kernel writes the float of its sums (what one rank's training asks for)
+ * instead of the int64 sums (what the allreduce of several ranks sums).
  *
  * Default shapes: the mlp-wide weight gradients (out x in, batch 256 on one rank, 128 on each of
  * two): 1024x784, 1024x1024, 10x1024 with K = 256 and 128.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,13 +56,13 @@ static void fill_(float *p, size_t n, uint64_t seed, float lo, float hi) {
 
 enum { REPS_MAX = 101 };
 
-static void run_(int M, int N, int K, int m, int threads, int reps) {
+static void run_(int M, int N, int K, int m, int threads, int reps, bool float_out) {
     float *A = malloc(sizeof(float) * (size_t)K * M), *B = malloc(sizeof(float) * (size_t)K * N);
-    float *C = malloc(sizeof(float) * (size_t)M * N);
+    float *C = malloc(sizeof(float) * (size_t)M * N), *G = malloc(sizeof(float) * (size_t)M * N);
     int64_t *q = malloc(sizeof(int64_t) * (size_t)M * N);
     float *work =
         aligned_alloc(64, (sp_gemm_fixed_workspace(M, N, K) * sizeof(float) + 63) & ~(size_t)63);
-    if (!A || !B || !C || !q || !work) {
+    if (!A || !B || !C || !G || !q || !work) {
         fprintf(stderr, "bench_gemm_fixed: out of memory\n");
         exit(1);
     }
@@ -73,7 +78,8 @@ static void run_(int M, int N, int K, int m, int threads, int reps) {
                                    .B = B,
                                    .ldb = N,
                                    .limit = sp_fix_limit((K + m - 1) / m),
-                                   .q = q,
+                                   .q = float_out ? NULL : q,
+                                   .g = float_out ? G : NULL,
                                    .ldq = N};
     sp_gemm(true, false, M, N, K, 1.0f, A, M, B, N, 0.0f, C, N);
     if (sp_gemm_fixed(&fa, work) != 0) {
@@ -96,7 +102,7 @@ static void run_(int M, int N, int K, int m, int threads, int reps) {
     printf("%5d %5d %4d %3d %2d | %9.1f %6.1f | %9.1f %6.1f | %6.3f\n", M, N, K, m, threads,
            mf * 1e6, flops / mf * 1e-9, mx * 1e6, flops / mx * 1e-9, mr);
     fflush(stdout);
-    free(A), free(B), free(C), free(q), free(work);
+    free(A), free(B), free(C), free(G), free(q), free(work);
 }
 
 /* A list of positive ints from "a b c" into v (at most nmax), or -1. */
@@ -115,6 +121,7 @@ static int ints_(const char *s, int *v, int nmax) {
 
 int main(int argc, char **argv) {
     int reps = 15, threads[8] = {1, 2}, nthreads = 2, ms[8] = {16, 32}, nm = 2;
+    bool float_out = false;
     int shapes[64][3], nshapes = 0;
     for (int a = 1; a < argc; ++a) {
         if (strcmp(argv[a], "--reps") == 0 && a + 1 < argc) {
@@ -123,6 +130,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_gemm_fixed: --reps must be 1..%d\n", REPS_MAX);
                 return 2;
             }
+        } else if (strcmp(argv[a], "--float") == 0) {
+            float_out = true;
         } else if (strcmp(argv[a], "--threads") == 0 && a + 1 < argc) {
             if ((nthreads = ints_(argv[++a], threads, 8)) < 0) goto bad;
         } else if (strcmp(argv[a], "--m") == 0 && a + 1 < argc) {
@@ -142,17 +151,18 @@ int main(int argc, char **argv) {
         memcpy(shapes, def, sizeof def);
         nshapes = 6;
     }
-    printf("sp_gemm (trans_a, beta 0) vs sp_gemm_fixed, ISA %s, median of %d interleaved runs\n",
-           sp_isa_name(sp_gemm_isa()), reps);
+    printf("sp_gemm (trans_a, beta 0) vs sp_gemm_fixed (%s output), ISA %s, median of %d "
+           "interleaved runs\n",
+           float_out ? "float" : "int64", sp_isa_name(sp_gemm_isa()), reps);
     printf("%5s %5s %4s %3s %2s | %9s %6s | %9s %6s | %6s\n", "M", "N", "K", "m", "T", "float us",
            "GF/s", "fixed us", "GF/s", "ratio");
     for (int s = 0; s < nshapes; ++s)
         for (int i = 0; i < nm; ++i)
             for (int t = 0; t < nthreads; ++t)
-                run_(shapes[s][0], shapes[s][1], shapes[s][2], ms[i], threads[t], reps);
+                run_(shapes[s][0], shapes[s][1], shapes[s][2], ms[i], threads[t], reps, float_out);
     return 0;
 bad:
     fprintf(stderr, "usage: bench_gemm_fixed [--reps R] [--threads \"1 2\"] [--m \"16 32\"] "
-                    "[M,N,K ...]\n");
+                    "[--float] [M,N,K ...]\n");
     return 2;
 }
