@@ -111,19 +111,15 @@ static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *
         return bad;
     }
     const uint64_t off = (uint64_t)((K + a->m - 1) / a->m) * SP_GEMM_FIXED_MAGIC_BITS;
-    for (int r = 0; r < rm; ++r) {
+    if (rn == NR) {
+        const size_t o = (size_t)i0 * a->ldq + j0;
+        sp_gemm_fixed_store_avx2(q, off, rm, a->q ? a->q + o : NULL, a->q ? NULL : a->g + o,
+                                 (size_t)a->ldq);
+        return 0;
+    }
+    for (int r = 0; r < rm; ++r) { /* a tile narrower than NR: element by element */
         const uint64_t *src = (const uint64_t *)q + r * NR;
-        const size_t o = (size_t)(i0 + r) * a->ldq + j0;
-        if (a->q) {
-            int64_t *dst = a->q + o;
-            for (int j = 0; j < rn; ++j) dst[j] = (int64_t)(src[j] - off);
-        } else if (rn == NR) { /* vectorizes */
-            float *dst = a->g + o;
-            for (int j = 0; j < NR; ++j) dst[j] = sp_fix_to_float((int64_t)(src[j] - off));
-        } else {
-            float *dst = a->g + o;
-            for (int j = 0; j < rn; ++j) dst[j] = sp_fix_to_float((int64_t)(src[j] - off));
-        }
+        for (int j = 0; j < rn; ++j) store_(a, i0 + r, j0 + j, (int64_t)(src[j] - off));
     }
     return 0;
 }
