@@ -4,8 +4,9 @@
  * sp_fix_accumulate_ref. Bitwise (the int64 sums and their floats), for edge shapes (M, N not
  * multiples of the 6 x 16 tile, K not a multiple of m, K < m, m = 1 and m = SP_GEMM_KC), padded
  * leading dimensions, 1-3 threads and inside a parallel region, values whose products round
- * (scales down to 2^-30, so round(v 2^40) rounds, ties included) and terms out of range or NaN
- * (counted, adding 0, exactly as the oracle).
+ * (scales down to 2^-30, so round(v 2^40) rounds, ties included), terms out of range or NaN
+ * (counted, adding 0, exactly as the oracle), and sums of 2^11 and more (|q| >= 2^51, whose float
+ * output cannot take the vector int64 -> double conversion).
  */
 #include "testutil.h"
 
@@ -57,6 +58,12 @@ static void check_case(int M, int N, int K, int m, int pad, bool scaled, int poi
     float *B = matrix_(K, N, ldb, (uint64_t)ncase * 2 + 2, scaled);
     if (poison == 1) A[(size_t)(K / 2) * lda + M / 2] = 1e30f; /* a term out of range */
     if (poison == 2) B[(size_t)(K - 1) * ldb + N - 1] = NAN;
+    if (poison == 3) /* sums of 2^11 and more in every other row of C */
+        for (int k = 0; k < K; ++k) {
+            for (int i = 0; i < M; i += 2) A[(size_t)k * lda + i] = 30.0f;
+            for (int j = 0; j < N; ++j)
+                B[(size_t)k * ldb + j] = fabsf(B[(size_t)k * ldb + j]) + (j % 3 ? 0.5f : 0.0f);
+        }
     const size_t mn = (size_t)M * N;
     int64_t *qr = malloc(sizeof(int64_t) * mn), *qf = malloc(sizeof(int64_t) * mn),
             *qo = malloc(sizeof(int64_t) * mn);
@@ -79,8 +86,14 @@ static void check_case(int M, int N, int K, int m, int pad, bool scaled, int poi
     CHECK(bad_ref == bad_old && memcmp(qr, qo, sizeof(int64_t) * mn) == 0,
           "case %d (%dx%dx%d m=%d): the oracle equals one sp_gemm per micro-batch", ncase, M, N, K,
           m);
-    CHECK((poison != 0) == (bad_ref > 0), "case %d: out-of-range terms counted (%lld)", ncase,
-          (long long)bad_ref);
+    if (poison == 3) { /* the float outputs of such sums take another conversion */
+        int64_t big = 0;
+        for (size_t i = 0; i < mn; ++i) big = llabs(qr[i]) > big ? llabs(qr[i]) : big;
+        CHECK(big >= (int64_t)1 << 51, "case %d: some |sum| >= 2^11 (%g)", ncase,
+              (double)big * 0x1p-40);
+    }
+    CHECK((poison == 1 || poison == 2) == (bad_ref > 0),
+          "case %d: out-of-range terms counted (%lld)", ncase, (long long)bad_ref);
     for (int t = 1; t <= 3; ++t) {
         omp_set_num_threads(t);
         memset(qf, 0x5a, sizeof(int64_t) * mn);
@@ -125,6 +138,7 @@ int main(void) {
     check_case(97, 250, 64, 8, 0, false, 1);  /* a term out of range */
     check_case(12, 32, 40, 16, 2, false, 2);  /* NaN */
     check_case(200, 520, 48, 16, 0, true, 0); /* several blocks of panels per thread */
+    check_case(13, 50, 128, 16, 1, false, 3); /* sums of 2^11 and more (their float output) */
     /* ties: products of powers of two that land exactly on half of 2^-40 */
     {
         ++ncase;

@@ -5,6 +5,19 @@
  * panels (K, NR). Threads take blocks of MCB x NCB panels of C; within a block, for each B panel
  * (in L1) the micro-kernel runs over the block's A panels (in L2), each over all K samples with
  * its int64 tile in L1, flushing the float register tile at every micro-batch boundary.
+ * The tile's rows of the output are prefetched (for writing) before that pass and written after
+ * it, full-width tiles by sp_gemm_fixed_store_avx2 (the int64 sums, or their floats with the
+ * exact conversion of sp_fix_to_float).
+ *
+ * Where the time goes (bench_gemm_fixed, mlp-wide shapes, Zen 3): with one micro-batch per pass
+ * the kernel is within 6-17 % of sp_gemm; with m = 16 the micro-kernel alone (tile in L1) runs
+ * at ~75 % of its one-pass speed: ~20 % for the micro-batch structure itself (12 chains restarted
+ * from 0 and stored every 16 steps, no conversion) and ~15 % for the flush (per 8 floats an
+ * extract, 2 widenings, 2 magic adds, 2 int64 read-modify-writes).
+ * Measured and not kept (scripts/bench/README.md): a staged flush (the float tiles stored, then
+ * converted with the int64 sums in registers), the flush software-pipelined into the next
+ * micro-batch's FMAs, no range check in the kernel (the bound m max|A| max|B| < limit from the
+ * packed panels instead), and (timing only) an int32 hi/lo split of round(v 2^40).
  */
 #include "kernels/gemm_fixed.h"
 
@@ -85,6 +98,20 @@ static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *
     const int K = a->K, i0 = pi * MR, j0 = pj * NR;
     const int rm = min_(MR, a->M - i0), rn = min_(NR, a->N - j0);
     _Alignas(32) int64_t q[MR * NR];
+    /* The tile's rows of the output are written after the K pass: fetch them (for writing)
+     * meanwhile, so that those stores do not wait on misses (the output is larger than L2; a
+     * store buffer full of missing stores stalls the next tile's micro-kernel). */
+    for (int r = 0; r < rm; ++r) {
+        const size_t o = (size_t)(i0 + r) * a->ldq + j0;
+        if (a->q) {
+            __builtin_prefetch(a->q + o, 1, 3);
+            if (rn > 8) __builtin_prefetch(a->q + o + 8, 1, 3); /* 128 bytes: 2 or 3 lines */
+            __builtin_prefetch(a->q + o + rn - 1, 1, 3);
+        } else {
+            __builtin_prefetch(a->g + o, 1, 3);
+            __builtin_prefetch(a->g + o + rn - 1, 1, 3);
+        }
+    }
     const uint32_t mx =
         sp_gemm_fixed_ukernel_avx2(K, a->m, ap + (size_t)pi * MR * K, bp + (size_t)pj * NR * K, q);
     int64_t bad = 0;
@@ -97,19 +124,15 @@ static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *
         return bad;
     }
     const uint64_t off = (uint64_t)((K + a->m - 1) / a->m) * SP_GEMM_FIXED_MAGIC_BITS;
-    for (int r = 0; r < rm; ++r) {
+    if (rn == NR) {
+        const size_t o = (size_t)i0 * a->ldq + j0;
+        sp_gemm_fixed_store_avx2(q, off, rm, a->q ? a->q + o : NULL, a->q ? NULL : a->g + o,
+                                 (size_t)a->ldq);
+        return 0;
+    }
+    for (int r = 0; r < rm; ++r) { /* a tile narrower than NR: element by element */
         const uint64_t *src = (const uint64_t *)q + r * NR;
-        const size_t o = (size_t)(i0 + r) * a->ldq + j0;
-        if (a->q) {
-            int64_t *dst = a->q + o;
-            for (int j = 0; j < rn; ++j) dst[j] = (int64_t)(src[j] - off);
-        } else if (rn == NR) { /* vectorizes */
-            float *dst = a->g + o;
-            for (int j = 0; j < NR; ++j) dst[j] = sp_fix_to_float((int64_t)(src[j] - off));
-        } else {
-            float *dst = a->g + o;
-            for (int j = 0; j < rn; ++j) dst[j] = sp_fix_to_float((int64_t)(src[j] - off));
-        }
+        for (int j = 0; j < rn; ++j) store_(a, i0 + r, j0 + j, (int64_t)(src[j] - off));
     }
     return 0;
 }

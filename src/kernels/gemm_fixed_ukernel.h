@@ -15,6 +15,7 @@
 #ifndef SP_KERNELS_GEMM_FIXED_UKERNEL_H
 #define SP_KERNELS_GEMM_FIXED_UKERNEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define SP_GEMM_FIXED_MR         6
@@ -24,6 +25,12 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 /* q: MR x NR int64, 32-byte aligned, row-major, overwritten (K >= 1). AVX2 + FMA. */
 uint32_t sp_gemm_fixed_ukernel_avx2(int K, int m, const float *ap, const float *bp, int64_t *q);
+
+/* The first rm rows of a full-width tile q (MR x NR, 32-byte aligned, from the micro-kernel) minus
+ * off (its n * 0x40b8000000000000), written to dq (int64, row stride ldq) or, with dq NULL, to dg
+ * as sp_fix_to_float of each (util/fixed.h), bit for bit. AVX2. */
+void sp_gemm_fixed_store_avx2(const int64_t *q, uint64_t off, int rm, int64_t *dq, float *dg,
+                              size_t ldq);
 #endif
 
 #endif
