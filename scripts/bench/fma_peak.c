@@ -17,19 +17,10 @@
 
 #include <omp.h>
 
+#include "bench_util.h"
+
 #define RUNS   7
 #define CHAINS 12 /* >= latency (4-6 cycles) x FMA pipes (2): every pipe busy every cycle */
-
-static double now_(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double_(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static volatile float sink_;
 
@@ -65,7 +56,7 @@ __attribute__((target("avx512f"))) static double loop_avx512_(long iters) {
 /* Aggregate GFLOP/s of nt threads running the loop at once (wall time of the slowest). */
 static double run_(const char *isa, int nt, long iters) {
     double flops = 0;
-    const double t0 = now_();
+    const double t0 = bench_now();
 #pragma omp parallel num_threads(nt) reduction(+ : flops)
     {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -75,7 +66,7 @@ static double run_(const char *isa, int nt, long iters) {
         (void)iters;
 #endif
     }
-    return flops / (now_() - t0) * 1e-9;
+    return flops / (bench_now() - t0) * 1e-9;
 }
 
 int main(int argc, char **argv) {
@@ -100,9 +91,9 @@ int main(int argc, char **argv) {
     /* calibrate: about 0.2 s per run on one thread */
     long iters = 1000000;
     for (;;) {
-        const double t0 = now_();
+        const double t0 = bench_now();
         run_(isa, 1, iters);
-        const double dt = now_() - t0;
+        const double dt = bench_now() - t0;
         if (dt > 0.05) {
             iters = (long)((double)iters * 0.2 / dt);
             break;
@@ -113,7 +104,7 @@ int main(int argc, char **argv) {
         if (counts[c] < 1) continue;
         double g[RUNS];
         for (int r = 0; r < RUNS; ++r) g[r] = run_(isa, counts[c], iters);
-        qsort(g, RUNS, sizeof g[0], cmp_double_);
+        qsort(g, RUNS, sizeof g[0], bench_cmp_double);
         printf("{\"isa\": \"%s\", \"threads\": %d, \"gflops\": %.2f, \"gflops_median\": %.2f}\n",
                isa, counts[c], g[RUNS - 1], g[RUNS / 2]);
         fflush(stdout);

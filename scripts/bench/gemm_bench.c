@@ -17,20 +17,10 @@
 
 #include <omp.h>
 
+#include "bench_util.h"
 #include "kernels/gemm.h"
 
 #define RUNS 7
-
-static double now_(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double_(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -40,10 +30,10 @@ __attribute__((target("avx2,fma"))) static double fma_peak_avx2_(long iters) {
     __m256 acc[12];
     for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps((float)i);
     const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-    double t0 = now_();
+    double t0 = bench_now();
     for (long it = 0; it < iters; ++it)
         for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
-    double dt = now_() - t0;
+    double dt = bench_now() - t0;
     float sink = 0;
     for (int i = 0; i < 12; ++i) sink += _mm256_cvtss_f32(acc[i]);
     if (sink == 12345.0f) printf(" ");
@@ -62,11 +52,11 @@ static double bench_(bool ta, bool tb, int M, int N, int K) {
     double g[RUNS];
     sp_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
     for (int r = 0; r < RUNS; ++r) {
-        double t0 = now_();
+        double t0 = bench_now();
         sp_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
-        g[r] = 2.0 * M * N * K / (now_() - t0) * 1e-9;
+        g[r] = 2.0 * M * N * K / (bench_now() - t0) * 1e-9;
     }
-    qsort(g, RUNS, sizeof g[0], cmp_double_);
+    qsort(g, RUNS, sizeof g[0], bench_cmp_double);
     free(A);
     free(B);
     free(C);
@@ -127,7 +117,7 @@ int main(int argc, char **argv) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         double p[RUNS];
         for (int r = 0; r < RUNS; ++r) p[r] = fma_peak_avx2_(20000000L);
-        qsort(p, RUNS, sizeof p[0], cmp_double_);
+        qsort(p, RUNS, sizeof p[0], bench_cmp_double);
         printf("AVX2 FMA peak, one core: %.1f GFLOP/s (median of %d)\n", p[RUNS / 2], RUNS);
     }
 #endif

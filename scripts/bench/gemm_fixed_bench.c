@@ -25,25 +25,10 @@
 
 #include <omp.h>
 
+#include "bench_util.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_fixed.h"
 #include "util/fixed.h"
-
-static double now_(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double_(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double_);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* A deterministic fill in [lo, hi): a 64-bit LCG's top bits. */
 static void fill_(float *p, size_t n, uint64_t seed, float lo, float hi) {
@@ -88,16 +73,17 @@ static void run_(int M, int N, int K, int m, int threads, int reps, bool float_o
     }
     double tf[REPS_MAX], tx[REPS_MAX], ratio[REPS_MAX];
     for (int r = 0; r < reps; ++r) {
-        double t0 = now_();
+        double t0 = bench_now();
         sp_gemm(true, false, M, N, K, 1.0f, A, M, B, N, 0.0f, C, N);
-        double t1 = now_();
+        double t1 = bench_now();
         sp_gemm_fixed(&fa, work);
-        double t2 = now_();
+        double t2 = bench_now();
         tf[r] = t1 - t0;
         tx[r] = t2 - t1;
         ratio[r] = tx[r] / tf[r];
     }
-    const double mf = median_(tf, reps), mx = median_(tx, reps), mr = median_(ratio, reps);
+    const double mf = bench_median(tf, reps), mx = bench_median(tx, reps),
+                 mr = bench_median(ratio, reps);
     const double flops = 2.0 * M * N * K;
     printf("%5d %5d %4d %3d %2d | %9.1f %6.1f | %9.1f %6.1f | %6.3f\n", M, N, K, m, threads,
            mf * 1e6, flops / mf * 1e-9, mx * 1e6, flops / mx * 1e-9, mr);

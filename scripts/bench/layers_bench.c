@@ -14,21 +14,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "layers/layers.h"
 
 /* CPU time of the process (all its threads): time spent descheduled by other processes on a
  * shared machine does not count; with several threads it includes their spin-waiting. */
-static double now_(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double_(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static float *fill_(size_t n, unsigned seed) {
     float *p = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
     if (!p) {
@@ -79,12 +69,12 @@ int main(int argc, char **argv) {
     float *g_a = fill_(n1, 10), *g_b = fill_(n1, 11); /* error signals, ping-pong */
     double t[NSTAGE][MAXREP];
     for (int r = -2; r < reps; ++r) { /* two warm-up steps */
-        double t0 = now_(), t1;
+        double t0 = bench_now(), t1;
         int s = 0;
 #define STAGE(call)                                                                                \
     do {                                                                                           \
         call;                                                                                      \
-        t1 = now_();                                                                               \
+        t1 = bench_now();                                                                          \
         if (r >= 0) t[s][r] = t1 - t0;                                                             \
         ++s;                                                                                       \
         t0 = t1;                                                                                   \
@@ -108,7 +98,7 @@ int main(int argc, char **argv) {
     double tot_min = 0, tot_med = 0;
     printf("%-20s %10s %10s %10s\n", "stage (batch)", "min us", "median us", "min us/smp");
     for (int s = 0; s < NSTAGE; ++s) {
-        qsort(t[s], (size_t)reps, sizeof(double), cmp_double_);
+        qsort(t[s], (size_t)reps, sizeof(double), bench_cmp_double);
         const double mn = t[s][0] * 1e6, md = t[s][reps / 2] * 1e6;
         tot_min += mn, tot_med += md;
         printf("%-20s %10.0f %10.0f %10.2f\n", names_[s], mn, md, mn / B);

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The cost of --deterministic (issue 9), measured as pairs: the same training run in the default
+# mode, then at once with --deterministic, N times in turn for each layout, so that load changes
+# on a shared machine hit both sides of a pair alike. Each run's throughput is the median over its
+# epochs after the first (warm-up); the result per layout is the median of the N pair ratios
+# (deterministic / default) and their range.
+#
+#   scripts/bench/det_cost.sh [--pairs N] [--layouts "1x1 1x2 2x1"] [--workload mlp-wide]
+#                             [--epochs E] [--build DIR] [-- extra train flags]
+#
+# Runs are pinned as in run.sh (R x T: rank r on cores r*T .. r*T+T-1). Needs a Release build
+# with bench_mkdata (scripts/bench/run.sh builds both). About 7 minutes with the defaults.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+BUILD="$ROOT/build"
+PAIRS=7
+LAYOUTS="1x1 1x2 2x1"
+WL=mlp-wide
+EPOCHS=6
+EXTRA=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --pairs) PAIRS=$2; shift ;;
+    --layouts) LAYOUTS=$2; shift ;;
+    --workload) WL=$2; shift ;;
+    --epochs) EPOCHS=$2; shift ;;
+    --build) BUILD="$(cd "$2" && pwd)"; shift ;;
+    --) shift; EXTRA=("$@"); break ;;
+    *) echo "det_cost.sh: unknown argument '$1'" >&2; exit 2 ;;
+    esac
+    shift
+done
+SP="$BUILD/shardprop"
+MKDATA="$BUILD/scripts/bench/bench_mkdata"
+for exe in "$SP" "$MKDATA"; do
+    [ -x "$exe" ] || { echo "det_cost.sh: $exe missing: build first" >&2; exit 1; }
+done
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+NCPU=$(nproc)
+field() { "$PY" -c "import sys; sys.path.insert(0, '$HERE'); import workloads as w; \
+v = w.WORKLOADS['$WL']['$1']; print(' '.join(map(str, v)) if isinstance(v, tuple) else v)"; }
+B=$(field batch)
+SPEC=$(field spec)
+SHAPE=$(field shape)
+N=$((B * 24)) # 24 steps per epoch
+DATA="$BUILD/bench/data/$WL-$N.h5"
+mkdir -p "$(dirname "$DATA")"
+# shellcheck disable=SC2086
+[ -f "$DATA" ] || "$MKDATA" "$DATA" "$N" 10 7 $SHAPE
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+cpus_of() { # T RANK
+    local first=$(($1 * $2)) list="" i
+    for ((i = 0; i < $1; ++i)); do list="$list,$(((first + i) % NCPU))"; done
+    echo "${list#,}"
+}
+
+# one run: R T MODE(default|det) -> "samples/s" (median epoch after the first)
+one_run() {
+    local R=$1 T=$2 mode=$3 mf="$TMP/m.jsonl"
+    rm -f "$mf"
+    local args=(train --data "$DATA" --model "$SPEC" --batch "$B" --epochs "$EPOCHS"
+        --optimizer sgd --lr 0.01 --momentum 0.9 --seed 7 --threads "$T" --quiet
+        --log-every 1000000000 --check-every 0 --metrics "$mf" "${EXTRA[@]}")
+    [ "$mode" = det ] && args+=(--deterministic)
+    if [ "$R" = 1 ]; then
+        OMP_NUM_THREADS=$T taskset -c "$(cpus_of "$T" 0)" "$SP" "${args[@]}" >"$TMP/out" 2>&1
+    else
+        local bind=(--bind-to core --map-by "slot:PE=$T")
+        [ "$T" = 1 ] && bind=(--bind-to core)
+        [ $((R * T)) -le "$NCPU" ] || bind=(--oversubscribe --bind-to none)
+        OMP_NUM_THREADS=$T mpirun -n "$R" "${bind[@]}" -x OMP_NUM_THREADS "$SP" "${args[@]}" \
+            >"$TMP/out" 2>&1
+    fi || { echo "det_cost.sh: $R x $T $mode failed:" >&2; tail -5 "$TMP/out" >&2; exit 1; }
+    "$PY" -c "
+import json, statistics, sys
+ep = [e for e in map(json.loads, open(sys.argv[1])) if e.get('event') == 'epoch'][1:]
+print('%.1f' % statistics.median(e['samples_per_s'] for e in ep))" "$mf"
+}
+
+echo "det_cost: $WL, $PAIRS pairs per layout, $EPOCHS epochs of 24 steps per run" \
+    "(load $(cut -d' ' -f1-3 /proc/loadavg), $(date -Iseconds))"
+for L in $LAYOUTS; do
+    R=${L%x*} T=${L#*x}
+    pairs=""
+    for ((i = 0; i < PAIRS; ++i)); do
+        pairs="$pairs $(one_run "$R" "$T" default) $(one_run "$R" "$T" det)"
+    done
+    # shellcheck disable=SC2086
+    "$PY" - "$L" $pairs <<'PYEOF'
+import statistics as st, sys
+L, v = sys.argv[1], list(map(float, sys.argv[2:]))
+d, x = v[0::2], v[1::2]
+r = [b / a for a, b in zip(d, x)]
+print("%s: default %.0f, --deterministic %.0f samples/s (medians); det/default median %.3f "
+      "(range %.3f-%.3f over %d pairs)" % (L, st.median(d), st.median(x), st.median(r), min(r),
+                                          max(r), len(r)))
+PYEOF
+done
