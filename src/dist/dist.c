@@ -253,7 +253,7 @@ typedef struct bucket {
     size_t begin, len;
     MPI_Request req;
     bool started, done;
-    int phase;             /* in flight: 1 the fixed-point reduce-scatter, 2 the last operation */
+    int phase;             /* in flight: 1 the fixed-point exchange of shares, 2 the last one */
     size_t share;          /* fixed: where this rank's slots for the bucket sit in recv */
     double t_post, t_done; /* when its first operation was posted; when it was seen complete */
 } bucket;
@@ -525,8 +525,8 @@ static int test_(sp_reducer *r, int i, int *flag, bool wait) {
 }
 
 /* Let MPI move the requests in flight along. The allgathers start in bucket order (comm2's
- * order must be the same on every rank): a reduce-scatter is not tested while an earlier one
- * is still running. */
+ * order must be the same on every rank): an exchange is not tested while an earlier one is
+ * still running. */
 static void progress_(sp_reducer *r) {
     bool earlier_running = false;
     for (int i = 0; i < r->next; ++i) {
@@ -549,9 +549,7 @@ void sp_reducer_ready(sp_reducer *r, size_t begin) {
 /* One rank, or fixed with bucket_mb 0: everything now, blocking. */
 static sp_status finish_blocking_(sp_reducer *r) {
     if (r->c->size == 1) {
-        if (r->result)
-            for (size_t k = 0; k < r->n; ++k)
-                r->result[k] = (float)((double)((const int64_t *)(void *)r->slab)[k] * r->scale);
+        if (r->result) fix_to_float_(r->result, (const int64_t *)(void *)r->slab, r->n, r->scale);
         return SP_OK;
     }
     watch_(r->c, r->op_blocking);
