@@ -1,7 +1,7 @@
 /*
  * The fixed-point gradient reducer of --deterministic (dist.h, sp_reducer_create_fixed), on 1 to
  * 4 ranks: every rank's result must be, bit for bit, the float of the exact int64 sum over all
- * ranks times the scale, computed here without MPI. Cases: bucket sizes that cut the slab
+ * ranks times 2^-40 (sp_fix_to_float), computed here without MPI. Cases: bucket sizes that cut the slab
  * unevenly (bucket lengths not a multiple of the ranks, a last bucket with fewer elements than
  * ranks), buckets started during a mock backward (sp_reducer_ready from the end of the slab
  * towards its start, as the layers finish) or all at finish, and bucket_bytes 0 (one blocking
@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
         float *got = malloc(n * sizeof *got), *want = malloc(n * sizeof *want);
         for (size_t bi = 0; bi < sizeof buckets / sizeof *buckets; ++bi) {
             sp_reducer *r = NULL;
-            CHECK(sp_reducer_create_fixed(&r, c, slab, got, scale, n, buckets[bi]) == SP_OK,
+            CHECK(sp_reducer_create_fixed(&r, c, slab, got, n, buckets[bi]) == SP_OK,
                   "create n=%zu bucket=%zu", n, buckets[bi]);
             if (!r) continue;
             const int nb = sp_reducer_num_buckets(r);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/fixed.h"
 #include "util/status.h"
 
 struct sp_comm {
@@ -266,9 +267,8 @@ struct sp_reducer {
                    this rank's share (slot j: rank j's terms; bucket_bytes 0: slot 0, the sum) */
     size_t n, elem; /* elements, bytes per element */
     MPI_Datatype type;
-    /* fixed (sp_reducer_create_fixed): the int64 sums, scaled, land in result as floats */
+    /* fixed (sp_reducer_create_fixed): the int64 sums land in result as floats */
     float *result;
-    double scale;
     int *counts, *displs; /* (nb, size): how each bucket is shared out among the ranks */
     MPI_Request *p2p;     /* (nb, 2 size): fixed, the exchange of the shares (see start_bucket_) */
     size_t recv_bytes;    /* what recv and the arrays above hold */
@@ -284,13 +284,12 @@ struct sp_reducer {
 };
 
 static sp_status reducer_create_(sp_reducer **out, sp_comm *c, void *slab, size_t n, size_t elem,
-                                 MPI_Datatype type, size_t bucket_bytes, float *result,
-                                 double scale) {
+                                 MPI_Datatype type, size_t bucket_bytes, float *result) {
     *out = NULL;
     sp_reducer *r = calloc(1, sizeof *r);
     if (!r) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
     r->c = c, r->slab = slab, r->n = n, r->elem = elem, r->type = type;
-    r->result = result, r->scale = scale;
+    r->result = result;
     r->op_blocking = result ? "the integer gradient reduce-scatter and float allgather"
                             : "the gradient allreduce (MPI_Allreduce)";
     r->op_wait = result ? "the integer gradient exchange or float allgather (MPI_Wait on a bucket)"
@@ -353,13 +352,12 @@ static sp_status reducer_create_(sp_reducer **out, sp_comm *c, void *slab, size_
 
 sp_status sp_reducer_create(sp_reducer **out, sp_comm *c, float *slab, size_t n,
                             size_t bucket_bytes) {
-    return reducer_create_(out, c, slab, n, sizeof(float), MPI_FLOAT, bucket_bytes, NULL, 0.0);
+    return reducer_create_(out, c, slab, n, sizeof(float), MPI_FLOAT, bucket_bytes, NULL);
 }
 
 sp_status sp_reducer_create_fixed(sp_reducer **out, sp_comm *c, int64_t *slab, float *result,
-                                  double scale, size_t n, size_t bucket_bytes) {
-    return reducer_create_(out, c, slab, n, sizeof(int64_t), MPI_INT64_T, bucket_bytes, result,
-                           scale);
+                                  size_t n, size_t bucket_bytes) {
+    return reducer_create_(out, c, slab, n, sizeof(int64_t), MPI_INT64_T, bucket_bytes, result);
 }
 
 size_t sp_reducer_memory_bytes(const sp_reducer *r) {
@@ -397,27 +395,6 @@ static void note_err_(sp_reducer *r, int e) {
     if (e != MPI_SUCCESS && r->err == MPI_SUCCESS) r->err = e;
 }
 
-/* (float)((double)q * scale) for every q of src (scale a power of two). For |q| < 2^51 the
- * double of q is formed by adding q to the bits of 1.5 * 2^52 and subtracting that number (exact
- * there, and it vectorizes, where a conversion of int64 to double does not without AVX-512);
- * else by the conversion. The same floats either way. */
-static void fix_to_float_(float *restrict dst, const int64_t *restrict src, size_t n,
-                          double scale) {
-    const int64_t lim = (int64_t)1 << 51;
-    bool small = true;
-    for (size_t k = 0; k < n; ++k) small &= src[k] > -lim && src[k] < lim;
-    if (!small) {
-        for (size_t k = 0; k < n; ++k) dst[k] = (float)((double)src[k] * scale);
-        return;
-    }
-    for (size_t k = 0; k < n; ++k) {
-        const uint64_t bits = (uint64_t)src[k] + 0x4338000000000000ULL;
-        double d;
-        memcpy(&d, &bits, sizeof d);
-        dst[k] = (float)((d - 0x1.8p52) * scale);
-    }
-}
-
 /* Fixed: this rank's share of bucket i, summed exactly in int64 (in any order: integers), to
  * result as floats: the same conversion whichever rank owns an element, so every rank ends with
  * the same bits. summed: recv slot 0 holds the sums (MPI_Reduce_scatter); else slot j holds rank
@@ -439,7 +416,7 @@ static void convert_share_(sp_reducer *r, int i, bool summed) {
                 for (size_t k = 0; k < len; ++k) sum[k] += t[k];
         }
     }
-    fix_to_float_(r->result + b->begin + (size_t)r->displs[cell], sum, len, r->scale);
+    sp_fix_to_float_n(r->result + b->begin + (size_t)r->displs[cell], sum, len);
 }
 
 /* Fixed, phase 2: every rank's float share to every rank, in place in result. */
@@ -549,7 +526,7 @@ void sp_reducer_ready(sp_reducer *r, size_t begin) {
 /* One rank, or fixed with bucket_mb 0: everything now, blocking. */
 static sp_status finish_blocking_(sp_reducer *r) {
     if (r->c->size == 1) {
-        if (r->result) fix_to_float_(r->result, (const int64_t *)(void *)r->slab, r->n, r->scale);
+        if (r->result) sp_fix_to_float_n(r->result, (const int64_t *)(void *)r->slab, r->n);
         return SP_OK;
     }
     watch_(r->c, r->op_blocking);

@@ -68,8 +68,8 @@ uint64_t sp_checksum_floats(const float *x, size_t n);
 typedef struct sp_reducer sp_reducer;
 sp_status sp_reducer_create(sp_reducer **out, sp_comm *c, float *slab, size_t n,
                             size_t bucket_bytes);
-/* The sums of an int64 slab, exact, delivered as floats: result[i] = (float)((double)(sum over
- * ranks of slab[i]) * scale) on every rank (--deterministic: scale 2^-40, util/fixed.h).
+/* The sums of an int64 slab, exact, delivered as floats: result[i] = sp_fix_to_float(sum over
+ * ranks of slab[i]) on every rank (--deterministic's fixed point, util/fixed.h).
  * bucket_bytes counts int64 bytes. Each bucket is cut into P shares; each rank sends every other
  * its share of the bucket (MPI_Isend/Irecv: a pairwise reduce-scatter), sums its own share
  * exactly, converts it, and a float MPI_Iallgatherv (on a second communicator, in bucket order)
@@ -77,7 +77,7 @@ sp_status sp_reducer_create(sp_reducer **out, sp_comm *c, float *slab, size_t n,
  * where an int64 allreduce moves 16, and each rank converts only its share. bucket_bytes 0:
  * MPI_Reduce_scatter + MPI_Allgatherv at finish. The slab is left as it was. */
 sp_status sp_reducer_create_fixed(sp_reducer **out, sp_comm *c, int64_t *slab, float *result,
-                                  double scale, size_t n, size_t bucket_bytes);
+                                  size_t n, size_t bucket_bytes);
 /* Bytes the reducer holds besides the slab (its receive buffer). */
 size_t sp_reducer_memory_bytes(const sp_reducer *r);
 void sp_reducer_free(sp_reducer *r);

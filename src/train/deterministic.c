@@ -70,7 +70,7 @@ enum { X_LOSS_HI, X_LOSS_LO, X_CORRECT, X_COUNT, X_BAD_GRAD, X_BAD_LOSS, X_N };
 
 struct sp_det {
     sp_model *m;
-    double t_reduce[2]; /* the last step's integer allreduce: start, end (sp_comm_wtime) */
+    double t_reduce[2]; /* the last step's wait for the integer sums: start, end (sp_comm_wtime) */
     int64_t micro;
     bool xent;
     int outputs, max_batch, threads;
@@ -78,7 +78,7 @@ struct sp_det {
     size_t bytes;      /* what the buffers below hold, without the reducer's */
     int64_t *buf;      /* (X_N + nparams): the head (X_*), then acc */
     int64_t *acc;      /* buf + X_N: one accumulator per parameter */
-    sp_reducer *red;   /* the integer allreduce, per bucket during backward (several ranks) */
+    sp_reducer *red;   /* the exact integer sums over ranks, per bucket during backward */
     float *scratch;    /* (threads, scratch_per) */
     int64_t *tile_acc; /* (threads, scratch_per): a dense tile's accumulators */
     size_t scratch_per;
@@ -178,8 +178,8 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
         return SP_FAIL(SP_ERR_NOMEM, "--deterministic: out of memory for %zu accumulators", np);
     }
     if (!d->single) {
-        st = sp_reducer_create_fixed(&d->red, comm, d->acc, sp_model_grads(m), SP_FIX_INV_SCALE,
-                                     d->nparams, bucket_bytes);
+        st = sp_reducer_create_fixed(&d->red, comm, d->acc, sp_model_grads(m), d->nparams,
+                                     bucket_bytes);
         if (st != SP_OK) {
             sp_det_free(d);
             return st;
@@ -235,7 +235,7 @@ static int64_t dense_tiles_(sp_det *d, const sp_wgrad_layer *L) {
             const size_t o = (size_t)(r0 + i) * in + c0;
             const int64_t *src = a + (size_t)i * c;
             if (d->single)
-                for (int e = 0; e < c; ++e) gw[o + e] = sp_fix_to_float(src[e]);
+                sp_fix_to_float_n(gw + o, src, (size_t)c);
             else
                 memcpy(aw + o, src, (size_t)c * sizeof *src);
         }
@@ -398,10 +398,8 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
     d->t_reduce[1] = t1;
     if (d->single) { /* the dense weights are done */
         float *g = sp_model_grads(d->m);
-        const int64_t *acc = d->acc;
         for (int r = 0; r < d->nz; ++r)
-            for (size_t i = d->zoff[r]; i < d->zoff[r] + d->zlen[r]; ++i)
-                g[i] = sp_fix_to_float(acc[i]);
+            sp_fix_to_float_n(g + d->zoff[r], d->acc + d->zoff[r], d->zlen[r]);
     }
     sums[0] = tail[X_BAD_LOSS] ? NAN : (double)tail[X_LOSS_HI] + (double)tail[X_LOSS_LO] * 0x1p-32;
     sums[1] = (double)tail[X_CORRECT];

@@ -1,9 +1,30 @@
 /* sp_fix_accumulate: util/fixed.h's conversion and sum, AVX2 when the CPU has it. Integer
  * arithmetic after one exact scaling and one rounding (to nearest even, as the reference), so
- * both paths give the same accumulators bit for bit (tests/test_deterministic.c checks it). */
+ * both paths give the same accumulators bit for bit (tests/test_deterministic.c checks it). And
+ * sp_fix_to_float_n, the conversion back for whole arrays. */
 #include "util/fixed.h"
 
 #include <stdatomic.h>
+
+/* For |q| < 2^51 the double of q is formed by adding q to the bits of 1.5 * 2^52 and subtracting
+ * that number (exact there, and it vectorizes, where a conversion of int64 to double does not
+ * without AVX-512); else by the conversion of sp_fix_to_float. Either way the double is q
+ * itself, scaled exactly and rounded once to float: sp_fix_to_float's bits. */
+void sp_fix_to_float_n(float *restrict dst, const int64_t *restrict src, size_t n) {
+    const int64_t lim = (int64_t)1 << 51;
+    bool small = true;
+    for (size_t k = 0; k < n; ++k) small &= src[k] > -lim && src[k] < lim;
+    if (!small) {
+        for (size_t k = 0; k < n; ++k) dst[k] = sp_fix_to_float(src[k]);
+        return;
+    }
+    for (size_t k = 0; k < n; ++k) {
+        const uint64_t bits = (uint64_t)src[k] + 0x4338000000000000ULL;
+        double d;
+        memcpy(&d, &bits, sizeof d);
+        dst[k] = (float)((d - 0x1.8p52) * SP_FIX_INV_SCALE);
+    }
+}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

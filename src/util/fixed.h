@@ -63,4 +63,7 @@ static inline float sp_fix_to_float(int64_t q) {
     return (float)((double)q * SP_FIX_INV_SCALE);
 }
 
+/* dst[i] = sp_fix_to_float(src[i]) for i < n, the same bits; vectorizes (fixed.c). */
+void sp_fix_to_float_n(float *restrict dst, const int64_t *restrict src, size_t n);
+
 #endif
