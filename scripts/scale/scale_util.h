@@ -1,6 +1,7 @@
 /*
  * Small helpers shared by the scale/ measurement programs (layer_times.c, step_times.c,
- * net_bench.c): the median of a sample and the SHAPE argument.
+ * net_bench.c): the median of a sample and the SHAPE argument; the clock and the comparator are
+ * the benchmarks' (scripts/bench/bench_util.h).
  */
 #ifndef SP_SCALE_UTIL_H
 #define SP_SCALE_UTIL_H
@@ -9,14 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static inline int scale_cmp_(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "../bench/bench_util.h"
 
-/* The median of t[0..n) (sorts t). */
+/* The median of t[0..n), the upper one for even n (sorts t). */
 static inline double scale_median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, scale_cmp_);
+    qsort(t, (size_t)n, sizeof *t, bench_cmp_double);
     return t[n / 2];
 }
 

@@ -11,18 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "scale_util.h"
 #include "shardprop/model.h"
 #include "shardprop/optim.h"
 #include "util/threads.h"
-
-static double now_(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int main(int argc, char **argv) {
     if (argc < 4) {
@@ -62,14 +55,14 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nout; ++i) dy[i] = (float)((i * 40503u) % 1000) / 1e6f;
     const sp_step_ctx ctx = {.training = true, .seed = 7};
     for (int s = 0; s < warm + steps; ++s) {
-        const double t0 = now_();
+        const double t0 = bench_now();
         sp_model_forward(m, x, B, &ctx);
-        const double t1 = now_();
+        const double t1 = bench_now();
         sp_model_zero_grads(m);
         sp_model_backward(m, dy, B, NULL, NULL);
-        const double t2 = now_();
+        const double t2 = bench_now();
         sp_optim_step(opt, sp_model_params(m), sp_model_grads(m), 1e-6f);
-        const double t3 = now_();
+        const double t3 = bench_now();
         if (s < warm) continue;
         const int k = s - warm;
         t[k] = t1 - t0, t[steps + k] = t2 - t1, t[2 * steps + k] = t3 - t2,
