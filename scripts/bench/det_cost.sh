@@ -40,11 +40,11 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 NCPU=$(nproc)
-field() { "$PY" -c "import sys; sys.path.insert(0, '$HERE'); import workloads as w; \
-v = w.WORKLOADS['$WL']['$1']; print(' '.join(map(str, v)) if isinstance(v, tuple) else v)"; }
-B=$(field batch)
-SPEC=$(field spec)
-SHAPE=$(field shape)
+# shellcheck source=scripts/bench/lib.sh
+source "$HERE/lib.sh"
+B=$(wl_field "$WL" batch)
+SPEC=$(wl_field "$WL" spec)
+SHAPE=$(wl_field "$WL" shape)
 N=$((B * 24)) # 24 steps per epoch
 DATA="$BUILD/bench/data/$WL-$N.h5"
 mkdir -p "$(dirname "$DATA")"
@@ -52,12 +52,6 @@ mkdir -p "$(dirname "$DATA")"
 [ -f "$DATA" ] || "$MKDATA" "$DATA" "$N" 10 7 $SHAPE
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-
-cpus_of() { # T RANK
-    local first=$(($1 * $2)) list="" i
-    for ((i = 0; i < $1; ++i)); do list="$list,$(((first + i) % NCPU))"; done
-    echo "${list#,}"
-}
 
 # one run: R T MODE(default|det) -> "samples/s" (median epoch after the first)
 one_run() {
@@ -70,10 +64,8 @@ one_run() {
     if [ "$R" = 1 ]; then
         OMP_NUM_THREADS=$T taskset -c "$(cpus_of "$T" 0)" "$SP" "${args[@]}" >"$TMP/out" 2>&1
     else
-        local bind=(--bind-to core --map-by "slot:PE=$T")
-        [ "$T" = 1 ] && bind=(--bind-to core)
-        [ $((R * T)) -le "$NCPU" ] || bind=(--oversubscribe --bind-to none)
-        OMP_NUM_THREADS=$T mpirun -n "$R" "${bind[@]}" -x OMP_NUM_THREADS "$SP" "${args[@]}" \
+        mpi_bind "$R" "$T"
+        OMP_NUM_THREADS=$T mpirun -n "$R" "${MPI_BIND[@]}" -x OMP_NUM_THREADS "$SP" "${args[@]}" \
             >"$TMP/out" 2>&1
     fi || { echo "det_cost.sh: $R x $T $mode failed:" >&2; tail -5 "$TMP/out" >&2; exit 1; }
     "$PY" -c "

@@ -68,8 +68,6 @@ window_of() {
     *) echo "run.sh: unknown workload '$1'" >&2; exit 2 ;;
     esac
 }
-wl_field() { python3 -c "import sys; sys.path.insert(0, '$HERE'); import workloads as w; \
-v = w.WORKLOADS['$1']['$2']; print(' '.join(map(str, v)) if isinstance(v, tuple) else v)"; }
 
 # ---- build -----------------------------------------------------------------------------------
 if [ $DO_BUILD = 1 ]; then
@@ -81,6 +79,8 @@ for exe in "$SP" "$BUILD/scripts/bench/bench_fma_peak" "$BUILD/scripts/bench/ben
     [ -x "$exe" ] || { echo "run.sh: $exe missing: build first (or drop --no-build)" >&2; exit 1; }
 done
 NCPU=$(nproc)
+# shellcheck source=scripts/bench/lib.sh
+source "$HERE/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 
@@ -151,13 +151,6 @@ if [ -n "$PEERS" ]; then
     fi
 fi
 
-# cpus T RANK: the T cores rank RANK of an R x T layout is pinned to, T consecutive cores from
-# RANK * T (wrapping around when the layout has more threads than the machine has cores)
-cpus_of() {
-    local first=$(($1 * $2)) list="" i
-    for ((i = 0; i < $1; ++i)); do list="$list,$(((first + i) % NCPU))"; done
-    echo "${list#,}"
-}
 
 # ---- shardprop -----------------------------------------------------------------------------------
 run_shardprop() { # WORKLOAD R T [det]
@@ -185,10 +178,8 @@ run_shardprop() { # WORKLOAD R T [det]
             taskset -c "$(cpus_of "$T" 0)" \
             "$HERE/rss_wrap.sh" "$SP" "${args[@]}" >"$dir/out.txt" 2>&1 || st=$?
     else
-        local bind=(--bind-to core --map-by "slot:PE=$T")
-        [ $((R * T)) -le "$NCPU" ] || bind=(--oversubscribe --bind-to none)
-        [ "$T" = 1 ] && [ "$R" -le "$NCPU" ] && bind=(--bind-to core)
-        OMP_NUM_THREADS=$T RSS_OUT="$dir/rss" mpirun -n "$R" "${bind[@]}" -x OMP_NUM_THREADS \
+        mpi_bind "$R" "$T"
+        OMP_NUM_THREADS=$T RSS_OUT="$dir/rss" mpirun -n "$R" "${MPI_BIND[@]}" -x OMP_NUM_THREADS \
             -x RSS_OUT "$HERE/rss_wrap.sh" "$SP" "${args[@]}" >"$dir/out.txt" 2>&1 || st=$?
     fi
     if [ $st != 0 ]; then
