@@ -2,7 +2,8 @@
  * --deterministic (issue 9): bitwise-identical training for every layout of ranks x threads.
  *
  *  - the fixed-point accumulate: the AVX2 path equals the plain C reference bit for bit, on ties,
- *    signs, the range limit, NaN and Inf;
+ *    signs, the range limit, NaN and Inf; the sum of int64 shares converted back to float, AVX2
+ *    and plain C, equals the scalar conversion (sums past 2^51 included);
  *  - the micro-batch split: the slices of the ranks tile every global batch in order, each slice
  *    starts on a micro-batch boundary, and no slice exceeds sp_rank_slice_max;
  *  - an MLP with dropout (Adam, shuffled, 3 epochs, a partial last batch): the layouts 1x1, 1x2,
@@ -50,6 +51,45 @@ static void test_fixed_point(void) {
     CHECK(b[4] - (4 * 12345 - 777) == ((int64_t)1 << 50), "1024 -> 2^50");
     CHECK(b[8] == 8 * 12345 - 777, "NaN adds nothing");
     CHECK(sp_fix_to_float(((int64_t)3) << 38) == 0.75f, "back to float");
+}
+
+/* The sum of the ranks' int64 shares, converted: the AVX2 and plain C paths against the scalar
+ * conversion of the exact sum, with 1 to 4 sources, lengths that end inside a vector and a block,
+ * and a block holding a sum past 2^51 (the checked conversion) next to blocks that do not. */
+static void test_fixed_sums(void) {
+    enum { N = 1500, S = 4 };
+    static int64_t q[S][N];
+    static float got[N], ref[N], want[N];
+    uint64_t x = 12345;
+    for (int j = 0; j < S; ++j)
+        for (int i = 0; i < N; ++i) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            q[j][i] = (int64_t)(x >> 14) - ((int64_t)1 << 49); /* |q| < 2^49 */
+        }
+    q[1][700] = (int64_t)1 << 60, q[2][701] = -((int64_t)3 << 58);   /* block 1: past 2^51 */
+    q[0][5] = ((int64_t)1 << 51) - 1, q[0][6] = -((int64_t)1 << 51); /* the fast range's ends */
+    int bad = 0;
+    const int64_t *src[S] = {q[0], q[1], q[2], q[3]};
+    for (int ns = 1; ns <= S; ++ns)
+        for (size_t n = N - 3; n <= N; ++n) {
+            for (size_t i = 0; i < n; ++i) {
+                int64_t s = 0;
+                for (int j = 0; j < ns; ++j) s += src[j][i];
+                want[i] = sp_fix_to_float(s);
+            }
+            memset(got, 0xff, sizeof got);
+            memset(ref, 0xff, sizeof ref);
+            sp_fix_sum_to_float_n(got, src, ns, n);
+            sp_fix_sum_to_float_ref(ref, src, ns, n);
+            bad += memcmp(got, want, n * sizeof *got) != 0 || memcmp(ref, want, n * sizeof *ref);
+            uint32_t past = 0xffffffffu; /* nothing written past n */
+            if (n < N) memcpy(&past, &got[n], sizeof past);
+            bad += past != 0xffffffffu;
+        }
+    CHECK(bad == 0, "sums of 1-4 int64 shares convert to sp_fix_to_float's bits (%d bad)", bad);
+    sp_fix_to_float_n(got, q[1], N);
+    CHECK(got[700] == 0x1p20f && got[3] == sp_fix_to_float(q[1][3]),
+          "one array: 2^60 -> 2^20, and the rest");
 }
 
 static void test_split(void) {
@@ -246,6 +286,7 @@ static void test_resume(void) {
 int main(void) {
     snprintf(dir, sizeof dir, "%s", sp_test_tmpdir("deterministic"));
     test_fixed_point();
+    test_fixed_sums();
     test_split();
     char args[1024];
     snprintf(args, sizeof args,

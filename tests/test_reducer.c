@@ -50,14 +50,16 @@ int main(int argc, char **argv) {
                   "create n=%zu bucket=%zu", n, buckets[bi]);
             if (!r) continue;
             const int nb = sp_reducer_num_buckets(r);
-            /* the receive buffer: P slots of this rank's share of each bucket (one slot, the
-             * sums, for one blocking call), and the counts and requests */
-            const size_t slots = buckets[bi] ? (size_t)P : 1;
+            /* the receive buffer: P - 1 slots of this rank's share of each bucket, the other
+             * ranks' terms (one slot, the sums, for one blocking call), and the counts,
+             * requests and source pointers */
+            const size_t slots = buckets[bi] ? (size_t)P - 1 : 1;
             const size_t share = (n + (size_t)P - 1) / (size_t)P + (size_t)nb;
             if (P > 1)
                 CHECK(sp_reducer_memory_bytes(r) <=
                           slots * share * sizeof(int64_t) +
-                              2 * (size_t)nb * (size_t)P * (sizeof(int) + sizeof(MPI_Request)),
+                              2 * (size_t)nb * (size_t)P * (sizeof(int) + sizeof(MPI_Request)) +
+                              (size_t)P * sizeof(int64_t *),
                       "n=%zu bucket=%zu: %zu bytes held", n, buckets[bi],
                       sp_reducer_memory_bytes(r));
             for (int step = 0; step < 2; ++step) {

@@ -263,14 +263,16 @@ struct sp_reducer {
     sp_comm *c;
     char *slab;
     char *recv;     /* the buckets' results (n elements; overlapped mode with >1 rank), copied back
-                   into slab as each completes: see start_bucket_; fixed: per bucket, P slots of
-                   this rank's share (slot j: rank j's terms; bucket_bytes 0: slot 0, the sum) */
+                   into slab as each completes: see start_bucket_; fixed: per bucket, P - 1
+                   slots of this rank's share, the other ranks' terms in rank order (bucket_bytes
+                   0: one slot, the sums) */
     size_t n, elem; /* elements, bytes per element */
     MPI_Datatype type;
     /* fixed (sp_reducer_create_fixed): the int64 sums land in result as floats */
     float *result;
     int *counts, *displs; /* (nb, size): how each bucket is shared out among the ranks */
     MPI_Request *p2p;     /* (nb, 2 size): fixed, the exchange of the shares (see start_bucket_) */
+    const int64_t **srcs; /* (size): fixed, what convert_share_ adds up */
     size_t recv_bytes;    /* what recv and the arrays above hold */
     int err;              /* the first MPI error of a non-blocking call of this step */
     const char *op_blocking, *op_wait; /* what the watchdog reports */
@@ -328,11 +330,13 @@ static sp_status reducer_create_(sp_reducer **out, sp_comm *c, void *slab, size_
                 o += cnt[k];
             }
             r->b[i].share = mine;
-            mine += (r->blocking ? 1 : P) * (size_t)cnt[c->rank];
+            mine += (r->blocking ? 1 : P - 1) * (size_t)cnt[c->rank];
         }
-        r->recv_bytes = mine * elem + 2 * cells * (sizeof(int) + sizeof(MPI_Request));
+        r->recv_bytes =
+            mine * elem + 2 * cells * (sizeof(int) + sizeof(MPI_Request)) + P * sizeof *r->srcs;
         r->recv = malloc((mine ? mine : 1) * elem);
-        if (!r->counts || !r->displs || !r->p2p || !r->recv) {
+        r->srcs = malloc(P * sizeof *r->srcs);
+        if (!r->counts || !r->displs || !r->p2p || !r->recv || !r->srcs) {
             sp_reducer_free(r);
             return SP_FAIL(SP_ERR_NOMEM, "out of memory for the reduce-scatter buffers");
         }
@@ -370,6 +374,7 @@ void sp_reducer_free(sp_reducer *r) {
     free(r->counts);
     free(r->displs);
     free(r->p2p);
+    free(r->srcs);
     free(r->b);
     free(r);
 }
@@ -397,26 +402,23 @@ static void note_err_(sp_reducer *r, int e) {
 
 /* Fixed: this rank's share of bucket i, summed exactly in int64 (in any order: integers), to
  * result as floats: the same conversion whichever rank owns an element, so every rank ends with
- * the same bits. summed: recv slot 0 holds the sums (MPI_Reduce_scatter); else slot j holds rank
- * j's terms, this rank's own are in the slab, and its own slot takes the sums. */
+ * the same bits. summed: recv slot 0 holds the sums (MPI_Reduce_scatter); else the slots hold the
+ * other ranks' terms in rank order (slot_ below) and this rank's own are in the slab. */
+static size_t slot_(int j, int me) {
+    return (size_t)(j - (j > me));
+}
+
 static void convert_share_(sp_reducer *r, int i, bool summed) {
     const bucket *b = &r->b[i];
     const int P = r->c->size, me = r->c->rank;
     const size_t cell = (size_t)i * (size_t)P + (size_t)me;
     const size_t len = (size_t)r->counts[cell];
-    int64_t *in = (int64_t *)(void *)r->recv + b->share;
-    const int64_t *own = (const int64_t *)(void *)r->slab + b->begin + (size_t)r->displs[cell];
-    int64_t *sum = in;
-    if (!summed) {
-        sum = in + (size_t)me * len;
-        memcpy(sum, own, len * sizeof *sum);
-        for (int j = 0; j < P; ++j) {
-            const int64_t *t = in + (size_t)j * len;
-            if (j != me)
-                for (size_t k = 0; k < len; ++k) sum[k] += t[k];
-        }
-    }
-    sp_fix_to_float_n(r->result + b->begin + (size_t)r->displs[cell], sum, len);
+    const int64_t *in = (const int64_t *)(void *)r->recv + b->share;
+    const int64_t **src = r->srcs;
+    src[0] = summed ? in : (const int64_t *)(void *)r->slab + b->begin + (size_t)r->displs[cell];
+    for (int j = 0; j < P && !summed; ++j)
+        if (j != me) src[1 + slot_(j, me)] = in + (size_t)slot_(j, me) * len;
+    sp_fix_sum_to_float_n(r->result + b->begin + (size_t)r->displs[cell], src, summed ? 1 : P, len);
 }
 
 /* Fixed, phase 2: every rank's float share to every rank, in place in result. */
@@ -451,7 +453,7 @@ static void start_bucket_(sp_reducer *r, int i) {
             q[2 * j] = q[2 * j + 1] = MPI_REQUEST_NULL;
             if (j == me) continue;
             if (cnt[me] > 0)
-                note_err_(r, MPI_Irecv(in + (size_t)j * (size_t)cnt[me], cnt[me], MPI_INT64_T, j,
+                note_err_(r, MPI_Irecv(in + slot_(j, me) * (size_t)cnt[me], cnt[me], MPI_INT64_T, j,
                                        tag, r->c->comm, &q[2 * j]));
             if (cnt[j] > 0)
                 note_err_(r, MPI_Isend(terms + dsp[j], cnt[j], MPI_INT64_T, j, tag, r->c->comm,

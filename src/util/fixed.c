@@ -1,7 +1,8 @@
 /* sp_fix_accumulate: util/fixed.h's conversion and sum, AVX2 when the CPU has it. Integer
  * arithmetic after one exact scaling and one rounding (to nearest even, as the reference), so
  * both paths give the same accumulators bit for bit (tests/test_deterministic.c checks it). And
- * sp_fix_to_float_n, the conversion back for whole arrays. */
+ * sp_fix_sum_to_float_n, the exact sum of int64 arrays converted back to float (the reducer's
+ * shares; sp_fix_to_float_n is its one-array case), AVX2 as well, against a plain C path. */
 #include "util/fixed.h"
 
 #include <stdatomic.h>
@@ -9,20 +10,42 @@
 /* For |q| < 2^51 the double of q is formed by adding q to the bits of 1.5 * 2^52 and subtracting
  * that number (exact there, and it vectorizes, where a conversion of int64 to double does not
  * without AVX-512); else by the conversion of sp_fix_to_float. Either way the double is q
- * itself, scaled exactly and rounded once to float: sp_fix_to_float's bits. */
-void sp_fix_to_float_n(float *restrict dst, const int64_t *restrict src, size_t n) {
-    const int64_t lim = (int64_t)1 << 51;
-    bool small = true;
-    for (size_t k = 0; k < n; ++k) small &= src[k] > -lim && src[k] < lim;
-    if (!small) {
-        for (size_t k = 0; k < n; ++k) dst[k] = sp_fix_to_float(src[k]);
+ * itself, scaled exactly and rounded once to float: sp_fix_to_float's bits. Elements go in
+ * blocks: the sums of a block (nsrc > 1) stay in L1 between the sum and the conversion. */
+enum { FIX_BLOCK = 512 };
+
+/* 0 when every |q| of the block is below 2^51 (q + 2^51 in [0, 2^52)), else not */
+static uint64_t fix_out_of_fast_range_(const int64_t *q, size_t n) {
+    uint64_t hi = 0;
+    for (size_t k = 0; k < n; ++k) hi |= ((uint64_t)q[k] + ((uint64_t)1 << 51)) >> 52;
+    return hi;
+}
+
+static void fix_block_to_float_(float *restrict dst, const int64_t *restrict q, size_t n) {
+    if (fix_out_of_fast_range_(q, n)) {
+        for (size_t k = 0; k < n; ++k) dst[k] = sp_fix_to_float(q[k]);
         return;
     }
     for (size_t k = 0; k < n; ++k) {
-        const uint64_t bits = (uint64_t)src[k] + 0x4338000000000000ULL;
+        const uint64_t bits = (uint64_t)q[k] + 0x4338000000000000ULL;
         double d;
         memcpy(&d, &bits, sizeof d);
         dst[k] = (float)((d - 0x1.8p52) * SP_FIX_INV_SCALE);
+    }
+}
+
+void sp_fix_sum_to_float_ref(float *restrict dst, const int64_t *const *src, int nsrc, size_t n) {
+    int64_t sum[FIX_BLOCK];
+    for (size_t k0 = 0; k0 < n; k0 += FIX_BLOCK) {
+        const size_t len = n - k0 < FIX_BLOCK ? n - k0 : FIX_BLOCK;
+        const int64_t *q = src[0] + k0;
+        if (nsrc > 1) {
+            for (size_t k = 0; k < len; ++k) sum[k] = q[k];
+            for (int j = 1; j < nsrc; ++j)
+                for (size_t k = 0; k < len; ++k) sum[k] += src[j][k0 + k];
+            q = sum;
+        }
+        fix_block_to_float_(dst + k0, q, len);
     }
 }
 
@@ -63,19 +86,76 @@ accumulate_avx2_(int64_t *restrict acc, const float *restrict g, size_t n, doubl
     return (int64_t)i - nok + sp_fix_accumulate_ref(acc + i, g + i, n - i, limit);
 }
 
+/* sp_fix_sum_to_float_ref in AVX2: per 4 elements the sum over the sources, the range test of
+ * fix_out_of_fast_range_ folded into one register, the conversion of fix_block_to_float_. A
+ * block with an element out of the fast range is redone by the scalar conversion. */
+__attribute__((target("avx2"))) static void
+sum_to_float_avx2_(float *restrict dst, const int64_t *const *src, int nsrc, size_t n) {
+    const __m256i bias = _mm256_set1_epi64x((int64_t)1 << 51);
+    const __m256i magic_bits = _mm256_set1_epi64x(0x4338000000000000LL);
+    const __m256d magic = _mm256_set1_pd(0x1.8p52), inv = _mm256_set1_pd(SP_FIX_INV_SCALE);
+    int64_t sum[FIX_BLOCK];
+    for (size_t k0 = 0; k0 < n; k0 += FIX_BLOCK) {
+        const size_t len = n - k0 < FIX_BLOCK ? n - k0 : FIX_BLOCK;
+        __m256i hi = _mm256_setzero_si256();
+        size_t k = 0;
+        for (; k + 4 <= len; k += 4) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(src[0] + k0 + k));
+            for (int j = 1; j < nsrc; ++j)
+                q = _mm256_add_epi64(
+                    q, _mm256_loadu_si256((const __m256i *)(const void *)(src[j] + k0 + k)));
+            _mm256_storeu_si256((__m256i *)(void *)(sum + k), q);
+            hi = _mm256_or_si256(hi, _mm256_srli_epi64(_mm256_add_epi64(q, bias), 52));
+            const __m256d d =
+                _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(q, magic_bits)), magic);
+            _mm_storeu_ps(dst + k0 + k, _mm256_cvtpd_ps(_mm256_mul_pd(d, inv)));
+        }
+        const size_t kv = k; /* the tail after the vectors: summed here, converted below */
+        for (; k < len; ++k) {
+            int64_t q = src[0][k0 + k];
+            for (int j = 1; j < nsrc; ++j) q += src[j][k0 + k];
+            sum[k] = q;
+        }
+        if (!_mm256_testz_si256(hi, hi))
+            fix_block_to_float_(dst + k0, sum, len); /* the whole block again, checked */
+        else if (kv < len)
+            fix_block_to_float_(dst + k0 + kv, sum + kv, len - kv);
+    }
+}
+
 static atomic_int use_avx2_ = -1;
 
-int64_t sp_fix_accumulate(int64_t *restrict acc, const float *restrict g, size_t n, double limit) {
+static bool avx2_(void) {
     int u = atomic_load_explicit(&use_avx2_, memory_order_relaxed);
     if (u < 0) {
         __builtin_cpu_init();
         u = __builtin_cpu_supports("avx2") ? 1 : 0;
         atomic_store_explicit(&use_avx2_, u, memory_order_relaxed);
     }
-    return u ? accumulate_avx2_(acc, g, n, limit) : sp_fix_accumulate_ref(acc, g, n, limit);
+    return u;
+}
+
+int64_t sp_fix_accumulate(int64_t *restrict acc, const float *restrict g, size_t n, double limit) {
+    return avx2_() ? accumulate_avx2_(acc, g, n, limit) : sp_fix_accumulate_ref(acc, g, n, limit);
+}
+
+void sp_fix_sum_to_float_n(float *restrict dst, const int64_t *const *src, int nsrc, size_t n) {
+    if (avx2_())
+        sum_to_float_avx2_(dst, src, nsrc, n);
+    else
+        sp_fix_sum_to_float_ref(dst, src, nsrc, n);
 }
 #else
 int64_t sp_fix_accumulate(int64_t *restrict acc, const float *restrict g, size_t n, double limit) {
     return sp_fix_accumulate_ref(acc, g, n, limit);
 }
+
+void sp_fix_sum_to_float_n(float *restrict dst, const int64_t *const *src, int nsrc, size_t n) {
+    sp_fix_sum_to_float_ref(dst, src, nsrc, n);
+}
 #endif
+
+void sp_fix_to_float_n(float *restrict dst, const int64_t *restrict src, size_t n) {
+    const int64_t *one = src;
+    sp_fix_sum_to_float_n(dst, &one, 1, n);
+}

@@ -63,7 +63,13 @@ static inline float sp_fix_to_float(int64_t q) {
     return (float)((double)q * SP_FIX_INV_SCALE);
 }
 
-/* dst[i] = sp_fix_to_float(src[i]) for i < n, the same bits; vectorizes (fixed.c). */
+/* dst[i] = sp_fix_to_float(src[0][i] + ... + src[nsrc - 1][i]) for i < n: the exact int64 sum
+ * (the caller keeps it below 2^63, sp_fix_limit), converted; the same bits as those scalar calls,
+ * AVX2 when the CPU has it (fixed.c). */
+void sp_fix_sum_to_float_n(float *restrict dst, const int64_t *const *src, int nsrc, size_t n);
+/* The same in plain C (the path without AVX2; the oracle of the tests). */
+void sp_fix_sum_to_float_ref(float *restrict dst, const int64_t *const *src, int nsrc, size_t n);
+/* dst[i] = sp_fix_to_float(src[i]) for i < n: sp_fix_sum_to_float_n of one array. */
 void sp_fix_to_float_n(float *restrict dst, const int64_t *restrict src, size_t n);
 
 #endif
