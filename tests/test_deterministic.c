@@ -251,6 +251,16 @@ static void test_buckets(void) {
         CHECK(sp_test_same_params(ref, out), "%s, %d ranks, --bucket-mb %s: the bits of 1 x 1",
               runs[i].tag, runs[i].np, runs[i].bucket);
     }
+    /* --dry-run on one rank plans the int64 buckets that more ranks would run: 780 parameters in
+     * buckets of 13 are 60, none of them floats */
+    char args[1200], *out = NULL;
+    snprintf(args, sizeof args, "train --data %s/d.h5 %s --bucket-mb 0.0001 --dry-run", dir, mlp);
+    CHECK(sp_test_shardprop(0, 1, args, &out) == 0, "--deterministic --dry-run on one rank");
+    int n64 = 0;
+    for (const char *p = out; p && (p = strstr(p, ": int64 sums [")); ++p) ++n64;
+    CHECK(out && strstr(out, "gradient buckets (60,") && n64 == 60 && !strstr(out, ": floats ["),
+          "one rank's plan lists 60 int64 buckets (%d):\n%s", n64, out ? out : "");
+    free(out);
 }
 
 static void test_resume(void) {

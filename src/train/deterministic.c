@@ -79,6 +79,7 @@ struct sp_det {
     int64_t *buf;      /* (X_N + nparams): the head (X_*), then acc */
     int64_t *acc;      /* buf + X_N: one accumulator per parameter */
     sp_reducer *red;   /* the exact integer sums over ranks, per bucket during backward */
+    sp_reducer *plan;  /* one rank: the same buckets, for --dry-run only (no communicator) */
     float *scratch;    /* (threads, scratch_per) */
     int64_t *tile_acc; /* (threads, scratch_per): a dense tile's accumulators */
     size_t scratch_per;
@@ -177,13 +178,13 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
         sp_det_free(d);
         return SP_FAIL(SP_ERR_NOMEM, "--deterministic: out of memory for %zu accumulators", np);
     }
-    if (!d->single) {
-        st = sp_reducer_create_fixed(&d->red, comm, d->acc, sp_model_grads(m), d->nparams,
-                                     bucket_bytes);
-        if (st != SP_OK) {
-            sp_det_free(d);
-            return st;
-        }
+    st = d->single ? sp_reducer_create_fixed(&d->plan, NULL, d->acc, sp_model_grads(m), d->nparams,
+                                             bucket_bytes)
+                   : sp_reducer_create_fixed(&d->red, comm, d->acc, sp_model_grads(m), d->nparams,
+                                             bucket_bytes);
+    if (st != SP_OK) {
+        sp_det_free(d);
+        return st;
     }
     *out = d;
     return SP_OK;
@@ -192,6 +193,7 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
 void sp_det_free(sp_det *d) {
     if (!d) return;
     sp_reducer_free(d->red);
+    sp_reducer_free(d->plan);
     free(d->buf);
     free(d->scratch);
     free(d->tile_acc);
@@ -417,6 +419,10 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
 
 sp_reducer *sp_det_reducer(sp_det *d) {
     return d->red;
+}
+
+sp_reducer *sp_det_buckets(sp_det *d) {
+    return d->red ? d->red : d->plan;
 }
 
 size_t sp_det_memory_bytes(const sp_det *d) {

@@ -37,6 +37,9 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
 
 /* The integer reducer (its statistics and bucket times), or NULL with one rank. */
 sp_reducer *sp_det_reducer(sp_det *d);
+/* Its buckets for the --dry-run plan: the reducer's, or with one rank those it would have (a
+ * plan without a communicator, never run). */
+sp_reducer *sp_det_buckets(sp_det *d);
 /* Bytes held: the int64 sums, the scratch and packing buffers, and the reducer's exchange
  * buffers (the --dry-run memory plan). */
 size_t sp_det_memory_bytes(const sp_det *d);

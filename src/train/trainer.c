@@ -383,8 +383,9 @@ static memory_plan memory_plan_(trainer *t) {
 
 static void print_plan_(trainer *t, bool json) {
     sp_model *m = t->m;
-    /* the buckets that will run: --deterministic's int64 ones when it has a reducer */
-    sp_reducer *red = t->det && sp_det_reducer(t->det) ? sp_det_reducer(t->det) : t->red;
+    /* the buckets that will run: --deterministic's int64 ones (with one rank, those it would
+     * run on more) */
+    sp_reducer *red = t->det ? sp_det_buckets(t->det) : t->red;
     const size_t elem = red == t->red ? sizeof(float) : sizeof(int64_t);
     const int nb = sp_reducer_num_buckets(red);
     const memory_plan mp = memory_plan_(t);
