@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The cost of --deterministic (issue 9), measured as pairs: the same training run in the default
-# mode, then at once with --deterministic, N times in turn for each layout, so that load changes
-# on a shared machine hit both sides of a pair alike. Each run's throughput is the median over its
+# mode and at once with --deterministic (in alternating order), N times in turn for each layout,
+# so that load changes on a shared machine hit both sides of a pair alike. Each run's throughput is the median over its
 # epochs after the first (warm-up); the result per layout is the median of the N pair ratios
 # (deterministic / default) and their range.
 #
@@ -80,7 +80,14 @@ for L in $LAYOUTS; do
     R=${L%x*} T=${L#*x}
     pairs=""
     for ((i = 0; i < PAIRS; ++i)); do
-        pairs="$pairs $(one_run "$R" "$T" default) $(one_run "$R" "$T" det)"
+        # the order alternates (default first in even pairs, det first in odd ones), so that a
+        # drift in the machine's speed within a pair does not favour one mode
+        if ((i % 2 == 0)); then
+            a=$(one_run "$R" "$T" default) b=$(one_run "$R" "$T" det)
+        else
+            b=$(one_run "$R" "$T" det) a=$(one_run "$R" "$T" default)
+        fi
+        pairs="$pairs $a $b"
     done
     # shellcheck disable=SC2086
     "$PY" - "$L" $pairs <<'PYEOF'
