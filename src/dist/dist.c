@@ -122,7 +122,7 @@ sp_status sp_comm_init(sp_comm **out, int *argc, char ***argv) {
     MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
     /* Every rank is here, so this collective cannot be left waiting for a rank that failed.
      * Non-blocking collectives must start in the same order on every rank of a communicator: a
-     * fixed-point bucket starts its allgather when its reduce-scatter completes, which is not
+     * fixed-point bucket starts its allgather when its exchange of shares completes, which is not
      * in the same place relative to other buckets' starts everywhere; on comm2 the allgathers
      * are ordered among themselves (by bucket) and apart from everything on comm. */
     if (MPI_Comm_dup(c->comm, &c->comm2) != MPI_SUCCESS) {
@@ -338,7 +338,7 @@ static sp_status reducer_create_(sp_reducer **out, sp_comm *c, void *slab, size_
         r->srcs = malloc(P * sizeof *r->srcs);
         if (!r->counts || !r->displs || !r->p2p || !r->recv || !r->srcs) {
             sp_reducer_free(r);
-            return SP_FAIL(SP_ERR_NOMEM, "out of memory for the reduce-scatter buffers");
+            return SP_FAIL(SP_ERR_NOMEM, "out of memory for the exchange buffers");
         }
     } else if (!r->blocking && many) {
         r->recv_bytes = n * elem;

@@ -29,10 +29,11 @@
  *  4. An exact MPI_SUM of the int64 accumulators over ranks: integer addition is associative,
  *     so the sums are exact and independent of the reduction order. It runs in --bucket-mb
  *     buckets (sp_reducer_create_fixed), each started during backward as soon as its layers are
- *     done (last layer first): an int64 reduce-scatter gives each rank the exact sums of its
- *     share of the bucket, which it converts to float (util/fixed.h, the same conversion
- *     whichever rank does it), and a float allgather gives every rank all of them. Then the
- *     head (the loss, the counts and the count of bad terms) is summed the same way.
+ *     done (last layer first): each rank receives the other ranks' int64 terms of its share of
+ *     the bucket (point to point), adds them exactly to its own and converts the sums to float
+ *     (util/fixed.h, the same conversion whichever rank does it), and a float allgather gives
+ *     every rank all of them. Then the head (the loss, the counts and the count of bad terms)
+ *     is summed as integers too.
  *  5. Clipping (sp_clip_grad_norm: a thread-invariant sum of the identical reduced gradient) and
  *     the optimizer (elementwise) are then the same on every rank and layout.
  *
