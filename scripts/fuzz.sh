@@ -67,7 +67,9 @@ if [ $rc -ne 0 ] && [ ${#mode[@]} -eq 0 ]; then
 fi
 # Findings of the HDF5 targets (fork mode): known when inside libhdf5 - the first stack frame
 # of the report that is not libFuzzer's, the sanitizers', the allocator's or libc's is libhdf5's
-# (tests/fuzz/hdf5-known/) -, a finding otherwise. An RSS out-of-memory report lists allocation
+# (tests/fuzz/hdf5-known/) -, a finding otherwise. The sanitizers' interceptors of libc calls
+# (strdup, memcpy, ...) sit in the fuzz binary itself: a frame there without a source line is
+# theirs (shardprop's own frames have file:line; the binary is built with debug info). An RSS out-of-memory report lists allocation
 # sites; libFuzzer's own (from main, libstdc++) are skipped too. The rerun's RSS limit is high
 # (8 GB) so that a huge single malloc is caught, with its stack, by the malloc limit before the
 # RSS watchdog fires: the RSS report has no stack (a libhdf5 input that grew to 2 GB and then
@@ -76,6 +78,7 @@ where_() { # ARTIFACT: the deciding stack frame
     "$build/fuzz_$target" -timeout=3 -rss_limit_mb=8192 -malloc_limit_mb=1024 "$1" 2>&1 |
         sed -n '/ERROR: /,$p' | grep '^ *#[0-9]' |
         grep -v 'fuzzer::\|__sanitizer\|__asan\|__interceptor_\| in malloc \| in calloc \| in realloc \|libc\.so\|sysdeps/\|libstdc++\| in main (' |
+        grep -v "/fuzz_$target+0x" |
         head -n 1
 }
 known=0
