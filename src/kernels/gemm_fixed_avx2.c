@@ -1,6 +1,7 @@
 /* The AVX2 + FMA micro-kernel of sp_gemm_fixed, 6 x 16 (gemm_fixed_ukernel.h). Built with -mavx2
  * -mfma and called only when the CPU has both. */
 #include "kernels/gemm_fixed_ukernel.h"
+#include "util/fixed_avx2.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
@@ -92,33 +93,14 @@ uint32_t sp_gemm_fixed_ukernel_avx2(int K, int m, const float *ap, const float *
 void sp_gemm_fixed_store_avx2(const int64_t *q, uint64_t off, int rm, int64_t *dq, float *dg,
                               size_t ldq) {
     const __m256i voff = _mm256_set1_epi64x((long long)off);
-    /* int64 -> double, exact for |x| < 2^51: 1.5 * 2^52 + x lies in (2^52, 2^53), where the ulp
-     * is 1, so its bits are those of 1.5 * 2^52 plus x as an integer; subtracting 1.5 * 2^52 as
-     * a double is then exact. A vector with a lane outside that range takes cvtsi2sd (below), the
-     * conversion of sp_fix_to_float; either way the double is x itself, scaled exactly by 2^-40
-     * and rounded once to float: the bits of sp_fix_to_float. */
-    const __m256i mbits = _mm256_set1_epi64x(0x4338000000000000LL);
-    const __m256d mag = _mm256_set1_pd(0x1.8p52), scale = _mm256_set1_pd(0x1p-40);
-    const __m256i half = _mm256_set1_epi64x(1LL << 51), hi = _mm256_set1_epi64x(~((1LL << 52) - 1));
     for (int r = 0; r < rm; ++r, q += NR) {
         for (int j = 0; j < NR; j += 4) {
             const __m256i x =
                 _mm256_sub_epi64(_mm256_load_si256((const __m256i *)(const void *)(q + j)), voff);
-            if (dq) {
+            if (dq)
                 _mm256_storeu_si256((__m256i *)(void *)(dq + (size_t)r * ldq + j), x);
-                continue;
-            }
-            float *d = dg + (size_t)r * ldq + j;
-            /* all |x| < 2^51 <=> x + 2^51 in [0, 2^52) as unsigned */
-            if (_mm256_testz_si256(_mm256_add_epi64(x, half), hi)) {
-                const __m256d v =
-                    _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(x, mbits)), mag);
-                _mm_storeu_ps(d, _mm256_cvtpd_ps(_mm256_mul_pd(v, scale)));
-            } else {
-                int64_t t[4];
-                _mm256_storeu_si256((__m256i *)(void *)t, x);
-                for (int l = 0; l < 4; ++l) d[l] = (float)((double)t[l] * 0x1p-40);
-            }
+            else
+                sp_fix_to_float4_avx2(dg + (size_t)r * ldq + j, x);
         }
     }
 }

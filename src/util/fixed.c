@@ -7,11 +7,12 @@
 
 #include <stdatomic.h>
 
-/* For |q| < 2^51 the double of q is formed by adding q to the bits of 1.5 * 2^52 and subtracting
- * that number (exact there, and it vectorizes, where a conversion of int64 to double does not
- * without AVX-512); else by the conversion of sp_fix_to_float. Either way the double is q
- * itself, scaled exactly and rounded once to float: sp_fix_to_float's bits. Elements go in
- * blocks: the sums of a block (nsrc > 1) stay in L1 between the sum and the conversion. */
+/* The plain C conversion back (the AVX2 one: util/fixed_avx2.h). For |q| < 2^51 the double of
+ * q is formed by adding q to the bits of 1.5 * 2^52 and subtracting that number (exact there, and
+ * it vectorizes, where a conversion of int64 to double does not without AVX-512); else by the
+ * conversion of sp_fix_to_float. Either way the double is q itself, scaled exactly and rounded
+ * once to float: sp_fix_to_float's bits. Elements go in blocks: the sums of a block (nsrc > 1)
+ * stay in L1 between the sum and the conversion. */
 enum { FIX_BLOCK = 512 };
 
 /* 0 when every |q| of the block is below 2^51 (q + 2^51 in [0, 2^52)), else not */
@@ -52,6 +53,8 @@ void sp_fix_sum_to_float_ref(float *restrict dst, const int64_t *const *src, int
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+#include "util/fixed_avx2.h"
+
 /* Per 8 terms: the range check on the floats (|g| < limit; false for NaN), then each float
  * widened to double (exact) plus 1.5 * 2^12: the sum lies in [2^12, 2^13), where the ulp is
  * 2^-40, so its low mantissa bits are round(g * 2^40) (to nearest even, the reference's
@@ -86,40 +89,22 @@ accumulate_avx2_(int64_t *restrict acc, const float *restrict g, size_t n, doubl
     return (int64_t)i - nok + sp_fix_accumulate_ref(acc + i, g + i, n - i, limit);
 }
 
-/* sp_fix_sum_to_float_ref in AVX2: per 4 elements the sum over the sources, the range test of
- * fix_out_of_fast_range_ folded into one register, the conversion of fix_block_to_float_. A
- * block with an element out of the fast range is redone by the scalar conversion. */
+/* sp_fix_sum_to_float_ref in AVX2: per 4 elements the sum over the sources, converted by
+ * sp_fix_to_float4_avx2 (which checks the fast range itself). */
 __attribute__((target("avx2"))) static void
 sum_to_float_avx2_(float *restrict dst, const int64_t *const *src, int nsrc, size_t n) {
-    const __m256i bias = _mm256_set1_epi64x((int64_t)1 << 51);
-    const __m256i magic_bits = _mm256_set1_epi64x(0x4338000000000000LL);
-    const __m256d magic = _mm256_set1_pd(0x1.8p52), inv = _mm256_set1_pd(SP_FIX_INV_SCALE);
-    int64_t sum[FIX_BLOCK];
-    for (size_t k0 = 0; k0 < n; k0 += FIX_BLOCK) {
-        const size_t len = n - k0 < FIX_BLOCK ? n - k0 : FIX_BLOCK;
-        __m256i hi = _mm256_setzero_si256();
-        size_t k = 0;
-        for (; k + 4 <= len; k += 4) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(src[0] + k0 + k));
-            for (int j = 1; j < nsrc; ++j)
-                q = _mm256_add_epi64(
-                    q, _mm256_loadu_si256((const __m256i *)(const void *)(src[j] + k0 + k)));
-            _mm256_storeu_si256((__m256i *)(void *)(sum + k), q);
-            hi = _mm256_or_si256(hi, _mm256_srli_epi64(_mm256_add_epi64(q, bias), 52));
-            const __m256d d =
-                _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(q, magic_bits)), magic);
-            _mm_storeu_ps(dst + k0 + k, _mm256_cvtpd_ps(_mm256_mul_pd(d, inv)));
-        }
-        const size_t kv = k; /* the tail after the vectors: summed here, converted below */
-        for (; k < len; ++k) {
-            int64_t q = src[0][k0 + k];
-            for (int j = 1; j < nsrc; ++j) q += src[j][k0 + k];
-            sum[k] = q;
-        }
-        if (!_mm256_testz_si256(hi, hi))
-            fix_block_to_float_(dst + k0, sum, len); /* the whole block again, checked */
-        else if (kv < len)
-            fix_block_to_float_(dst + k0 + kv, sum + kv, len - kv);
+    size_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(src[0] + k));
+        for (int j = 1; j < nsrc; ++j)
+            q = _mm256_add_epi64(q,
+                                 _mm256_loadu_si256((const __m256i *)(const void *)(src[j] + k)));
+        sp_fix_to_float4_avx2(dst + k, q);
+    }
+    for (; k < n; ++k) {
+        int64_t q = src[0][k];
+        for (int j = 1; j < nsrc; ++j) q += src[j][k];
+        dst[k] = sp_fix_to_float(q);
     }
 }
 
