@@ -164,6 +164,14 @@ static void test_dense_db(int B, int out) {
         de[j] += s;
     }
     CHECK(same_bits(db, de, sizeof(float) * (size_t)out), "dense db B=%d out=%d", B, out);
+    sp_dense_backward(NULL, dw, db, dy, x, w, B, 1, out, false); /* overwritten: the sums */
+    bool same = true;
+    for (int j = 0; j < out; ++j) {
+        float s = 0.0f;
+        for (int i = 0; i < B; ++i) s += dy[(size_t)i * out + j];
+        same = same && same_bits(&db[j], &s, sizeof s);
+    }
+    CHECK(same, "dense db B=%d out=%d without acc", B, out);
     free(dy), free(x), free(w), free(dw), free(db), free(de);
 }
 

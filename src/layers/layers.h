@@ -38,6 +38,12 @@ void sp_dense_backward(float *dx,       /* (B, in) or NULL */
                        const float *x,  /* (B, in) */
                        const float *w,  /* (out, in) */
                        int B, int in, int out, bool acc);
+/* s[j] = ((0 + x[0][j]) + x[1][j]) + ... + x[rows-1][j] for j < n: column sums of rows of x
+ * (row stride ld), each in row order (the bias gradient's arithmetic, of a batch or of one
+ * micro-batch), accumulated in registers over 32 columns at a time. One thread. */
+void sp_col_sums(float *restrict s,       /* (n) */
+                 const float *restrict x, /* (rows, ld) */
+                 int rows, int n, size_t ld);
 
 /* ---- conv2d (nn.Conv2d, square kernel, zero padding), by im2col + GEMM ---- */
 typedef struct sp_conv_geom {

@@ -275,11 +275,7 @@ static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
         const int nj = min_(DB_BLOCK, out - j0);
         float s[DB_BLOCK];
         for (int j = 0; j < nmb; ++j) {
-            for (int c = 0; c < nj; ++c) s[c] = 0.0f;
-            for (int i = j * m; i < min_(B, (j + 1) * m); ++i) {
-                const float *row = L->dy + (size_t)i * out + j0;
-                for (int c = 0; c < nj; ++c) s[c] += row[c];
-            }
+            sp_col_sums(s, L->dy + (size_t)j * m * out + j0, min_(m, B - j * m), nj, (size_t)out);
             bad += sp_fix_accumulate(ab + j0, s, (size_t)nj, lim);
         }
     }
