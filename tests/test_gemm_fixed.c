@@ -58,6 +58,11 @@ static void check_case(int M, int N, int K, int m, int pad, bool scaled, int poi
     float *B = matrix_(K, N, ldb, (uint64_t)ncase * 2 + 2, scaled);
     if (poison == 1) A[(size_t)(K / 2) * lda + M / 2] = 1e30f; /* a term out of range */
     if (poison == 2) B[(size_t)(K - 1) * ldb + N - 1] = NAN;
+    if (poison == 4) /* sums near 2^9 (below the bound of the float store without range test) */
+        for (int k = 0; k < K; ++k) {
+            for (int i = 0; i < M; ++i) A[(size_t)k * lda + i] = 3.9f;
+            for (int j = 0; j < N; ++j) B[(size_t)k * ldb + j] = fabsf(B[(size_t)k * ldb + j]);
+        }
     if (poison == 3) /* sums of 2^11 and more in every other row of C */
         for (int k = 0; k < K; ++k) {
             for (int i = 0; i < M; i += 2) A[(size_t)k * lda + i] = 30.0f;
@@ -90,6 +95,12 @@ static void check_case(int M, int N, int K, int m, int pad, bool scaled, int poi
         int64_t big = 0;
         for (size_t i = 0; i < mn; ++i) big = llabs(qr[i]) > big ? llabs(qr[i]) : big;
         CHECK(big >= (int64_t)1 << 51, "case %d: some |sum| >= 2^11 (%g)", ncase,
+              (double)big * 0x1p-40);
+    }
+    if (poison == 4) {
+        int64_t big = 0;
+        for (size_t i = 0; i < mn; ++i) big = llabs(qr[i]) > big ? llabs(qr[i]) : big;
+        CHECK(big >= (int64_t)1 << 48, "case %d: some |sum| >= 2^8 (%g)", ncase,
               (double)big * 0x1p-40);
     }
     CHECK((poison == 1 || poison == 2) == (bad_ref > 0),
@@ -139,6 +150,7 @@ int main(void) {
     check_case(12, 32, 40, 16, 2, false, 2);  /* NaN */
     check_case(200, 520, 48, 16, 0, true, 0); /* several blocks of panels per thread */
     check_case(13, 50, 128, 16, 1, false, 3); /* sums of 2^11 and more (their float output) */
+    check_case(12, 48, 256, 16, 0, false, 4); /* sums near 2^9: the store without range test */
     /* ties: products of powers of two that land exactly on half of 2^-40 */
     {
         ++ncase;

@@ -123,9 +123,17 @@ static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *
                 store_(a, i0 + r, j0 + j, elem_ref_(a, i0 + r, j0 + j, &bad));
         return bad;
     }
-    const uint64_t off = (uint64_t)((K + a->m - 1) / a->m) * SP_GEMM_FIXED_MAGIC_BITS;
+    const int nmb = (K + a->m - 1) / a->m;
+    const uint64_t off = (uint64_t)nmb * SP_GEMM_FIXED_MAGIC_BITS;
     if (rn == NR) {
         const size_t o = (size_t)i0 * a->ldq + j0;
+        float mxf;
+        memcpy(&mxf, &mx, sizeof mxf);
+        /* every |sum| <= nmb (max|v| 2^40 + 1/2) < 2^51: the conversion needs no range test */
+        if (!a->q && (double)nmb * mxf < 0x1p10) {
+            sp_gemm_fixed_store_small_avx2(q, off, rm, a->g + o, (size_t)a->ldq);
+            return 0;
+        }
         sp_gemm_fixed_store_avx2(q, off, rm, a->q ? a->q + o : NULL, a->q ? NULL : a->g + o,
                                  (size_t)a->ldq);
         return 0;
