@@ -7,17 +7,20 @@
  * its int64 tile in L1, flushing the float register tile at every micro-batch boundary.
  * The tile's rows of the output are prefetched (for writing) before that pass and written after
  * it, full-width tiles by sp_gemm_fixed_store_avx2 (the int64 sums, or their floats with the
- * exact conversion of sp_fix_to_float).
+ * exact conversion of sp_fix_to_float), or, for floats, by sp_gemm_fixed_store_small_avx2 when
+ * the tile's largest term bounds every sum below 2^51 (no range test per vector).
  *
  * Where the time goes (bench_gemm_fixed, mlp-wide shapes, Zen 3): with one micro-batch per pass
  * the kernel is within 6-17 % of sp_gemm; with m = 16 the micro-kernel alone (tile in L1) runs
- * at ~75 % of its one-pass speed: ~20 % for the micro-batch structure itself (12 chains restarted
- * from 0 and stored every 16 steps, no conversion) and ~15 % for the flush (per 8 floats an
- * extract, 2 widenings, 2 magic adds, 2 int64 read-modify-writes).
+ * at 60-75 % of its one-pass speed. Restarting the 12 chains every 16 steps costs almost
+ * nothing; storing them costs ~15 % (12 stores per micro-batch, no conversion), and the flush's
+ * conversion the rest (per 8 floats an extract, 2 widenings, 2 magic adds, 2 int64
+ * read-modify-writes: 24 stores per micro-batch in all).
  * Measured and not kept (scripts/bench/README.md): a staged flush (the float tiles stored, then
  * converted with the int64 sums in registers), the flush software-pipelined into the next
  * micro-batch's FMAs, no range check in the kernel (the bound m max|A| max|B| < limit from the
- * packed panels instead), and (timing only) an int32 hi/lo split of round(v 2^40).
+ * packed panels instead), int32 hi/lo splits of round(v 2^40) (as many stores), and a 4 x 24
+ * tile (fewer broadcasts; its B panel nearly fills L1).
  */
 #include "kernels/gemm_fixed.h"
 
@@ -94,7 +97,7 @@ static void pack_(const float *src, int ld, int K, int n, int w, float *p) {
 
 /* The tile of panels (pi, pj): the micro-kernel, then the range check and the stores. */
 static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *bp, int pi, int pj,
-                     uint32_t lim_bits) {
+                     uint32_t lim_bits, int nmb) {
     const int K = a->K, i0 = pi * MR, j0 = pj * NR;
     const int rm = min_(MR, a->M - i0), rn = min_(NR, a->N - j0);
     _Alignas(32) int64_t q[MR * NR];
@@ -123,7 +126,6 @@ static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *
                 store_(a, i0 + r, j0 + j, elem_ref_(a, i0 + r, j0 + j, &bad));
         return bad;
     }
-    const int nmb = (K + a->m - 1) / a->m;
     const uint64_t off = (uint64_t)nmb * SP_GEMM_FIXED_MAGIC_BITS;
     if (rn == NR) {
         const size_t o = (size_t)i0 * a->ldq + j0;
@@ -157,7 +159,7 @@ int64_t sp_gemm_fixed(const sp_gemm_fixed_args *a, float *work) {
     const float flim = (float)a->limit;
     uint32_t lim_bits;
     memcpy(&lim_bits, &flim, sizeof lim_bits);
-    const int mp = (M + MR - 1) / MR, np = (N + NR - 1) / NR;
+    const int mp = (M + MR - 1) / MR, np = (N + NR - 1) / NR, nmb = (K + a->m - 1) / a->m;
     const int rb = (mp + MCB - 1) / MCB, cb = (np + NCB - 1) / NCB;
     float *ap = work, *bp = work + a_floats_(M, K);
     int64_t bad = 0;
@@ -177,7 +179,7 @@ int64_t sp_gemm_fixed(const sp_gemm_fixed_args *a, float *work) {
             const int bi = t / cb, bj = t % cb;
             for (int pj = bj * NCB; pj < min_(np, (bj + 1) * NCB); ++pj)
                 for (int pi = bi * MCB; pi < min_(mp, (bi + 1) * MCB); ++pi)
-                    bad += tile_(a, ap, bp, pi, pj, lim_bits);
+                    bad += tile_(a, ap, bp, pi, pj, lim_bits, nmb);
         }
     }
     return bad;
