@@ -105,8 +105,7 @@ void sp_gemm_fixed_store_avx2(const int64_t *q, uint64_t off, int rm, int64_t *d
     }
 }
 
-void sp_gemm_fixed_store_small_avx2(const int64_t *q, uint64_t off, int rm, float *dg,
-                                    size_t ldq) {
+void sp_gemm_fixed_store_small_avx2(const int64_t *q, uint64_t off, int rm, float *dg, size_t ldq) {
     /* x + 0x4338000000000000 are the bits of 1.5 * 2^52 + x (|x| < 2^51): that double times
      * 2^-40 minus 1.5 * 2^12 is x 2^-40 exactly, in one fused step; one rounding to float */
     const __m256i vmagic = _mm256_set1_epi64x((long long)(0x4338000000000000ULL - off));

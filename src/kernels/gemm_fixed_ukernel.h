@@ -33,8 +33,7 @@ void sp_gemm_fixed_store_avx2(const int64_t *q, uint64_t off, int rm, int64_t *d
                               size_t ldq);
 /* The same to dg, for a tile whose sums are all known to satisfy |q - off| < 2^51 (the caller's
  * bound from the largest term): the fast conversion with no range test. AVX2 + FMA. */
-void sp_gemm_fixed_store_small_avx2(const int64_t *q, uint64_t off, int rm, float *dg,
-                                    size_t ldq);
+void sp_gemm_fixed_store_small_avx2(const int64_t *q, uint64_t off, int rm, float *dg, size_t ldq);
 #endif
 
 #endif
