@@ -106,19 +106,13 @@ void sp_gemm_fixed_store_avx2(const int64_t *q, uint64_t off, int rm, int64_t *d
 }
 
 void sp_gemm_fixed_store_small_avx2(const int64_t *q, uint64_t off, int rm, float *dg, size_t ldq) {
-    /* x + 0x4338000000000000 are the bits of 1.5 * 2^52 + x (|x| < 2^51): that double times
-     * 2^-40 minus 1.5 * 2^12 is x 2^-40 exactly, in one fused step; one rounding to float */
-    const __m256i vmagic = _mm256_set1_epi64x((long long)(0x4338000000000000ULL - off));
-    const __m256d scale = _mm256_set1_pd(0x1p-40), shift = _mm256_set1_pd(0x1.8p12);
-    for (int r = 0; r < rm; ++r, q += NR) {
-        float *d = dg + (size_t)r * ldq;
-        for (int j = 0; j < NR; j += 4) {
-            const __m256i x =
-                _mm256_add_epi64(_mm256_load_si256((const __m256i *)(const void *)(q + j)), vmagic);
-            _mm_storeu_ps(d + j,
-                          _mm256_cvtpd_ps(_mm256_fmsub_pd(_mm256_castsi256_pd(x), scale, shift)));
-        }
-    }
+    /* q - off + 0x4338000000000000 in one add: the bias of sp_fix_biased_to_float4_avx2 */
+    const __m256i bias = _mm256_set1_epi64x((long long)(0x4338000000000000ULL - off));
+    for (int r = 0; r < rm; ++r, q += NR)
+        for (int j = 0; j < NR; j += 4)
+            sp_fix_biased_to_float4_avx2(
+                dg + (size_t)r * ldq + j,
+                _mm256_add_epi64(_mm256_load_si256((const __m256i *)(const void *)(q + j)), bias));
 }
 
 #else

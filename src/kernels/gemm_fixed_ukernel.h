@@ -32,7 +32,7 @@ uint32_t sp_gemm_fixed_ukernel_avx2(int K, int m, const float *ap, const float *
 void sp_gemm_fixed_store_avx2(const int64_t *q, uint64_t off, int rm, int64_t *dq, float *dg,
                               size_t ldq);
 /* The same to dg, for a tile whose sums are all known to satisfy |q - off| < 2^51 (the caller's
- * bound from the largest term): the fast conversion with no range test. AVX2 + FMA. */
+ * bound from the largest term): the fast conversion with no range test. AVX2. */
 void sp_gemm_fixed_store_small_avx2(const int64_t *q, uint64_t off, int rm, float *dg, size_t ldq);
 #endif
 
