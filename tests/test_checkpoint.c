@@ -26,8 +26,8 @@
 #include "optim/optim.h"
 #include "shardprop/model.h"
 #include "testutil.h"
-#include "train/checkpoint.h"
-#include "util/h5.h"
+#include "io/checkpoint.h"
+#include "io/h5.h"
 #include "util/status.h"
 
 static const char *conv_spec = "conv2d:4:3:pad=1,relu,maxpool:2,flatten,dense:5";

@@ -1,10 +1,11 @@
-/* The alpha-beta model of dist/costmodel.h against values worked out by hand
+/* The alpha-beta model of scale/costmodel.h against values worked out by hand
  * (docs/scaling.md), the bucket plan against the trainer's reducer, and the --network names. */
 #include <math.h>
 #include <string.h>
 
-#include "dist/costmodel.h"
-#include "dist/dist.h"
+#include "scale/costmodel.h"
+#include "comm/comm.h"
+#include "comm/reducer.h"
 #include "testutil.h"
 
 static int near_(double a, double b) {

@@ -8,7 +8,7 @@
 #include "data/data.h"
 #include "h5_writer.h"
 #include "testutil.h"
-#include "util/h5.h"
+#include "io/h5.h"
 
 static char dir[512];
 static char *path_(const char *name) {

@@ -24,7 +24,7 @@
 #include "h5_writer.h"
 #include "testutil.h"
 #include "train_util.h"
-#include "util/fixed.h"
+#include "kernels/fixed.h"
 
 static char dir[256];
 

@@ -19,7 +19,7 @@
 #include "kernels/gemm.h"
 #include "kernels/gemm_fixed.h"
 #include "kernels/gemm_ukernel.h"
-#include "util/fixed.h"
+#include "kernels/fixed.h"
 
 /* (rows, cols) with row stride ld, values in [-1, 1) times 2^-s with s cycling over 0..30 per
  * column; padding NaN (never read). */

@@ -1,5 +1,5 @@
 /*
- * The fixed-point gradient reducer of --deterministic (dist.h, sp_reducer_create_fixed), on 1 to
+ * The fixed-point gradient reducer of --deterministic (comm/reducer.h, sp_reducer_create_fixed), on 1 to
  * 4 ranks: every rank's result must be, bit for bit, the float of the exact int64 sum over all
  * ranks times 2^-40 (sp_fix_to_float), computed here without MPI. Cases: bucket sizes that cut the slab
  * unevenly (bucket lengths not a multiple of the ranks, a last bucket with fewer elements than
@@ -15,7 +15,8 @@
 
 #include <mpi.h>
 
-#include "dist/dist.h"
+#include "comm/comm.h"
+#include "comm/reducer.h"
 #include "testutil.h"
 
 static uint64_t mix_(uint64_t z) { /* splitmix64's finalizer */

@@ -28,7 +28,7 @@
 #include "bench_util.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_fixed.h"
-#include "util/fixed.h"
+#include "kernels/fixed.h"
 
 /* A deterministic fill in [lo, hi): a 64-bit LCG's top bits. */
 static void fill_(float *p, size_t n, uint64_t seed, float lo, float hi) {

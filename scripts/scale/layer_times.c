@@ -6,7 +6,7 @@
  *     SHAPE: one sample's shape, "784" or "1,28,28"; REPS: best of (default 10);
  *     THREADS: OpenMP threads (default 1: one rank per core); MOMENTUM: SGD's (default 0.9)
  *
- * Method (train/scaleplan.h): layer i = time(layers 0..i) - time(layers 0..i-1), best of REPS,
+ * Method (scale/scaleplan.h): layer i = time(layers 0..i) - time(layers 0..i-1), best of REPS,
  * rescaled to add up to the whole model; the update is one SGD step on all parameters.
  */
 #include <stdio.h>
@@ -15,7 +15,7 @@
 
 #include "scale_util.h"
 #include "shardprop/model.h"
-#include "train/scaleplan.h"
+#include "scale/scaleplan.h"
 #include "util/threads.h"
 
 int main(int argc, char **argv) {

@@ -1,9 +1,9 @@
 /*
- * The alpha-beta model's prediction (src/dist/costmodel.c) for a skeleton input file: what
+ * The alpha-beta model's prediction (src/scale/costmodel.c) for a skeleton input file: what
  * scripts/scale/skeleton.c should simulate, and what the trainer would do.
  *
  *   scale_model INPUT NET P MODE [CORES]
- *     INPUT: the skeleton's input (plan.py); NET: a --network name (dist/costmodel.h: ib100,
+ *     INPUT: the skeleton's input (plan.py); NET: a --network name (scale/costmodel.h: ib100,
  *            eth25, eth10, shm, ALPHA_US:GBITS[:GAMMA_NS], shm:ALPHA_US:GBITS:GAMMA_NS)
  *     CORES: the cores the P ranks share (default 0: one core per rank); P > CORES makes the
  *            compute (and a CPU-driven network's allreduce) P / CORES times as long
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dist/costmodel.h"
+#include "scale/costmodel.h"
 #include "shardprop/status.h"
 
 int main(int argc, char **argv) {

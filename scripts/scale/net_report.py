@@ -8,7 +8,7 @@ on a quiet machine sees; the fastest times are printed too):
   beta   least squares slope of the median ping-pong times over 1..16 MiB (the gradient buckets'
          sizes: smaller messages stay in the caches and move 2x faster);
   gamma  the reduction cost per byte: least squares fit, through 0, of the median blocking
-         MPI_Allreduce time minus its alpha-beta part (Open MPI's algorithm, dist/costmodel.h)
+         MPI_Allreduce time minus its alpha-beta part (Open MPI's algorithm, scale/costmodel.h)
          against the bytes that algorithm sums per rank ((P-1)/P n for Rabenseifner), 1..16 MiB.
 The "shm" parameters are the fit of the largest P <= CORES (one rank per core): written to
 OUT/network.txt as the --network string "shm:ALPHA_US:GBITS:GAMMA_NS" that scale_model and
@@ -42,7 +42,7 @@ def blocking_alg(P, n):
 
 
 def cost(alg, P, n, a, b):
-    """(alpha-beta part, gamma coefficient): dist/costmodel.c's formulas."""
+    """(alpha-beta part, gamma coefficient): scale/costmodel.c's formulas."""
     lg = math.ceil(math.log2(P))
     fr = (P - 1) / P
     if alg == "ring":

@@ -3,7 +3,7 @@
 # `shardprop train` runs at 2 ranks and at 4 (oversubscribed on 2 cores), with the default 4 MB
 # buckets (overlapped out-of-place MPI_Iallreduce) and with --bucket-mb 0 (one blocking
 # MPI_Allreduce), next to the cost model for a CPU-driven shared-memory network
-# (dist/costmodel.h) with the alpha, beta, gamma that measure_net.sh measures just before.
+# (scale/costmodel.h) with the alpha, beta, gamma that measure_net.sh measures just before.
 #
 #   scripts/scale/real_check.sh [--build DIR] [--out DIR] [--epochs N] [--ranks "2 4"]
 #

@@ -7,7 +7,7 @@
 #include "data/tools.h"
 #include "optim/optim.h"
 #include "shardprop/model.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "util/args.h"
 #include "util/status.h"
 

@@ -2,7 +2,7 @@
 #include <stdio.h>
 
 #include "cli/commands.h"
-#include "dist/dist.h"
+#include "comm/comm.h"
 #include "train/config.h"
 #include "train/trainer.h"
 #include "util/status.h"

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "dist/dist.h"
+#include "comm/comm.h"
 #include "shardprop/status.h"
 #include "util/args.h"
 #include "util/threads.h"

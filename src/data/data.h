@@ -18,7 +18,7 @@
  * balanced slice of it (sp_rank_slice). So the samples of a global batch do not depend on P, and
  * the last, partial batch is kept with real counts (a rank's count may be 0).
  *
- * Threads: every HDF5 call made here is serialized by the process-wide lock of util/h5.h, so a
+ * Threads: every HDF5 call made here is serialized by the process-wide lock of io/h5.h, so a
  * loader's background thread and other datasets opened on the main thread can coexist. One
  * sp_dataset or sp_loader must be used by one thread at a time (the loader's own reader thread
  * is managed internally).

@@ -8,7 +8,7 @@
 #include <hdf5_hl.h>
 
 #include "data/dataset_impl.h"
-#include "util/h5.h"
+#include "io/h5.h"
 #include "util/mem.h"
 #include "util/status.h"
 

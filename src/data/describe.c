@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "data/tools.h"
-#include "util/h5.h"
+#include "io/h5.h"
 #include "util/status.h"
 
 static void print_attr_value_(FILE *f, hid_t a) {

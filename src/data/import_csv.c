@@ -6,7 +6,7 @@
 
 #include "data/tools.h"
 #include "util/args.h"
-#include "util/h5.h"
+#include "io/h5.h"
 #include "util/mem.h"
 #include "util/status.h"
 

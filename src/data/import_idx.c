@@ -6,7 +6,7 @@
 #include <zlib.h>
 
 #include "data/tools.h"
-#include "util/h5.h"
+#include "io/h5.h"
 #include "util/mem.h"
 #include "util/status.h"
 

@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "data/data.h"
-#include "util/h5.h"
+#include "io/h5.h"
 #include "util/mem.h"
 #include "util/status.h"
 

@@ -5,7 +5,7 @@
 
 #include "data/dataset_impl.h"
 #include "data/tools.h"
-#include "util/h5.h"
+#include "io/h5.h"
 #include "util/rng.h"
 #include "util/status.h"
 

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 
 #include "data/tools.h"
-#include "util/h5.h"
+#include "io/h5.h"
 #include "util/status.h"
 
 sp_status sp_synth_write(const char *out, sp_synth_kind kind, int64_t n, int features, int classes,

@@ -31,7 +31,7 @@
 #include "kernels/gemm.h"
 #include "kernels/gemm_fixed_ukernel.h"
 #include "kernels/gemm_ukernel.h"
-#include "util/fixed.h"
+#include "kernels/fixed.h"
 
 enum { MR = SP_GEMM_FIXED_MR, NR = SP_GEMM_FIXED_NR, MCB = 16, NCB = 16 };
 

@@ -7,7 +7,7 @@
  * and micro-batch t = [k0, k1):
  *
  *   v = 0;  for k = k0 .. k1-1:  v = fmaf(A[k, i], B[k, j], v)      (each rounded once)
- *   q[i, j] += round(v * 2^40)                                         (util/fixed.h)
+ *   q[i, j] += round(v * 2^40)                                         (kernels/fixed.h)
  *
  * with q starting at 0. v is bitwise the element of sp_gemm(true, false, M, N, k1 - k0, 1, A + k0
  * lda, lda, B + k0 ldb, ldb, 0, C, N) for m <= SP_GEMM_KC (one K block: gemm.h, gemm_ukernel.h),

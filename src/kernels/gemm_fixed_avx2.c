@@ -1,7 +1,7 @@
 /* The AVX2 + FMA micro-kernel of sp_gemm_fixed, 6 x 16 (gemm_fixed_ukernel.h). Built with -mavx2
  * -mfma and called only when the CPU has both. */
 #include "kernels/gemm_fixed_ukernel.h"
-#include "util/fixed_avx2.h"
+#include "kernels/fixed_avx2.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 

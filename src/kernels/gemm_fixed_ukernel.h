@@ -8,7 +8,7 @@
  * takes one fused multiply-add per sample in order (gemm_ukernel.h's rule, so the same bits as
  * sp_gemm's element with K = the micro-batch), and is then added to q as the bits of the double
  * v + 1.5 * 2^12: for |v| < 2^11 those are 0x40b8000000000000 + round(v * 2^40) (round to nearest
- * even, util/fixed.c), so after n micro-batches q holds n * 0x40b8000000000000 + the exact sum
+ * even, kernels/fixed.c), so after n micro-batches q holds n * 0x40b8000000000000 + the exact sum
  * (mod 2^64; the caller subtracts). q need not be cleared: the first micro-batch stores. Returns the largest |v| seen as float bits (NaN above +Inf):
  * the caller checks the range once per tile.
  */
@@ -28,7 +28,7 @@ uint32_t sp_gemm_fixed_ukernel_avx2(int K, int m, const float *ap, const float *
 
 /* The first rm rows of a full-width tile q (MR x NR, 32-byte aligned, from the micro-kernel) minus
  * off (its n * 0x40b8000000000000), written to dq (int64, row stride ldq) or, with dq NULL, to dg
- * as sp_fix_to_float of each (util/fixed.h), bit for bit. AVX2. */
+ * as sp_fix_to_float of each (kernels/fixed.h), bit for bit. AVX2. */
 void sp_gemm_fixed_store_avx2(const int64_t *q, uint64_t off, int rm, int64_t *dq, float *dg,
                               size_t ldq);
 /* The same to dg, for a tile whose sums are all known to satisfy |q - off| < 2^51 (the caller's

@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #include "data/data.h"
-#include "dist/dist.h"
+#include "comm/comm.h"
 
 /* Set in *flags when the epoch has no more batches (on every rank at once: every rank has the
  * same number of global batches). Callers may use the other bits for their own decisions. */

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "train/scaleplan.h"
+#include "scale/scaleplan.h"
 #include "util/args.h"
 #include "util/status.h"
 

@@ -31,7 +31,7 @@ typedef struct sp_train_config {
     double bucket_mb;
     const char *out, *metrics, *config_file, *on_nonfinite;
     bool quiet, dry_run, json;
-    const char *network; /* --dry-run advice (train/scaleplan.h) */
+    const char *network; /* --dry-run advice (scale/scaleplan.h) */
     /* checkpoints and resume */
     const char *checkpoint_dir, *resume, *init_from, *checkpoint_errors;
     int64_t checkpoint_every, keep;

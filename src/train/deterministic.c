@@ -18,7 +18,7 @@
  *  3. The weight and bias gradients are computed per micro-batch (sp_model_backward_wgrad hands
  *     them here): dW_j = dY_j^T X_j, a GEMM with K = the micro-batch's samples (conv: its
  *     pixels), whose arithmetic depends only on micro-batch j. Each term is converted to fixed
- *     point (util/fixed.h: round(x * 2^40) in an int64) and added to a per-parameter int64
+ *     point (kernels/fixed.h: round(x * 2^40) in an int64) and added to a per-parameter int64
  *     accumulator. Dense layers do it in one pass of the fixed-point GEMM (kernels/gemm_fixed.h:
  *     the operands packed once per step, the K loop over all the rank's samples, the register
  *     tile converted into int64 at every micro-batch boundary: the same float operations as one
@@ -31,7 +31,7 @@
  *     buckets (sp_reducer_create_fixed), each started during backward as soon as its layers are
  *     done (last layer first): each rank receives the other ranks' int64 terms of its share of
  *     the bucket (point to point), adds them exactly to its own and converts the sums to float
- *     (util/fixed.h, the same conversion whichever rank does it), and a float allgather gives
+ *     (kernels/fixed.h, the same conversion whichever rank does it), and a float allgather gives
  *     every rank all of them. Then the head (the loss, the counts and the count of bad terms)
  *     is summed as integers too.
  *  5. Clipping (sp_clip_grad_norm: a thread-invariant sum of the identical reduced gradient) and
@@ -40,7 +40,7 @@
  * The loss of each sample (a double) is summed exactly as well: floor(l) in one int64 and the
  * rest round((l - floor(l)) * 2^32) in another.
  *
- * Range and resolution: see util/fixed.h. Resolution 2^-40 (9.1e-13) per micro-batch term of
+ * Range and resolution: see kernels/fixed.h. Resolution 2^-40 (9.1e-13) per micro-batch term of
  * the mean-loss gradient; a term of magnitude 2^11 or more (or 2^(22 - ceil(log2 micro-batches
  * per global batch)) for very large batches), or a NaN/Inf, stops the run with an error at that
  * step (on every rank together) instead of a wrong sum.
@@ -57,7 +57,7 @@
 #include "layers/layers.h"
 #include "model/wgrad.h"
 #include "shardprop/loss.h"
-#include "util/fixed.h"
+#include "kernels/fixed.h"
 #include "util/mem.h"
 #include "util/status.h"
 

@@ -9,7 +9,8 @@
 #include <stdint.h>
 
 #include "data/data.h"
-#include "dist/dist.h"
+#include "comm/comm.h"
+#include "comm/reducer.h"
 #include "shardprop/model.h"
 #include "shardprop/status.h"
 

@@ -10,7 +10,7 @@
 
 #include "layers/layers.h"
 #include "train/batches.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "util/status.h"
 
 void sp_eval_result_free(sp_eval_result *r) {

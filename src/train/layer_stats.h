@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "dist/dist.h"
+#include "comm/comm.h"
 #include "shardprop/model.h"
 #include "shardprop/status.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "train/batches.h"
-#include "util/h5.h"
+#include "io/h5.h"
 #include "util/status.h"
 
 /* Rank 0's output file. Every call takes the HDF5 lock (the loader's reader thread uses HDF5). */

@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "data/data.h"
-#include "dist/dist.h"
+#include "comm/comm.h"
 #include "shardprop/model.h"
 #include "shardprop/status.h"
 

@@ -25,7 +25,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "dist/dist.h"
+#include "comm/comm.h"
+#include "comm/reducer.h"
 #include "shardprop/model.h"
 #include "shardprop/status.h"
 

@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "comm/comm.h"
+#include "comm/reducer.h"
+#include "comm/watchdog.h"
 #include "data/data.h"
 #include "layers/layers.h"
 #include "model/layer_hook.h"
@@ -18,13 +21,13 @@
 #include "optim/schedule.h"
 #include "shardprop/model.h"
 #include "train/batches.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "train/deterministic.h"
 #include "train/eval.h"
 #include "train/layer_stats.h"
 #include "train/trace.h"
 #include "train/nonfinite.h"
-#include "train/scaleplan.h"
+#include "scale/scaleplan.h"
 #include "util/json.h"
 #include "util/mem.h"
 #include "util/signals.h"

@@ -12,7 +12,7 @@
 #ifndef SP_TRAIN_TRAINER_H
 #define SP_TRAIN_TRAINER_H
 
-#include "dist/dist.h"
+#include "comm/comm.h"
 #include "train/config.h"
 
 /* Run `shardprop train` as configured. (collective over the communicator) Returns SP_OK or

@@ -10,7 +10,7 @@
 #include "fuzz_common.h"
 #include "optim/optim.h"
 #include "shardprop/model.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;

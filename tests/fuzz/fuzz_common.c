@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util/h5.h"
+#include "io/h5.h"
 #include "util/mem.h"
 
 static char dir_[256];

@@ -7,7 +7,7 @@
 
 #include "optim/optim.h"
 #include "shardprop/model.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 
 static int write_(const char *dir, const char *name, const char *spec, const int64_t *shape,
                   int rank, sp_opt_kind kind) {

@@ -1,13 +1,13 @@
-/* sp_fix_accumulate: util/fixed.h's conversion and sum, AVX2 when the CPU has it. Integer
+/* sp_fix_accumulate: kernels/fixed.h's conversion and sum, AVX2 when the CPU has it. Integer
  * arithmetic after one exact scaling and one rounding (to nearest even, as the reference), so
  * both paths give the same accumulators bit for bit (tests/test_deterministic.c checks it). And
  * sp_fix_sum_to_float_n, the exact sum of int64 arrays converted back to float (the reducer's
  * shares; sp_fix_to_float_n is its one-array case), AVX2 as well, against a plain C path. */
-#include "util/fixed.h"
+#include "kernels/fixed.h"
 
 #include <stdatomic.h>
 
-/* The plain C conversion back (the AVX2 one: util/fixed_avx2.h). For |q| < 2^51 the double of
+/* The plain C conversion back (the AVX2 one: kernels/fixed_avx2.h). For |q| < 2^51 the double of
  * q is formed by adding q to the bits of 1.5 * 2^52 and subtracting that number (exact there, and
  * it vectorizes, where a conversion of int64 to double does not without AVX-512); else by the
  * conversion of sp_fix_to_float. Either way the double is q itself, scaled exactly and rounded
@@ -53,7 +53,7 @@ void sp_fix_sum_to_float_ref(float *restrict dst, const int64_t *const *src, int
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-#include "util/fixed_avx2.h"
+#include "kernels/fixed_avx2.h"
 
 /* Per 8 terms: the range check on the floats (|g| < limit; false for NaN), then each float
  * widened to double (exact) plus 1.5 * 2^12: the sum lies in [2^12, 2^13), where the ulp is

@@ -10,8 +10,8 @@
  * ceil(log2 N)) keeps every partial sum below 2^62 in magnitude, so no grouping can overflow
  * (sp_fix_limit). A term outside the range, or NaN/Inf, is reported, never wrapped.
  */
-#ifndef SP_UTIL_FIXED_H
-#define SP_UTIL_FIXED_H
+#ifndef SP_KERNELS_FIXED_H
+#define SP_KERNELS_FIXED_H
 
 #include <math.h>
 #include <stdbool.h>

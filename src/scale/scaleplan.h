@@ -1,10 +1,10 @@
 /*
  * Scaling plan: per-layer compute times measured on this machine, and the advice that
  * `shardprop train --dry-run --network NET` prints from them with the alpha-beta model of
- * dist/costmodel.h (docs/scaling.md). Nothing here is collective.
+ * scale/costmodel.h (docs/scaling.md). Nothing here is collective.
  */
-#ifndef SP_TRAIN_SCALEPLAN_H
-#define SP_TRAIN_SCALEPLAN_H
+#ifndef SP_SCALE_SCALEPLAN_H
+#define SP_SCALE_SCALEPLAN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,7 +42,7 @@ void sp_layer_times_free(sp_layer_times *t);
 sp_status sp_scale_advice(FILE *f, const sp_model *m, const char *network, int64_t global_batch,
                           double bucket_mb, const sp_opt_config *oc);
 
-/* --network NET is valid (dist/costmodel.h names) and goes with --dry-run. */
+/* --network NET is valid (scale/costmodel.h names) and goes with --dry-run. */
 sp_status sp_train_check_network(const char *network, bool dry_run);
 
 #endif

@@ -1,4 +1,4 @@
-#include "dist/costmodel.h"
+#include "scale/costmodel.h"
 
 #include <math.h>
 #include <stdio.h>

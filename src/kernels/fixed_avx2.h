@@ -1,9 +1,9 @@
 /*
- * Private to util/fixed.c and kernels/gemm_fixed_avx2.c: util/fixed.h's conversion of int64
+ * Private to kernels/fixed.c and kernels/gemm_fixed_avx2.c: kernels/fixed.h's conversion of int64
  * fixed-point values back to float, four lanes at a time with AVX2 (callers are AVX2 code).
  */
-#ifndef SP_UTIL_FIXED_AVX2_H
-#define SP_UTIL_FIXED_AVX2_H
+#ifndef SP_KERNELS_FIXED_AVX2_H
+#define SP_KERNELS_FIXED_AVX2_H
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

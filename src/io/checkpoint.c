@@ -1,5 +1,5 @@
 /* Checkpoint files: see checkpoint.h for the layout and the guarantees. */
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "model/spec.h"
-#include "util/h5.h"
+#include "io/h5.h"
 #include "util/mem.h"
 #include "util/status.h"
 

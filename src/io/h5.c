@@ -1,4 +1,4 @@
-#include "util/h5.h"
+#include "io/h5.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -40,8 +40,8 @@
  * directory swapped during the write cannot redirect it. A crash at any moment leaves either the
  * old file or the complete new one under the target name (and maybe a temporary file).
  */
-#ifndef SP_TRAIN_CHECKPOINT_H
-#define SP_TRAIN_CHECKPOINT_H
+#ifndef SP_IO_CHECKPOINT_H
+#define SP_IO_CHECKPOINT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-#include "train/scaleplan.h"
+#include "scale/scaleplan.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dist/costmodel.h"
+#include "scale/costmodel.h"
 #include "util/status.h"
 
 static double clock_(void) {

@@ -8,8 +8,8 @@
  * Writing: sp_h5_out_create writes to "<path>.tmp.<pid>" in the same directory; commit closes and
  * renames it over <path>, abort closes and deletes it, so a failed writer leaves no partial file.
  */
-#ifndef SP_UTIL_H5_H
-#define SP_UTIL_H5_H
+#ifndef SP_IO_H5_H
+#define SP_IO_H5_H
 
 #include <hdf5.h>
 #include <stdbool.h>

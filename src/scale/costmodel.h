@@ -22,8 +22,8 @@
  * rank); a binomial tree's allreduce keeps at most ceil(P/2) ranks busy per round and takes
  * ceil(P/2) / cores times as long when that exceeds 1.
  */
-#ifndef SP_DIST_COSTMODEL_H
-#define SP_DIST_COSTMODEL_H
+#ifndef SP_SCALE_COSTMODEL_H
+#define SP_SCALE_COSTMODEL_H
 
 #include <stdbool.h>
 #include <stddef.h>
