@@ -6,84 +6,16 @@
 #include <string.h>
 
 #include "train/batches.h"
-#include "io/h5.h"
+#include "io/predictions.h"
 #include "util/status.h"
-
-/* Rank 0's output file. Every call takes the HDF5 lock (the loader's reader thread uses HDF5). */
-typedef struct writer_ {
-    sp_h5_out o;
-    bool open;
-    hid_t d_main, d_label; /* probs or outputs; label (classification) */
-    const char *path;
-} writer_;
-
-static sp_status w_str_attr_(hid_t obj, const char *name, const char *v, const char *path) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t s = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, t, &v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(s);
-    H5Tclose(t);
-    if (e < 0) return SP_FAIL(SP_ERR_IO, "%s: cannot write attribute '%s'", path, name);
-    return SP_OK;
-}
-
-static sp_status writer_open_(writer_ *w, const char *path, int64_t n, int k, bool xent,
-                              const char *ckpt, const char *spec, const char *data) {
-    memset(w, 0, sizeof *w);
-    w->d_main = w->d_label = -1;
-    w->path = path;
-    sp_h5_lock();
-    sp_status st = sp_h5_out_create(&w->o, path);
-    w->open = st == SP_OK;
-    const hsize_t dims[2] = {(hsize_t)n, (hsize_t)k};
-    if (st == SP_OK)
-        st = sp_h5_create_rows(w->o.file, xent ? "probs" : "outputs", H5T_IEEE_F32LE, 2, dims,
-                               &w->d_main, path);
-    if (st == SP_OK && xent)
-        st = sp_h5_create_rows(w->o.file, "label", H5T_STD_I32LE, 1, dims, &w->d_label, path);
-    if (st == SP_OK && xent) st = sp_h5_attr_write_int64(w->d_label, "classes", k);
-    if (st == SP_OK) st = w_str_attr_(w->o.file, "checkpoint", ckpt, path);
-    if (st == SP_OK) st = w_str_attr_(w->o.file, "spec", spec, path);
-    if (st == SP_OK) st = w_str_attr_(w->o.file, "data", data, path);
-    sp_h5_unlock();
-    return st;
-}
-
-static void writer_close_datasets_(writer_ *w) {
-    if (w->d_main >= 0) H5Dclose(w->d_main);
-    if (w->d_label >= 0) H5Dclose(w->d_label);
-    w->d_main = w->d_label = -1;
-}
-
-static sp_status writer_commit_(writer_ *w) {
-    sp_h5_lock();
-    writer_close_datasets_(w);
-    sp_status st = sp_h5_out_commit(&w->o);
-    w->open = false;
-    sp_h5_unlock();
-    return st;
-}
-
-static void writer_abort_(writer_ *w) {
-    if (!w->open) return;
-    sp_h5_lock();
-    writer_close_datasets_(w);
-    sp_h5_out_abort(&w->o);
-    w->open = false;
-    sp_h5_unlock();
-}
 
 /*
  * Rows [first, first + g) from the gathered raw outputs z (g, k). Classification: softmax into
  * probs (g, k) — log-sum-exp around the max, in double as sp_xent_loss — and the argmax of the
  * logits (first max wins, as eval counts it) into label (g).
  */
-static sp_status writer_rows_(writer_ *w, int64_t first, int64_t g, const float *z, int k,
-                              bool xent, float *probs, int32_t *label) {
+static sp_status write_rows_(sp_pred_file *w, int64_t first, int64_t g, const float *z, int k,
+                             bool xent, float *probs, int32_t *label) {
     if (xent) {
         for (int64_t i = 0; i < g; ++i) {
             const float *zi = z + (size_t)i * k;
@@ -99,13 +31,7 @@ static sp_status writer_rows_(writer_ *w, int64_t first, int64_t g, const float 
             label[i] = arg;
         }
     }
-    sp_h5_lock();
-    sp_status st = sp_h5_write_rows(w->d_main, H5T_NATIVE_FLOAT, first, g, xent ? probs : z,
-                                    w->path, xent ? "probs" : "outputs");
-    if (st == SP_OK && xent)
-        st = sp_h5_write_rows(w->d_label, H5T_NATIVE_INT32, first, g, label, w->path, "label");
-    sp_h5_unlock();
-    return st;
+    return sp_pred_file_write(w, first, g, xent ? probs : z, label);
 }
 
 sp_status sp_predict_write(sp_model *m, sp_dataset *ds, int64_t batch, sp_comm *c, bool xent,
@@ -134,7 +60,7 @@ sp_status sp_predict_write(sp_model *m, sp_dataset *ds, int64_t batch, sp_comm *
     float *gz = NULL, *probs = NULL;
     int32_t *label = NULL;
     size_t *counts = NULL;
-    writer_ w = {.open = false};
+    sp_pred_file *w = NULL;
     const int64_t gmax = batch < in->n ? batch : in->n;
     if (st == SP_OK && rank == 0) {
         gz = malloc(sizeof(float) * (size_t)gmax * (size_t)k);
@@ -145,7 +71,8 @@ sp_status sp_predict_write(sp_model *m, sp_dataset *ds, int64_t batch, sp_comm *
             st = SP_FAIL(SP_ERR_NOMEM, "predict: cannot allocate a batch of %lld x %d outputs",
                          (long long)gmax, k);
         if (st == SP_OK)
-            st = writer_open_(&w, out_path, in->n, k, xent, ckpt_path, sp_model_spec(m), in->path);
+            st = sp_pred_file_create(&w, out_path, in->n, k, xent, ckpt_path, sp_model_spec(m),
+                                     in->path);
     }
     if (st == SP_OK) st = sp_loader_start_epoch(ld, 0, 0);
     for (;;) {
@@ -169,13 +96,14 @@ sp_status sp_predict_write(sp_model *m, sp_dataset *ds, int64_t batch, sp_comm *
             sp_comm_gatherv_bytes(c, z, (size_t)b.count * (size_t)k * sizeof(float), gz, counts, 0);
         if (st != SP_OK) break; /* agreed inside */
         if (rank == 0)
-            st = writer_rows_(&w, b.index * batch, b.global_count, gz, k, xent, probs, label);
+            st = write_rows_(w, b.index * batch, b.global_count, gz, k, xent, probs, label);
     }
     if (st == SP_OK) { /* every rank got here with SP_OK: the walk ended on an agreed "done" */
-        if (rank == 0) st = writer_commit_(&w);
+        if (rank == 0) st = sp_pred_file_commit(w);
+        w = NULL;
         st = sp_comm_agree(c, st, NULL);
     }
-    if (rank == 0) writer_abort_(&w); /* no-op after a commit; removes the temporary otherwise */
+    sp_pred_file_abort(w); /* after a failure: removes the temporary file */
     sp_loader_free(ld);
     free(gz);
     free(probs);
