@@ -9,6 +9,8 @@
 
 #include "data/dataset_impl.h"
 #include "io/h5.h"
+#include "util/arith.h"
+#include "util/shape.h"
 #include "util/mem.h"
 #include "util/status.h"
 
@@ -22,15 +24,6 @@ const char *sp_x_dtype_name(sp_x_dtype t) {
         return "uint8";
     }
     return "?";
-}
-
-/* "(1,28,28)" */
-static void shape_str_(char *buf, size_t cap, const int64_t *shape, int rank) {
-    size_t k = 0;
-    k += (size_t)snprintf(buf + k, cap - k, "(");
-    for (int d = 0; d < rank && k < cap; ++d)
-        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", d ? "," : "", (long long)shape[d]);
-    if (k < cap) snprintf(buf + k, cap - k, ")");
 }
 
 /* Open dataset `name`, or fail naming what is there instead. Chunk cache sized for random row
@@ -499,8 +492,8 @@ sp_status sp_dataset_check_input_shape(const sp_dataset *ds, const int64_t *shap
     for (int d = 0; ok && d < rank; ++d) ok = shape[d] == in->sample_shape[d];
     if (ok) return SP_OK;
     char a[160], b[160];
-    shape_str_(a, sizeof a, in->sample_shape, in->sample_rank);
-    shape_str_(b, sizeof b, shape, rank < 0 ? 0 : rank > 8 ? 8 : rank);
+    sp_shape_str_compact(a, sizeof a, in->sample_shape, in->sample_rank);
+    sp_shape_str_compact(b, sizeof b, shape, rank < 0 ? 0 : rank > 8 ? 8 : rank);
     return SP_FAIL(SP_ERR_DATA,
                    "%s: dataset '%s': sample shape %s does not match the model input shape %s",
                    in->path, in->x_name, a, b);
@@ -663,7 +656,7 @@ sp_status sp_dataset_read(sp_dataset *ds, const int64_t *ids, int64_t n, float *
 void sp_dataset_describe(const sp_dataset *ds, char *buf, size_t cap) {
     const sp_dataset_info *in = &ds->info;
     char shape[160];
-    shape_str_(shape, sizeof shape, in->sample_shape, in->sample_rank);
+    sp_shape_str_compact(shape, sizeof shape, in->sample_shape, in->sample_rank);
     if (!in->labeled)
         snprintf(buf, cap, "%s: N=%lld, %s %s %s scale=%g offset=%g, no %s (unlabeled)", in->path,
                  (long long)in->n, in->x_name, sp_x_dtype_name(in->x_dtype), shape, in->scale,

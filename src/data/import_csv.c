@@ -7,6 +7,7 @@
 #include "data/tools.h"
 #include "util/args.h"
 #include "io/h5.h"
+#include "util/arith.h"
 #include "util/mem.h"
 #include "util/status.h"
 

@@ -13,6 +13,7 @@
 
 #include "data/data.h"
 #include "io/h5.h"
+#include "util/arith.h"
 #include "util/mem.h"
 #include "util/status.h"
 

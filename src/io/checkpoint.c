@@ -18,6 +18,7 @@
 #include "model/spec.h"
 #include "io/h5.h"
 #include "util/mem.h"
+#include "util/shape.h"
 #include "util/status.h"
 
 #ifndef SHARDPROP_VERSION
@@ -990,15 +991,6 @@ sp_status sp_ckpt_read_info(const char *path, sp_ckpt_info *info) {
     return st;
 }
 
-/* "(1, 6, 6)" */
-static void shape_str_(char *buf, size_t cap, const int64_t *s, int rank) {
-    size_t k = 0;
-    k += (size_t)snprintf(buf + k, cap - k, "(");
-    for (int d = 0; d < rank && k < cap; ++d)
-        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", d ? ", " : "", (long long)s[d]);
-    if (k < cap) snprintf(buf + k, cap - k, rank == 1 ? ",)" : ")");
-}
-
 /* Do two specs describe the same layers? (Parsed: spacing and written-out defaults ignored.) */
 static bool same_spec_(const char *a, const char *b) {
     if (strcmp(a, b) == 0) return true;
@@ -1030,8 +1022,8 @@ static sp_status check_model_(const char *path, const sp_ckpt_info *info, const 
     for (int d = 0; same && d < rank; ++d) same = info->input_shape[d] == shape[d];
     if (!same) {
         char a[96], b[96];
-        shape_str_(a, sizeof a, info->input_shape, info->input_rank);
-        shape_str_(b, sizeof b, shape, rank);
+        sp_shape_str(a, sizeof a, info->input_shape, info->input_rank);
+        sp_shape_str(b, sizeof b, shape, rank);
         return SP_FAIL(SP_ERR_SPEC,
                        "%s: the checkpoint's input shape %s differs from this model's %s", path, a,
                        b);
@@ -1061,8 +1053,8 @@ static sp_status r_floats_(hid_t f, const char *path, const char *name, int rank
         int64_t fd[8];
         int rr = r < 0 ? 0 : r > 8 ? 8 : r;
         for (int d = 0; d < rr; ++d) fd[d] = (int64_t)dims[d];
-        shape_str_(a, sizeof a, fd, rr);
-        shape_str_(b, sizeof b, shape, rank);
+        sp_shape_str(a, sizeof a, fd, rr);
+        sp_shape_str(b, sizeof b, shape, rank);
         st = SP_FAIL(SP_ERR_DATA, "%s: checkpoint dataset %s has shape %s; the model needs %s",
                      path, name, a, b);
     } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {

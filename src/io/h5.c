@@ -1,4 +1,5 @@
 #include "io/h5.h"
+#include "util/arith.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -32,10 +33,6 @@ void sp_h5_lock(void) {
 
 void sp_h5_unlock(void) {
     pthread_mutex_unlock(&sp_h5_mutex_);
-}
-
-bool sp_size_mul(size_t a, size_t b, size_t *out) {
-    return !__builtin_mul_overflow(a, b, out);
 }
 
 sp_status sp_h5_check_file(const char *path, const char *what) {

@@ -45,9 +45,6 @@ sp_status sp_h5_attr_write_int64(hid_t obj, const char *attr, int64_t v);
 /* Copy every attribute of `src` onto `dst` (same types and shapes). */
 sp_status sp_h5_attr_copy_all(hid_t src, hid_t dst);
 
-/* Overflow-safe size arithmetic: false when the product overflows size_t. */
-bool sp_size_mul(size_t a, size_t b, size_t *out);
-
 typedef struct sp_h5_out {
     hid_t file;
     char *path;     /* final path (owned) */

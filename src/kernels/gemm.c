@@ -42,6 +42,7 @@
 #include <omp.h>
 
 #include "kernels/gemm_ukernel.h"
+#include "util/arith.h"
 
 /* A problem with fewer than this many multiply-adds per thread gets fewer threads; below
  * twice this, it runs on the calling thread (same code, same arithmetic). */
@@ -207,10 +208,6 @@ static float *pack_buffer_(size_t nfloats) {
 
 /* ---- packing ------------------------------------------------------------------------------ */
 
-static int min_(int a, int b) {
-    return a < b ? a : b;
-}
-
 static int round_up_(int x, int m) {
     return (x + m - 1) / m * m;
 }
@@ -243,7 +240,7 @@ static void pack_a_(const sp_gemm_kernel_ *kr, bool trans_a, const float *A, int
         return;
     }
     for (int ir = 0; ir < mc; ir += mr, ap += (size_t)kc * mr) {
-        const int m = min_(mr, mc - ir);
+        const int m = sp_min_int(mr, mc - ir);
         if (trans_a) /* A is (K, M) */
             pack_rows_(A + (size_t)p0 * lda + i0 + ir, (size_t)lda, kc, m, mr, ap);
         else
@@ -263,13 +260,14 @@ static void pack_b_(const sp_gemm_kernel_ *kr, bool trans_b, const float *B, int
         for (int k = 0; k < kc; ++k) {
             const float *src = B + (size_t)(p0 + k) * ldb + j0;
             for (int jr = 0; jr < nc; jr += nr)
-                pack_rows_(src + jr, 0, 1, min_(nr, nc - jr), nr,
+                pack_rows_(src + jr, 0, 1, sp_min_int(nr, nc - jr), nr,
                            bp + (size_t)jr * kc + (size_t)k * nr);
         }
         return;
     }
     for (int jr = 0; jr < nc; jr += nr, bp += (size_t)kc * nr) /* B is (N, K) */
-        kr->pack_cols(B + (size_t)(j0 + jr) * ldb + p0, (size_t)ldb, kc, min_(nr, nc - jr), nr, bp);
+        kr->pack_cols(B + (size_t)(j0 + jr) * ldb + p0, (size_t)ldb, kc, sp_min_int(nr, nc - jr),
+                      nr, bp);
 }
 
 /* ---- the blocked product of one rectangle of C ---------------------------------------------- */
@@ -278,27 +276,27 @@ static void gemm_rect_(const sp_gemm_kernel_ *kr, bool trans_a, bool trans_b, in
                        int c0, int c1, int K, float alpha, const float *A, int lda, const float *B,
                        int ldb, float beta, float *C, int ldc) {
     const int mr = kr->mr, nr = kr->nr;
-    const int kcmax = min_(SP_GEMM_KC, K);
-    const int ncmax = round_up_(min_(kr->nc, c1 - c0), nr);
-    const int mcmax = round_up_(min_(kr->mc, r1 - r0), mr);
+    const int kcmax = sp_min_int(SP_GEMM_KC, K);
+    const int ncmax = round_up_(sp_min_int(kr->nc, c1 - c0), nr);
+    const int mcmax = round_up_(sp_min_int(kr->mc, r1 - r0), mr);
     float *bp = pack_buffer_((size_t)kcmax * (ncmax + mcmax) +
                              SP_GEMM_PACK_SLACK); /* (kc, nc) then (mc, kc) */
     float *ap = bp + (size_t)kcmax * ncmax;       /* 64-byte aligned: nr | 16 */
 
     for (int jc = c0; jc < c1; jc += kr->nc) {
-        const int nc = min_(kr->nc, c1 - jc);
+        const int nc = sp_min_int(kr->nc, c1 - jc);
         for (int pc = 0; pc < K; pc += SP_GEMM_KC) {
-            const int kc = min_(SP_GEMM_KC, K - pc);
+            const int kc = sp_min_int(SP_GEMM_KC, K - pc);
             const float beta_k = pc == 0 ? beta : 1.0f; /* later K blocks add to C */
             pack_b_(kr, trans_b, B, ldb, pc, jc, kc, nc, bp);
             for (int ic = r0; ic < r1; ic += kr->mc) {
-                const int mc = min_(kr->mc, r1 - ic);
+                const int mc = sp_min_int(kr->mc, r1 - ic);
                 pack_a_(kr, trans_a, A, lda, ic, pc, mc, kc, ap);
                 for (int jr = 0; jr < nc; jr += nr) {
                     for (int ir = 0; ir < mc; ir += mr) {
                         kr->fn(kc, ap + (size_t)ir * kc, bp + (size_t)jr * kc,
-                               C + (size_t)(ic + ir) * ldc + jc + jr, ldc, min_(mr, mc - ir),
-                               min_(nr, nc - jr), alpha, beta_k);
+                               C + (size_t)(ic + ir) * ldc + jc + jr, ldc, sp_min_int(mr, mc - ir),
+                               sp_min_int(nr, nc - jr), alpha, beta_k);
                     }
                 }
             }
@@ -315,8 +313,8 @@ static void thread_grid_(const sp_gemm_kernel_ *kr, int M, int N, int K, int nt,
     const int mp = (M + kr->mr - 1) / kr->mr, np = (N + kr->nr - 1) / kr->nr;
     double best = -1.0;
     *tm_out = *tn_out = 1;
-    for (int tn = 1; tn <= min_(nt, np); ++tn) {
-        for (int tm = 1; tm <= min_(nt / tn, mp); ++tm) {
+    for (int tn = 1; tn <= sp_min_int(nt, np); ++tn) {
+        for (int tm = 1; tm <= sp_min_int(nt / tn, mp); ++tm) {
             const double rows = (double)((mp + tm - 1) / tm) * kr->mr;
             const double cols = (double)((np + tn - 1) / tn) * kr->nr;
             const double jblocks = (double)(((int)cols + kr->nc - 1) / kr->nc);
@@ -379,9 +377,9 @@ void sp_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const
             const int mp = (M + kr->mr - 1) / kr->mr, np = (N + kr->nr - 1) / kr->nr;
             /* balanced split of the panels; the last rectangle ends at M (N) */
             const int r0 = (int)((long long)mp * ti / tm) * kr->mr;
-            const int r1 = min_((int)((long long)mp * (ti + 1) / tm) * kr->mr, M);
+            const int r1 = sp_min_int((int)((long long)mp * (ti + 1) / tm) * kr->mr, M);
             const int c0 = (int)((long long)np * tj / tn) * kr->nr;
-            const int c1 = min_((int)((long long)np * (tj + 1) / tn) * kr->nr, N);
+            const int c1 = sp_min_int((int)((long long)np * (tj + 1) / tn) * kr->nr, N);
             if (r0 < r1 && c0 < c1)
                 gemm_rect_(kr, trans_a, trans_b, r0, r1, c0, c1, K, alpha, A, lda, B, ldb, beta, C,
                            ldc);

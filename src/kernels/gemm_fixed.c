@@ -32,19 +32,16 @@
 #include "kernels/gemm_fixed_ukernel.h"
 #include "kernels/gemm_ukernel.h"
 #include "kernels/fixed.h"
+#include "util/arith.h"
 
 enum { MR = SP_GEMM_FIXED_MR, NR = SP_GEMM_FIXED_NR, MCB = 16, NCB = 16 };
-
-static int min_(int a, int b) {
-    return a < b ? a : b;
-}
 
 /* One element of C, by the definition: the plain loops. */
 static int64_t elem_ref_(const sp_gemm_fixed_args *a, int i, int j, int64_t *bad) {
     int64_t q = 0;
     for (int k0 = 0; k0 < a->K; k0 += a->m) {
         float v = 0.0f;
-        for (int k = k0; k < min_(k0 + a->m, a->K); ++k)
+        for (int k = k0; k < sp_min_int(k0 + a->m, a->K); ++k)
             v = fmaf(a->A[(size_t)k * a->lda + i], a->B[(size_t)k * a->ldb + j], v);
         *bad += sp_fix_accumulate_ref(&q, &v, 1, a->limit);
     }
@@ -99,7 +96,7 @@ static void pack_(const float *src, int ld, int K, int n, int w, float *p) {
 static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *bp, int pi, int pj,
                      uint32_t lim_bits, int nmb) {
     const int K = a->K, i0 = pi * MR, j0 = pj * NR;
-    const int rm = min_(MR, a->M - i0), rn = min_(NR, a->N - j0);
+    const int rm = sp_min_int(MR, a->M - i0), rn = sp_min_int(NR, a->N - j0);
     _Alignas(32) int64_t q[MR * NR];
     /* The tile's rows of the output are written after the K pass: fetch them (for writing)
      * meanwhile, so that those stores do not wait on misses (the output is larger than L2; a
@@ -168,17 +165,17 @@ int64_t sp_gemm_fixed(const sp_gemm_fixed_args *a, float *work) {
     {
 #pragma omp for schedule(static) nowait
         for (int p = 0; p < mp; ++p)
-            pack_(a->A + (size_t)p * MR, a->lda, K, min_(MR, M - p * MR), MR,
+            pack_(a->A + (size_t)p * MR, a->lda, K, sp_min_int(MR, M - p * MR), MR,
                   ap + (size_t)p * MR * K);
 #pragma omp for schedule(static)
         for (int p = 0; p < np; ++p)
-            pack_(a->B + (size_t)p * NR, a->ldb, K, min_(NR, N - p * NR), NR,
+            pack_(a->B + (size_t)p * NR, a->ldb, K, sp_min_int(NR, N - p * NR), NR,
                   bp + (size_t)p * NR * K);
 #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < rb * cb; ++t) {
             const int bi = t / cb, bj = t % cb;
-            for (int pj = bj * NCB; pj < min_(np, (bj + 1) * NCB); ++pj)
-                for (int pi = bi * MCB; pi < min_(mp, (bi + 1) * MCB); ++pi)
+            for (int pj = bj * NCB; pj < sp_min_int(np, (bj + 1) * NCB); ++pj)
+                for (int pi = bi * MCB; pi < sp_min_int(mp, (bi + 1) * MCB); ++pi)
                     bad += tile_(a, ap, bp, pi, pj, lim_bits, nmb);
         }
     }

@@ -9,7 +9,9 @@
 #include "model/spec.h"
 #include "model/wgrad.h"
 #include "shardprop/model.h"
+#include "util/arith.h"
 #include "util/mem.h"
+#include "util/shape.h"
 #include "util/rng.h"
 #include "util/status.h"
 
@@ -49,20 +51,6 @@ struct sp_model {
     void *hook_user;
 };
 
-/* a*b with overflow detection */
-static bool mul_ok_(size_t a, size_t b, size_t *out) {
-    if (a && b > SIZE_MAX / a) return false;
-    *out = a * b;
-    return true;
-}
-
-/* *acc += b with overflow detection */
-static bool add_ok_(size_t *acc, size_t b) {
-    if (b > SIZE_MAX - *acc) return false;
-    *acc += b;
-    return true;
-}
-
 /* The kernels index a batch of activations with int (B * C * H * W, GEMM dimensions), and the
  * geometry adds padding to H and W in int: every per-batch count stays below 2^31 and every
  * image side below 2^24 (as the input's). */
@@ -78,14 +66,6 @@ static void *alloc_floats_(size_t n) {
     return p;
 }
 
-static void shape_str_(char *buf, size_t cap, int rank, const int64_t *shape) {
-    if (rank == 1)
-        snprintf(buf, cap, "(%lld)", (long long)shape[0]);
-    else
-        snprintf(buf, cap, "(%lld, %lld, %lld)", (long long)shape[0], (long long)shape[1],
-                 (long long)shape[2]);
-}
-
 /* Infer each layer's output shape and parameter shapes from its input. */
 static sp_status infer_shapes_(sp_model *m) {
     int rank = m->input_rank;
@@ -95,7 +75,7 @@ static sp_status infer_shapes_(sp_model *m) {
         sp_layer *L = &m->layers[i];
         const sp_layer_spec *s = &L->spec;
         char got[96];
-        shape_str_(got, sizeof got, rank, shape);
+        sp_shape_str(got, sizeof got, shape, rank);
         L->in_rank = rank;
         memcpy(L->in_shape, shape, sizeof shape);
         L->in_size = (size_t)shape[0] * (size_t)(rank == 3 ? shape[1] * shape[2] : 1);
@@ -128,8 +108,8 @@ static sp_status infer_shapes_(sp_model *m) {
             L->w_shape[0] = s->out_channels, L->w_shape[1] = shape[0];
             L->w_shape[2] = L->w_shape[3] = s->kernel;
             size_t ckk;
-            if (!mul_ok_((size_t)shape[0] * (size_t)s->kernel, (size_t)s->kernel, &ckk) ||
-                ckk > (size_t)INT32_MAX || !mul_ok_((size_t)s->out_channels, ckk, &L->w_len))
+            if (!sp_size_mul((size_t)shape[0] * (size_t)s->kernel, (size_t)s->kernel, &ckk) ||
+                ckk > (size_t)INT32_MAX || !sp_size_mul((size_t)s->out_channels, ckk, &L->w_len))
                 return SP_FAIL(SP_ERR_SPEC,
                                "model spec: layer %d '%s': %lld input channels x kernel %d x %d "
                                "is too large",
@@ -160,7 +140,7 @@ static sp_status infer_shapes_(sp_model *m) {
         const int64_t out_size = shape[0] * (rank == 3 ? shape[1] * shape[2] : 1);
         if (!batch_fits_((size_t)out_size, m->max_batch)) {
             char o[96];
-            shape_str_(o, sizeof o, rank, shape);
+            sp_shape_str(o, sizeof o, shape, rank);
             return SP_FAIL(SP_ERR_SPEC,
                            "model spec: layer %d '%s': output %s x batch %d is more than 2^31 - 1 "
                            "values (a smaller layer or batch?)",
@@ -170,7 +150,7 @@ static sp_status infer_shapes_(sp_model *m) {
         if (L->w_len) {
             L->w_off = off;
             L->b_off = off + L->w_len;
-            if (!add_ok_(&off, L->w_len) || !add_ok_(&off, L->b_len))
+            if (!sp_size_add(off, L->w_len, &off) || !sp_size_add(off, L->b_len, &off))
                 return SP_FAIL(SP_ERR_SPEC, "model spec: layer %d '%s': parameter count overflows",
                                i, s->text);
         }
@@ -188,13 +168,13 @@ static sp_status alloc_buffers_(sp_model *m) {
     for (int i = 0; i < m->n; ++i) {
         sp_layer *L = &m->layers[i];
         size_t out_n = 0, saved_n = 0, arg_n = 0;
-        if (!mul_ok_(L->out_size, B, &out_n))
+        if (!sp_size_mul(L->out_size, B, &out_n))
             return SP_FAIL(SP_ERR_NOMEM, "model: layer %d output too large", i);
         if (L->out_size > widest) widest = L->out_size;
         if (L->spec.kind == SP_LAYER_CONV2D) {
             const sp_conv_geom *g = &L->conv;
             size_t cols, ckk = (size_t)g->c * g->k * g->k, ohw = (size_t)g->oh * g->ow;
-            if (!mul_ok_(ohw, B, &cols) || !mul_ok_(ckk, cols, &saved_n))
+            if (!sp_size_mul(ohw, B, &cols) || !sp_size_mul(ckk, cols, &saved_n))
                 return SP_FAIL(SP_ERR_NOMEM, "model: layer %d im2col buffer too large", i);
             if ((size_t)g->oc * cols > w1) w1 = (size_t)g->oc * cols; /* B * out_size < 2^31 */
             if (saved_n > w2) w2 = saved_n;
@@ -205,21 +185,24 @@ static sp_status alloc_buffers_(sp_model *m) {
         }
         if (L->spec.kind == SP_LAYER_FLATTEN) out_n = 0;
         offs[3 * i] = act;
-        bool ok = add_ok_(&act, (out_n + 15) & ~(size_t)15);
+        bool ok = sp_size_add(act, (out_n + 15) & ~(size_t)15, &act);
         offs[3 * i + 1] = act;
-        ok = ok && add_ok_(&act, (saved_n + 15) & ~(size_t)15);
+        ok = ok && sp_size_add(act, (saved_n + 15) & ~(size_t)15, &act);
         offs[3 * i + 2] = act;
-        ok = ok && add_ok_(&act, (arg_n + 15) & ~(size_t)15); /* int32 fits in a float slot */
+        ok = ok &&
+             sp_size_add(act, (arg_n + 15) & ~(size_t)15, &act); /* int32 fits in a float slot */
         if (!ok) return SP_FAIL(SP_ERR_NOMEM, "model: activations too large");
     }
     size_t dlen, total = act, bytes;
-    if (!mul_ok_(widest, B, &dlen)) return SP_FAIL(SP_ERR_NOMEM, "model: activations too large");
+    if (!sp_size_mul(widest, B, &dlen))
+        return SP_FAIL(SP_ERR_NOMEM, "model: activations too large");
     m->buffer_floats = act + 2 * dlen + w1 + w2;
     /* Everything the model will hold: activations, error signals, conv scratch, parameters and
      * gradients, checked against the memory limit before any of it is allocated. */
-    if (!add_ok_(&total, dlen) || !add_ok_(&total, dlen) || !add_ok_(&total, w1) ||
-        !add_ok_(&total, w2) || !add_ok_(&total, m->nparams) || !add_ok_(&total, m->nparams) ||
-        !mul_ok_(total, sizeof(float), &bytes))
+    if (!sp_size_add(total, dlen, &total) || !sp_size_add(total, dlen, &total) ||
+        !sp_size_add(total, w1, &total) || !sp_size_add(total, w2, &total) ||
+        !sp_size_add(total, m->nparams, &total) || !sp_size_add(total, m->nparams, &total) ||
+        !sp_size_mul(total, sizeof(float), &bytes))
         return SP_FAIL(SP_ERR_NOMEM, "model \"%.200s\": size overflows size_t", m->spec);
     char who[320];
     snprintf(who, sizeof who, "model \"%.200s\" (batch %d)", m->spec, m->max_batch);
@@ -279,8 +262,8 @@ sp_status sp_model_create(sp_model **out, const char *spec, const int64_t *input
     m->max_batch = max_batch;
     /* each side <= 2^24: the product of two fits int64, the third is checked */
     size_t in_size;
-    if (!mul_ok_((size_t)(m->input_shape[0] * m->input_shape[1]), (size_t)m->input_shape[2],
-                 &in_size) ||
+    if (!sp_size_mul((size_t)(m->input_shape[0] * m->input_shape[1]), (size_t)m->input_shape[2],
+                     &in_size) ||
         !batch_fits_(in_size, max_batch)) {
         const int64_t h = m->input_shape[1], w = m->input_shape[2];
         sp_model_free(m);

@@ -60,6 +60,7 @@
 #include "kernels/fixed.h"
 #include "util/mem.h"
 #include "util/status.h"
+#include "util/arith.h"
 
 /* Floats of a dense layer's tile (scratch; its int64 accumulators are twice the bytes):
  * 384 KB of the two together, in L2 while all of a rank's micro-batches pass over it. */
@@ -93,10 +94,6 @@ struct sp_det {
     size_t *zoff, *zlen;
     float *work; /* sp_gemm_fixed's packed operands, or NULL */
 };
-
-static int min_(int a, int b) {
-    return a < b ? a : b;
-}
 
 /* A dense layer's tile of dW: rows x cols, near square (the packing of the two GEMM operands is
  * redone per tile, rows + cols per sample, against rows x cols multiply-adds), rows a multiple of
@@ -224,11 +221,12 @@ static int64_t dense_tiles_(sp_det *d, const sp_wgrad_layer *L) {
         const int th = omp_get_thread_num();
         float *s = d->scratch + (size_t)th * d->scratch_per;
         int64_t *a = d->tile_acc + (size_t)th * d->scratch_per; /* (r, c), contiguous */
-        const int r0 = t / nc * R, c0 = t % nc * C, r = min_(R, out - r0), c = min_(C, in - c0);
+        const int r0 = t / nc * R, c0 = t % nc * C, r = sp_min_int(R, out - r0),
+                  c = sp_min_int(C, in - c0);
         const size_t rc = (size_t)r * (size_t)c;
         memset(a, 0, rc * sizeof *a);
         for (int j = 0; j < nmb; ++j) {
-            const int k = min_(m, B - j * m);
+            const int k = sp_min_int(m, B - j * m);
             sp_gemm(true, false, r, c, k, 1.0f, L->dy + (size_t)j * m * out + r0, out,
                     L->x + (size_t)j * m * in + c0, in, 0.0f, s, c);
             bad += sp_fix_accumulate(a, s, rc, lim);
@@ -272,10 +270,11 @@ static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
     enum { DB_BLOCK = 256 };
 #pragma omp parallel for schedule(static) reduction(+ : bad)
     for (int j0 = 0; j0 < out; j0 += DB_BLOCK) {
-        const int nj = min_(DB_BLOCK, out - j0);
+        const int nj = sp_min_int(DB_BLOCK, out - j0);
         float s[DB_BLOCK];
         for (int j = 0; j < nmb; ++j) {
-            sp_col_sums(s, L->dy + (size_t)j * m * out + j0, min_(m, B - j * m), nj, (size_t)out);
+            sp_col_sums(s, L->dy + (size_t)j * m * out + j0, sp_min_int(m, B - j * m), nj,
+                        (size_t)out);
             bad += sp_fix_accumulate(ab + j0, s, (size_t)nj, lim);
         }
     }
@@ -293,7 +292,7 @@ static void conv_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
     int64_t bad = 0;
     float *s = d->scratch;
     for (int j = 0; j < nmb; ++j) {
-        const int k = min_(m, B - j * m);
+        const int k = sp_min_int(m, B - j * m);
         sp_gemm(false, true, g->oc, ckk, k * ohw, 1.0f, L->dy + (size_t)j * m * ohw, ncols,
                 L->x + (size_t)j * m * ohw, ncols, 0.0f, s, ckk);
         const size_t n = L->w_len, chunk = 4096;
@@ -305,7 +304,7 @@ static void conv_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
     for (int o = 0; o < g->oc; ++o) {
         for (int j = 0; j < nmb; ++j) {
             float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int n = j * m; n < min_(B, (j + 1) * m); ++n) {
+            for (int n = j * m; n < sp_min_int(B, (j + 1) * m); ++n) {
                 const float *src = L->dy + (size_t)o * ncols + (size_t)n * ohw;
                 int p = 0;
                 for (; p + 8 <= ohw; p += 8)

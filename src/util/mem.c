@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "io/h5.h"
+#include "util/arith.h"
 #include "util/status.h"
 
 static _Atomic size_t sp_mem_limit_ = 0; /* 0: not set, use the default */
