@@ -154,17 +154,7 @@ int sp_cmd_eval(int argc, char **argv) {
     sp_loader *ld = NULL;
     FILE *mf = NULL;
     bool xent = false;
-    sp_status st = sp_dataset_open_ex(&ds, o.data, o.x, o.y, SP_DATASET_Y_OPTIONAL);
-    if (st == SP_OK) { /* the largest slice of a rank: no larger than the file */
-        const int64_t n = sp_dataset_get_info(ds)->n, per = (o.batch + ranks - 1) / ranks;
-        st = sp_eval_load_model(o.ckpt, (int)(per < n ? per : n), &m, &xent);
-    }
-    if (st == SP_OK && !sp_dataset_get_info(ds)->labeled)
-        st = SP_FAIL(SP_ERR_DATA,
-                     "%s: dataset '%s': not found; eval needs labels or targets (for unlabeled "
-                     "data use `shardprop predict`)",
-                     o.data, o.y);
-    if (st == SP_OK) st = sp_eval_check_data(ds, m, xent, o.ckpt);
+    sp_status st = sp_eval_open(o.ckpt, o.data, o.x, o.y, true, o.batch, ranks, &m, &ds, &xent);
     if (st == SP_OK) {
         const sp_loader_config lc = {.batch = o.batch,
                                      .rank = rank,

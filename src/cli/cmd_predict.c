@@ -56,12 +56,7 @@ int sp_cmd_predict(int argc, char **argv) {
     sp_model *m = NULL;
     sp_dataset *ds = NULL;
     bool xent = false;
-    sp_status st = sp_dataset_open_ex(&ds, data, x, y, SP_DATASET_Y_OPTIONAL);
-    if (st == SP_OK) { /* the largest slice of a rank: no larger than the file */
-        const int64_t n = sp_dataset_get_info(ds)->n, per = (batch + ranks - 1) / ranks;
-        st = sp_eval_load_model(ckpt, (int)(per < n ? per : n), &m, &xent);
-    }
-    if (st == SP_OK) st = sp_eval_check_data(ds, m, xent, ckpt);
+    sp_status st = sp_eval_open(ckpt, data, x, y, false, batch, ranks, &m, &ds, &xent);
     st = sp_comm_agree(comm, st, NULL);
     if (st == SP_OK) st = sp_predict_write(m, ds, batch, comm, xent, out, ckpt);
     if (st == SP_OK && rank == 0) {

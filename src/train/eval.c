@@ -234,3 +234,18 @@ sp_status sp_eval_check_data(const sp_dataset *ds, const sp_model *m, bool xent,
                        in->path, in->y_name, (long long)in->targets, ckpt_path, (long long)k);
     return SP_OK;
 }
+
+sp_status sp_eval_open(const char *ckpt_path, const char *data, const char *x, const char *y,
+                       bool need_labels, int64_t batch, int ranks, sp_model **m, sp_dataset **ds,
+                       bool *xent) {
+    *m = NULL;
+    SP_CHECK(sp_dataset_open_ex(ds, data, x, y, SP_DATASET_Y_OPTIONAL));
+    const int64_t n = sp_dataset_get_info(*ds)->n, per = (batch + ranks - 1) / ranks;
+    SP_CHECK(sp_eval_load_model(ckpt_path, (int)(per < n ? per : n), m, xent));
+    if (need_labels && !sp_dataset_get_info(*ds)->labeled)
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': not found; eval needs labels or targets (for unlabeled "
+                       "data use `shardprop predict`)",
+                       data, y);
+    return sp_eval_check_data(*ds, *m, *xent, ckpt_path);
+}

@@ -87,4 +87,14 @@ sp_status sp_eval_load_model(const char *ckpt_path, int max_batch, sp_model **ou
 sp_status sp_eval_check_data(const sp_dataset *ds, const sp_model *m, bool xent,
                              const char *ckpt_path);
 
+/*
+ * The start of `eval` and `predict`: open the data file (datasets x and y; y may be absent
+ * unless need_labels), build the checkpoint's model for this rank's largest slice of a global
+ * batch of `batch` over `ranks` (no larger than the file) and check the two against each other.
+ * Not collective: the caller agrees on the status. On failure *m and *ds may be set (free both).
+ */
+sp_status sp_eval_open(const char *ckpt_path, const char *data, const char *x, const char *y,
+                       bool need_labels, int64_t batch, int ranks, sp_model **m, sp_dataset **ds,
+                       bool *xent);
+
 #endif
