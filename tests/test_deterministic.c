@@ -79,7 +79,7 @@ static void test_fixed_sums(void) {
             }
             memset(got, 0xff, sizeof got);
             memset(ref, 0xff, sizeof ref);
-            sp_fix_sum_to_float_n(got, src, ns, n);
+            sp_fix_sum_to_float(got, src, ns, n);
             sp_fix_sum_to_float_ref(ref, src, ns, n);
             bad += memcmp(got, want, n * sizeof *got) != 0 || memcmp(ref, want, n * sizeof *ref);
             uint32_t past = 0xffffffffu; /* nothing written past n */
@@ -87,7 +87,7 @@ static void test_fixed_sums(void) {
             bad += past != 0xffffffffu;
         }
     CHECK(bad == 0, "sums of 1-4 int64 shares convert to sp_fix_to_float's bits (%d bad)", bad);
-    sp_fix_to_float_n(got, q[1], N);
+    sp_fix_sum_to_float(got, (const int64_t *const[]){q[1]}, 1, N);
     CHECK(got[700] == 0x1p20f && got[3] == sp_fix_to_float(q[1][3]),
           "one array: 2^60 -> 2^20, and the rest");
 }

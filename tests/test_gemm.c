@@ -22,6 +22,7 @@
 #include <omp.h>
 
 #include "kernels/gemm.h"
+#include "kernels/isa.h"
 
 #define SENTINEL 12345.0f
 
@@ -136,7 +137,7 @@ static void test_accuracy_(void) {
                 float *c0 = NULL;
                 for (int isa = 0; isa < 3; ++isa) {
                     if (!available_[isa]) continue;
-                    sp_gemm_set_isa((sp_isa)isa);
+                    sp_isa_set((sp_isa)isa);
                     float *c = run_(&t);
                     double w = check_accuracy_(&t, c, cref);
                     CHECK(!isnan(w), "%s ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d",
@@ -169,7 +170,7 @@ static void test_degenerate_(void) {
     float nan_ab[4] = {NAN, NAN, NAN, NAN};
     for (int isa = 0; isa < 3; ++isa) {
         if (!available_[isa]) continue;
-        sp_gemm_set_isa((sp_isa)isa);
+        sp_isa_set((sp_isa)isa);
         float c[4] = {1.0f, -2.0f, 3.0f, NAN};
         sp_gemm(false, false, 2, 2, 2, 0.0f, nan_ab, 2, nan_ab, 2, 0.5f, c, 2);
         CHECK(c[0] == 0.5f && c[1] == -1.0f && c[2] == 1.5f && isnan(c[3]), "%s alpha=0",
@@ -188,7 +189,7 @@ static void test_determinism_(void) {
     const int saved = omp_get_max_threads();
     for (int isa = 0; isa < 3; ++isa) {
         if (!available_[isa]) continue;
-        sp_gemm_set_isa((sp_isa)isa);
+        sp_isa_set((sp_isa)isa);
         const char *name = sp_isa_name((sp_isa)isa);
         for (int s = 0; s < (small_ ? 2 : 4); ++s) {
             case_ t;
@@ -246,14 +247,14 @@ static void test_determinism_(void) {
 
 int main(void) {
     small_ = getenv("SHARDPROP_TEST_SMALL") && atoi(getenv("SHARDPROP_TEST_SMALL"));
-    const sp_isa start = sp_gemm_isa();
-    printf("gemm: best ISA %s, in use %s\n", sp_isa_name(sp_gemm_isa_best()), sp_isa_name(start));
+    const sp_isa start = sp_isa_active();
+    printf("gemm: best ISA %s, in use %s\n", sp_isa_name(sp_isa_best()), sp_isa_name(start));
     for (int isa = 0; isa < 3; ++isa) {
-        const sp_isa before = sp_gemm_isa();
-        available_[isa] = sp_gemm_set_isa((sp_isa)isa);
+        const sp_isa before = sp_isa_active();
+        available_[isa] = sp_isa_set((sp_isa)isa);
         if (!available_[isa]) {
             printf("gemm: SKIP %s (CPU lacks it)\n", sp_isa_name((sp_isa)isa));
-            CHECK(sp_gemm_isa() == before, "a refused set_isa changed the ISA");
+            CHECK(sp_isa_active() == before, "a refused set_isa changed the ISA");
         }
     }
     CHECK(available_[SP_ISA_PORTABLE], "portable must always be available");

@@ -17,6 +17,7 @@
 #include <omp.h>
 
 #include "kernels/gemm.h"
+#include "kernels/isa.h"
 #include "kernels/gemm_fixed.h"
 #include "kernels/gemm_ukernel.h"
 #include "kernels/fixed.h"
@@ -133,7 +134,7 @@ static void check_case(int M, int N, int K, int m, int pad, bool scaled, int poi
 }
 
 int main(void) {
-    if (sp_gemm_isa_best() == SP_ISA_PORTABLE) {
+    if (sp_isa_best() == SP_ISA_PORTABLE) {
         /* the kernel declines (the caller then uses the per-micro-batch path) */
         sp_gemm_fixed_args a = {.M = 1, .N = 1, .K = 1, .m = 1};
         CHECK(sp_gemm_fixed(&a, NULL) == -1, "no AVX2: sp_gemm_fixed declines");
@@ -180,10 +181,10 @@ int main(void) {
     {
         sp_gemm_fixed_args a = {.M = 1, .N = 1, .K = 1, .m = SP_GEMM_KC + 1};
         CHECK(sp_gemm_fixed(&a, NULL) == -1, "m > SP_GEMM_KC: sp_gemm_fixed declines");
-        CHECK(sp_gemm_set_isa(SP_ISA_PORTABLE), "portable ISA");
+        CHECK(sp_isa_set(SP_ISA_PORTABLE), "portable ISA");
         a.m = 16;
         CHECK(sp_gemm_fixed(&a, NULL) == -1, "SHARDPROP_GEMM_ISA=portable: sp_gemm_fixed declines");
-        sp_gemm_set_isa(sp_gemm_isa_best());
+        sp_isa_set(sp_isa_best());
     }
     return sp_test_summary("gemm_fixed");
 }

@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include "kernels/gemm.h"
+#include "kernels/isa.h"
 #include "layers/layers.h"
 #include "testutil.h"
 
@@ -330,9 +331,9 @@ int main(void) {
      * rows of 1..7, exactly 8, and 8k + r wide; odd input sides) */
     const int p2[][6] = {{1, 2, 17, 17, 2, 2}, {2, 1, 3, 5, 2, 2},   {1, 3, 14, 14, 2, 2},
                          {1, 1, 2, 2, 2, 2},   {1, 1, 16, 33, 2, 2}, {1, 2, 9, 30, 2, 2}};
-    const sp_isa isas[2] = {SP_ISA_PORTABLE, sp_gemm_isa_best()};
+    const sp_isa isas[2] = {SP_ISA_PORTABLE, sp_isa_best()};
     for (int is = 0; is < 2; ++is) {
-        CHECK(sp_gemm_set_isa(isas[is]), "set isa %s", sp_isa_name(isas[is]));
+        CHECK(sp_isa_set(isas[is]), "set isa %s", sp_isa_name(isas[is]));
         test_overwrite(3, 2, 9, 9, 5, 3);
         test_overwrite(2, 3, 28, 28, 32, 3);
         for (int nan = 0; nan < 2; ++nan) {

@@ -19,6 +19,7 @@
 
 #include "bench_util.h"
 #include "kernels/gemm.h"
+#include "kernels/isa.h"
 
 #define RUNS 7
 
@@ -91,7 +92,7 @@ static int shapes_main_(int argc, char **argv) {
             printf("{\"framework\": \"shardprop\", \"isa\": \"%s\", \"label\": \"%s\", "
                    "\"ta\": %d, \"tb\": %d, \"M\": %d, \"N\": %d, \"K\": %d, "
                    "\"threads\": %d, \"gflops\": %.2f}\n",
-                   sp_isa_name(sp_gemm_isa()), label, ta, tb, M, N, K, threads[t], g);
+                   sp_isa_name(sp_isa_active()), label, ta, tb, M, N, K, threads[t], g);
             fflush(stdout);
         }
     }
@@ -126,7 +127,7 @@ int main(int argc, char **argv) {
         bool wanted = argc < 2;
         for (int a = 1; a < argc; ++a) wanted |= strcmp(argv[a], name) == 0;
         if (!wanted) continue;
-        if (!sp_gemm_set_isa((sp_isa)isa)) {
+        if (!sp_isa_set((sp_isa)isa)) {
             printf("%s: SKIP (CPU lacks it)\n", name);
             continue;
         }

@@ -27,6 +27,7 @@
 
 #include "bench_util.h"
 #include "kernels/gemm.h"
+#include "kernels/isa.h"
 #include "kernels/gemm_fixed.h"
 #include "kernels/fixed.h"
 
@@ -139,7 +140,7 @@ int main(int argc, char **argv) {
     }
     printf("sp_gemm (trans_a, beta 0) vs sp_gemm_fixed (%s output), ISA %s, median of %d "
            "interleaved runs\n",
-           float_out ? "float" : "int64", sp_isa_name(sp_gemm_isa()), reps);
+           float_out ? "float" : "int64", sp_isa_name(sp_isa_active()), reps);
     printf("%5s %5s %4s %3s %2s | %9s %6s | %9s %6s | %6s\n", "M", "N", "K", "m", "T", "float us",
            "GF/s", "fixed us", "GF/s", "ratio");
     for (int s = 0; s < nshapes; ++s)

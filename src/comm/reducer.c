@@ -177,7 +177,7 @@ static void convert_share_(sp_reducer *r, int i, bool summed) {
     src[0] = summed ? in : (const int64_t *)(void *)r->slab + b->begin + (size_t)r->displs[cell];
     for (int j = 0; j < P && !summed; ++j)
         if (j != me) src[1 + slot_(j, me)] = in + (size_t)slot_(j, me) * len;
-    sp_fix_sum_to_float_n(r->result + b->begin + (size_t)r->displs[cell], src, summed ? 1 : P, len);
+    sp_fix_sum_to_float(r->result + b->begin + (size_t)r->displs[cell], src, summed ? 1 : P, len);
 }
 
 /* Fixed, phase 2: every rank's float share to every rank, in place in result. */
@@ -287,7 +287,9 @@ void sp_reducer_ready(sp_reducer *r, size_t begin) {
 /* One rank, or fixed with bucket_mb 0: everything now, blocking. */
 static sp_status finish_blocking_(sp_reducer *r) {
     if (r->c->size == 1) {
-        if (r->result) sp_fix_to_float_n(r->result, (const int64_t *)(void *)r->slab, r->n);
+        if (r->result)
+            sp_fix_sum_to_float(
+                r->result, (const int64_t *const[]){(const int64_t *)(void *)r->slab}, 1, r->n);
         return SP_OK;
     }
     sp_comm_watch_(r->c, r->op_blocking);

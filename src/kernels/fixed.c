@@ -1,52 +1,15 @@
-/* sp_fix_accumulate: kernels/fixed.h's conversion and sum, AVX2 when the CPU has it. Integer
- * arithmetic after one exact scaling and one rounding (to nearest even, as the reference), so
- * both paths give the same accumulators bit for bit (tests/test_deterministic.c checks it). And
- * sp_fix_sum_to_float_n, the exact sum of int64 arrays converted back to float (the reducer's
- * shares; sp_fix_to_float_n is its one-array case), AVX2 as well, against a plain C path. */
+/* The fixed-point conversions of kernels/fixed.h: the plain C references and their AVX2 forms,
+ * chosen by the kernels' ISA (kernels/isa.h). Both directions are integer arithmetic after one
+ * exact scaling and one rounding, so every path gives the same bits (tests: deterministic). */
 #include "kernels/fixed.h"
 
-#include <stdatomic.h>
-
-/* The plain C conversion back (the AVX2 one: kernels/fixed_avx2.h). For |q| < 2^51 the double of
- * q is formed by adding q to the bits of 1.5 * 2^52 and subtracting that number (exact there, and
- * it vectorizes, where a conversion of int64 to double does not without AVX-512); else by the
- * conversion of sp_fix_to_float. Either way the double is q itself, scaled exactly and rounded
- * once to float: sp_fix_to_float's bits. Elements go in blocks: the sums of a block (nsrc > 1)
- * stay in L1 between the sum and the conversion. */
-enum { FIX_BLOCK = 512 };
-
-/* 0 when every |q| of the block is below 2^51 (q + 2^51 in [0, 2^52)), else not */
-static uint64_t fix_out_of_fast_range_(const int64_t *q, size_t n) {
-    uint64_t hi = 0;
-    for (size_t k = 0; k < n; ++k) hi |= ((uint64_t)q[k] + ((uint64_t)1 << 51)) >> 52;
-    return hi;
-}
-
-static void fix_block_to_float_(float *restrict dst, const int64_t *restrict q, size_t n) {
-    if (fix_out_of_fast_range_(q, n)) {
-        for (size_t k = 0; k < n; ++k) dst[k] = sp_fix_to_float(q[k]);
-        return;
-    }
-    for (size_t k = 0; k < n; ++k) {
-        const uint64_t bits = (uint64_t)q[k] + 0x4338000000000000ULL;
-        double d;
-        memcpy(&d, &bits, sizeof d);
-        dst[k] = (float)((d - 0x1.8p52) * SP_FIX_INV_SCALE);
-    }
-}
+#include "kernels/isa.h"
 
 void sp_fix_sum_to_float_ref(float *restrict dst, const int64_t *const *src, int nsrc, size_t n) {
-    int64_t sum[FIX_BLOCK];
-    for (size_t k0 = 0; k0 < n; k0 += FIX_BLOCK) {
-        const size_t len = n - k0 < FIX_BLOCK ? n - k0 : FIX_BLOCK;
-        const int64_t *q = src[0] + k0;
-        if (nsrc > 1) {
-            for (size_t k = 0; k < len; ++k) sum[k] = q[k];
-            for (int j = 1; j < nsrc; ++j)
-                for (size_t k = 0; k < len; ++k) sum[k] += src[j][k0 + k];
-            q = sum;
-        }
-        fix_block_to_float_(dst + k0, q, len);
+    for (size_t k = 0; k < n; ++k) {
+        int64_t q = src[0][k];
+        for (int j = 1; j < nsrc; ++j) q += src[j][k];
+        dst[k] = sp_fix_to_float(q);
     }
 }
 
@@ -108,24 +71,13 @@ sum_to_float_avx2_(float *restrict dst, const int64_t *const *src, int nsrc, siz
     }
 }
 
-static atomic_int use_avx2_ = -1;
-
-static bool avx2_(void) {
-    int u = atomic_load_explicit(&use_avx2_, memory_order_relaxed);
-    if (u < 0) {
-        __builtin_cpu_init();
-        u = __builtin_cpu_supports("avx2") ? 1 : 0;
-        atomic_store_explicit(&use_avx2_, u, memory_order_relaxed);
-    }
-    return u;
-}
-
 int64_t sp_fix_accumulate(int64_t *restrict acc, const float *restrict g, size_t n, double limit) {
-    return avx2_() ? accumulate_avx2_(acc, g, n, limit) : sp_fix_accumulate_ref(acc, g, n, limit);
+    return sp_isa_active() >= SP_ISA_AVX2 ? accumulate_avx2_(acc, g, n, limit)
+                                          : sp_fix_accumulate_ref(acc, g, n, limit);
 }
 
-void sp_fix_sum_to_float_n(float *restrict dst, const int64_t *const *src, int nsrc, size_t n) {
-    if (avx2_())
+void sp_fix_sum_to_float(float *restrict dst, const int64_t *const *src, int nsrc, size_t n) {
+    if (sp_isa_active() >= SP_ISA_AVX2)
         sum_to_float_avx2_(dst, src, nsrc, n);
     else
         sp_fix_sum_to_float_ref(dst, src, nsrc, n);
@@ -135,12 +87,7 @@ int64_t sp_fix_accumulate(int64_t *restrict acc, const float *restrict g, size_t
     return sp_fix_accumulate_ref(acc, g, n, limit);
 }
 
-void sp_fix_sum_to_float_n(float *restrict dst, const int64_t *const *src, int nsrc, size_t n) {
+void sp_fix_sum_to_float(float *restrict dst, const int64_t *const *src, int nsrc, size_t n) {
     sp_fix_sum_to_float_ref(dst, src, nsrc, n);
 }
 #endif
-
-void sp_fix_to_float_n(float *restrict dst, const int64_t *restrict src, size_t n) {
-    const int64_t *one = src;
-    sp_fix_sum_to_float_n(dst, &one, 1, n);
-}

@@ -43,7 +43,7 @@ static inline int64_t sp_fix_round_(double d) {
 
 /* acc[i] += round(g[i] * 2^40) for i < n. Returns the number of terms with |g| >= limit or
  * non-finite (those are added as 0). The plain C reference; sp_fix_accumulate (fixed.c) is the
- * same integer arithmetic, vectorized with AVX2 when the CPU has it: the same results. */
+ * same integer arithmetic, vectorized with AVX2 when the kernels' ISA allows: the same results. */
 static inline int64_t sp_fix_accumulate_ref(int64_t *restrict acc, const float *restrict g,
                                             size_t n, double limit) {
     int64_t bad = 0;
@@ -64,12 +64,10 @@ static inline float sp_fix_to_float(int64_t q) {
 }
 
 /* dst[i] = sp_fix_to_float(src[0][i] + ... + src[nsrc - 1][i]) for i < n: the exact int64 sum
- * (the caller keeps it below 2^63, sp_fix_limit), converted; the same bits as those scalar calls,
- * AVX2 when the CPU has it (fixed.c). */
-void sp_fix_sum_to_float_n(float *restrict dst, const int64_t *const *src, int nsrc, size_t n);
-/* The same in plain C (the path without AVX2; the oracle of the tests). */
+ * (the caller keeps it below 2^63, sp_fix_limit), converted. The one array conversion (one
+ * source: nsrc = 1, e.g. (const int64_t *const[]){q}); AVX2 when the kernels' ISA allows. */
+void sp_fix_sum_to_float(float *restrict dst, const int64_t *const *src, int nsrc, size_t n);
+/* The same in plain C: the path without AVX2, and the oracle of the tests. */
 void sp_fix_sum_to_float_ref(float *restrict dst, const int64_t *const *src, int nsrc, size_t n);
-/* dst[i] = sp_fix_to_float(src[i]) for i < n: sp_fix_sum_to_float_n of one array. */
-void sp_fix_to_float_n(float *restrict dst, const int64_t *restrict src, size_t n);
 
 #endif

@@ -42,6 +42,7 @@
 #include <omp.h>
 
 #include "kernels/gemm_ukernel.h"
+#include "kernels/isa.h"
 #include "util/arith.h"
 
 /* A problem with fewer than this many multiply-adds per thread gets fewer threads; below
@@ -96,81 +97,6 @@ static const sp_gemm_kernel_ sp_gemm_kernels_[3] = {
     {ukernel_portable_, pack_cols_, NULL, SP_GEMM_PORTABLE_MR, SP_GEMM_PORTABLE_NR, 128, 2048},
 #endif
 };
-
-/* ---- ISA selection ------------------------------------------------------------------------ */
-
-static bool isa_supported_(sp_isa isa) {
-    switch (isa) {
-    case SP_ISA_PORTABLE:
-        return true;
-#if defined(__x86_64__) && defined(__GNUC__)
-    case SP_ISA_AVX2:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case SP_ISA_AVX512:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-    default:
-        return false;
-    }
-}
-
-sp_isa sp_gemm_isa_best(void) {
-    if (isa_supported_(SP_ISA_AVX512)) return SP_ISA_AVX512;
-    if (isa_supported_(SP_ISA_AVX2)) return SP_ISA_AVX2;
-    return SP_ISA_PORTABLE;
-}
-
-const char *sp_isa_name(sp_isa isa) {
-    switch (isa) {
-    case SP_ISA_PORTABLE:
-        return "portable";
-    case SP_ISA_AVX2:
-        return "avx2";
-    case SP_ISA_AVX512:
-        return "avx512";
-    }
-    return "unknown";
-}
-
-static atomic_int sp_gemm_isa_ = -1; /* -1: not chosen yet */
-
-bool sp_gemm_set_isa(sp_isa isa) {
-    if (!isa_supported_(isa)) return false;
-    atomic_store(&sp_gemm_isa_, (int)isa);
-    return true;
-}
-
-/* The first use: SHARDPROP_GEMM_ISA if set (and possible), else the best. */
-static sp_isa isa_choose_(void) {
-    sp_isa best = sp_gemm_isa_best();
-    const char *env = getenv("SHARDPROP_GEMM_ISA");
-    if (!env || !*env) return best;
-    for (int i = SP_ISA_PORTABLE; i <= SP_ISA_AVX512; ++i) {
-        if (strcmp(env, sp_isa_name((sp_isa)i)) != 0) continue;
-        if (isa_supported_((sp_isa)i)) return (sp_isa)i;
-        fprintf(stderr, "shardprop: SHARDPROP_GEMM_ISA=%s: this CPU lacks it; using %s\n", env,
-                sp_isa_name(best));
-        return best;
-    }
-    fprintf(stderr,
-            "shardprop: SHARDPROP_GEMM_ISA=%s: unknown (expected portable, avx2 or avx512); "
-            "using %s\n",
-            env, sp_isa_name(best));
-    return best;
-}
-
-sp_isa sp_gemm_isa(void) {
-    int isa = atomic_load(&sp_gemm_isa_);
-    if (isa < 0) {
-        int expected = -1;
-        atomic_compare_exchange_strong(&sp_gemm_isa_, &expected, (int)isa_choose_());
-        isa = atomic_load(&sp_gemm_isa_);
-    }
-    return (sp_isa)isa;
-}
 
 /* ---- packing buffers: one per thread, 64-byte aligned, grown as needed ---------------------- */
 
@@ -346,7 +272,7 @@ static int plan_threads_(const sp_gemm_kernel_ *kr, int M, int N, int K) {
 }
 
 int sp_gemm_plan_threads(int M, int N, int K) {
-    return plan_threads_(&sp_gemm_kernels_[sp_gemm_isa()], M, N, K);
+    return plan_threads_(&sp_gemm_kernels_[sp_isa_active()], M, N, K);
 }
 
 void sp_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
@@ -360,7 +286,7 @@ void sp_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const
             }
         return;
     }
-    const sp_gemm_kernel_ *kr = &sp_gemm_kernels_[sp_gemm_isa()];
+    const sp_gemm_kernel_ *kr = &sp_gemm_kernels_[sp_isa_active()];
     const int nt = plan_threads_(kr, M, N, K);
     if (nt == 1) {
         gemm_rect_(kr, trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

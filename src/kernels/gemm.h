@@ -14,7 +14,8 @@
  *   dimension is never split across threads.
  *
  * sp_gemm       the optimized kernel: cache-blocked, packed, OpenMP-threaded, with an
- *               AVX-512 or AVX2+FMA micro-kernel chosen at run time by CPUID, or portable C.
+ *               AVX-512 or AVX2+FMA micro-kernel chosen at run time (kernels/isa.h), or
+ *               portable C.
  *               Called from inside an OpenMP parallel region it runs on the calling thread.
  * sp_gemm_ref   the plain triple loop, kept forever as the oracle (accumulates in double).
  */
@@ -28,17 +29,6 @@ void sp_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const
 
 void sp_gemm_ref(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
-
-typedef enum { SP_ISA_PORTABLE = 0, SP_ISA_AVX2 = 1, SP_ISA_AVX512 = 2 } sp_isa;
-
-/* The micro-kernel in use, the best one this CPU supports, and a name for reports. */
-sp_isa sp_gemm_isa(void);
-sp_isa sp_gemm_isa_best(void);
-const char *sp_isa_name(sp_isa isa);
-
-/* Force a path (tests and benchmarks). Returns false, changing nothing, if the CPU lacks it.
- * The environment variable SHARDPROP_GEMM_ISA=portable|avx2|avx512 does the same at start. */
-bool sp_gemm_set_isa(sp_isa isa);
 
 /* How many OpenMP threads sp_gemm would use for an M x N x K product called from here (1 inside
  * a parallel region, and for problems too small to be worth the fork), with the current ISA. */

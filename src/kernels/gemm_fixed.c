@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "kernels/gemm.h"
+#include "kernels/isa.h"
 #include "kernels/gemm_fixed_ukernel.h"
 #include "kernels/gemm_ukernel.h"
 #include "kernels/fixed.h"
@@ -145,7 +146,7 @@ static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *
 }
 
 int64_t sp_gemm_fixed(const sp_gemm_fixed_args *a, float *work) {
-    if (a->m < 1 || a->m > SP_GEMM_KC || sp_gemm_isa() == SP_ISA_PORTABLE) return -1;
+    if (a->m < 1 || a->m > SP_GEMM_KC || sp_isa_active() == SP_ISA_PORTABLE) return -1;
     const int M = a->M, N = a->N, K = a->K;
     if (M <= 0 || N <= 0) return 0;
     if (K <= 0) {

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "kernels/gemm.h"
+#include "kernels/isa.h"
 #include "layers/layers.h"
 #include "layers/pool_simd.h"
 
@@ -74,7 +75,7 @@ static void maxpool_plane_(float *yrow, int32_t *arow, const float *plane, const
 /* 2x2/2 (the common case) with AVX2 when the GEMM may use it (same bits) */
 static bool maxpool_simd_(const sp_pool_geom *g) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    return g->k == 2 && g->stride == 2 && sp_gemm_isa() >= SP_ISA_AVX2;
+    return g->k == 2 && g->stride == 2 && sp_isa_active() >= SP_ISA_AVX2;
 #else
     (void)g;
     return false;
@@ -102,7 +103,7 @@ void sp_maxpool_relu_backward(float *dx, const float *dy, const int32_t *argmax,
     const int ohw = g->oh * g->ow;
     const size_t hw = (size_t)g->h * g->w;
 #if defined(__x86_64__) && defined(__GNUC__)
-    const bool simd = g->k == 2 && g->stride == 2 && sp_gemm_isa() >= SP_ISA_AVX2;
+    const bool simd = g->k == 2 && g->stride == 2 && sp_isa_active() >= SP_ISA_AVX2;
 #endif
 #pragma omp parallel for schedule(static)
     for (int nc = 0; nc < B * g->c; ++nc) {

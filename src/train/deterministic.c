@@ -236,7 +236,7 @@ static int64_t dense_tiles_(sp_det *d, const sp_wgrad_layer *L) {
             const size_t o = (size_t)(r0 + i) * in + c0;
             const int64_t *src = a + (size_t)i * c;
             if (d->single)
-                sp_fix_to_float_n(gw + o, src, (size_t)c);
+                sp_fix_sum_to_float(gw + o, (const int64_t *const[]){src}, 1, (size_t)c);
             else
                 memcpy(aw + o, src, (size_t)c * sizeof *src);
         }
@@ -397,7 +397,8 @@ sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step
     if (d->single) { /* the dense weights are done */
         float *g = sp_model_grads(d->m);
         for (int r = 0; r < d->nz; ++r)
-            sp_fix_to_float_n(g + d->zoff[r], d->acc + d->zoff[r], d->zlen[r]);
+            sp_fix_sum_to_float(g + d->zoff[r], (const int64_t *const[]){d->acc + d->zoff[r]}, 1,
+                                d->zlen[r]);
     }
     sums[0] = tail[X_BAD_LOSS] ? NAN : (double)tail[X_LOSS_HI] + (double)tail[X_LOSS_LO] * 0x1p-32;
     sums[1] = (double)tail[X_CORRECT];
