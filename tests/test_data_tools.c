@@ -26,13 +26,14 @@ static bool exists_(const char *p) {
     return access(p, F_OK) == 0;
 }
 
-/* No file of the directory is a leftover temporary ("*.tmp.*"). */
+/* No file of the directory is a leftover temporary (the atomic writer's ".NAME.tmp-XXXXXXXXXXXX",
+ * or an older writer's "NAME.tmp.PID"). */
 static int temp_files_(void) {
     DIR *d = opendir(dir);
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) ++n;
+        if (strstr(e->d_name, ".tmp.") || strstr(e->d_name, ".tmp-")) ++n;
     closedir(d);
     return n;
 }

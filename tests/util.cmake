@@ -1,1 +1,2 @@
 sp_test(status)
+sp_test(atomic_file)

@@ -10,12 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "model/spec.h"
+#include "util/atomic_file.h"
 #include "io/h5.h"
 #include "util/mem.h"
 #include "util/shape.h"
@@ -25,11 +25,7 @@
 #define SHARDPROP_VERSION "unknown"
 #endif
 
-enum { TMP_RAND_LEN = 12, MAX_RANK = 4 };
-
-static const char tmp_infix_[] = ".tmp-";
-static const char rand_alphabet_[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+enum { MAX_RANK = 4 };
 
 /* ============================================================================================ */
 /* Small helpers                                                                                */
@@ -45,54 +41,6 @@ static char *path_join_(const char *dir, const char *name) {
     if (a > 0 && dir[a - 1] != '/') p[k++] = '/';
     memcpy(p + k, name, b + 1);
     return p;
-}
-
-/* Fill out[0..n) with characters of rand_alphabet_ from the kernel's random source. Never falls
- * back to anything predictable: false if no random bytes could be had. */
-static bool random_chars_(char *out, size_t n) {
-    unsigned char raw[64];
-    if (n > sizeof raw) return false;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = getrandom(raw + got, n - got, 0);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            break;
-        }
-        got += (size_t)r;
-    }
-    if (got < n) { /* old kernel without getrandom: /dev/urandom */
-        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return false;
-        while (got < n) {
-            ssize_t r = read(fd, raw + got, n - got);
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) break;
-            got += (size_t)r;
-        }
-        close(fd);
-        if (got < n) return false;
-    }
-    /* 256 = 4*62 + 8: reject the top 8 values so each character is uniform. */
-    for (size_t i = 0; i < n; ++i) {
-        while (raw[i] >= 248) {
-            if (getrandom(&raw[i], 1, 0) != 1 && errno != EINTR) return false;
-        }
-        out[i] = rand_alphabet_[raw[i] % 62];
-    }
-    return true;
-}
-
-/* Is `name` ".<target>.tmp-<TMP_RAND_LEN chars of the alphabet>"? Sets *target_len. */
-static bool is_tmp_name_(const char *name, size_t *target_len) {
-    size_t len = strlen(name), infix = sizeof tmp_infix_ - 1;
-    if (name[0] != '.' || len < 1 + 1 + infix + TMP_RAND_LEN) return false;
-    const char *r = name + len - TMP_RAND_LEN;
-    for (size_t i = 0; i < TMP_RAND_LEN; ++i)
-        if (!strchr(rand_alphabet_, r[i]) || r[i] == '\0') return false;
-    if (memcmp(r - infix, tmp_infix_, infix) != 0) return false;
-    *target_len = len - 1 - infix - TMP_RAND_LEN;
-    return true;
 }
 
 /* "step_" + at least 8 digits + ".h5" -> *step. */
@@ -129,27 +77,8 @@ static void test_pause_(const char *where, const char *what) {
 }
 
 /* ============================================================================================ */
-/* Atomic, symlink-safe file replacement relative to a directory descriptor                     */
+/* Files of a checkpoint directory, relative to its descriptor                                  */
 /* ============================================================================================ */
-
-/* Refuse a target that exists as a symbolic link or a non-regular file. */
-static sp_status check_target_(int dirfd, const char *name, const char *shown) {
-    struct stat st;
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno == ENOENT) return SP_OK;
-        return SP_FAIL(SP_ERR_IO, "%s: cannot check the checkpoint target (%s)", shown,
-                       strerror(errno));
-    }
-    if (S_ISLNK(st.st_mode))
-        return SP_FAIL(SP_ERR_IO,
-                       "%s: is a symbolic link; refusing to write through or replace it (remove "
-                       "it if you made it)",
-                       shown);
-    if (!S_ISREG(st.st_mode))
-        return SP_FAIL(SP_ERR_IO, "%s: exists and is not a regular file; refusing to replace it",
-                       shown);
-    return SP_OK;
-}
 
 /* fsync a directory; file systems that cannot (EINVAL, ENOTSUP) are accepted as they are. */
 static sp_status fsync_dir_(int dirfd, const char *dirpath) {
@@ -159,98 +88,27 @@ static sp_status fsync_dir_(int dirfd, const char *dirpath) {
     return SP_OK;
 }
 
-/* write(2) all of buf; on error returns false with errno set. pause_where: the test pause point
- * reached half-way (NULL: none). */
-static bool write_all_(int fd, const unsigned char *buf, size_t len, const char *pause_where,
-                       const char *shown) {
-    size_t done = 0, half = len / 2;
-    bool paused = pause_where == NULL;
-    while (done < len) {
-        size_t chunk = len - done;
-        if (chunk > ((size_t)64 << 20)) chunk = (size_t)64 << 20;
-        if (!paused && done < half && chunk > half - done) chunk = half - done;
-        ssize_t w = write(fd, buf + done, chunk);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        if (w == 0) {
-            errno = EIO;
-            return false;
-        }
-        done += (size_t)w;
-        if (!paused && done >= half) {
-            paused = true;
-            test_pause_(pause_where, shown);
-        }
-    }
-    return true;
-}
-
-/*
- * Replace dirfd/name by the bytes buf[0..len), atomically: exclusive temporary file with a random
- * name in the same directory (0666 & ~umask, no symlink followed), write, fsync, close, rename,
- * fsync the directory. On failure the temporary file is removed and name is untouched.
- * pause_data / pause_before_rename: SP_CKPT_TEST_PAUSE_ENV values that stop the writer half-way
- * through the data / after fsync+close, before the rename (NULL: no pause point).
- */
+/* Replace dirfd/name by buf[0, len) with the atomic writer (util/atomic_file.h). pause_data /
+ * pause_before_rename: SP_CKPT_TEST_PAUSE_ENV values that stop the writer half-way through the
+ * data / after fsync + close, before the rename (NULL: no pause point). */
 static sp_status replace_file_at_(int dirfd, const char *dirpath, const char *name, const void *buf,
                                   size_t len, const char *pause_data,
                                   const char *pause_before_rename) {
-    char *shown = path_join_(dirpath, name);
-    size_t tlen = strlen(name) + 1 + sizeof tmp_infix_ + TMP_RAND_LEN + 1;
-    char *tmp = malloc(tlen);
-    if (!shown || !tmp) {
-        free(shown);
-        free(tmp);
-        return SP_FAIL(SP_ERR_NOMEM, "%s/%s: out of memory", dirpath, name);
+    sp_afile f;
+    SP_CHECK(sp_afile_open_at(&f, dirfd, dirpath, name, "checkpoint"));
+    const size_t half = pause_data ? len / 2 : len;
+    sp_status st = sp_afile_write(&f, buf, half);
+    if (st == SP_OK && pause_data) {
+        test_pause_(pause_data, f.shown);
+        st = sp_afile_write(&f, (const unsigned char *)buf + half, len - half);
     }
-    sp_status st = check_target_(dirfd, name, shown);
-    int fd = -1;
-    if (st == SP_OK) {
-        for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
-            char r[TMP_RAND_LEN];
-            if (!random_chars_(r, TMP_RAND_LEN)) {
-                st = SP_FAIL(SP_ERR_IO, "%s: no random bytes for a temporary file name (%s)", shown,
-                             strerror(errno));
-                break;
-            }
-            snprintf(tmp, tlen, ".%s%s%.*s", name, tmp_infix_, TMP_RAND_LEN, r);
-            /* O_EXCL also fails on an existing symlink (even a dangling one); O_NOFOLLOW in
-             * addition. Mode 0666: the kernel applies the umask. */
-            fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-            if (fd < 0 && errno != EEXIST) {
-                st = SP_FAIL(SP_ERR_IO, "%s: cannot create a temporary file in %s (%s)", shown,
-                             dirpath, strerror(errno));
-                break;
-            }
-        }
-        if (st == SP_OK && fd < 0)
-            st = SP_FAIL(SP_ERR_IO, "%s: cannot create a temporary file in %s (%s)", shown, dirpath,
-                         strerror(EEXIST));
+    if (st == SP_OK) st = sp_afile_sync(&f);
+    if (st == SP_OK && pause_before_rename) test_pause_(pause_before_rename, f.shown);
+    if (st != SP_OK) {
+        sp_afile_abort(&f);
+        return st;
     }
-    if (st == SP_OK) {
-        bool ok = write_all_(fd, buf, len, pause_data, shown);
-        if (!ok)
-            st = SP_FAIL(SP_ERR_IO, "%s: cannot write the checkpoint (%s)", shown, strerror(errno));
-        else if (fsync(fd) != 0)
-            st = SP_FAIL(SP_ERR_IO, "%s: cannot fsync the checkpoint (%s)", shown, strerror(errno));
-        int e = close(fd);
-        fd = -1;
-        if (st == SP_OK && e != 0)
-            st = SP_FAIL(SP_ERR_IO, "%s: cannot close the checkpoint (%s)", shown, strerror(errno));
-        if (st == SP_OK && pause_before_rename) test_pause_(pause_before_rename, shown);
-        /* Again, right before the rename: a link planted meanwhile is refused, not replaced. */
-        if (st == SP_OK) st = check_target_(dirfd, name, shown);
-        if (st == SP_OK && renameat(dirfd, tmp, dirfd, name) != 0)
-            st = SP_FAIL(SP_ERR_IO, "%s: cannot rename the temporary file into place (%s)", shown,
-                         strerror(errno));
-        if (st != SP_OK) unlinkat(dirfd, tmp, 0);
-        if (st == SP_OK) st = fsync_dir_(dirfd, dirpath);
-    }
-    free(shown);
-    free(tmp);
-    return st;
+    return sp_afile_commit(&f);
 }
 
 /* mkdir -p with mode 0777 (the umask applies). */
@@ -519,7 +377,7 @@ sp_status sp_ckpt_write(const char *path, const sp_model *m, const sp_optimizer 
         st = SP_FAIL(SP_ERR_ARG, "'%s': a checkpoint path must name a file", path);
     int dirfd = -1;
     if (st == SP_OK) st = open_dir_(dir, &dirfd);
-    if (st == SP_OK) st = check_target_(dirfd, base, path);
+    if (st == SP_OK) st = sp_afile_check_target(dirfd, base, path);
     void *img = NULL;
     size_t n = 0;
     if (st == SP_OK) st = build_image_(path, m, opt, loss_name, ts, &img, &n);
@@ -543,7 +401,7 @@ static void remove_stale_tmps_(int dirfd) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t tl;
-        if (!is_tmp_name_(e->d_name, &tl)) continue;
+        if (!sp_afile_is_temp_name(e->d_name, &tl)) continue;
         char target[256];
         if (tl >= sizeof target) continue;
         memcpy(target, e->d_name + 1, tl);
@@ -641,8 +499,8 @@ sp_status sp_ckpt_save(const char *dir, int64_t step, int keep, const sp_model *
     sp_status st =
         (!shown || !shown_latest) ? SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", dir) : SP_OK;
     /* Refuse planted links before doing any work. */
-    if (st == SP_OK) st = check_target_(dirfd, "latest", shown_latest);
-    if (st == SP_OK) st = check_target_(dirfd, name, shown);
+    if (st == SP_OK) st = sp_afile_check_target(dirfd, "latest", shown_latest);
+    if (st == SP_OK) st = sp_afile_check_target(dirfd, name, shown);
     if (st == SP_OK) remove_stale_tmps_(dirfd);
     void *img = NULL;
     size_t n = 0;

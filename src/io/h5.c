@@ -217,53 +217,36 @@ sp_status sp_h5_attr_copy_all(hid_t src, hid_t dst) {
 
 sp_status sp_h5_out_create(sp_h5_out *o, const char *path) {
     o->file = -1;
-    o->path = strdup(path);
-    size_t cap = strlen(path) + 32;
-    o->tmp_path = malloc(cap);
-    if (!o->path || !o->tmp_path) {
-        free(o->path);
-        free(o->tmp_path);
-        o->path = o->tmp_path = NULL;
-        return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", path);
-    }
-    snprintf(o->tmp_path, cap, "%s.tmp.%ld", path, (long)getpid());
+    SP_CHECK(sp_afile_open(&o->af, path, "output file"));
+    /* HDF5 opens the temporary file by name; the writer checks before its rename that the name
+     * still holds the file it created */
     errno = 0;
-    o->file = H5Fcreate(o->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    o->file = H5Fcreate(sp_afile_tmp_path(&o->af), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (o->file < 0) {
-        sp_status st = SP_FAIL(SP_ERR_IO, "%s: cannot create output file (%s)", path,
-                               errno ? strerror(errno) : "HDF5 error");
-        free(o->path);
-        free(o->tmp_path);
-        o->path = o->tmp_path = NULL;
+        const sp_status st = SP_FAIL(SP_ERR_IO, "%s: cannot create the output file (%s)", path,
+                                     errno ? strerror(errno) : "HDF5 error");
+        sp_afile_abort(&o->af);
         return st;
     }
     return SP_OK;
 }
 
 sp_status sp_h5_out_commit(sp_h5_out *o) {
-    sp_status st = SP_OK;
-    if (H5Fclose(o->file) < 0) {
-        st = SP_FAIL(SP_ERR_IO, "%s: cannot finish writing the output file", o->path);
-        unlink(o->tmp_path);
-    } else if (rename(o->tmp_path, o->path) != 0) {
-        st = SP_FAIL(SP_ERR_IO, "%s: cannot rename the finished temporary file into place (%s)",
-                     o->path, strerror(errno));
-        unlink(o->tmp_path);
-    }
+    const herr_t e = H5Fclose(o->file);
     o->file = -1;
-    free(o->path);
-    free(o->tmp_path);
-    o->path = o->tmp_path = NULL;
-    return st;
+    if (e < 0) {
+        const sp_status st =
+            SP_FAIL(SP_ERR_IO, "%s: cannot finish writing the output file", o->af.shown);
+        sp_afile_abort(&o->af);
+        return st;
+    }
+    return sp_afile_commit(&o->af);
 }
 
 void sp_h5_out_abort(sp_h5_out *o) {
     if (o->file >= 0) H5Fclose(o->file);
-    if (o->tmp_path) unlink(o->tmp_path);
     o->file = -1;
-    free(o->path);
-    free(o->tmp_path);
-    o->path = o->tmp_path = NULL;
+    sp_afile_abort(&o->af);
 }
 
 sp_status sp_h5_create_rows(hid_t file, const char *name, hid_t file_type, int rank,

@@ -5,8 +5,9 @@
  * (sp_h5_lock / sp_h5_unlock), because a serial HDF5 build is not thread-safe and the data
  * loader reads on a background thread. Callers of the functions below hold the lock.
  *
- * Writing: sp_h5_out_create writes to "<path>.tmp.<pid>" in the same directory; commit closes and
- * renames it over <path>, abort closes and deletes it, so a failed writer leaves no partial file.
+ * Writing: sp_h5_out_create starts an atomic replacement of <path> (util/atomic_file.h: an
+ * exclusive temporary file beside it) that HDF5 writes; commit closes it, syncs it and renames it
+ * over <path>, abort closes and deletes it, so a failed writer leaves no partial file.
  */
 #ifndef SP_IO_H5_H
 #define SP_IO_H5_H
@@ -17,6 +18,7 @@
 #include <stdint.h>
 
 #include "shardprop/status.h"
+#include "util/atomic_file.h"
 
 /* Take / release the process-wide HDF5 lock (recursive). The first call also silences HDF5's own
  * error-stack printing: shardprop reports errors itself, one line each. */
@@ -47,8 +49,7 @@ sp_status sp_h5_attr_copy_all(hid_t src, hid_t dst);
 
 typedef struct sp_h5_out {
     hid_t file;
-    char *path;     /* final path (owned) */
-    char *tmp_path; /* temporary path (owned) */
+    sp_afile af; /* the file being written: af.shown is the final path */
 } sp_h5_out;
 
 sp_status sp_h5_out_create(sp_h5_out *o, const char *path);

@@ -9,6 +9,7 @@
 
 #include "model/layer_hook.h"
 #include "util/json.h"
+#include "util/atomic_file.h"
 #include "util/status.h"
 
 static const char *const kind_names_[SP_TR_KINDS] = {
@@ -46,22 +47,13 @@ static const char *const kind_cats_[SP_TR_KINDS] = {
 
 enum { TID_MAIN = 0, TID_COMM = 1000, MAX_LANES = 32 };
 
-static void tmp_path_(char *buf, size_t cap, const char *path) {
-    snprintf(buf, cap, "%s.tmp.%ld", path, (long)getpid());
-}
-
 sp_status sp_trace_init(sp_trace *tr, const char *path, bool root, size_t max_events) {
     memset(tr, 0, sizeof *tr);
     if (!path) return SP_OK;
-    if (root) {
-        char tmp[4096];
-        tmp_path_(tmp, sizeof tmp, path);
-        FILE *f = fopen(tmp, "w");
-        if (!f)
-            return SP_FAIL(SP_ERR_IO, "%s: cannot create the trace file (%s)", path,
-                           strerror(errno));
-        fclose(f);
-        unlink(tmp);
+    if (root) { /* the writer of the end, tried now */
+        sp_afile af;
+        SP_CHECK(sp_afile_open(&af, path, "trace file"));
+        sp_afile_abort(&af);
     }
     if (max_events == 0) max_events = 1;
     tr->ev = malloc(max_events * sizeof *tr->ev);
@@ -288,15 +280,15 @@ static void write_rank_(FILE *f, bool *first, int rank, const rank_info *ri,
 static sp_status write_file_(const char *path, int size, const rank_info *ri,
                              const sp_trace_event *ev, const sp_model *m, const sp_reducer *r,
                              size_t cap) {
-    const size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
-    if (!tmp) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
-    tmp_path_(tmp, tlen, path);
-    FILE *f = fopen(tmp, "w");
+    sp_afile af;
+    SP_CHECK(sp_afile_open(&af, path, "trace file"));
+    const int fd = dup(af.fd);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
-        sp_status st =
+        const sp_status st =
             SP_FAIL(SP_ERR_IO, "%s: cannot create the trace file (%s)", path, strerror(errno));
-        free(tmp);
+        if (fd >= 0) close(fd);
+        sp_afile_abort(&af);
         return st;
     }
     fprintf(f,
@@ -315,20 +307,10 @@ static sp_status write_file_(const char *path, int size, const rank_info *ri,
     fputs("\n]}\n", f);
     const bool bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad) {
-        unlink(tmp);
-        free(tmp);
+        sp_afile_abort(&af);
         return SP_FAIL(SP_ERR_IO, "%s: cannot write the trace file", path);
     }
-    if (rename(tmp, path) != 0) {
-        sp_status st =
-            SP_FAIL(SP_ERR_IO, "%s: cannot rename the finished trace file into place (%s)", path,
-                    strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return st;
-    }
-    free(tmp);
-    return SP_OK;
+    return sp_afile_commit(&af);
 }
 
 sp_status sp_trace_finish(sp_trace *tr, sp_comm *c, const char *path, const sp_model *m,

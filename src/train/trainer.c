@@ -28,6 +28,7 @@
 #include "train/trace.h"
 #include "train/nonfinite.h"
 #include "scale/scaleplan.h"
+#include "util/atomic_file.h"
 #include "util/json.h"
 #include "util/mem.h"
 #include "util/signals.h"
@@ -674,14 +675,10 @@ static sp_status choose_start_(trainer *t, char *path, size_t cap, bool *resume)
 static sp_status write_complete_marker_(trainer *t) {
     sp_status st = SP_OK;
     if (t->rank == 0 && t->cfg->checkpoint_dir) {
-        char path[4096];
+        char path[4096], line[32];
         snprintf(path, sizeof path, "%s/COMPLETE", t->cfg->checkpoint_dir);
-        FILE *f = fopen(path, "w");
-        bool ok = f && fprintf(f, "%lld\n", (long long)t->step) >= 0;
-        if (f && fclose(f) != 0) ok = false;
-        if (!ok)
-            st = SP_FAIL(SP_ERR_IO, "%s: cannot write the completion marker (%s)", path,
-                         strerror(errno));
+        const int n = snprintf(line, sizeof line, "%lld\n", (long long)t->step);
+        st = sp_afile_write_file(path, line, (size_t)n, "completion marker");
     }
     st = sp_comm_agree(t->comm, st, NULL);
     /* --checkpoint-errors warn: the marker is part of checkpointing; --out still gets written */
