@@ -14,3 +14,7 @@ foreach(t trace straggler layer_stats)
 endforeach()
 sp_test(deterministic TIMEOUT 900 LABELS mpi)
 target_link_libraries(test_deterministic PRIVATE sp_trainutil)
+# The model's sums over ranks through the two gradient exchanges (train/exchange.h).
+foreach(np 1 2 3)
+  sp_mpi_test(exchange ${np} TIMEOUT 60)
+endforeach()

@@ -22,7 +22,8 @@
  * weight then bias, layers in spec order; PyTorch layouts), and the activation buffers for
  * up to max_batch samples. Nothing is allocated during forward or backward.
  * Threading: forward and backward are OpenMP-parallel and bitwise identical for any number of
- * threads. Nothing here is collective; the model knows nothing of MPI.
+ * threads. The model knows nothing of MPI: a layer that needs a sum over the ranks (the
+ * statistics of a normalization over the global batch) calls the allsum its caller supplied.
  */
 #ifndef SHARDPROP_MODEL_H
 #define SHARDPROP_MODEL_H
@@ -113,5 +114,19 @@ void sp_model_zero_grads(sp_model *m);
  * sp_model_zero_grads + sp_model_backward, except that a gradient of exactly zero may be -0. */
 void sp_model_backward_fresh(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready,
                              void *user);
+
+/*
+ * Sums over the ranks that train together, for layers whose forward or backward needs
+ * statistics of the global batch. The caller (the trainer, or an embedding application with
+ * its own communicator) supplies fn: it replaces v[0, n) on every rank by the sums over all
+ * ranks. It is collective: every rank's model calls it at the same points of forward and
+ * backward, in the same order and with the same n, including a rank without samples of the
+ * batch. Without one (the default) the sums are this process's own values. A failed sum
+ * returns its status to the layer, which the model reports from sp_model_allsum's caller.
+ */
+typedef sp_status (*sp_model_allsum_fn)(void *user, double *v, size_t n);
+void sp_model_set_allsum(sp_model *m, sp_model_allsum_fn fn, void *user);
+/* What a layer calls: v[0, n) summed over the ranks in place (collective through fn). */
+sp_status sp_model_allsum(sp_model *m, double *v, size_t n);
 
 #endif

@@ -49,6 +49,8 @@ struct sp_model {
     int last_B;
     sp_layer_hook_fn hook; /* observer (--trace, --layer-stats), usually NULL */
     void *hook_user;
+    sp_model_allsum_fn allsum; /* sums over the ranks (sp_model_set_allsum), or NULL */
+    void *allsum_user;
 };
 
 /* The kernels index a batch of activations with int (B * C * H * W, GEMM dimensions), and the
@@ -496,6 +498,15 @@ static void backward_(sp_model *m, const float *d_out, int B, sp_grad_ready_fn o
 void sp_model_set_layer_hook(sp_model *m, sp_layer_hook_fn fn, void *user) {
     m->hook = fn;
     m->hook_user = fn ? user : NULL;
+}
+
+void sp_model_set_allsum(sp_model *m, sp_model_allsum_fn fn, void *user) {
+    m->allsum = fn;
+    m->allsum_user = fn ? user : NULL;
+}
+
+sp_status sp_model_allsum(sp_model *m, double *v, size_t n) {
+    return m->allsum ? m->allsum(m->allsum_user, v, n) : SP_OK;
 }
 
 void sp_model_backward(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready,

@@ -45,7 +45,7 @@
  * per global batch)) for very large batches), or a NaN/Inf, stops the run with an error at that
  * step (on every rank together) instead of a wrong sum.
  */
-#include "train/deterministic.h"
+#include "train/exchange.h"
 
 #include <math.h>
 #include <omp.h>
@@ -56,7 +56,6 @@
 #include "kernels/gemm_fixed.h"
 #include "layers/layers.h"
 #include "model/wgrad.h"
-#include "shardprop/loss.h"
 #include "kernels/fixed.h"
 #include "util/mem.h"
 #include "util/status.h"
@@ -70,14 +69,13 @@
  * gradients, when the count of bad terms is known. */
 enum { X_LOSS_HI, X_LOSS_LO, X_CORRECT, X_COUNT, X_BAD_GRAD, X_BAD_LOSS, X_N };
 
-struct sp_det {
+typedef struct sp_det {
+    sp_exchange base; /* first: the interface (train/exchange.h) */
     sp_model *m;
-    double t_reduce[2]; /* the last step's wait for the integer sums: start, end (sp_comm_wtime) */
+    sp_comm *comm;
     int64_t micro;
-    bool xent;
-    int outputs, max_batch, threads;
+    int max_batch, threads;
     size_t nparams;
-    size_t bytes;      /* what the buffers below hold, without the reducer's */
     int64_t *buf;      /* (X_N + nparams): the head (X_*), then acc */
     int64_t *acc;      /* buf + X_N: one accumulator per parameter */
     sp_reducer *red;   /* the exact integer sums over ranks, per bucket during backward */
@@ -85,15 +83,14 @@ struct sp_det {
     float *scratch;    /* (threads, scratch_per) */
     int64_t *tile_acc; /* (threads, scratch_per): a dense tile's accumulators */
     size_t scratch_per;
-    float *dz;    /* (max_batch, outputs) */
-    double *rows; /* (max_batch) */
     double limit; /* this step's largest allowed |term| */
     int64_t bad;  /* terms out of range in this step (local) */
     bool single;  /* one rank: dense tiles convert to the float gradients directly */
     int nz;       /* ranges [zoff, zoff + zlen) of the slab not written whole by dense tiles */
     size_t *zoff, *zlen;
-    float *work; /* sp_gemm_fixed's packed operands, or NULL */
-};
+    float *work;        /* sp_gemm_fixed's packed operands, or NULL */
+    sp_step_sums total; /* the last step's sums over ranks (from the head) */
+} sp_det;
 
 /* A dense layer's tile of dW: rows x cols, near square (the packing of the two GEMM operands is
  * redone per tile, rows + cols per sample, against rows x cols multiply-adds), rows a multiple of
@@ -107,16 +104,28 @@ static void dense_tile_(int in, int out, int *rows, int *cols) {
     *rows = r, *cols = c;
 }
 
-sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int outputs,
-                        sp_comm *comm, size_t bucket_bytes) {
+static sp_status backward_(sp_exchange *x, const sp_local_batch *lb);
+static sp_status sums_(sp_exchange *x, const sp_local_batch *lb, bool bad, sp_step_sums *out,
+                       bool *any_bad);
+static sp_status allsum_(sp_exchange *x, double *v, size_t n);
+static void det_free_(sp_exchange *x);
+
+sp_status sp_exchange_fixed_create(sp_exchange **out, sp_model *m, sp_comm *comm, int64_t micro,
+                                   size_t bucket_bytes) {
     *out = NULL;
     if (micro < 1) return SP_FAIL(SP_ERR_ARG, "--micro-batch must be >= 1");
     sp_det *d = calloc(1, sizeof *d);
     if (!d) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    d->base = (sp_exchange){.backward = backward_,
+                            .sums = sums_,
+                            .allsum = allsum_,
+                            .free = det_free_,
+                            .elem_bytes = sizeof(int64_t),
+                            .bucket_kind = "int64 sums",
+                            .memory_kind = "fixed-point sums and exchange buffers"};
     d->m = m;
+    d->comm = comm;
     d->micro = micro;
-    d->xent = xent;
-    d->outputs = outputs;
     d->max_batch = sp_model_max_batch(m);
     d->threads = omp_get_max_threads();
     d->nparams = sp_model_num_params(m);
@@ -125,7 +134,7 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
     d->zoff = calloc((size_t)nl + 1, sizeof(size_t));
     d->zlen = calloc((size_t)nl + 1, sizeof(size_t));
     if (!d->zoff || !d->zlen) {
-        sp_det_free(d);
+        det_free_(&d->base);
         return SP_FAIL(SP_ERR_NOMEM, "out of memory");
     }
     /* the scratch: a dense row block per thread, or a whole conv weight (one, threaded GEMM) */
@@ -154,26 +163,22 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
     }
     d->scratch_per = per;
     const size_t scratch = per * (size_t)d->threads > conv ? per * (size_t)d->threads : conv;
-    size_t bytes = (d->nparams + X_N) * sizeof(int64_t) + scratch * sizeof(float) +
-                   per * (size_t)d->threads * sizeof(int64_t) + work * sizeof(float) +
-                   (size_t)d->max_batch * ((size_t)outputs * sizeof(float) + sizeof(double));
+    const size_t bytes = (d->nparams + X_N) * sizeof(int64_t) + scratch * sizeof(float) +
+                         per * (size_t)d->threads * sizeof(int64_t) + work * sizeof(float);
     sp_status st = sp_mem_check(bytes, "--deterministic", "fixed-point gradient accumulators");
     if (st != SP_OK) {
         free(d);
         return st;
     }
-    d->bytes = bytes;
     d->buf = malloc((d->nparams + X_N) * sizeof(int64_t));
     d->acc = d->buf ? d->buf + X_N : NULL;
     d->scratch = aligned_alloc(64, ((scratch ? scratch : 1) * sizeof(float) + 63) & ~(size_t)63);
     d->tile_acc = aligned_alloc(64, ((per ? per : 1) * (size_t)d->threads * sizeof(int64_t) + 63) &
                                         ~(size_t)63);
     if (work) d->work = aligned_alloc(64, (work * sizeof(float) + 63) & ~(size_t)63);
-    d->dz = malloc((size_t)d->max_batch * (size_t)outputs * sizeof(float));
-    d->rows = malloc((size_t)d->max_batch * sizeof(double));
-    if (!d->acc || !d->scratch || !d->tile_acc || !d->dz || !d->rows || (work && !d->work)) {
+    if (!d->acc || !d->scratch || !d->tile_acc || (work && !d->work)) {
         const size_t np = d->nparams;
-        sp_det_free(d);
+        det_free_(&d->base);
         return SP_FAIL(SP_ERR_NOMEM, "--deterministic: out of memory for %zu accumulators", np);
     }
     st = d->single ? sp_reducer_create_fixed(&d->plan, NULL, d->acc, sp_model_grads(m), d->nparams,
@@ -181,23 +186,24 @@ sp_status sp_det_create(sp_det **out, sp_model *m, int64_t micro, bool xent, int
                    : sp_reducer_create_fixed(&d->red, comm, d->acc, sp_model_grads(m), d->nparams,
                                              bucket_bytes);
     if (st != SP_OK) {
-        sp_det_free(d);
+        det_free_(&d->base);
         return st;
     }
-    *out = d;
+    d->base.reducer = d->red;
+    d->base.plan = d->red ? d->red : d->plan;
+    d->base.memory_bytes = bytes + (d->red ? sp_reducer_memory_bytes(d->red) : 0);
+    *out = &d->base;
     return SP_OK;
 }
 
-void sp_det_free(sp_det *d) {
-    if (!d) return;
+static void det_free_(sp_exchange *x) {
+    sp_det *d = (sp_det *)x;
     sp_reducer_free(d->red);
     sp_reducer_free(d->plan);
     free(d->buf);
     free(d->scratch);
     free(d->tile_acc);
     free(d->work);
-    free(d->dz);
-    free(d->rows);
     free(d->zoff);
     free(d->zlen);
     free(d);
@@ -333,100 +339,115 @@ static void wgrad_(void *user, const sp_wgrad_layer *L) {
 
 /* The exact fixed-point form of the sum of n per-sample losses: hi += floor(l), lo +=
  * round((l - floor(l)) 2^32). Returns false if a loss is not finite or too large. */
+static void to_fix_(double v, int64_t *hi, int64_t *lo) {
+    const double f = floor(v);
+    *hi += (int64_t)f;
+    *lo += (int64_t)nearbyint((v - f) * 0x1p32); /* v - f exact: the fraction of v */
+}
+
 static bool loss_fix_(const double *rows, int n, int64_t global, int64_t *hi, int64_t *lo) {
     /* |floor(l)| * samples and 2^32 * samples must stay below 2^62 */
     const double lim = ldexp(1.0, 62) / (double)(global > 0 ? global : 1);
     bool ok = true;
     for (int i = 0; i < n; ++i) {
-        const double l = rows[i];
-        if (!(fabs(l) < lim)) {
+        if (fabs(rows[i]) < lim)
+            to_fix_(rows[i], hi, lo);
+        else
             ok = false;
-            continue;
-        }
-        const double f = floor(l);
-        *hi += (int64_t)f;
-        *lo += (int64_t)nearbyint((l - f) * 0x1p32); /* l - f exact: the fraction of l */
     }
     return ok;
 }
 
-sp_status sp_det_step(sp_det *d, sp_comm *comm, const sp_batch *b, const sp_step_ctx *ctx,
-                      double sums[3], double *compute_s) {
-    const double t0 = sp_comm_wtime();
-    const int B = (int)b->count;
-    const int64_t nmb_global = (b->global_count + d->micro - 1) / d->micro;
-    int64_t *tail = d->buf;
+/* The sums over ranks for the model's layers, exact in the same fixed point as the loss: the
+ * same bits whatever the order of the ranks (one term per rank and value, resolution 2^-32).
+ * In chunks on the stack: no allocation inside a step. */
+static sp_status allsum_(sp_exchange *x, double *v, size_t n) {
+    enum { CHUNK = 256 };
+    sp_det *d = (sp_det *)x;
+    const double lim = ldexp(1.0, 62) / (double)sp_comm_size(d->comm);
+    for (size_t k0 = 0; k0 < n; k0 += CHUNK) {
+        const size_t len = n - k0 < CHUNK ? n - k0 : CHUNK;
+        int64_t q[2 * CHUNK + 1] = {0}; /* (hi, lo) per value, then the count of bad values */
+        for (size_t i = 0; i < len; ++i) {
+            if (fabs(v[k0 + i]) < lim)
+                to_fix_(v[k0 + i], &q[2 * i], &q[2 * i + 1]);
+            else
+                q[2 * len]++;
+        }
+        SP_CHECK(sp_comm_sum_int64(d->comm, q, 2 * len + 1));
+        if (q[2 * len]) /* the counts are global: every rank fails together */
+            return SP_FAIL(SP_ERR_NUMERIC,
+                           "--deterministic: %lld values of a sum over ranks are NaN, infinite "
+                           "or beyond %g",
+                           (long long)q[2 * len], lim);
+        for (size_t i = 0; i < len; ++i)
+            v[k0 + i] = (double)q[2 * i] + (double)q[2 * i + 1] * 0x1p-32;
+    }
+    return SP_OK;
+}
+
+/* Backward with the weight gradients summed per micro-batch in fixed point, then over ranks (the
+ * buckets start as their layers finish); the head (the exact loss, the counts, the bad terms)
+ * after them. */
+static sp_status backward_(sp_exchange *x, const sp_local_batch *lb) {
+    sp_det *d = (sp_det *)x;
+    const int B = lb->count;
+    const int64_t nmb_global = (lb->global_count + d->micro - 1) / d->micro;
+    int64_t *head = d->buf;
     /* dense weights are stored whole by their tiles; the rest accumulates from 0 */
     if (B > 0) {
         for (int i = 0; i < d->nz; ++i)
             memset(d->acc + d->zoff[i], 0, d->zlen[i] * sizeof(int64_t));
-        memset(tail, 0, X_N * sizeof(int64_t));
+        memset(head, 0, X_N * sizeof(int64_t));
     } else {
         if (d->red) sp_reducer_begin(d->red);
         memset(d->buf, 0, (d->nparams + X_N) * sizeof(int64_t));
     }
     d->limit = sp_fix_limit(nmb_global);
     d->bad = 0;
-    /* the mean over the global batch: every rank scales by the same global count */
-    const float scale = d->xent ? 1.0f / (float)b->global_count
-                                : 1.0f / ((float)b->global_count * (float)d->outputs);
     if (B > 0) {
-        double loss_sum = 0;
-        int64_t correct = 0;
-        const float *z = sp_model_forward(d->m, b->x, B, ctx);
-        if (d->xent)
-            sp_xent_loss(&loss_sum, &correct, d->dz, d->rows, z, b->labels, B, d->outputs, scale);
-        else
-            sp_mse_loss(&loss_sum, d->dz, d->rows, z, b->targets, B, d->outputs, scale);
-        if (!loss_fix_(d->rows, B, b->global_count, &tail[X_LOSS_HI], &tail[X_LOSS_LO]))
-            tail[X_BAD_LOSS] = 1;
-        tail[X_CORRECT] = correct;
-        tail[X_COUNT] = B;
+        if (!loss_fix_(lb->rows, B, lb->global_count, &head[X_LOSS_HI], &head[X_LOSS_LO]))
+            head[X_BAD_LOSS] = 1;
+        head[X_CORRECT] = lb->correct;
+        head[X_COUNT] = B;
         if (d->red) sp_reducer_begin(d->red);
-        sp_model_backward_wgrad(d->m, d->dz, B, wgrad_, d);
-        tail[X_BAD_GRAD] = d->bad;
+        sp_model_backward_wgrad(d->m, lb->dz, B, wgrad_, d);
+        head[X_BAD_GRAD] = d->bad;
     }
-    d->t_reduce[0] = sp_comm_wtime();
-    *compute_s += d->t_reduce[0] - t0;
+    x->t_wait[0] = sp_comm_wtime();
     if (d->red) { /* the gradients, as floats; then the head, now that it is complete */
         SP_CHECK(sp_reducer_finish(d->red));
-        SP_CHECK(sp_comm_sum_int64(comm, tail, X_N));
+        SP_CHECK(sp_comm_sum_int64(d->comm, head, X_N));
     }
-    const double t1 = sp_comm_wtime();
-    d->t_reduce[1] = t1;
     if (d->single) { /* the dense weights are done */
         float *g = sp_model_grads(d->m);
         for (int r = 0; r < d->nz; ++r)
             sp_fix_sum_to_float(g + d->zoff[r], (const int64_t *const[]){d->acc + d->zoff[r]}, 1,
                                 d->zlen[r]);
     }
-    sums[0] = tail[X_BAD_LOSS] ? NAN : (double)tail[X_LOSS_HI] + (double)tail[X_LOSS_LO] * 0x1p-32;
-    sums[1] = (double)tail[X_CORRECT];
-    sums[2] = (double)tail[X_COUNT];
-    *compute_s += sp_comm_wtime() - t1;
+    x->t_wait[1] = sp_comm_wtime();
+    d->total.loss =
+        head[X_BAD_LOSS] ? NAN : (double)head[X_LOSS_HI] + (double)head[X_LOSS_LO] * 0x1p-32;
+    d->total.correct = (double)head[X_CORRECT];
+    d->total.samples = (double)head[X_COUNT];
     /* the counts are global now: every rank takes the same branch */
-    if (tail[X_BAD_GRAD] && !tail[X_BAD_LOSS])
+    if (head[X_BAD_GRAD] && !head[X_BAD_LOSS])
         return SP_FAIL(SP_ERR_NUMERIC,
                        "--deterministic: %lld gradient terms of step %lld are NaN, infinite or "
                        "outside the fixed-point range (|g| < %g per micro-batch): the run "
                        "diverges; lower --lr",
-                       (long long)tail[X_BAD_GRAD], (long long)ctx->step + 1, d->limit);
+                       (long long)head[X_BAD_GRAD], (long long)lb->step + 1, d->limit);
     return SP_OK;
 }
 
-sp_reducer *sp_det_reducer(sp_det *d) {
-    return d->red;
-}
-
-sp_reducer *sp_det_buckets(sp_det *d) {
-    return d->red ? d->red : d->plan;
-}
-
-size_t sp_det_memory_bytes(const sp_det *d) {
-    return d->bytes + (d->red ? sp_reducer_memory_bytes(d->red) : 0);
-}
-
-void sp_det_reduce_times(const sp_det *d, double *start, double *end) {
-    *start = d->t_reduce[0];
-    *end = d->t_reduce[1];
+/* The sums are global already (exact, in the head); only the verdict on the gradient crosses. */
+static sp_status sums_(sp_exchange *x, const sp_local_batch *lb, bool bad, sp_step_sums *out,
+                       bool *any_bad) {
+    sp_det *d = (sp_det *)x;
+    (void)lb;
+    double v = bad;
+    SP_CHECK(sp_comm_sum_doubles(d->comm, &v, 1));
+    *out = d->total;
+    *any_bad = v > 0;
+    return SP_OK;
 }

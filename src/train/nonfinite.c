@@ -95,22 +95,3 @@ sp_status sp_nonfinite_handle(sp_model *m, bool skip, int64_t step, double loss,
     }
     return SP_OK;
 }
-
-void sp_nonfinite_test_hook(sp_model *m, int rank, int64_t step) {
-    static int hook_rank = -2;
-    static long long hook_step = -1;
-    if (hook_rank == -2) {
-        const char *e = getenv("SHARDPROP_TEST_NONFINITE");
-        hook_rank = -1;
-        if (e && sscanf(e, "%d:%lld", &hook_rank, &hook_step) != 2) hook_rank = -1;
-    }
-    if (hook_rank != rank || hook_step != step) return;
-    for (int i = sp_model_num_layers(m) - 1; i >= 0; --i) {
-        size_t w_off, w_len, b_off, b_len;
-        if (!sp_model_layer_ranges(m, i, &w_off, &w_len, &b_off, &b_len)) continue;
-        sp_model_grads(m)[w_off] = NAN;
-        fprintf(stderr, "rank %d: test hook: NaN in the gradient of layer %d at step %lld\n", rank,
-                i, (long long)step);
-        return;
-    }
-}

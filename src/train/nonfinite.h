@@ -48,9 +48,4 @@ void sp_nonfinite_describe(sp_model *m, const sp_nonfinite_scan *s, int64_t step
 sp_status sp_nonfinite_handle(sp_model *m, bool skip, int64_t step, double loss, bool any_bad,
                               const sp_nonfinite_scan *s, int64_t *skipped, bool talk);
 
-/* Test-only fault injection: with SHARDPROP_TEST_NONFINITE=RANK:STEP, rank RANK puts a NaN into
- * the reduced gradient of the last parameter layer at step STEP (1-based), after the allreduce,
- * so that only that rank sees it. */
-void sp_nonfinite_test_hook(sp_model *m, int rank, int64_t step);
-
 #endif

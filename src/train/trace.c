@@ -112,7 +112,7 @@ void sp_trace_layer_event(sp_trace *tr, int ev, int layer) {
 }
 
 void sp_trace_buckets(sp_trace *tr, const sp_reducer *r) {
-    if (!tr->on) return;
+    if (!tr->on || !r) return;
     const int nb = sp_reducer_num_buckets(r);
     for (int i = 0; i < nb; ++i) {
         double a, b;
@@ -211,7 +211,8 @@ static void sort_meta_(FILE *f, int pid, int tid, const char *what, int index) {
 
 /* One rank's events: metadata, then the spans (comm spans spread over lanes). */
 static void write_rank_(FILE *f, bool *first, int rank, const rank_info *ri,
-                        const sp_trace_event *ev, const sp_model *m, const sp_reducer *r) {
+                        const sp_trace_event *ev, const sp_model *m, const sp_reducer *r,
+                        size_t elem) {
     char name[128];
     snprintf(name, sizeof name, "rank %d", rank);
     meta_(f, first, rank, TID_MAIN, "process_name", name);
@@ -220,7 +221,7 @@ static void write_rank_(FILE *f, bool *first, int rank, const rank_info *ri,
     sort_meta_(f, rank, TID_MAIN, "thread_sort_index", 0);
     double lane_end[MAX_LANES];
     int lanes = 0;
-    const int nlayers = sp_model_num_layers(m), nb = sp_reducer_num_buckets(r);
+    const int nlayers = sp_model_num_layers(m), nb = r ? sp_reducer_num_buckets(r) : 0;
     for (uint64_t i = 0; i < ri->n; ++i) {
         const sp_trace_event *e = &ev[i];
         if (e->kind < 0 || e->kind >= SP_TR_KINDS) continue;
@@ -270,7 +271,7 @@ static void write_rank_(FILE *f, bool *first, int rank, const rank_info *ri,
             if (e->arg >= 0 && e->arg < nb) {
                 size_t b0, len;
                 sp_reducer_bucket(r, e->arg, &b0, &len);
-                fprintf(f, ", \"bytes\": %zu", len * sizeof(float));
+                fprintf(f, ", \"bytes\": %zu", len * elem);
             }
         }
         fputs("}}", f);
@@ -279,7 +280,7 @@ static void write_rank_(FILE *f, bool *first, int rank, const rank_info *ri,
 
 static sp_status write_file_(const char *path, int size, const rank_info *ri,
                              const sp_trace_event *ev, const sp_model *m, const sp_reducer *r,
-                             size_t cap) {
+                             size_t elem, size_t cap) {
     sp_afile af;
     SP_CHECK(sp_afile_open(&af, path, "trace file"));
     const int fd = dup(af.fd);
@@ -301,7 +302,7 @@ static sp_status write_file_(const char *path, int size, const rank_info *ri,
     bool first = true;
     size_t off = 0;
     for (int q = 0; q < size; ++q) {
-        write_rank_(f, &first, q, &ri[q], ev + off, m, r);
+        write_rank_(f, &first, q, &ri[q], ev + off, m, r, elem);
         off += ri[q].n;
     }
     fputs("\n]}\n", f);
@@ -314,7 +315,7 @@ static sp_status write_file_(const char *path, int size, const rank_info *ri,
 }
 
 sp_status sp_trace_finish(sp_trace *tr, sp_comm *c, const char *path, const sp_model *m,
-                          const sp_reducer *r, FILE *metrics, bool talk) {
+                          const sp_reducer *r, size_t elem, FILE *metrics, bool talk) {
     SP_CHECK(straggler_(tr, c, metrics, talk));
     if (!tr->ev || !path) return SP_OK;
     tr->on = false;
@@ -340,7 +341,7 @@ sp_status sp_trace_finish(sp_trace *tr, sp_comm *c, const char *path, const sp_m
     if (st == SP_OK) st = sp_comm_agree(c, st, NULL);
     if (st == SP_OK) st = sp_comm_gatherv_bytes(c, tr->ev, tr->n * sizeof *tr->ev, all, counts, 0);
     if (st == SP_OK && rank == 0) {
-        st = write_file_(path, size, ri, all, m, r, tr->cap);
+        st = write_file_(path, size, ri, all, m, r, elem, tr->cap);
         uint64_t dropped = 0;
         for (int q = 0; q < size; ++q) dropped += ri[q].dropped;
         if (st == SP_OK && talk) {

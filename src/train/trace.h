@@ -108,17 +108,17 @@ static inline void sp_trace_compute_end(sp_trace *tr) {
 /* Per-layer spans, from the model's layer hook (ev: sp_hook_event). */
 void sp_trace_layer_event(sp_trace *tr, int ev, int layer);
 
-/* After sp_reducer_finish: one span per bucket of the step on the comm lanes. */
+/* After sp_reducer_finish: one span per bucket of the step on the comm lanes (r may be NULL). */
 void sp_trace_buckets(sp_trace *tr, const sp_reducer *r);
 
 /*
  * The end of the run (collective): gathers every rank's mean compute time per step; rank 0
  * prints the straggler line when talk (more than one rank and at least one step) and appends a
  * "straggler" record to metrics (may be NULL). With tracing on, rank 0 then gathers the events
- * and writes `path` atomically (m: layer names; r: bucket sizes). Agreed: a failed write is an
- * error on every rank.
+ * and writes `path` atomically (m: layer names; r: the gradient buckets, elem bytes each
+ * element, or NULL). Agreed: a failed write is an error on every rank.
  */
 sp_status sp_trace_finish(sp_trace *tr, sp_comm *c, const char *path, const sp_model *m,
-                          const sp_reducer *r, FILE *metrics, bool talk);
+                          const sp_reducer *r, size_t elem, FILE *metrics, bool talk);
 
 #endif

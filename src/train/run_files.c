@@ -1,0 +1,173 @@
+/*
+ * The files of a training run: where it starts from (--resume, --init-from), its checkpoints,
+ * the final model (--out) and the completion marker. Rank 0 chooses and writes; every rank
+ * agrees on the outcome before going on.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/checkpoint.h"
+#include "train/trainer_impl.h"
+#include "util/atomic_file.h"
+#include "util/status.h"
+
+/* Rank 0 writes the model file; everyone agrees on the outcome. */
+sp_status sp_run_write_model(trainer *t, const char *path, sp_position pos) {
+    sp_status st = SP_OK;
+    const double t0 = sp_trace_now(&t->tr);
+    if (t->rank == 0) {
+        char *conf = sp_train_config_format(t->cfg);
+        sp_train_state ts = {.step = t->step,
+                             .epoch = pos.epoch,
+                             .epoch_batch = pos.epoch_batch,
+                             .seed = (uint64_t)t->cfg->seed,
+                             .config = conf ? conf : "",
+                             .world_size = t->size,
+                             .threads = t->threads};
+        st = sp_ckpt_write(path, t->m, t->opt, t->xent ? "xent" : "mse", &ts);
+        free(conf);
+    }
+    st = sp_comm_agree(t->comm, st, NULL);
+    sp_trace_span(&t->tr, SP_TR_MODEL_WRITE, -1, t0, sp_trace_now(&t->tr));
+    return st;
+}
+
+/* Write DIR/step_<step>.h5 (rank 0), agreed; --checkpoint-errors warn turns a failure into a
+ * warning. */
+sp_status sp_run_checkpoint(trainer *t, sp_position pos) {
+    const sp_train_config *c = t->cfg;
+    const double t0 = sp_comm_wtime();
+    sp_status st = SP_OK;
+    char written[4096] = "";
+    if (t->rank == 0) {
+        char *conf = sp_train_config_format(c);
+        sp_train_state ts = {.step = t->step,
+                             .epoch = pos.epoch,
+                             .epoch_batch = pos.epoch_batch,
+                             .seed = (uint64_t)c->seed,
+                             .config = conf ? conf : "",
+                             .world_size = t->size,
+                             .threads = t->threads};
+        st = conf ? sp_ckpt_save(c->checkpoint_dir, t->step, (int)c->keep, t->m, t->opt,
+                                 t->xent ? "xent" : "mse", &ts, written, sizeof written)
+                  : SP_FAIL(SP_ERR_NOMEM, "out of memory");
+        free(conf);
+    }
+    st = sp_comm_agree(t->comm, st, NULL);
+    sp_trace_span(&t->tr, SP_TR_CHECKPOINT, -1, t0, sp_trace_now(&t->tr));
+    t->last_ckpt_s = sp_comm_wtime() - t0;
+    t->last_ckpt_time = sp_comm_wtime();
+    if (st != SP_OK && !strcmp(c->checkpoint_errors, "warn")) {
+        if (t->talk) {
+            if (t->rep.tty) printf("\n");
+            fprintf(stderr, "shardprop train: warning: checkpoint at step %lld failed: %s\n",
+                    (long long)t->step, sp_last_error());
+        }
+        return SP_OK;
+    }
+    if (st == SP_OK && t->talk && !c->quiet && !t->rep.tty)
+        printf("checkpoint: %s (%.2f s)\n", written, t->last_ckpt_s);
+    return st;
+}
+
+/* A "key = value" line of a stored configuration ("" if absent). */
+static void config_value_(const char *conf, const char *key, char *out, size_t cap) {
+    out[0] = '\0';
+    const size_t kl = strlen(key);
+    for (const char *p = conf; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        if (!strncmp(p, key, kl) && !strncmp(p + kl, " = ", 3)) {
+            const char *v = p + kl + 3;
+            size_t n = eol ? (size_t)(eol - v) : strlen(v);
+            if (n >= cap) n = cap - 1;
+            memcpy(out, v, n);
+            out[n] = '\0';
+            return;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+}
+
+/* Resume or init-from: load what the checkpoint holds into this rank (every rank reads the same
+ * file; rank 0 chose it). */
+sp_status sp_run_load_start(trainer *t, const char *path, bool resume) {
+    const sp_train_config *c = t->cfg;
+    SP_CHECK(sp_ckpt_load_params(path, t->m));
+    if (!resume) return SP_OK;
+    sp_ckpt_info info;
+    sp_status st = sp_ckpt_read_info(path, &info);
+    if (st == SP_OK && (!info.has_train || !info.has_optimizer))
+        st = SP_FAIL(SP_ERR_DATA,
+                     "%s: not a training checkpoint (no /train or /optimizer): use --init-from "
+                     "to start a new run from its parameters",
+                     path);
+    if (st == SP_OK && strcmp(info.loss, t->xent ? "xent" : "mse"))
+        st = SP_FAIL(SP_ERR_ARG, "%s: the run used --loss %s, this one %s", path, info.loss,
+                     t->xent ? "xent" : "mse");
+    if (st == SP_OK && info.train.seed != (uint64_t)c->seed)
+        st = SP_FAIL(SP_ERR_ARG,
+                     "%s: the run used --seed %llu, this one %lld: resuming needs the same seed "
+                     "(the data order and dropout depend on it)",
+                     path, (unsigned long long)info.train.seed, (long long)c->seed);
+    if (st == SP_OK) {
+        char v[64], mine[64];
+        /* a --deterministic run continues only with its micro-batch size (the sums depend on
+         * it); config_value_ gives "" for checkpoints older than the flag */
+        const char *keys[] = {"batch", "no-shuffle", "data", "micro-batch"};
+        char *conf = sp_train_config_format(c);
+        for (int k = 0; k < (c->deterministic ? 4 : 3) && st == SP_OK && conf; ++k) {
+            config_value_(info.train.config, keys[k], v, sizeof v);
+            config_value_(conf, keys[k], mine, sizeof mine);
+            if (v[0] && strcmp(v, mine))
+                st = SP_FAIL(SP_ERR_ARG,
+                             "%s: the run used %s = %s, this one %s: resuming needs the same "
+                             "value",
+                             path, keys[k], v, mine);
+        }
+        free(conf);
+    }
+    if (st == SP_OK) st = sp_ckpt_load_optimizer(path, t->m, t->opt);
+    if (st == SP_OK) {
+        t->step = info.train.step;
+        t->pos = (sp_position){info.train.epoch, info.train.epoch_batch};
+    }
+    sp_ckpt_info_free(&info);
+    return st;
+}
+
+/* Which checkpoint to start from (rank 0 decides; every rank gets the path). "" = fresh. */
+sp_status sp_run_choose_start(trainer *t, char *path, size_t cap, bool *resume) {
+    const sp_train_config *c = t->cfg;
+    sp_status st = SP_OK;
+    path[0] = '\0';
+    *resume = c->resume != NULL;
+    if (t->rank == 0) {
+        if (c->resume && !strcmp(c->resume, "auto")) {
+            bool found = false;
+            st = sp_ckpt_latest(c->checkpoint_dir, path, cap, &found);
+            if (st == SP_OK && !found) path[0] = '\0';
+        } else if (c->resume || c->init_from) {
+            snprintf(path, cap, "%s", c->resume ? c->resume : c->init_from);
+        }
+    }
+    SP_CHECK(sp_comm_agree(t->comm, st, NULL));
+    return sp_comm_bcast_bytes(t->comm, path, cap, 0);
+}
+
+sp_status sp_run_write_complete_marker(trainer *t) {
+    sp_status st = SP_OK;
+    if (t->rank == 0 && t->cfg->checkpoint_dir) {
+        char path[4096], line[32];
+        snprintf(path, sizeof path, "%s/COMPLETE", t->cfg->checkpoint_dir);
+        const int n = snprintf(line, sizeof line, "%lld\n", (long long)t->step);
+        st = sp_afile_write_file(path, line, (size_t)n, "completion marker");
+    }
+    st = sp_comm_agree(t->comm, st, NULL);
+    /* --checkpoint-errors warn: the marker is part of checkpointing; --out still gets written */
+    if (st != SP_OK && !strcmp(t->cfg->checkpoint_errors, "warn")) {
+        if (t->talk) fprintf(stderr, "shardprop train: warning: %s\n", sp_last_error());
+        return SP_OK;
+    }
+    return st;
+}

@@ -1,0 +1,102 @@
+/* One training step (train/step.h). */
+#include "train/step.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "optim/clip.h"
+#include "shardprop/loss.h"
+#include "util/status.h"
+
+struct sp_step {
+    sp_model *m;
+    sp_optimizer *opt;
+    sp_exchange *x;
+    sp_step_config cfg;
+    float *dz;    /* (max batch, outputs): the error signal at the output */
+    double *rows; /* (max batch): each sample's loss */
+    size_t bytes;
+};
+
+sp_status sp_step_create(sp_step **out, sp_model *m, sp_optimizer *opt, sp_exchange *x,
+                         const sp_step_config *cfg) {
+    *out = NULL;
+    sp_step *s = calloc(1, sizeof *s);
+    const size_t B = (size_t)sp_model_max_batch(m), k = (size_t)cfg->outputs;
+    if (s) {
+        s->dz = malloc(B * k * sizeof *s->dz);
+        s->rows = malloc(B * sizeof *s->rows);
+    }
+    if (!s || !s->dz || !s->rows) {
+        sp_step_free(s);
+        return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    }
+    s->m = m, s->opt = opt, s->x = x, s->cfg = *cfg;
+    s->bytes = B * (k * sizeof *s->dz + sizeof *s->rows);
+    *out = s;
+    return SP_OK;
+}
+
+void sp_step_free(sp_step *s) {
+    if (!s) return;
+    free(s->dz);
+    free(s->rows);
+    free(s);
+}
+
+size_t sp_step_memory_bytes(const sp_step *s) {
+    return s->bytes;
+}
+
+/* Forward and the loss of this rank's slice: the model's output, the loss of each sample, and
+ * dz, the gradient of the mean loss over the global batch (every rank scales by the same
+ * global count). */
+static void forward_loss_(sp_step *s, const sp_batch *b, const sp_step_ctx *ctx,
+                          sp_local_batch *lb) {
+    const int B = lb->count, k = s->cfg.outputs;
+    if (B == 0) return;
+    const float *z = sp_model_forward(s->m, b->x, B, ctx);
+    if (s->cfg.xent)
+        sp_xent_loss(&lb->loss_sum, &lb->correct, s->dz, s->rows, z, b->labels, B, k,
+                     1.0f / (float)b->global_count);
+    else
+        sp_mse_loss(&lb->loss_sum, s->dz, s->rows, z, b->targets, B, k,
+                    1.0f / ((float)b->global_count * (float)k));
+}
+
+sp_status sp_step_run(sp_step *s, const sp_batch *b, int64_t step, double lr, sp_step_result *r) {
+    const sp_step_ctx ctx = {
+        .training = true, .seed = s->cfg.seed, .step = step, .sample_ids = b->ids};
+    sp_local_batch lb = {.count = (int)b->count,
+                         .global_count = b->global_count,
+                         .step = step,
+                         .dz = s->dz,
+                         .rows = s->rows};
+    r->t.start = sp_comm_wtime();
+    forward_loss_(s, b, &ctx, &lb);
+
+    r->t.backward = sp_comm_wtime();
+    SP_CHECK(s->x->backward(s->x, &lb));
+    r->t.wait = s->x->t_wait[0];
+    r->t.reduced = s->x->t_wait[1];
+    if (s->cfg.on_reduced) s->cfg.on_reduced(s->cfg.user, s->m, step);
+
+    /* the verdict travels with the sums, so that every rank takes the same decision */
+    sp_nonfinite_scan_grads(s->m, &r->scan);
+    sp_step_sums g;
+    bool any_bad = false;
+    SP_CHECK(s->x->sums(s->x, &lb, r->scan.first_layer >= 0, &g, &any_bad));
+    r->loss_sum = g.loss, r->correct = g.correct, r->samples = g.samples;
+    r->bad_grad = any_bad;
+    r->nonfinite = !isfinite(g.loss) || any_bad;
+
+    r->t.update = sp_comm_wtime();
+    if (!r->nonfinite) {
+        float *grad = sp_model_grads(s->m);
+        if (s->cfg.clip_norm > 0)
+            sp_clip_grad_norm(grad, sp_model_num_params(s->m), s->cfg.clip_norm);
+        sp_optim_step(s->opt, sp_model_params(s->m), grad, (float)lr);
+    }
+    r->t.end = sp_comm_wtime();
+    return SP_OK;
+}
