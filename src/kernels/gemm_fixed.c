@@ -10,17 +10,9 @@
  * exact conversion of sp_fix_to_float), or, for floats, by sp_gemm_fixed_store_small_avx2 when
  * the tile's largest term bounds every sum below 2^51 (no range test per vector).
  *
- * Where the time goes (bench_gemm_fixed, mlp-wide shapes, Zen 3): with one micro-batch per pass
- * the kernel is within 6-17 % of sp_gemm; with m = 16 the micro-kernel alone (tile in L1) runs
- * at 60-75 % of its one-pass speed. Restarting the 12 chains every 16 steps costs almost
- * nothing; storing them costs ~15 % (12 stores per micro-batch, no conversion), and the flush's
- * conversion the rest (per 8 floats an extract, 2 widenings, 2 magic adds, 2 int64
- * read-modify-writes: 24 stores per micro-batch in all).
- * Measured and not kept (scripts/bench/README.md): a staged flush (the float tiles stored, then
- * converted with the int64 sums in registers), the flush software-pipelined into the next
- * micro-batch's FMAs, no range check in the kernel (the bound m max|A| max|B| < limit from the
- * packed panels instead), int32 hi/lo splits of round(v 2^40) (as many stores), and a 4 x 24
- * tile (fewer broadcasts; its B panel nearly fills L1).
+ * The cost over sp_gemm is the flush: per micro-batch, 12 register vectors are converted and
+ * added into the int64 tile (stores, not the restart of the FMA chains, are what it costs).
+ * The variants measured against this one are in scripts/bench/README.md.
  */
 #include "kernels/gemm_fixed.h"
 

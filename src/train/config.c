@@ -118,7 +118,7 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
          "every --log-every steps and at the end of each epoch (needs --metrics)");
     FLAG("deterministic", deterministic,
          "bitwise-identical results for any number of ranks and threads (exact fixed-point "
-         "gradient sums over micro-batches; see README)");
+         "gradient sums over micro-batches; see docs/determinism.md)");
     INT("micro-batch", micro_batch, 0, 1 << 24, "M",
         "with --deterministic: samples per micro-batch, the unit of work and of summation "
         "(default 16)");

@@ -1,7 +1,7 @@
 /*
  * --layer-stats: per layer with parameters, on logging steps, how large the error signal
  * arriving at the layer is, how large its gradients are, and how much the step moved its
- * weights — written as "layer_stats" records to the metrics file (README, "Layer statistics").
+ * weights — written as "layer_stats" records to the metrics file (docs/observability.md).
  *
  * A logging step must be chosen identically on every rank (a function of the step number):
  * sp_layer_stats_after_update makes one small allreduce on armed steps. On other steps, and
