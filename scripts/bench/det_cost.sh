@@ -54,25 +54,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 # one run: R T MODE(default|det) -> "samples/s" (median epoch after the first)
-one_run() {
-    local R=$1 T=$2 mode=$3 mf="$TMP/m.jsonl"
-    rm -f "$mf"
-    local args=(train --data "$DATA" --model "$SPEC" --batch "$B" --epochs "$EPOCHS"
-        --optimizer sgd --lr 0.01 --momentum 0.9 --seed 7 --threads "$T" --quiet
-        --log-every 1000000000 --check-every 0 --metrics "$mf" "${EXTRA[@]}")
-    [ "$mode" = det ] && args+=(--deterministic)
-    if [ "$R" = 1 ]; then
-        OMP_NUM_THREADS=$T taskset -c "$(cpus_of "$T" 0)" "$SP" "${args[@]}" >"$TMP/out" 2>&1
-    else
-        mpi_bind "$R" "$T"
-        OMP_NUM_THREADS=$T mpirun -n "$R" "${MPI_BIND[@]}" -x OMP_NUM_THREADS "$SP" "${args[@]}" \
-            >"$TMP/out" 2>&1
-    fi || { echo "det_cost.sh: $R x $T $mode failed:" >&2; tail -5 "$TMP/out" >&2; exit 1; }
-    "$PY" -c "
-import json, statistics, sys
-ep = [e for e in map(json.loads, open(sys.argv[1])) if e.get('event') == 'epoch'][1:]
-print('%.1f' % statistics.median(e['samples_per_s'] for e in ep))" "$mf"
-}
+one_run() { train_sps "$SP" "$1" "$2" "$3" "$DATA" "$SPEC" "$B" "$EPOCHS" "$TMP" "${EXTRA[@]}"; }
 
 echo "det_cost: $WL, $PAIRS pairs per layout, $EPOCHS epochs of 24 steps per run" \
     "(load $(cut -d' ' -f1-3 /proc/loadavg), $(date -Iseconds))"

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shell helpers shared by run.sh and det_cost.sh (sourced after they set HERE, this directory,
-# and NCPU, the cores of the machine).
+# Shell helpers shared by run.sh, det_cost.sh and ab.sh (sourced after they set HERE, this
+# directory, NCPU, the cores of the machine, and PY, a python3).
 
 # wl_field WORKLOAD FIELD: a field of workloads.py's WORKLOADS (a tuple as space-separated words)
 wl_field() { python3 -c "import sys; sys.path.insert(0, '$HERE'); import workloads as w; \
@@ -22,4 +22,29 @@ mpi_bind() {
     [ $(($1 * $2)) -le "$NCPU" ] || MPI_BIND=(--oversubscribe --bind-to none)
     [ "$2" = 1 ] && [ "$1" -le "$NCPU" ] && MPI_BIND=(--bind-to core)
     return 0
+}
+
+# train_sps BIN R T MODE DATA SPEC BATCH EPOCHS TMPDIR [extra train flags...]: one training run
+# of BIN on R ranks x T threads, pinned as above, in MODE (default, or det: --deterministic);
+# prints its samples/s, the median over its epochs after the first (the warm-up).
+train_sps() {
+    local sp=$1 R=$2 T=$3 mode=$4 data=$5 spec=$6 batch=$7 epochs=$8 tmp=$9
+    shift 9
+    local mf="$tmp/m.jsonl"
+    rm -f "$mf"
+    local args=(train --data "$data" --model "$spec" --batch "$batch" --epochs "$epochs"
+        --optimizer sgd --lr 0.01 --momentum 0.9 --seed 7 --threads "$T" --quiet
+        --log-every 1000000000 --check-every 0 --metrics "$mf" "$@")
+    [ "$mode" = det ] && args+=(--deterministic)
+    if [ "$R" = 1 ]; then
+        OMP_NUM_THREADS=$T taskset -c "$(cpus_of "$T" 0)" "$sp" "${args[@]}" >"$tmp/out" 2>&1
+    else
+        mpi_bind "$R" "$T"
+        OMP_NUM_THREADS=$T mpirun -n "$R" "${MPI_BIND[@]}" -x OMP_NUM_THREADS "$sp" "${args[@]}" \
+            >"$tmp/out" 2>&1
+    fi || { echo "train_sps: $sp $R x $T $mode failed:" >&2; tail -5 "$tmp/out" >&2; return 1; }
+    "$PY" -c "
+import json, statistics, sys
+ep = [e for e in map(json.loads, open(sys.argv[1])) if e.get('event') == 'epoch'][1:]
+print('%.1f' % statistics.median(e['samples_per_s'] for e in ep))" "$mf"
 }
