@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Valgrind memcheck on the single-process tests: the unit tests (status, config, layers, layer
-# kernels, GEMM, model, optimizers, threads, data reading and loading, checkpoints, limits) and the
-# fuzz-corpus replays (every committed input of the six fuzz targets: the parsers on bad input).
+# Valgrind memcheck on the single-process tests: the C tests of tests/unit/ and tests/integration/
+# that run in one process (status, config, layers, layer kernels, GEMM, model, optimizers,
+# threads, data reading and loading, checkpoints, limits, the non-finite scan; every room's
+# executables are build/tests/test_<name>) and the fuzz-corpus replays (build/replay_<target>:
+# every committed input of the six fuzz targets of tests/fuzz/: the parsers on bad input).
 # Any invalid read or write, use of uninitialised memory, bad free, or definite leak fails.
 # Complements the ASan+UBSan pass (which runs everything, MPI included): memcheck sees what ASan
 # does not instrument (uninitialised reads, code in the system libraries: HDF5, zlib, libgomp).

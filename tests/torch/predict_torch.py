@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """`shardprop predict` against PyTorch: a checkpoint loaded into nn.Sequential with h5py
-(tests/ckpt_torch.py's load_checkpoint) predicts the same as shardprop.
+(tests/torch/ckpt_torch.py's load_checkpoint) predicts the same as shardprop.
 
 Usage: predict_torch.py   (the environment gives SHARDPROP_BIN, as ctest sets it)
 

@@ -1,6 +1,7 @@
 #!/bin/bash
 # A stand-in for `shardprop train` that follows the trainer's stop/resume contract, so that
-# tests/slurm_test.sh can check train.sbatch's signal forwarding and requeue logic on its own:
+# tests/integration/slurm_test.sh can check train.sbatch's signal forwarding and requeue logic
+# on its own:
 #   - every rank records each SIGUSR1/SIGTERM it receives in DIR/signals/rank<R>.<SIG>;
 #   - --resume auto continues from DIR/latest ("step_<8 digits>.h5", as the trainer writes it);
 #   - a checkpoint every --checkpoint-every steps (rank 0 writes DIR/step_N.h5 and DIR/latest);

@@ -1,9 +1,11 @@
-# Scaling beyond one machine (docs/scaling.md): the alpha-beta model, and the SMPI skeleton of
-# scripts/scale/ when SimGrid's smpicc is installed (CI installs libsimgrid-dev).
+# scale/: scaling beyond one machine (docs/scaling.md): the alpha-beta model (costmodel.c), its
+# check against the SMPI skeleton of scripts/scale/ when SimGrid's smpicc is installed (CI
+# installs libsimgrid-dev), and the advice of scaleplan.c. Every test here also has the label
+# scale of old, so `ctest -L scale` runs this room and nothing else.
 sp_test(costmodel LABELS scale)
 
 # The scripts below run shardprop as an MPI singleton, where LeakSanitizer crashes inside Open MPI
-# (see train_util.c): leak detection off for them, the rest of the sanitizers on.
+# (see tests/lib/train_util.c): leak detection off for them, the rest of the sanitizers on.
 set(SP_SCALE_ENV ${SP_TEST_ENV})
 list(FILTER SP_SCALE_ENV EXCLUDE REGEX "^ASAN_OPTIONS=")
 list(APPEND SP_SCALE_ENV ASAN_OPTIONS=fast_unwind_on_malloc=0:detect_leaks=0)
@@ -24,7 +26,7 @@ foreach(mb 4 0.5)
       ENVIRONMENT "${SP_SCALE_ENV}" PASS_REGULAR_EXPRESSION "within 20% of the model")
 endforeach()
 
-# The advice of `train --dry-run --network` (rows, summary, errors).
-add_test(NAME scale_advice COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/scale_advice.sh
+# The advice of `train --dry-run --network` (rows, summary, errors: scale_advice.sh).
+add_test(NAME scale_advice COMMAND ${CMAKE_CURRENT_LIST_DIR}/scale_advice.sh
          $<TARGET_FILE:shardprop_cli>)
 set_tests_properties(scale_advice PROPERTIES TIMEOUT 120 LABELS scale ENVIRONMENT "${SP_SCALE_ENV}")

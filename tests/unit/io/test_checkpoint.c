@@ -1,4 +1,4 @@
-/* Checkpoint files (src/train/checkpoint.c): round trips, refusals with clear messages, the
+/* Checkpoint files (src/io/checkpoint.c): round trips, refusals with clear messages, the
  * checkpoint directory (latest, keep), symlink and umask safety, write failures and kill -9 in
  * the middle of a write (through the SHARDPROP_TEST_CKPT_PAUSE hook).
  *
@@ -7,7 +7,7 @@
  * with RLIMIT_FSIZE (which binds root too: write(2) fails with EFBIG).
  *
  * `test_checkpoint --export FILE SPEC SHAPE` writes a checkpoint (after 3 Adam steps) and prints
- * the input/output of a forward pass and one more Adam step, for tests/ckpt_torch.py. */
+ * the input/output of a forward pass and one more Adam step, for tests/torch/ckpt_torch.py. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -733,7 +733,7 @@ static void test_kill(const char *tmp, sp_model *m, sp_optimizer *o) {
           list);
 }
 
-/* ---- --export for tests/ckpt_torch.py ---------------------------------------------------------- */
+/* ---- --export for tests/torch/ckpt_torch.py ------------------------------------------------- */
 
 static void print_floats_(const char *tag, const float *x, size_t n) {
     printf("%s %zu", tag, n);

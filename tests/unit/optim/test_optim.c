@@ -4,7 +4,8 @@
  * formulas, not the implementation's operation order), and compared at 1e-6 relative (float32
  * rounding over a few steps). Thread invariance is checked bitwise (memcmp).
  *
- * `test_optim --dump key=value...` prints a trajectory for tests/optim_vs_torch.py instead. */
+ * `test_optim --dump key=value...` prints a trajectory for tests/torch/optim_vs_torch.py
+ * instead. */
 #include <math.h>
 #include <omp.h>
 #include <stdbool.h>

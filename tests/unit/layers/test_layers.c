@@ -1,5 +1,5 @@
 /*
- * Every layer and loss against an independent double-precision reference (tests/ref_layers.c):
+ * Every layer and loss against an independent double-precision reference (tests/lib/ref_layers.c):
  *   forward: our float output vs the double reference, relative error < 1e-5 (float rounding);
  *   backward: our float gradients (input and parameters) vs central finite differences of
  *   the double reference, h = 1e-5, relative error < 1e-4 (the FD error is ~1e-9; the rest is

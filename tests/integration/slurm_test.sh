@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # scripts/slurm/train.sbatch on a real one-node SLURM cluster (scripts/slurm/local-cluster.sh).
 #
-#   tests/slurm_test.sh --fake          the batch script's own logic, with a stand-in trainer
-#                                       (tests/slurm_fake_shardprop.sh) that follows the
-#                                       trainer's stop/resume contract
-#   tests/slurm_test.sh SHARDPROP_BIN   the real trainer
+#   tests/integration/slurm_test.sh --fake
+#       the batch script's own logic, with a stand-in trainer (slurm_fake_shardprop.sh, next to
+#       this script) that follows the trainer's stop/resume contract
+#   tests/integration/slurm_test.sh SHARDPROP_BIN
+#       the real trainer
 #
 # Both start the cluster, submit train.sbatch, send the warning signal (scancel -b -s USR1, what
 # --signal=B:USR1@T sends at the time) after the first checkpoint, and check that the job
@@ -13,9 +14,12 @@
 # installed or started. SHARDPROP_TEST_KEEP=1 keeps the work directory.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+root=$(cd "$here/../.." && pwd) # the source tree: this script is tests/integration/slurm_test.sh
 cluster=$root/scripts/slurm/local-cluster.sh
 sbatch_script=$root/scripts/slurm/train.sbatch
+for f in "$cluster" "$sbatch_script"; do
+    [ -f "$f" ] || { echo "FAIL: $f not found (the source tree is taken to be $root)" >&2; exit 1; }
+done
 
 mode=real
 if [ "${1:-}" = --fake ]; then

@@ -1,1 +1,0 @@
-sp_test(gemm_fixed)

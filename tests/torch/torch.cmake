@@ -1,0 +1,18 @@
+# Cross-checks against PyTorch, run with /usr/bin/python3 (h5py, torch). Each fails, never skips,
+# when h5py or torch is missing: CI installs python3-h5py and python3-torch.
+
+# The checkpoint layout: h5py loads a checkpoint written by `test_checkpoint --export` (tests/unit/io)
+# into nn.Sequential and torch.optim.Adam.
+add_test(NAME ckpt_torch COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/ckpt_torch.py
+         $<TARGET_FILE:test_checkpoint>)
+set_tests_properties(ckpt_torch PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TEST_ENV}")
+
+# The optimizers: 20-step trajectories of `test_optim --dump` (tests/unit/optim) against torch.optim.
+add_test(NAME optim_vs_torch COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/optim_vs_torch.py
+         $<TARGET_FILE:test_optim>)
+set_tests_properties(optim_vs_torch PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TEST_ENV}")
+
+# `shardprop predict`: the checkpoint loaded into nn.Sequential (ckpt_torch.py's load_checkpoint)
+# predicts the same probabilities / outputs within 1e-5.
+add_test(NAME predict_torch COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/predict_torch.py)
+set_tests_properties(predict_torch PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TEST_ENV}")

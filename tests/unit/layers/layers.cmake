@@ -1,0 +1,9 @@
+# layers/: every layer and loss against the double-precision references of tests/lib/ref_layers.c
+# (forward values, finite-difference gradients); the fast kernels bitwise against the scalar loops.
+sp_test(layers)
+sp_test(layer_kernels)
+
+# Per-layer times of the cnn workload: build/tests/bench_layers, see scripts/bench/layers_bench.c.
+add_executable(bench_layers ${CMAKE_SOURCE_DIR}/scripts/bench/layers_bench.c)
+target_link_libraries(bench_layers PRIVATE shardprop)
+target_include_directories(bench_layers PRIVATE ${CMAKE_SOURCE_DIR}/src)

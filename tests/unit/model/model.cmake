@@ -1,0 +1,2 @@
+# model/: spec parsing, shape inference and parameter layout, initialization, whole-model gradients.
+sp_test(model)

@@ -1,2 +1,0 @@
-sp_test(status)
-sp_test(atomic_file)
