@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Valgrind memcheck on the single-process tests: the C tests of tests/unit/ and tests/integration/
+# Valgrind memcheck on the single-process tests: the C tests of tests/unit/ and tests/system/
 # that run in one process (status, config, layers, layer kernels, GEMM, model, optimizers,
 # threads, data reading and loading, checkpoints, limits, the non-finite scan; every room's
 # executables are build/tests/test_<name>) and the fuzz-corpus replays (build/replay_<target>:

@@ -2,7 +2,7 @@
 # Install the build tree into a temporary prefix and build scripts/examples/train_api.c against
 # it twice — with CMake (find_package(shardprop)) and with pkg-config — then train with both
 # builds on a synthetic file made by the installed `shardprop synth`.
-#   tests/integration/install.sh BUILD_DIR SOURCE_DIR C_COMPILER [CONSUMER_FLAGS]
+#   tests/system/install.sh BUILD_DIR SOURCE_DIR C_COMPILER [CONSUMER_FLAGS]
 # CONSUMER_FLAGS: extra compile/link flags for the consumer (sanitizer builds need -fsanitize).
 set -euo pipefail
 build=$1 src=$2 cc=$3 extra=${4:-}

@@ -1,4 +1,4 @@
-/* A probe of the build's layering (tests/integration/layering/layering.cmake): compiled as a
+/* A probe of the build's layering (tests/system/layering/layering.cmake): compiled as a
  * layer that must not use MPI, this fails with the poison header's message. */
 #include <mpi.h>
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # scripts/slurm/train.sbatch on a real one-node SLURM cluster (scripts/slurm/local-cluster.sh).
 #
-#   tests/integration/slurm_test.sh --fake
+#   tests/system/slurm_test.sh --fake
 #       the batch script's own logic, with a stand-in trainer (slurm_fake_shardprop.sh, next to
 #       this script) that follows the trainer's stop/resume contract
-#   tests/integration/slurm_test.sh SHARDPROP_BIN
+#   tests/system/slurm_test.sh SHARDPROP_BIN
 #       the real trainer
 #
 # Both start the cluster, submit train.sbatch, send the warning signal (scancel -b -s USR1, what
@@ -14,7 +14,7 @@
 # installed or started. SHARDPROP_TEST_KEEP=1 keeps the work directory.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd) # the source tree: this script is tests/integration/slurm_test.sh
+root=$(cd "$here/../.." && pwd) # the source tree: this script is tests/system/slurm_test.sh
 cluster=$root/scripts/slurm/local-cluster.sh
 sbatch_script=$root/scripts/slurm/train.sbatch
 for f in "$cluster" "$sbatch_script"; do

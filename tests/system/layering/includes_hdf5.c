@@ -1,4 +1,4 @@
-/* A probe of the build's layering (tests/integration/layering/layering.cmake): compiled as a
+/* A probe of the build's layering (tests/system/layering/layering.cmake): compiled as a
  * layer that must not use HDF5, this fails with the poison header's message. */
 #include <hdf5.h>
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # A stand-in for `shardprop train` that follows the trainer's stop/resume contract, so that
-# tests/integration/slurm_test.sh can check train.sbatch's signal forwarding and requeue logic
+# tests/system/slurm_test.sh can check train.sbatch's signal forwarding and requeue logic
 # on its own:
 #   - every rank records each SIGUSR1/SIGTERM it receives in DIR/signals/rank<R>.<SIG>;
 #   - --resume auto continues from DIR/latest ("step_<8 digits>.h5", as the trainer writes it);
