@@ -212,7 +212,7 @@ static void det_free_(sp_exchange *x) {
 /* Dense, the portable path (no AVX2 or m > SP_GEMM_KC): per micro-batch j, dW_j (out, in) =
  * dy_j^T x_j by sp_gemm into a float scratch, then into the accumulators. Threads own tiles of
  * dW; a tile's accumulators stay in cache while all the micro-batches of the rank pass over it.
- * The same integers as sp_gemm_fixed (tests/test_gemm_fixed.c). */
+ * The same integers as sp_gemm_fixed (tests/unit/kernels/test_gemm_fixed.c). */
 static int64_t dense_tiles_(sp_det *d, const sp_wgrad_layer *L) {
     const int B = L->B, in = L->in, out = L->out, m = (int)d->micro;
     int R, C;
