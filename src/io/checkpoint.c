@@ -31,18 +31,6 @@ enum { MAX_RANK = 4 };
 /* Small helpers                                                                                */
 /* ============================================================================================ */
 
-/* "dir/name" (malloc'd) or NULL. */
-static char *path_join_(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    size_t k = a;
-    if (a > 0 && dir[a - 1] != '/') p[k++] = '/';
-    memcpy(p + k, name, b + 1);
-    return p;
-}
-
 /* "step_" + at least 8 digits + ".h5" -> *step. */
 static bool parse_step_name_(const char *name, int64_t *step) {
     if (strncmp(name, "step_", 5) != 0) return false;
@@ -494,8 +482,8 @@ sp_status sp_ckpt_save(const char *dir, int64_t step, int keep, const sp_model *
     char name[64], latest[80];
     snprintf(name, sizeof name, "step_%08lld.h5", (long long)step);
     int ll = snprintf(latest, sizeof latest, "%s\n", name);
-    char *shown = path_join_(dir, name);
-    char *shown_latest = path_join_(dir, "latest");
+    char *shown = sp_path_join(dir, name);
+    char *shown_latest = sp_path_join(dir, "latest");
     sp_status st =
         (!shown || !shown_latest) ? SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", dir) : SP_OK;
     /* Refuse planted links before doing any work. */

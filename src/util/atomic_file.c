@@ -17,8 +17,7 @@ enum { RAND_LEN = 12 };
 static const char infix_[] = ".tmp-";
 static const char alphabet_[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/* "dir/name" (malloc'd) or NULL. */
-static char *join_(const char *dir, const char *name) {
+char *sp_path_join(const char *dir, const char *name) {
     const size_t a = strlen(dir), b = strlen(name);
     char *p = malloc(a + b + 2);
     if (!p) return NULL;
@@ -120,7 +119,7 @@ sp_status sp_afile_open_at(sp_afile *f, int dirfd, const char *dirpath, const ch
     f->dir = strdup(dirpath);
     f->name = strdup(name);
     f->tmp = malloc(tlen);
-    f->shown = join_(dirpath, name);
+    f->shown = sp_path_join(dirpath, name);
     if (!f->dir || !f->name || !f->tmp || !f->shown) {
         release_(f, false);
         return SP_FAIL(SP_ERR_NOMEM, "%s/%s: out of memory", dirpath, name);
@@ -150,7 +149,7 @@ sp_status sp_afile_open_at(sp_afile *f, int dirfd, const char *dirpath, const ch
                      strerror(errno));
     if (st == SP_OK) {
         f->dev = sb.st_dev, f->ino = sb.st_ino;
-        f->tmp_path = join_(dirpath, f->tmp);
+        f->tmp_path = sp_path_join(dirpath, f->tmp);
         if (!f->tmp_path) st = SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", f->shown);
     }
     if (st != SP_OK) release_(f, f->fd >= 0);

@@ -71,6 +71,9 @@ sp_status sp_afile_write_file(const char *path, const void *buf, size_t len, con
  * SP_OK when dirfd/name is absent or a regular file (shown names it in messages). */
 sp_status sp_afile_check_target(int dirfd, const char *name, const char *shown);
 
+/* "dir/name" (malloc'd; no second slash when dir ends in one), or NULL when out of memory. */
+char *sp_path_join(const char *dir, const char *name);
+
 /* Is `name` a temporary file of this writer (".<target>.tmp-<12 chars>")? *target_len: the
  * length of <target>, which starts at name + 1. */
 bool sp_afile_is_temp_name(const char *name, size_t *target_len);
