@@ -104,6 +104,35 @@ static void dense_tile_(int in, int out, int *rows, int *cols) {
     *rows = r, *cols = c;
 }
 
+/* The ranges of the slab that accumulate from 0 (zoff, zlen: dense biases, conv weights and
+ * biases) and the scratch sizes in floats: a dense tile per thread (per), a whole conv weight
+ * (conv, one threaded GEMM), sp_gemm_fixed's packed operands (work). */
+static void plan_layers_(sp_det *d, size_t *per, size_t *conv, size_t *work) {
+    *per = *conv = *work = 0;
+    for (int i = 0; i < sp_model_num_layers(d->m); ++i) {
+        size_t w_off, b_off;
+        int w_rank;
+        int64_t w_shape[4], b_len;
+        if (!sp_model_layer_params(d->m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
+        /* dense: the bias; conv: weight and bias (they are adjacent) */
+        d->zoff[d->nz] = w_rank == 2 ? b_off : w_off;
+        d->zlen[d->nz] = b_off + (size_t)b_len - d->zoff[d->nz];
+        d->nz++;
+        if (w_rank == 2) {
+            const int in = (int)w_shape[1], o = (int)w_shape[0];
+            int r, cc;
+            dense_tile_(in, o, &r, &cc);
+            const size_t s = (size_t)r * (size_t)cc;
+            if (s > *per) *per = s;
+            const size_t w = sp_gemm_fixed_workspace(o, in, d->max_batch);
+            if (w > *work) *work = w;
+        } else {
+            const size_t s = (size_t)(b_off - w_off);
+            if (s > *conv) *conv = s;
+        }
+    }
+}
+
 static sp_status backward_(sp_exchange *x, const sp_local_batch *lb);
 static sp_status sums_(sp_exchange *x, const sp_local_batch *lb, bool bad, sp_step_sums *out,
                        bool *any_bad);
@@ -137,37 +166,15 @@ sp_status sp_exchange_fixed_create(sp_exchange **out, sp_model *m, sp_comm *comm
         det_free_(&d->base);
         return SP_FAIL(SP_ERR_NOMEM, "out of memory");
     }
-    /* the scratch: a dense row block per thread, or a whole conv weight (one, threaded GEMM) */
-    size_t per = 0, conv = 0, work = 0;
-    for (int i = 0; i < sp_model_num_layers(m); ++i) {
-        size_t w_off, b_off;
-        int w_rank;
-        int64_t w_shape[4], b_len;
-        if (!sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
-        /* dense: the bias; conv: weight and bias (they are adjacent) */
-        d->zoff[d->nz] = w_rank == 2 ? b_off : w_off;
-        d->zlen[d->nz] = b_off + (size_t)b_len - d->zoff[d->nz];
-        d->nz++;
-        if (w_rank == 2) {
-            const int in = (int)w_shape[1], o = (int)w_shape[0];
-            int r, cc;
-            dense_tile_(in, o, &r, &cc);
-            const size_t s = (size_t)r * (size_t)cc;
-            if (s > per) per = s;
-            const size_t w = sp_gemm_fixed_workspace(o, in, d->max_batch);
-            if (w > work) work = w;
-        } else {
-            const size_t s = (size_t)(b_off - w_off);
-            if (s > conv) conv = s;
-        }
-    }
+    size_t per, conv, work;
+    plan_layers_(d, &per, &conv, &work);
     d->scratch_per = per;
     const size_t scratch = per * (size_t)d->threads > conv ? per * (size_t)d->threads : conv;
     const size_t bytes = (d->nparams + X_N) * sizeof(int64_t) + scratch * sizeof(float) +
                          per * (size_t)d->threads * sizeof(int64_t) + work * sizeof(float);
     sp_status st = sp_mem_check(bytes, "--deterministic", "fixed-point gradient accumulators");
     if (st != SP_OK) {
-        free(d);
+        det_free_(&d->base);
         return st;
     }
     d->buf = malloc((d->nparams + X_N) * sizeof(int64_t));

@@ -34,58 +34,62 @@ static memory_plan memory_plan_(const sp_train_setup *t) {
     return p;
 }
 
-void sp_train_plan_print(const sp_train_setup *t, bool json) {
+static void print_json_(const sp_train_setup *t) {
     sp_model *m = t->m;
-    /* the buckets that will run: with one rank those more ranks would run */
-    const sp_reducer *red = t->x->plan;
+    const sp_reducer *red = t->x->plan; /* with one rank: those of more ranks */
     const size_t elem = t->x->elem_bytes;
     const int nb = sp_reducer_num_buckets(red);
     const memory_plan mp = memory_plan_(t);
-    if (json) {
-        printf("{\"spec\": ");
-        sp_json_write_string(stdout, sp_model_spec(m));
-        printf(", \"flops_per_sample_forward\": %.6g, \"memory_bytes_per_rank\": %zu",
-               sp_model_flops_per_sample(m),
-               sp_model_memory_bytes(m) + mp.allreduce +
-                   (size_t)sp_optim_num_states(t->opt) * sp_model_num_params(m) * sizeof(float));
-        printf(", \"memory\": {\"params\": %zu, \"grads\": %zu, \"activations\": %zu, "
-               "\"optimizer\": %zu, \"allreduce\": %zu, \"data_cache\": %zu, "
-               "\"data_buffers\": %zu, \"total\": %zu}",
-               mp.params, mp.grads, mp.activations, mp.optimizer, mp.allreduce, mp.data_cache,
-               mp.data_buffers, mp.total);
-        printf(", \"params\": %zu, \"ranks\": %d, \"threads\": %d, \"batch\": %lld, "
-               "\"bucket_mb\": %g, \"layers\": [",
-               sp_model_num_params(m), t->ranks, t->threads, (long long)t->cfg->batch,
-               t->cfg->bucket_mb);
-        for (int i = 0; i < sp_model_num_layers(m); ++i) {
-            int64_t sh[3];
-            const int r = sp_model_layer_out_shape(m, i, sh);
-            size_t w_off = 0, b_off = 0;
-            int w_rank;
-            int64_t w_shape[4], b_len = 0;
-            const bool has = sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len);
-            size_t np = 0;
-            if (has) {
-                np = (size_t)b_len;
-                size_t wn = 1;
-                for (int d = 0; d < w_rank; ++d) wn *= (size_t)w_shape[d];
-                np += wn;
-            }
-            printf("%s{\"index\": %d, \"name\": \"%s\", \"out_shape\": [", i ? ", " : "", i,
-                   sp_model_layer_name(m, i));
-            for (int d = 0; d < r; ++d) printf("%s%lld", d ? ", " : "", (long long)sh[d]);
-            printf("], \"params\": %zu, \"param_offset\": %zu}", np, has ? w_off : 0);
+    printf("{\"spec\": ");
+    sp_json_write_string(stdout, sp_model_spec(m));
+    printf(", \"flops_per_sample_forward\": %.6g, \"memory_bytes_per_rank\": %zu",
+           sp_model_flops_per_sample(m),
+           sp_model_memory_bytes(m) + mp.allreduce +
+               (size_t)sp_optim_num_states(t->opt) * sp_model_num_params(m) * sizeof(float));
+    printf(", \"memory\": {\"params\": %zu, \"grads\": %zu, \"activations\": %zu, "
+           "\"optimizer\": %zu, \"allreduce\": %zu, \"data_cache\": %zu, "
+           "\"data_buffers\": %zu, \"total\": %zu}",
+           mp.params, mp.grads, mp.activations, mp.optimizer, mp.allreduce, mp.data_cache,
+           mp.data_buffers, mp.total);
+    printf(", \"params\": %zu, \"ranks\": %d, \"threads\": %d, \"batch\": %lld, "
+           "\"bucket_mb\": %g, \"layers\": [",
+           sp_model_num_params(m), t->ranks, t->threads, (long long)t->cfg->batch,
+           t->cfg->bucket_mb);
+    for (int i = 0; i < sp_model_num_layers(m); ++i) {
+        int64_t sh[3];
+        const int r = sp_model_layer_out_shape(m, i, sh);
+        size_t w_off = 0, b_off = 0;
+        int w_rank;
+        int64_t w_shape[4], b_len = 0;
+        const bool has = sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len);
+        size_t np = 0;
+        if (has) {
+            np = (size_t)b_len;
+            size_t wn = 1;
+            for (int d = 0; d < w_rank; ++d) wn *= (size_t)w_shape[d];
+            np += wn;
         }
-        printf("], \"buckets\": [");
-        for (int i = 0; i < nb; ++i) {
-            size_t b0, len;
-            sp_reducer_bucket(red, i, &b0, &len);
-            printf("%s{\"index\": %d, \"offset\": %zu, \"floats\": %zu, \"bytes\": %zu}",
-                   i ? ", " : "", i, b0, len, len * elem);
-        }
-        printf("]}\n");
-        return;
+        printf("%s{\"index\": %d, \"name\": \"%s\", \"out_shape\": [", i ? ", " : "", i,
+               sp_model_layer_name(m, i));
+        for (int d = 0; d < r; ++d) printf("%s%lld", d ? ", " : "", (long long)sh[d]);
+        printf("], \"params\": %zu, \"param_offset\": %zu}", np, has ? w_off : 0);
     }
+    printf("], \"buckets\": [");
+    for (int i = 0; i < nb; ++i) {
+        size_t b0, len;
+        sp_reducer_bucket(red, i, &b0, &len);
+        printf("%s{\"index\": %d, \"offset\": %zu, \"floats\": %zu, \"bytes\": %zu}", i ? ", " : "",
+               i, b0, len, len * elem);
+    }
+    printf("]}\n");
+}
+
+static void print_text_(const sp_train_setup *t) {
+    sp_model *m = t->m;
+    const sp_reducer *red = t->x->plan; /* with one rank: those of more ranks */
+    const size_t elem = t->x->elem_bytes;
+    const int nb = sp_reducer_num_buckets(red);
+    const memory_plan mp = memory_plan_(t);
     char *conf = sp_train_config_format(t->cfg);
     printf("configuration:\n");
     for (const char *p = conf; p && *p;) {
@@ -122,4 +126,11 @@ void sp_train_plan_print(const sp_train_setup *t, bool json) {
     if (t->cfg->network && sp_scale_advice(stdout, m, t->cfg->network, t->cfg->batch,
                                            t->cfg->bucket_mb, sp_optim_config(t->opt)) != SP_OK)
         printf("no scaling advice: %s\n", sp_last_error());
+}
+
+void sp_train_plan_print(const sp_train_setup *t, bool json) {
+    if (json)
+        print_json_(t);
+    else
+        print_text_(t);
 }
