@@ -34,15 +34,9 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$OLD" ] && [ -n "$NEW" ] || { echo "ab.sh: --old DIR and --new DIR are required" >&2; exit 2; }
 MKDATA="$NEW/scripts/bench/bench_mkdata"
-for exe in "$OLD/shardprop" "$NEW/shardprop" "$MKDATA"; do
-    [ -x "$exe" ] || { echo "ab.sh: $exe missing: build first" >&2; exit 1; }
-done
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-NCPU=$(nproc)
 # shellcheck source=scripts/bench/lib.sh
 source "$HERE/lib.sh"
+bench_setup ab.sh "$OLD/shardprop" "$NEW/shardprop" "$MKDATA"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 

@@ -33,15 +33,9 @@ while [ $# -gt 0 ]; do
 done
 SP="$BUILD/shardprop"
 MKDATA="$BUILD/scripts/bench/bench_mkdata"
-for exe in "$SP" "$MKDATA"; do
-    [ -x "$exe" ] || { echo "det_cost.sh: $exe missing: build first" >&2; exit 1; }
-done
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-NCPU=$(nproc)
 # shellcheck source=scripts/bench/lib.sh
 source "$HERE/lib.sh"
+bench_setup det_cost.sh "$SP" "$MKDATA"
 B=$(wl_field "$WL" batch)
 SPEC=$(wl_field "$WL" spec)
 SHAPE=$(wl_field "$WL" shape)

@@ -1,6 +1,20 @@
 # shellcheck shell=bash
 # Shell helpers shared by run.sh, det_cost.sh and ab.sh (sourced after they set HERE, this
-# directory, NCPU, the cores of the machine, and PY, a python3).
+# directory; cpus_of and train_sps need NCPU and PY, which bench_setup sets).
+
+# bench_setup NAME EXE...: stop with NAME's message when an executable is missing; then PY
+# (Debian's python3, with numpy and h5py), NCPU and Open MPI's permission to run as root.
+bench_setup() {
+    local name=$1 exe
+    shift
+    for exe in "$@"; do
+        [ -x "$exe" ] || { echo "$name: $exe missing: build first" >&2; exit 1; }
+    done
+    PY=/usr/bin/python3
+    [ -x "$PY" ] || PY=python3
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    NCPU=$(nproc)
+}
 
 # wl_field WORKLOAD FIELD: a field of workloads.py's WORKLOADS (a tuple as space-separated words)
 wl_field() { python3 -c "import sys; sys.path.insert(0, '$HERE'); import workloads as w; \
