@@ -68,14 +68,6 @@ static void test_pause_(const char *where, const char *what) {
 /* Files of a checkpoint directory, relative to its descriptor                                  */
 /* ============================================================================================ */
 
-/* fsync a directory; file systems that cannot (EINVAL, ENOTSUP) are accepted as they are. */
-static sp_status fsync_dir_(int dirfd, const char *dirpath) {
-    if (fsync(dirfd) != 0 && errno != EINVAL && errno != ENOTSUP)
-        return SP_FAIL(SP_ERR_IO, "%s: cannot fsync the checkpoint directory (%s)", dirpath,
-                       strerror(errno));
-    return SP_OK;
-}
-
 /* Replace dirfd/name by buf[0, len) with the atomic writer (util/atomic_file.h). pause_data /
  * pause_before_rename: SP_CKPT_TEST_PAUSE_ENV values that stop the writer half-way through the
  * data / after fsync + close, before the rename (NULL: no pause point). */
@@ -464,7 +456,7 @@ static sp_status prune_(int dirfd, const char *dir, const char *current, int kee
             }
             removed = true;
         }
-        if (removed && st == SP_OK) st = fsync_dir_(dirfd, dir);
+        if (removed && st == SP_OK) st = sp_fsync_dir(dirfd, dir);
     }
     free(files);
     return st;

@@ -228,12 +228,15 @@ sp_status sp_afile_commit(sp_afile *f) {
         st = SP_FAIL(SP_ERR_IO, "%s: cannot rename the temporary file into place (%s)", f->shown,
                      strerror(errno));
     const bool renamed = st == SP_OK;
-    /* file systems that cannot fsync a directory (EINVAL, ENOTSUP) are taken as they are */
-    if (renamed && fsync(f->dirfd) != 0 && errno != EINVAL && errno != ENOTSUP)
-        st = SP_FAIL(SP_ERR_IO, "%s: cannot fsync the directory %s (%s)", f->shown, f->dir,
-                     strerror(errno));
+    if (renamed) st = sp_fsync_dir(f->dirfd, f->dir);
     release_(f, !renamed);
     return st;
+}
+
+sp_status sp_fsync_dir(int dirfd, const char *dirpath) {
+    if (fsync(dirfd) != 0 && errno != EINVAL && errno != ENOTSUP)
+        return SP_FAIL(SP_ERR_IO, "%s: cannot fsync the directory (%s)", dirpath, strerror(errno));
+    return SP_OK;
 }
 
 void sp_afile_abort(sp_afile *f) {

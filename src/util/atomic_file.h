@@ -71,6 +71,10 @@ sp_status sp_afile_write_file(const char *path, const void *buf, size_t len, con
  * SP_OK when dirfd/name is absent or a regular file (shown names it in messages). */
 sp_status sp_afile_check_target(int dirfd, const char *name, const char *shown);
 
+/* fsync the open directory dirfd (dirpath names it in the message): after a rename or an unlink
+ * in it. File systems that cannot fsync a directory (EINVAL, ENOTSUP) are taken as they are. */
+sp_status sp_fsync_dir(int dirfd, const char *dirpath);
+
 /* "dir/name" (malloc'd; no second slash when dir ends in one), or NULL when out of memory. */
 char *sp_path_join(const char *dir, const char *name);
 
