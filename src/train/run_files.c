@@ -12,20 +12,30 @@
 #include "util/atomic_file.h"
 #include "util/status.h"
 
+/* The loss name a checkpoint records. */
+static const char *loss_name_(const trainer *t) {
+    return t->xent ? "xent" : "mse";
+}
+
+/* What a checkpoint records of the run standing at pos (conf: the configuration's text). */
+static sp_train_state state_(const trainer *t, sp_position pos, const char *conf) {
+    return (sp_train_state){.step = t->step,
+                            .epoch = pos.epoch,
+                            .epoch_batch = pos.epoch_batch,
+                            .seed = (uint64_t)t->cfg->seed,
+                            .config = conf ? conf : "",
+                            .world_size = t->size,
+                            .threads = t->threads};
+}
+
 /* Rank 0 writes the model file; everyone agrees on the outcome. */
 sp_status sp_run_write_model(trainer *t, const char *path, sp_position pos) {
     sp_status st = SP_OK;
     const double t0 = sp_trace_now(&t->tr);
     if (t->rank == 0) {
         char *conf = sp_train_config_format(t->cfg);
-        sp_train_state ts = {.step = t->step,
-                             .epoch = pos.epoch,
-                             .epoch_batch = pos.epoch_batch,
-                             .seed = (uint64_t)t->cfg->seed,
-                             .config = conf ? conf : "",
-                             .world_size = t->size,
-                             .threads = t->threads};
-        st = sp_ckpt_write(path, t->m, t->opt, t->xent ? "xent" : "mse", &ts);
+        const sp_train_state ts = state_(t, pos, conf);
+        st = sp_ckpt_write(path, t->m, t->opt, loss_name_(t), &ts);
         free(conf);
     }
     st = sp_comm_agree(t->comm, st, NULL);
@@ -42,15 +52,9 @@ sp_status sp_run_checkpoint(trainer *t, sp_position pos) {
     char written[4096] = "";
     if (t->rank == 0) {
         char *conf = sp_train_config_format(c);
-        sp_train_state ts = {.step = t->step,
-                             .epoch = pos.epoch,
-                             .epoch_batch = pos.epoch_batch,
-                             .seed = (uint64_t)c->seed,
-                             .config = conf ? conf : "",
-                             .world_size = t->size,
-                             .threads = t->threads};
+        const sp_train_state ts = state_(t, pos, conf);
         st = conf ? sp_ckpt_save(c->checkpoint_dir, t->step, (int)c->keep, t->m, t->opt,
-                                 t->xent ? "xent" : "mse", &ts, written, sizeof written)
+                                 loss_name_(t), &ts, written, sizeof written)
                   : SP_FAIL(SP_ERR_NOMEM, "out of memory");
         free(conf);
     }
@@ -102,9 +106,9 @@ sp_status sp_run_load_start(trainer *t, const char *path, bool resume) {
                      "%s: not a training checkpoint (no /train or /optimizer): use --init-from "
                      "to start a new run from its parameters",
                      path);
-    if (st == SP_OK && strcmp(info.loss, t->xent ? "xent" : "mse"))
+    if (st == SP_OK && strcmp(info.loss, loss_name_(t)))
         st = SP_FAIL(SP_ERR_ARG, "%s: the run used --loss %s, this one %s", path, info.loss,
-                     t->xent ? "xent" : "mse");
+                     loss_name_(t));
     if (st == SP_OK && info.train.seed != (uint64_t)c->seed)
         st = SP_FAIL(SP_ERR_ARG,
                      "%s: the run used --seed %llu, this one %lld: resuming needs the same seed "
