@@ -27,7 +27,7 @@
 void sp_dense_forward(float *y,       /* (B, out) */
                       const float *x, /* (B, in) */
                       const float *w, /* (out, in) */
-                      const float *b, /* (out) */
+                      const float *b, /* (out) or NULL: no bias */
                       int B, int in, int out);
 /* dW (+)= dy^T x;  db (+)= sum_b dy;  dx = dy W. With acc the parameter gradients are added
  * to dw and db, else they overwrite them (no pass zeroing them first, no read of dw). */
@@ -69,7 +69,7 @@ void sp_conv2d_forward(float *y,       /* (B, oc, oh, ow) */
                        float *tmp,     /* scratch: (oc, B*oh*ow) */
                        const float *x, /* (B, c, h, w) */
                        const float *w, /* (oc, c, k, k) */
-                       const float *b, /* (oc) */
+                       const float *b, /* (oc) or NULL: no bias */
                        const sp_conv_geom *g, int B);
 /* sp_conv2d_forward and then, fused, the relu above it: r = max(y, 0) exactly as
  * sp_act_forward(SP_ACT_RELU) computes it (y is still written: relu's backward is defined on it). */
@@ -79,7 +79,7 @@ void sp_conv2d_relu_forward(float *y,       /* (B, oc, oh, ow) */
                             float *tmp,     /* scratch: (oc, B*oh*ow), unused at present */
                             const float *x, /* (B, c, h, w) */
                             const float *w, /* (oc, c, k, k) */
-                            const float *b, /* (oc) */
+                            const float *b, /* (oc) or NULL: no bias */
                             const sp_conv_geom *g, int B);
 struct sp_pool_geom; /* below */
 /* and with the max pool above the relu fused too: (py, parg) = sp_maxpool_forward(r), pg's
@@ -92,7 +92,7 @@ void sp_conv2d_relu_maxpool_forward(float *y,       /* (B, oc, oh, ow) */
                                     float *tmp,     /* scratch, unused at present */
                                     const float *x, /* (B, c, h, w) */
                                     const float *w, /* (oc, c, k, k) */
-                                    const float *b, /* (oc) */
+                                    const float *b, /* (oc) or NULL: no bias */
                                     const sp_conv_geom *g, const struct sp_pool_geom *pg, int B);
 /* dW (+)= dy * col^T;  db (+)= sum over samples and pixels of dy;  dx = col2im(W^T dy); acc
  * as sp_dense_backward */
@@ -162,6 +162,129 @@ void sp_dropout_backward(float *dx,         /* (B, size), may alias dy */
                          const float *dy,   /* (B, size) */
                          const float *mask, /* (B, size) */
                          int B, size_t size);
+
+/* ---- batch normalization: nn.BatchNorm1d over (B, C) (P = 1), nn.BatchNorm2d over (B, C, H, W)
+ * (P = H * W). In training each channel is normalized with the mean and biased variance of the
+ * whole batch, all ranks' samples: the layer hands the model per-sample terms, the model sums
+ * them over every sample of every rank (sp_model_allsum), and the sums come back here. With
+ * xhat = (x - mean) inv_std:   y = gamma xhat + beta.
+ * Blame: dbeta = sum dy, dgamma = sum dy xhat, and (the batch statistics depend on every x)
+ *        dx = gamma inv_std (dy - dbeta / M - xhat dgamma / M), M = values per channel. */
+
+/* Per-sample terms of the forward statistics: t[n] = (sum_p x[n,c,p] for c < C, then
+ * sum_p x[n,c,p]^2 for c < C), each a sum over p in order, in double. */
+void sp_bn_stat_terms(double *t,      /* (B, 2C) */
+                      const float *x, /* (B, C, P) */
+                      int B, int C, int P);
+/* From the sums s (2C) of those terms over M values per channel (M >= 2): the batch mean and
+ * inv_std = 1 / sqrt(var + eps) (var biased), and the running statistics updated as PyTorch:
+ * r = (1 - momentum) r + momentum v, with the unbiased variance var M / (M - 1). */
+void sp_bn_batch_stats(float *mean,     /* (C) */
+                       float *inv_std,  /* (C) */
+                       float *run_mean, /* (C) updated */
+                       float *run_var,  /* (C) updated */
+                       const double *s, /* (2C) */
+                       double M, int C, float eps, float momentum);
+/* Evaluation: mean = run_mean, inv_std = 1 / sqrt(run_var + eps). */
+void sp_bn_eval_stats(float *mean,           /* (C) */
+                      float *inv_std,        /* (C) */
+                      const float *run_mean, /* (C) */
+                      const float *run_var,  /* (C) */
+                      int C, float eps);
+/* y = gamma (x - mean) inv_std + beta */
+void sp_bn_forward(float *y,             /* (B, C, P) */
+                   const float *x,       /* (B, C, P) */
+                   const float *mean,    /* (C) */
+                   const float *inv_std, /* (C) */
+                   const float *gamma,   /* (C) */
+                   const float *beta,    /* (C) */
+                   int B, int C, int P);
+/* Per-sample terms of the blame, in the parameters' order (weight gamma, then bias beta):
+ * t[n] = (sum_p dy xhat for c < C, then sum_p dy for c < C), in double. Summed over the
+ * samples they are dgamma and dbeta. */
+void sp_bn_grad_terms(double *t,            /* (B, 2C) */
+                      const float *dy,      /* (B, C, P) */
+                      const float *x,       /* (B, C, P) the forward input */
+                      const float *mean,    /* (C) */
+                      const float *inv_std, /* (C) */
+                      int B, int C, int P);
+/* dx = gamma inv_std (dy - s_beta / M - xhat s_gamma / M), s (2C) = the sums of those terms
+ * over the M values per channel of the batch (training; all ranks). */
+void sp_bn_backward(float *dx,            /* (B, C, P), overwritten */
+                    const float *dy,      /* (B, C, P) */
+                    const float *x,       /* (B, C, P) the forward input */
+                    const float *mean,    /* (C) */
+                    const float *inv_std, /* (C) */
+                    const float *gamma,   /* (C) */
+                    const double *s,      /* (2C) */
+                    double M, int B, int C, int P);
+/* g[j] (+)= sum_n t[n][j] in sample order, for j < n: a layer's parameter gradients from its
+ * per-sample terms (acc: add into g, else overwrite). */
+void sp_term_sums(float *g,        /* (n) */
+                  const double *t, /* (B, n) */
+                  int B, int n, bool acc);
+
+/* ---- layer normalization (nn.LayerNorm over the D trailing values of each sample, affine) ----
+ * Per sample: xhat = (x - mean) inv_std (biased variance, inv_std = 1 / sqrt(var + eps)),
+ * y = gamma xhat + beta.  Blame: dgamma = sum_n dy xhat, dbeta = sum_n dy,
+ * dx = inv_std (g - mean(g) - xhat mean(g xhat)) with g = gamma dy. */
+void sp_ln_forward(float *y,                              /* (B, D) */
+                   float *mean,                           /* saved: (B) */
+                   float *inv_std,                        /* saved: (B) */
+                   const float *x,                        /* (B, D) */
+                   const float *gamma, const float *beta, /* (D) */
+                   int B, int D, float eps);
+/* dx (overwritten; NULL: not computed) and, unless dgamma is NULL, dgamma and dbeta (acc as
+ * sp_dense_backward; each a sum over samples in order). */
+void sp_ln_backward(float *dx,            /* (B, D) or NULL */
+                    float *dgamma,        /* (D) or NULL */
+                    float *dbeta,         /* (D) or NULL */
+                    const float *dy,      /* (B, D) */
+                    const float *x,       /* (B, D) */
+                    const float *mean,    /* (B) */
+                    const float *inv_std, /* (B) */
+                    const float *gamma,   /* (D) */
+                    int B, int D, bool acc);
+/* Per-sample terms of dgamma and dbeta: t[n] = (dy xhat for d < D, then dy for d < D). */
+void sp_ln_grad_terms(double *t,            /* (B, 2D) */
+                      const float *dy,      /* (B, D) */
+                      const float *x,       /* (B, D) */
+                      const float *mean,    /* (B) */
+                      const float *inv_std, /* (B) */
+                      int B, int D);
+
+/* ---- joins and resampling ---- */
+/* y = a + b (a residual connection; the blame passes unchanged to both inputs) */
+void sp_add_forward(float *y,       /* (n) */
+                    const float *a, /* (n) */
+                    const float *b, /* (n) */
+                    size_t n);
+/* torch.cat([a, b], dim=1): channels of a, then of b (P = 1 for flat features) */
+void sp_concat_forward(float *y,       /* (B, Ca + Cb, P) */
+                       const float *a, /* (B, Ca, P) */
+                       const float *b, /* (B, Cb, P) */
+                       int B, int Ca, int Cb, int P);
+/* the blame split back: da = dy[:, :Ca], db = dy[:, Ca:] (each overwritten; NULL: skipped) */
+void sp_concat_backward(float *da,       /* (B, Ca, P) or NULL */
+                        float *db,       /* (B, Cb, P) or NULL */
+                        const float *dy, /* (B, Ca + Cb, P) */
+                        int B, int Ca, int Cb, int P);
+/* Global average pooling (nn.AdaptiveAvgPool2d(1) + flatten): y[n, c] = mean_p x[n, c, p] */
+void sp_gap_forward(float *y,       /* (B, C) */
+                    const float *x, /* (B, C, P) */
+                    int B, int C, int P);
+/* the blame shared equally: dx[n, c, p] = dy[n, c] / P */
+void sp_gap_backward(float *dx,       /* (B, C, P), overwritten */
+                     const float *dy, /* (B, C) */
+                     int B, int C, int P);
+/* Nearest-neighbour upsampling by S (nn.Upsample(scale_factor=S)): y[., ., i, j] = x[., ., i/S, j/S] */
+void sp_upsample_forward(float *y,       /* (B, C, H S, W S) */
+                         const float *x, /* (B, C, H, W) */
+                         int B, int C, int H, int W, int S);
+/* each input pixel takes the sum of the blame of its S x S copies */
+void sp_upsample_backward(float *dx,       /* (B, C, H, W), overwritten */
+                          const float *dy, /* (B, C, H S, W S) */
+                          int B, int C, int H, int W, int S);
 
 /* ---- losses: return the SUM over the batch; the gradient is scaled by grad_scale ----
  * (grad_scale = 1 / samples in the global batch for cross-entropy, 1 / (samples * T) for MSE,
