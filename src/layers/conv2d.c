@@ -194,7 +194,7 @@ static int sample_threads_(void) {
 
 /* y_n (oc, ohw) = W (oc, ckk) * col_n (ckk, ohw) + b, for sample n: im2col of the sample into
  * its columns of col (kept for backward), then one GEMM that writes the sample's output planes
- * in place (NCHW), and the bias while they are in cache. */
+ * in place (NCHW), and the bias (if any) while they are in cache. */
 /* What the fused forward also computes per sample: the relu above the conv (r), and the max pool
  * above that (py, parg); NULL: not fused. */
 typedef struct {
@@ -214,17 +214,24 @@ static void conv_forward_sample_(float *y, const conv_fused_ *f, float *col, con
     im2col_sample_(col_n, (size_t)ncols, x + (size_t)n * g->c * g->h * g->w, g);
     sp_gemm(false, false, g->oc, ohw, ckk, 1.0f, w, ckk, col_n, ncols, 0.0f, y_n, ohw);
     float *r_n = f->r ? f->r + (size_t)n * g->oc * ohw : NULL;
+    /* no bias (NULL): the GEMM's sums as they are, the same bits as adding a zero bias (they
+     * start from +0, so none is -0) */
     for (int o = 0; o < g->oc; ++o) {
         float *row = y_n + (size_t)o * ohw;
-        const float bo = b[o];
         if (r_n) { /* and the relu above, as sp_act_forward computes it */
             float *rrow = r_n + (size_t)o * ohw;
+            if (!b) {
+                for (int p = 0; p < ohw; ++p) rrow[p] = row[p] > 0.0f ? row[p] : 0.0f;
+                continue;
+            }
+            const float bo = b[o];
             for (int p = 0; p < ohw; ++p) {
                 const float v = row[p] + bo;
                 row[p] = v;
                 rrow[p] = v > 0.0f ? v : 0.0f;
             }
-        } else {
+        } else if (b) {
+            const float bo = b[o];
             for (int p = 0; p < ohw; ++p) row[p] += bo;
         }
     }

@@ -7,6 +7,9 @@ void sp_dense_forward(float *y, const float *x, const float *w, const float *b, 
     if (B == 0) return;
     /* y (B, out) = x (B, in) * W^T (in, out) */
     sp_gemm(false, true, B, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    /* no bias (NULL): the GEMM's sums as they are, the same bits as adding a zero bias (they
+     * start from +0, so none is -0) */
+    if (!b) return;
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < B; ++i)
         for (int j = 0; j < out; ++j) y[(size_t)i * out + j] += b[j];

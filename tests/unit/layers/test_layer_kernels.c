@@ -2,7 +2,8 @@
  * The fast layer kernels are bitwise the plain scalar loops they replaced (kept here as the
  * oracles): maxpool's first-max / NaN rule, im2col and col2im (the order of col2im's sums),
  * the relu select, and the dense bias gradient; for every geometry, including rows wider than
- * a chunk, strides, padding, ties and NaN.
+ * a chunk, strides, padding, ties and NaN. Dense and conv2d without a bias are bitwise the
+ * same with a zero bias.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -322,6 +323,46 @@ static void test_overwrite(int B, int c, int h, int w, int oc, int k) {
     free(dw0), free(db0), free(dw1), free(db1);
 }
 
+/* No bias (b == NULL) is bitwise a zero bias, for dense and the three conv2d forwards, on a
+ * batch whose first sample is all zeros (its products are +-0: the no-bias output must not
+ * keep a -0 that adding a +0 bias would have turned into +0). */
+static void test_null_bias(int B, int c, int h, int w, int oc) {
+    sp_conv_geom g;
+    CHECK(sp_conv_geom_init(&g, c, h, w, oc, 3, 1, 1), "conv geom");
+    sp_pool_geom pg;
+    CHECK(sp_pool_geom_init(&pg, oc, g.oh, g.ow, 2, 2), "pool geom");
+    const size_t chw = (size_t)c * h * w, nx = (size_t)B * chw, ohw = (size_t)g.oh * g.ow;
+    const size_t ny = (size_t)B * oc * ohw, nw = (size_t)oc * c * 9, ncol = (size_t)c * 9 * B * ohw;
+    const size_t npy = (size_t)B * oc * pg.oh * pg.ow, nwd = (size_t)oc * chw;
+    float *x = malloc(nx * 4), *wt = malloc((nw > nwd ? nw : nwd) * 4), *zero = calloc(oc, 4),
+          *col = malloc(ncol * 4), *y[2], *r[2], *py[2];
+    int32_t *pa[2];
+    for (int i = 0; i < 2; ++i) {
+        y[i] = malloc(ny * 4), r[i] = malloc(ny * 4), py[i] = malloc(npy * 4);
+        pa[i] = malloc(npy * 4);
+    }
+    sp_test_fill(x, nx, 31, -1.0f, 1.0f), sp_test_fill(wt, nw > nwd ? nw : nwd, 32, -1.0f, 1.0f);
+    memset(x, 0, chw * 4);
+    for (int i = 0; i < 2; ++i) sp_dense_forward(y[i], x, wt, i ? zero : NULL, B, (int)chw, oc);
+    CHECK(same_bits(y[0], y[1], (size_t)B * oc * 4), "dense %zu -> %d: no bias is not zero bias",
+          chw, oc);
+    for (int i = 0; i < 2; ++i) sp_conv2d_forward(y[i], col, NULL, x, wt, i ? zero : NULL, &g, B);
+    CHECK(same_bits(y[0], y[1], ny * 4), "conv2d c=%d %dx%d oc=%d: no bias is not zero bias", c, h,
+          w, oc);
+    for (int i = 0; i < 2; ++i)
+        sp_conv2d_relu_forward(y[i], r[i], col, NULL, x, wt, i ? zero : NULL, &g, B);
+    CHECK(same_bits(y[0], y[1], ny * 4) && same_bits(r[0], r[1], ny * 4),
+          "conv2d+relu c=%d %dx%d oc=%d: no bias is not zero bias", c, h, w, oc);
+    for (int i = 0; i < 2; ++i)
+        sp_conv2d_relu_maxpool_forward(y[i], r[i], py[i], pa[i], col, NULL, x, wt, i ? zero : NULL,
+                                       &g, &pg, B);
+    CHECK(same_bits(y[0], y[1], ny * 4) && same_bits(r[0], r[1], ny * 4) &&
+              same_bits(py[0], py[1], npy * 4) && same_bits(pa[0], pa[1], npy * 4),
+          "conv2d+relu+maxpool c=%d %dx%d oc=%d: no bias is not zero bias", c, h, w, oc);
+    for (int i = 0; i < 2; ++i) free(y[i]), free(r[i]), free(py[i]), free(pa[i]);
+    free(x), free(wt), free(zero), free(col);
+}
+
 int main(void) {
     /* B, c, h, w, k, stride: the workloads' 2x2, odd and overlapping windows, rows > 64 */
     const int p[][6] = {{2, 3, 28, 28, 2, 2}, {1, 2, 7, 5, 3, 1},   {2, 1, 9, 8, 3, 2},
@@ -345,6 +386,8 @@ int main(void) {
         for (size_t i = 0; i < sizeof p2 / sizeof p2[0]; ++i)
             test_fused_relu(p2[i][0], p2[i][1], p2[i][2], p2[i][3], p2[i][4], p2[i][5]);
         test_fused_relu(2, 2, 7, 5, 3, 1); /* overlapping windows: the portable path */
+        test_null_bias(3, 2, 9, 9, 5);
+        test_null_bias(2, 32, 14, 14, 64);
     }
     /* B, c, h, w, k, stride, pad */
     const int q[][7] = {{2, 1, 28, 28, 3, 1, 1},
