@@ -95,3 +95,73 @@ double ref_mse(const double *o, const double *t, int B, int T) {
     for (int i = 0; i < B * T; ++i) s += (o[i] - t[i]) * (o[i] - t[i]);
     return s / (B * T);
 }
+
+void ref_batchnorm_train(double *y, double *mean, double *var, const double *x, const double *gamma,
+                         const double *beta, int B, int C, int P, double eps) {
+    const double M = (double)B * P;
+    for (int c = 0; c < C; ++c) {
+        double mu = 0, v = 0;
+        for (int n = 0; n < B; ++n)
+            for (int p = 0; p < P; ++p) mu += x[(n * C + c) * P + p];
+        mu /= M;
+        for (int n = 0; n < B; ++n)
+            for (int p = 0; p < P; ++p) {
+                const double d = x[(n * C + c) * P + p] - mu;
+                v += d * d;
+            }
+        v /= M;
+        for (int n = 0; n < B; ++n)
+            for (int p = 0; p < P; ++p) {
+                const int i = (n * C + c) * P + p;
+                y[i] = gamma[c] * (x[i] - mu) / sqrt(v + eps) + beta[c];
+            }
+        if (mean) mean[c] = mu;
+        if (var) var[c] = v;
+    }
+}
+
+void ref_batchnorm_eval(double *y, const double *x, const double *run_mean, const double *run_var,
+                        const double *gamma, const double *beta, int B, int C, int P, double eps) {
+    for (int n = 0; n < B; ++n)
+        for (int c = 0; c < C; ++c)
+            for (int p = 0; p < P; ++p) {
+                const int i = (n * C + c) * P + p;
+                y[i] = gamma[c] * (x[i] - run_mean[c]) / sqrt(run_var[c] + eps) + beta[c];
+            }
+}
+
+void ref_layernorm(double *y, const double *x, const double *gamma, const double *beta, int B,
+                   int D, double eps) {
+    for (int n = 0; n < B; ++n) {
+        double mu = 0, v = 0;
+        for (int d = 0; d < D; ++d) mu += x[n * D + d];
+        mu /= D;
+        for (int d = 0; d < D; ++d) v += (x[n * D + d] - mu) * (x[n * D + d] - mu);
+        v /= D;
+        for (int d = 0; d < D; ++d)
+            y[n * D + d] = gamma[d] * (x[n * D + d] - mu) / sqrt(v + eps) + beta[d];
+    }
+}
+
+void ref_concat(double *y, const double *a, const double *b, int B, int Ca, int Cb, int P) {
+    for (int n = 0; n < B; ++n)
+        for (int c = 0; c < Ca + Cb; ++c)
+            for (int p = 0; p < P; ++p)
+                y[(n * (Ca + Cb) + c) * P + p] =
+                    c < Ca ? a[(n * Ca + c) * P + p] : b[(n * Cb + c - Ca) * P + p];
+}
+
+void ref_gap(double *y, const double *x, int B, int C, int P) {
+    for (int i = 0; i < B * C; ++i) {
+        double s = 0;
+        for (int p = 0; p < P; ++p) s += x[i * P + p];
+        y[i] = s / P;
+    }
+}
+
+void ref_upsample(double *y, const double *x, int B, int C, int H, int W, int S) {
+    for (int i = 0; i < B * C; ++i)
+        for (int r = 0; r < H * S; ++r)
+            for (int q = 0; q < W * S; ++q)
+                y[(i * H * S + r) * W * S + q] = x[(i * H + r / S) * W + q / S];
+}

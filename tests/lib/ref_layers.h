@@ -14,6 +14,23 @@ void ref_maxpool(double *y, const double *x, int B, int c, int h, int w, int k, 
 void ref_avgpool(double *y, const double *x, int B, int c, int h, int w, int k, int stride);
 /* act: 0 relu, 1 leaky_relu, 2 tanh, 3 sigmoid, 4 gelu */
 void ref_act(double *y, const double *x, int64_t n, int act, double slope);
+/* batch norm in training (nn.BatchNorm1d/2d, x (B, C, P)): each channel normalized with the
+ * mean and biased variance of its B*P values, then gamma xhat + beta; mean and var (C) are
+ * returned when not NULL */
+void ref_batchnorm_train(double *y, double *mean, double *var, const double *x, const double *gamma,
+                         const double *beta, int B, int C, int P, double eps);
+/* batch norm in evaluation: the running statistics in place of the batch's */
+void ref_batchnorm_eval(double *y, const double *x, const double *run_mean, const double *run_var,
+                        const double *gamma, const double *beta, int B, int C, int P, double eps);
+/* layer norm over the D values of each sample (biased variance), then gamma xhat + beta */
+void ref_layernorm(double *y, const double *x, const double *gamma, const double *beta, int B,
+                   int D, double eps);
+/* torch.cat([a, b], dim=1) of a (B, Ca, P) and b (B, Cb, P) */
+void ref_concat(double *y, const double *a, const double *b, int B, int Ca, int Cb, int P);
+/* global average pooling: y (B, C) = the mean of each plane of x (B, C, P) */
+void ref_gap(double *y, const double *x, int B, int C, int P);
+/* nearest-neighbour upsampling by S: y (B, C, H S, W S) */
+void ref_upsample(double *y, const double *x, int B, int C, int H, int W, int S);
 /* mean losses over the batch, as PyTorch's defaults */
 double ref_xent(const double *z, const int32_t *labels, int B, int C);
 double ref_mse(const double *o, const double *t, int B, int T);

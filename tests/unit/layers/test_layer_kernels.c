@@ -3,7 +3,8 @@
  * oracles): maxpool's first-max / NaN rule, im2col and col2im (the order of col2im's sums),
  * the relu select, and the dense bias gradient; for every geometry, including rows wider than
  * a chunk, strides, padding, ties and NaN. Dense and conv2d without a bias are bitwise the
- * same with a zero bias.
+ * same with a zero bias; the normalization, join and resampling layers give the same bits with
+ * 1 and 3 threads.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -363,6 +364,115 @@ static void test_null_bias(int B, int c, int h, int w, int oc) {
     free(x), free(wt), free(zero), free(col);
 }
 
+/* ---- thread invariance of the normalization, join and resampling layers: every output of
+ * forward and backward the same bits with 1 and with 3 threads (3 really running, checked) ---- */
+
+static void threads_(int threads) {
+    omp_set_num_threads(threads);
+    int team = 0;
+#pragma omp parallel
+#pragma omp single
+    team = omp_get_num_threads();
+    CHECK(team == threads, "asked for %d threads, a team has %d", threads, team);
+}
+
+static float *filled_(size_t n, uint64_t seed, float lo, float hi) {
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    sp_test_fill(v, n, seed, lo, hi);
+    return v;
+}
+
+/* The sums over the samples of per-sample terms t (B, n), in sample order, as the model will. */
+static void sum_terms_(double *s, const double *t, int B, int n) {
+    for (int j = 0; j < n; ++j) s[j] = 0.0;
+    for (int i = 0; i < B; ++i)
+        for (int j = 0; j < n; ++j) s[j] += t[(size_t)i * n + j];
+}
+
+/* Batch norm in training, the whole chain; per run: y, dx, dgamma|dbeta, mean, inv_std, the
+ * running statistics, and both kinds of terms. */
+static void test_threads_bn(int B, int C, int P) {
+    const size_t n = (size_t)B * C * P, nt = (size_t)B * 2 * C;
+    float *x = filled_(n, 61, -1.0f, 3.0f), *dy = filled_(n, 62, -1.0f, 1.0f);
+    float *gamma = filled_((size_t)C, 63, 0.5f, 1.5f), *beta = filled_((size_t)C, 64, -1, 1);
+    float *y[2], *dx[2], *g[2], *stats[2]; /* stats: mean, inv_std, running mean, running var */
+    double *st[2], *gt[2], *s = malloc(2 * (size_t)C * sizeof *s);
+    for (int run = 0; run < 2; ++run) {
+        y[run] = malloc(n * 4), dx[run] = malloc(n * 4), g[run] = malloc(2 * (size_t)C * 4);
+        stats[run] = malloc(4 * (size_t)C * 4);
+        st[run] = malloc(nt * sizeof(double)), gt[run] = malloc(nt * sizeof(double));
+        float *mean = stats[run], *inv_std = mean + C, *rm = inv_std + C, *rv = rm + C;
+        for (int c = 0; c < C; ++c) rm[c] = 0.0f, rv[c] = 1.0f;
+        threads_(run ? 3 : 1);
+        sp_bn_stat_terms(st[run], x, B, C, P);
+        sum_terms_(s, st[run], B, 2 * C);
+        sp_bn_batch_stats(mean, inv_std, rm, rv, s, (double)B * P, C, 1e-5f, 0.1f);
+        sp_bn_forward(y[run], x, mean, inv_std, gamma, beta, B, C, P);
+        sp_bn_grad_terms(gt[run], dy, x, mean, inv_std, B, C, P);
+        sum_terms_(s, gt[run], B, 2 * C);
+        sp_bn_backward(dx[run], dy, x, mean, inv_std, gamma, s, (double)B * P, B, C, P);
+        sp_term_sums(g[run], gt[run], B, 2 * C, false);
+    }
+    CHECK(same_bits(st[0], st[1], nt * 8) && same_bits(gt[0], gt[1], nt * 8) &&
+              same_bits(stats[0], stats[1], 4 * (size_t)C * 4),
+          "batchnorm B=%d C=%d P=%d: terms or statistics differ with 1 and 3 threads", B, C, P);
+    CHECK(same_bits(y[0], y[1], n * 4) && same_bits(dx[0], dx[1], n * 4) &&
+              same_bits(g[0], g[1], 2 * (size_t)C * 4),
+          "batchnorm B=%d C=%d P=%d: y, dx or dgamma, dbeta differ with 1 and 3 threads", B, C, P);
+    for (int run = 0; run < 2; ++run)
+        free(y[run]), free(dx[run]), free(g[run]), free(stats[run]), free(st[run]), free(gt[run]);
+    free(x), free(dy), free(gamma), free(beta), free(s);
+}
+
+static void test_threads_ln(int B, int D) {
+    const size_t n = (size_t)B * D, nt = (size_t)B * 2 * D;
+    float *x = filled_(n, 71, -1.0f, 3.0f), *dy = filled_(n, 72, -1.0f, 1.0f);
+    float *gamma = filled_((size_t)D, 73, 0.5f, 1.5f), *beta = filled_((size_t)D, 74, -1, 1);
+    float *y[2], *dx[2], *g[2], *stats[2]; /* g: dgamma, dbeta; stats: mean, inv_std */
+    double *t[2];
+    for (int run = 0; run < 2; ++run) {
+        y[run] = malloc(n * 4), dx[run] = malloc(n * 4), g[run] = malloc(2 * (size_t)D * 4);
+        stats[run] = malloc(2 * (size_t)B * 4), t[run] = malloc(nt * sizeof(double));
+        threads_(run ? 3 : 1);
+        sp_ln_forward(y[run], stats[run], stats[run] + B, x, gamma, beta, B, D, 1e-5f);
+        sp_ln_backward(dx[run], g[run], g[run] + D, dy, x, stats[run], stats[run] + B, gamma, B, D,
+                       false);
+        sp_ln_grad_terms(t[run], dy, x, stats[run], stats[run] + B, B, D);
+    }
+    CHECK(same_bits(y[0], y[1], n * 4) && same_bits(stats[0], stats[1], 2 * (size_t)B * 4) &&
+              same_bits(dx[0], dx[1], n * 4) && same_bits(g[0], g[1], 2 * (size_t)D * 4) &&
+              same_bits(t[0], t[1], nt * 8),
+          "layernorm B=%d D=%d: 1 and 3 threads differ", B, D);
+    for (int run = 0; run < 2; ++run)
+        free(y[run]), free(dx[run]), free(g[run]), free(stats[run]), free(t[run]);
+    free(x), free(dy), free(gamma), free(beta);
+}
+
+/* add, concat, global average pooling and upsampling, forward and backward */
+static void test_threads_join_resample(int B, int Ca, int Cb, int H, int W, int S) {
+    const size_t P = (size_t)H * W, na = (size_t)B * Ca * P, nb = (size_t)B * Cb * P;
+    const size_t nup = na * S * S;
+    float *a = filled_(na, 81, -1, 1), *b = filled_(nb > na ? nb : na, 82, -1, 1);
+    float *dy = filled_(nup > na + nb ? nup : na + nb, 83, -1, 1);
+    float *out[2]; /* add y | concat y, da, db | gap y, dx | upsample y, dx */
+    const size_t nout = na + (na + nb) * 2 + (size_t)B * Ca + na + nup + na;
+    for (int run = 0; run < 2; ++run) {
+        float *o = out[run] = malloc(nout * 4);
+        threads_(run ? 3 : 1);
+        sp_add_forward(o, a, b, na), o += na;
+        sp_concat_forward(o, a, b, B, Ca, Cb, (int)P), o += na + nb;
+        sp_concat_backward(o, o + na, dy, B, Ca, Cb, (int)P), o += na + nb;
+        sp_gap_forward(o, a, B, Ca, (int)P), o += (size_t)B * Ca;
+        sp_gap_backward(o, dy, B, Ca, (int)P), o += na;
+        sp_upsample_forward(o, a, B, Ca, H, W, S), o += nup;
+        sp_upsample_backward(o, dy, B, Ca, H, W, S);
+    }
+    CHECK(same_bits(out[0], out[1], nout * 4),
+          "add, concat, gap, upsample B=%d C=%d+%d %dx%d S=%d: 1 and 3 threads differ", B, Ca, Cb,
+          H, W, S);
+    free(out[0]), free(out[1]), free(a), free(b), free(dy);
+}
+
 int main(void) {
     /* B, c, h, w, k, stride: the workloads' 2x2, odd and overlapping windows, rows > 64 */
     const int p[][6] = {{2, 3, 28, 28, 2, 2}, {1, 2, 7, 5, 3, 1},   {2, 1, 9, 8, 3, 2},
@@ -411,6 +521,13 @@ int main(void) {
     test_batch_invariance(5, 32, 14, 14, 64, 3, 1, 1);
     test_batch_invariance(3, 2, 11, 10, 7, 5, 2, 2);
     test_relu();
+    /* the new layers with 1 and 3 threads: 2d and 1d batch norm, layer norm over more columns
+     * than one block, the joins and resampling */
+    const int max_threads = omp_get_max_threads();
+    test_threads_bn(6, 7, 99), test_threads_bn(37, 19, 1);
+    test_threads_ln(37, 300), test_threads_ln(5, 1);
+    test_threads_join_resample(6, 7, 3, 9, 11, 2), test_threads_join_resample(3, 2, 1, 1, 1, 3);
+    omp_set_num_threads(max_threads);
     test_dense_db(1, 1), test_dense_db(7, 300), test_dense_db(256, 1024), test_dense_db(3, 17);
     return sp_test_summary("layer_kernels");
 }

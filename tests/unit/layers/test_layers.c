@@ -6,6 +6,10 @@
  *   float rounding in our backward).
  * The scalar being differentiated is L = sum(y .* r) for a fixed random r, so dL/dy = r.
  * relerr(a, b) = max|a - b| / max(max|b|, 1e-3).
+ * Layers that only move values (concat, upsample forward) must match the reference exactly
+ * (relerr 0); a layer's per-sample gradient terms, summed, match its backward's parameter
+ * gradients to TERM_TOL (float rounding). Batch norm runs as the model will run it in
+ * training: terms, summed over the samples here, then the statistics, forward, backward.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +23,10 @@
 #define FWD_TOL  1e-5
 #define GRAD_TOL 1e-4
 #define FD_H     1e-5
+#define TERM_TOL 1e-6
+#define BN_EPS   1e-5
+#define BN_MOM   0.1
+#define LN_EPS   1e-5
 
 static double *dalloc(size_t n) {
     return calloc(n ? n : 1, sizeof(double));
@@ -42,7 +50,8 @@ typedef struct lcase {
     double *x, *w, *b, *r; /* inputs, params, projection */
     size_t nx, nw, nb, ny;
     int B, c, h, wd, oc, k, stride, pad, in, out, act;
-    double slope;
+    int P, Ca, Cb, S; /* norms, gap: values per channel; concat: channels of a and b; upsample */
+    double slope, eps;
 } lcase;
 
 static double proj_loss(lcase *c) {
@@ -81,6 +90,23 @@ static void fwd_avgpool(lcase *c, double *y) {
 }
 static void fwd_act(lcase *c, double *y) {
     ref_act(y, c->x, (int64_t)c->nx, c->act, c->slope);
+}
+
+/* batch norm: w is gamma, b is beta; layer norm: in = D; concat: x is a, w is b */
+static void fwd_bn_train(lcase *c, double *y) {
+    ref_batchnorm_train(y, NULL, NULL, c->x, c->w, c->b, c->B, c->c, c->P, c->eps);
+}
+static void fwd_ln(lcase *c, double *y) {
+    ref_layernorm(y, c->x, c->w, c->b, c->B, c->in, c->eps);
+}
+static void fwd_concat(lcase *c, double *y) {
+    ref_concat(y, c->x, c->w, c->B, c->Ca, c->Cb, c->P);
+}
+static void fwd_gap(lcase *c, double *y) {
+    ref_gap(y, c->x, c->B, c->c, c->P);
+}
+static void fwd_upsample(lcase *c, double *y) {
+    ref_upsample(y, c->x, c->B, c->c, c->h, c->wd, c->S);
 }
 
 static void setup(lcase *c, uint64_t seed) {
@@ -259,6 +285,230 @@ static void test_dropout(void) {
     free(x), free(y), free(mask), free(y2), free(mask2), free(xr), free(dx);
 }
 
+/* Forward of a layer under test against its reference: relerr below tol (0: exactly). */
+static void check_forward(lcase *c, const char *what, const float *y, double tol) {
+    double *yr = dalloc(c->ny);
+    c->fwd(c, yr);
+    const double e = sp_test_relerr(y, yr, c->ny, 1e-3);
+    CHECK(tol == 0 ? e == 0 : e < tol, "%s forward relerr %.3g", what, e);
+    free(yr);
+}
+
+/* A float gradient against central differences of the reference in v (n values). */
+static void check_grad(lcase *c, const char *what, const char *name, const float *got, double *v,
+                       size_t n) {
+    double *g = dalloc(n);
+    fd(g, v, n, c);
+    const double e = sp_test_relerr(got, g, n, 1e-3);
+    CHECK(e < GRAD_TOL, "%s %s relerr %.3g", what, name, e);
+    free(g);
+}
+
+/* What the model does with per-sample terms t (B, n): their sums over the samples, in order. */
+static void sum_terms(double *s, const double *t, int B, int n) {
+    for (int j = 0; j < n; ++j) s[j] = 0;
+    for (int i = 0; i < B; ++i)
+        for (int j = 0; j < n; ++j) s[j] += t[(size_t)i * n + j];
+}
+
+/* Batch norm in training, the whole chain: stat terms -> sums -> batch stats -> forward, and
+ * grad terms -> sums -> backward (dx) and sp_term_sums (dgamma, dbeta); then the running
+ * statistics against PyTorch's update and evaluation mode against its reference. */
+static void test_bn(int B, int C, int P) {
+    lcase c = {.fwd = fwd_bn_train, .B = B, .c = C, .P = P, .eps = BN_EPS};
+    c.nx = c.ny = (size_t)B * C * P, c.nw = c.nb = (size_t)C;
+    setup(&c, (uint64_t)(900 + B * 31 + C * 7 + P));
+    for (size_t i = 0; i < c.nx; ++i) /* an offset and a spread that differ per channel */
+        c.x[i] = 1.5 + (1.0 + (double)((i / (size_t)P) % (size_t)C)) * c.x[i];
+    round_f(c.x, c.nx);
+    const double M = (double)B * P;
+    float *x = to_f(c.x, c.nx), *gamma = to_f(c.w, c.nw), *beta = to_f(c.b, c.nb);
+    float *r = to_f(c.r, c.ny), *y = falloc(c.ny), *dx = falloc(c.nx);
+    float *mean = falloc((size_t)C), *inv_std = falloc((size_t)C), *dgb = falloc(2 * (size_t)C);
+    float *rm = falloc((size_t)C), *rv = falloc((size_t)C), *dgb_acc = falloc(2 * (size_t)C);
+    double *rm0 = dalloc((size_t)C), *rv0 = dalloc((size_t)C);
+    sp_test_fill_d(rm0, (size_t)C, 17, -1, 1), sp_test_fill_d(rv0, (size_t)C, 18, 0.5, 2);
+    round_f(rm0, (size_t)C), round_f(rv0, (size_t)C);
+    for (int i = 0; i < C; ++i) rm[i] = (float)rm0[i], rv[i] = (float)rv0[i];
+    double *t = dalloc((size_t)B * 2 * C), *s = dalloc(2 * (size_t)C);
+    sp_bn_stat_terms(t, x, B, C, P);
+    sum_terms(s, t, B, 2 * C);
+    sp_bn_batch_stats(mean, inv_std, rm, rv, s, M, C, (float)BN_EPS, (float)BN_MOM);
+    sp_bn_forward(y, x, mean, inv_std, gamma, beta, B, C, P);
+    sp_bn_grad_terms(t, r, x, mean, inv_std, B, C, P);
+    sum_terms(s, t, B, 2 * C);
+    sp_bn_backward(dx, r, x, mean, inv_std, gamma, s, M, B, C, P);
+    sp_term_sums(dgb, t, B, 2 * C, false);
+    char what[96];
+    snprintf(what, sizeof what, "batchnorm train B=%d C=%d P=%d", B, C, P);
+    compare(&c, what, y, dx, dgb, dgb + C);
+    /* acc adds into the gradient */
+    for (int i = 0; i < 2 * C; ++i) dgb_acc[i] = 0.5f;
+    sp_term_sums(dgb_acc, t, B, 2 * C, true);
+    for (int i = 0; i < 2 * C; ++i) dgb_acc[i] -= 0.5f;
+    double e = sp_test_relerr_ff(dgb_acc, dgb, 2 * (size_t)C, 1e-3);
+    CHECK(e < TERM_TOL, "%s sp_term_sums acc relerr %.3g", what, e);
+    /* the statistics: batch mean, inv_std, and the running update (variance unbiased) */
+    double *yr = dalloc(c.ny), *mr = dalloc((size_t)C), *vr = dalloc((size_t)C),
+           *want = dalloc((size_t)C);
+    ref_batchnorm_train(yr, mr, vr, c.x, c.w, c.b, B, C, P, BN_EPS);
+    e = sp_test_relerr(mean, mr, (size_t)C, 1e-3);
+    CHECK(e < FWD_TOL, "%s mean relerr %.3g", what, e);
+    for (int i = 0; i < C; ++i) want[i] = 1 / sqrt(vr[i] + BN_EPS);
+    e = sp_test_relerr(inv_std, want, (size_t)C, 1e-3);
+    CHECK(e < FWD_TOL, "%s inv_std relerr %.3g", what, e);
+    for (int i = 0; i < C; ++i) want[i] = (1 - BN_MOM) * rm0[i] + BN_MOM * mr[i];
+    e = sp_test_relerr(rm, want, (size_t)C, 1e-3);
+    CHECK(e < FWD_TOL, "%s running_mean relerr %.3g", what, e);
+    for (int i = 0; i < C; ++i) want[i] = (1 - BN_MOM) * rv0[i] + BN_MOM * vr[i] * M / (M - 1);
+    e = sp_test_relerr(rv, want, (size_t)C, 1e-3);
+    CHECK(e < FWD_TOL, "%s running_var relerr %.3g", what, e);
+    /* evaluation: the running statistics just computed normalize instead */
+    double *rmd = dalloc((size_t)C), *rvd = dalloc((size_t)C);
+    for (int i = 0; i < C; ++i) rmd[i] = rm[i], rvd[i] = rv[i];
+    sp_bn_eval_stats(mean, inv_std, rm, rv, C, (float)BN_EPS);
+    sp_bn_forward(y, x, mean, inv_std, gamma, beta, B, C, P);
+    ref_batchnorm_eval(yr, c.x, rmd, rvd, c.w, c.b, B, C, P, BN_EPS);
+    e = sp_test_relerr(y, yr, c.ny, 1e-3);
+    CHECK(e < FWD_TOL, "batchnorm eval B=%d C=%d P=%d forward relerr %.3g", B, C, P, e);
+    free(x), free(gamma), free(beta), free(r), free(y), free(dx), free(mean), free(inv_std);
+    free(dgb), free(rm), free(rv), free(dgb_acc), free(rm0), free(rv0), free(t), free(s);
+    free(yr), free(mr), free(vr), free(want), free(rmd), free(rvd);
+    teardown(&c);
+}
+
+/* Layer norm: forward, dx, dgamma, dbeta (accumulated), and its per-sample terms summed over
+ * the samples against backward's dgamma and dbeta; dx and the parameter gradients alone. */
+static void test_ln(int B, int D) {
+    lcase c = {.fwd = fwd_ln, .B = B, .in = D, .eps = LN_EPS};
+    c.nx = c.ny = (size_t)B * D, c.nw = c.nb = (size_t)D;
+    setup(&c, (uint64_t)(700 + B * 13 + D));
+    for (size_t i = 0; i < c.nx; ++i) c.x[i] = 0.5 * (double)(i / (size_t)D) + 2 * c.x[i];
+    round_f(c.x, c.nx);
+    float *x = to_f(c.x, c.nx), *gamma = to_f(c.w, c.nw), *beta = to_f(c.b, c.nb);
+    float *r = to_f(c.r, c.ny), *y = falloc(c.ny), *dx = falloc(c.nx), *dx2 = falloc(c.nx);
+    float *mean = falloc((size_t)B), *inv_std = falloc((size_t)B);
+    float *dg = falloc((size_t)D), *db = falloc((size_t)D), *dg2 = falloc((size_t)D),
+          *db2 = falloc((size_t)D), *tg = falloc((size_t)D), *tb = falloc((size_t)D);
+    sp_ln_forward(y, mean, inv_std, x, gamma, beta, B, D, (float)LN_EPS);
+    for (int i = 0; i < D; ++i) dg[i] = db[i] = 0.5f;
+    sp_ln_backward(dx, dg, db, r, x, mean, inv_std, gamma, B, D, true);
+    for (int i = 0; i < D; ++i) dg[i] -= 0.5f, db[i] -= 0.5f;
+    char what[64];
+    snprintf(what, sizeof what, "layernorm B=%d D=%d", B, D);
+    compare(&c, what, y, dx, dg, db);
+    /* the terms, summed over the samples, are backward's dgamma and dbeta */
+    double *t = dalloc((size_t)B * 2 * D), *s = dalloc(2 * (size_t)D);
+    sp_ln_grad_terms(t, r, x, mean, inv_std, B, D);
+    sum_terms(s, t, B, 2 * D);
+    for (int i = 0; i < D; ++i) tg[i] = (float)s[i], tb[i] = (float)s[D + i];
+    for (int i = 0; i < D; ++i) dg2[i] = db2[i] = NAN; /* overwritten, never read */
+    sp_ln_backward(NULL, dg2, db2, r, x, mean, inv_std, gamma, B, D, false);
+    double e = fmax(sp_test_relerr_ff(tg, dg2, (size_t)D, 1e-3),
+                    sp_test_relerr_ff(tb, db2, (size_t)D, 1e-3));
+    CHECK(e < TERM_TOL, "%s grad terms summed vs dgamma, dbeta relerr %.3g", what, e);
+    /* dx alone is the same dx */
+    sp_ln_backward(dx2, NULL, NULL, r, x, mean, inv_std, gamma, B, D, false);
+    CHECK(memcmp(dx, dx2, c.nx * sizeof(float)) == 0, "%s dx without dgamma", what);
+    free(x), free(gamma), free(beta), free(r), free(y), free(dx), free(dx2), free(mean);
+    free(inv_std), free(dg), free(db), free(dg2), free(db2), free(tg), free(tb), free(t), free(s);
+    teardown(&c);
+}
+
+/* Concat: forward exactly the reference; each input's blame against finite differences, and
+ * exactly its slice (concatenating the two gives dy back); a NULL gradient is skipped. */
+static void test_concat(int B, int Ca, int Cb, int P) {
+    lcase c = {.fwd = fwd_concat, .B = B, .Ca = Ca, .Cb = Cb, .P = P};
+    c.nx = (size_t)B * Ca * P, c.nw = (size_t)B * Cb * P, c.ny = c.nx + c.nw;
+    setup(&c, (uint64_t)(600 + B + Ca * 3 + Cb * 5 + P * 7));
+    float *a = to_f(c.x, c.nx), *b = to_f(c.w, c.nw), *r = to_f(c.r, c.ny), *y = falloc(c.ny);
+    float *da = falloc(c.nx), *db = falloc(c.nw), *db2 = falloc(c.nw);
+    sp_concat_forward(y, a, b, B, Ca, Cb, P);
+    char what[64];
+    snprintf(what, sizeof what, "concat B=%d Ca=%d Cb=%d P=%d", B, Ca, Cb, P);
+    check_forward(&c, what, y, 0);
+    sp_concat_backward(da, db, r, B, Ca, Cb, P);
+    check_grad(&c, what, "da", da, c.x, c.nx);
+    check_grad(&c, what, "db", db, c.w, c.nw);
+    double *dad = dalloc(c.nx), *dbd = dalloc(c.nw), *back = dalloc(c.ny);
+    for (size_t i = 0; i < c.nx; ++i) dad[i] = da[i];
+    for (size_t i = 0; i < c.nw; ++i) dbd[i] = db[i];
+    ref_concat(back, dad, dbd, B, Ca, Cb, P);
+    CHECK(sp_test_relerr(r, back, c.ny, 1e-3) == 0, "%s: cat(da, db) is not dy", what);
+    for (size_t i = 0; i < c.nw; ++i) db2[i] = NAN;
+    sp_concat_backward(NULL, db2, r, B, Ca, Cb, P);
+    CHECK(memcmp(db, db2, c.nw * sizeof(float)) == 0, "%s db with da NULL", what);
+    free(a), free(b), free(r), free(y), free(da), free(db), free(db2), free(dad), free(dbd);
+    free(back);
+    teardown(&c);
+}
+
+static void test_gap(int B, int C, int P) {
+    lcase c = {.fwd = fwd_gap, .B = B, .c = C, .P = P};
+    c.nx = (size_t)B * C * P, c.ny = (size_t)B * C;
+    setup(&c, (uint64_t)(400 + B + C * 3 + P));
+    float *x = to_f(c.x, c.nx), *r = to_f(c.r, c.ny), *y = falloc(c.ny), *dx = falloc(c.nx);
+    for (size_t i = 0; i < c.nx; ++i) dx[i] = NAN; /* overwritten */
+    sp_gap_forward(y, x, B, C, P);
+    sp_gap_backward(dx, r, B, C, P);
+    char what[64];
+    snprintf(what, sizeof what, "gap B=%d C=%d P=%d", B, C, P);
+    compare(&c, what, y, dx, NULL, NULL);
+    free(x), free(r), free(y), free(dx);
+    teardown(&c);
+}
+
+static void test_upsample(int B, int C, int H, int W, int S) {
+    lcase c = {.fwd = fwd_upsample, .B = B, .c = C, .h = H, .wd = W, .S = S};
+    c.nx = (size_t)B * C * H * W, c.ny = c.nx * S * S;
+    setup(&c, (uint64_t)(300 + B + C * 3 + H * 5 + W * 7 + S));
+    float *x = to_f(c.x, c.nx), *r = to_f(c.r, c.ny), *y = falloc(c.ny), *dx = falloc(c.nx);
+    for (size_t i = 0; i < c.nx; ++i) dx[i] = NAN; /* overwritten */
+    sp_upsample_forward(y, x, B, C, H, W, S);
+    sp_upsample_backward(dx, r, B, C, H, W, S);
+    char what[64];
+    snprintf(what, sizeof what, "upsample B=%d C=%d %dx%d S=%d", B, C, H, W, S);
+    check_forward(&c, what, y, 0);
+    check_grad(&c, what, "dx", dx, c.x, c.nx);
+    free(x), free(r), free(y), free(dx);
+    teardown(&c);
+}
+
+/* y = a + b is the float sum, element by element, also in place (y aliasing a). */
+static void test_add(void) {
+    enum { N = 103 };
+    float a[N], b[N], y[N];
+    sp_test_fill(a, N, 51, -1, 1), sp_test_fill(b, N, 52, -1, 1);
+    sp_add_forward(y, a, b, N);
+    int ok = 1;
+    for (int i = 0; i < N; ++i) ok &= y[i] == (float)((double)a[i] + (double)b[i]);
+    CHECK(ok, "add: y = a + b, rounded once");
+    sp_add_forward(a, a, b, N);
+    CHECK(memcmp(a, y, sizeof y) == 0, "add in place");
+}
+
+/* B = 0: nothing to read or write (NULL everywhere); the sums over no samples are zero. */
+static void test_empty_batch(void) {
+    float g[4] = {1, 2, 3, 4};
+    sp_bn_stat_terms(NULL, NULL, 0, 4, 9);
+    sp_bn_forward(NULL, NULL, NULL, NULL, NULL, NULL, 0, 4, 9);
+    sp_bn_grad_terms(NULL, NULL, NULL, NULL, NULL, 0, 4, 9);
+    sp_bn_backward(NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1, 0, 4, 9);
+    sp_ln_forward(NULL, NULL, NULL, NULL, NULL, NULL, 0, 4, 1e-5f);
+    sp_ln_grad_terms(NULL, NULL, NULL, NULL, NULL, 0, 4);
+    sp_add_forward(NULL, NULL, NULL, 0);
+    sp_concat_forward(NULL, NULL, NULL, 0, 2, 3, 4);
+    sp_concat_backward(NULL, NULL, NULL, 0, 2, 3, 4);
+    sp_gap_forward(NULL, NULL, 0, 2, 4);
+    sp_gap_backward(NULL, NULL, 0, 2, 4);
+    sp_upsample_forward(NULL, NULL, 0, 2, 3, 3, 2);
+    sp_upsample_backward(NULL, NULL, 0, 2, 3, 3, 2);
+    sp_term_sums(g, NULL, 0, 4, true);
+    CHECK(g[0] == 1 && g[1] == 2 && g[2] == 3 && g[3] == 4, "term sums of no samples, acc");
+    sp_ln_backward(NULL, g, g, NULL, NULL, NULL, NULL, NULL, 0, 4, false);
+    CHECK(g[0] == 0 && g[1] == 0 && g[2] == 0 && g[3] == 0, "layernorm dgamma of no samples");
+}
+
 /* Loss cases: L is the mean loss, differentiated in z (or o). */
 typedef struct {
     int B, C;
@@ -357,6 +607,19 @@ int main(void) {
         }
     for (int a = 0; a < 5; ++a) test_act(a, a == 1 ? 0.1 : 0.0);
     test_dropout();
+    /* batch norm: B, C, P; BatchNorm1d (P = 1, M = B) and 2d (P = H W, B = 1 too) */
+    const int bshapes[][3] = {{5, 3, 1}, {16, 33, 1}, {7, 1, 1}, {2, 3, 20}, {3, 2, 49}, {1, 4, 9}};
+    for (size_t i = 0; i < sizeof bshapes / sizeof bshapes[0]; ++i)
+        test_bn(bshapes[i][0], bshapes[i][1], bshapes[i][2]);
+    const int lshapes[][2] = {{1, 2}, {3, 7}, {5, 33}, {4, 100}, {2, 1}};
+    for (size_t i = 0; i < sizeof lshapes / sizeof lshapes[0]; ++i)
+        test_ln(lshapes[i][0], lshapes[i][1]);
+    test_concat(2, 3, 2, 5), test_concat(3, 1, 4, 1), test_concat(1, 2, 2, 9);
+    test_gap(2, 3, 1), test_gap(3, 4, 49), test_gap(1, 2, 1000);
+    test_upsample(2, 3, 4, 5, 2), test_upsample(1, 2, 3, 3, 3), test_upsample(2, 1, 1, 1, 4);
+    test_upsample(1, 1, 2, 3, 1);
+    test_add();
+    test_empty_batch();
     test_xent(1, 2, 3), test_xent(5, 3, 3), test_xent(7, 10, 5), test_xent(3, 17, 1);
     test_xent(4, 10, 1000); /* stability: huge logits */
     test_mse(1, 1), test_mse(5, 3), test_mse(17, 2);
