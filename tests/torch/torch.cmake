@@ -16,3 +16,8 @@ set_tests_properties(optim_vs_torch PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TES
 # predicts the same probabilities / outputs within 1e-5.
 add_test(NAME predict_torch COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/predict_torch.py)
 set_tests_properties(predict_torch PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TEST_ENV}")
+
+# spgraph.py, the spec language (graphs included) as PyTorch modules with shardprop's tensor
+# names, on its own: shapes, state_dict keys, parameter counts, checkpoint round trips, errors.
+add_test(NAME spgraph_selftest COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/spgraph_selftest.py)
+set_tests_properties(spgraph_selftest PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TEST_ENV}")
