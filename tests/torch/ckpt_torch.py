@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Check the checkpoint layout against PyTorch: h5py loads a shardprop checkpoint into the
-equivalent torch.nn.Sequential (state_dict keys "<i>.weight", "<i>.bias") and torch.optim.Adam.
+equivalent PyTorch model (spgraph.py: for a straight stack the layers of nn.Sequential, with the
+state_dict keys "<i>.weight", "<i>.bias") and torch.optim.Adam.
 
 Usage: ckpt_torch.py PATH/TO/test_checkpoint
 
@@ -8,7 +9,7 @@ For each model, `test_checkpoint --export FILE SPEC SHAPE` writes a checkpoint a
 and prints the input and output of a forward pass (4 samples), then one more Adam step (its
 gradient and the parameters after it). This script loads FILE with load_checkpoint() below and
 checks:
-  * the outputs of nn.Sequential on the same input: max |torch - c| / max(max |c|, 1) <= 1e-5;
+  * the outputs of the PyTorch model on the same input: max |torch - c| / max(max |c|, 1) <= 1e-5;
   * one torch.optim.Adam step (foreach=False) from the loaded optimizer state with the same
     gradient: the parameters after it at 1e-6 relative.
 
@@ -24,7 +25,6 @@ try:
     import h5py
     import numpy as np
     import torch
-    from torch import nn
 except ImportError as e:  # not a skip: the layout check must run in CI
     print(f"FAIL: cannot import h5py/numpy/torch ({e}); install python3-h5py and python3-torch")
     sys.exit(1)
@@ -32,29 +32,8 @@ except ImportError as e:  # not a skip: the layout check must run in CI
 
 # ---- the reusable loader ------------------------------------------------------------------------
 
-def _layer(kind, args, kw, params):
-    """One nn module for spec item `kind:args...:k=v...`; params = the h5py group
-    /model/params/<i> (None for layers without parameters)."""
-    if kind == "dense":
-        w = params["weight"]
-        return nn.Linear(w.shape[1], w.shape[0])
-    if kind == "conv2d":
-        w = params["weight"]  # (out, in, k, k)
-        return nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], stride=int(kw.get("stride", 1)),
-                         padding=int(kw.get("pad", 0)))
-    if kind in ("maxpool", "avgpool"):
-        k = int(args[0])
-        cls = nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d
-        return cls(k, stride=int(kw.get("stride", k)))
-    simple = {"flatten": nn.Flatten, "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-              "gelu": nn.GELU}  # GELU: the exact (erf) form, as shardprop
-    if kind in simple:
-        return simple[kind]()
-    if kind == "leaky_relu":
-        return nn.LeakyReLU(float(args[0]) if args else 0.01)
-    if kind == "dropout":
-        return nn.Dropout(float(args[0]))
-    raise ValueError(f"unknown layer '{kind}' in the spec")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import spgraph  # noqa: E402  (the spec as PyTorch modules, graphs included)
 
 
 def _text(v):
@@ -63,25 +42,16 @@ def _text(v):
 
 
 def load_checkpoint(path):
-    """A shardprop checkpoint -> (nn.Sequential with its parameters, dict of the attributes)."""
+    """A shardprop checkpoint -> (the model with its parameters and buffers, in eval mode; dict
+    of the attributes). The model is spgraph's: for a straight stack, the layers of
+    nn.Sequential under the keys "<i>.weight", "<i>.bias"; for a graph, the module paths."""
+    model, _, _ = spgraph.load_checkpoint(path)  # strict: every tensor comes from the file
     with h5py.File(path, "r") as f:
         g = f["/model"]
         info = {k: _text(g.attrs[k]) for k in ("spec", "input_shape", "loss", "format_version")}
         if "/train" in f:
             info["train"] = {k: _text(v) for k, v in f["/train"].attrs.items()}
-        layers, state = [], {}
-        for i, item in enumerate(s.strip() for s in info["spec"].split(",")):
-            kind, *rest = item.split(":")
-            args = [a for a in rest if "=" not in a]
-            kw = dict(a.split("=", 1) for a in rest if "=" in a)
-            params = f.get(f"/model/params/{i}")
-            layers.append(_layer(kind, args, kw, params))
-            if params is not None:  # same arrays, same names as state_dict()
-                state[f"{i}.weight"] = torch.from_numpy(params["weight"][()])
-                state[f"{i}.bias"] = torch.from_numpy(params["bias"][()])
-    model = nn.Sequential(*layers)
-    model.load_state_dict(state)  # strict: every parameter must come from the file
-    return model.eval(), info
+    return model, info
 
 
 def load_optimizer(path, model, lr):
@@ -99,10 +69,10 @@ def load_optimizer(path, model, lr):
             cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
             opt = cls(model.parameters(), lr=lr, betas=(float(a["beta1"]), float(a["beta2"])),
                       eps=float(a["eps"]), weight_decay=float(a["weight_decay"]), foreach=False)
-        named = dict(model.named_parameters())  # "<i>.weight" -> Parameter
+        named = dict(model.named_parameters())  # "<path>.weight" -> Parameter
         for key, p in named.items():
-            i, which = key.split(".")
-            st = o.get(f"state/{i}/{which}")  # /optimizer/state/<i>/<weight|bias>/<name>
+            path, which = key.rsplit(".", 1)
+            st = o.get(f"state/{path}/{which}")  # /optimizer/state/<path>/<weight|bias>/<name>
             if st is None:
                 continue  # plain SGD: no state
             s = {name: torch.from_numpy(st[name][()]) for name in st}
