@@ -11,15 +11,20 @@
  *   sp_model_zero_grads(m);
  *   sp_model_backward(m, d_out, B, NULL, NULL);         // gradients accumulate in the slab
  *
- * Spec grammar: comma-separated layers, each `name[:arg...]` with positional args first, then
- * `key=value` args. Layers (index i = position in the spec, from 0, as in nn.Sequential):
- *   dense:UNITS                                   nn.Linear(in, UNITS)
- *   conv2d:OUT_CHANNELS:KERNEL[:stride=S][:pad=P] nn.Conv2d(in_c, OUT_CHANNELS, KERNEL, S, P)
+ * Spec grammar (README "The model language"): comma-separated items, each a layer
+ * `name[:arg...]` (positional args first, then `key=value`), residual(f [| g]) or
+ * repeat:N(...); save:NAME, add:NAME and concat:NAME join named values. Layers:
+ *   dense:UNITS[:bias=0]                          nn.Linear(in, UNITS)
+ *   conv2d:OUT_CHANNELS:KERNEL[:stride=S][:pad=P][:bias=0]  nn.Conv2d(in_c, OUT, K, S, P)
  *   maxpool:K[:stride=S]  avgpool:K[:stride=S]    nn.MaxPool2d / nn.AvgPool2d (stride = K)
+ *   batchnorm[:eps=E][:momentum=M]  layernorm[:eps=E]  gap  upsample:S
  *   flatten  relu  leaky_relu[:SLOPE]  tanh  sigmoid  gelu  dropout:P
+ * The model is a graph of layers ("nodes", index i in execution order; a straight stack's
+ * node i is item i of the spec, as in nn.Sequential).
  *
  * Memory: the model owns one contiguous slab each of parameters and gradients (layer i's
- * weight then bias, layers in spec order; PyTorch layouts), and the activation buffers for
+ * weight then bias, layers in node order; PyTorch layouts), one of buffers (batch norm's
+ * running statistics), and the activation buffers for
  * up to max_batch samples. Nothing is allocated during forward or backward.
  * Threading: forward and backward are OpenMP-parallel and bitwise identical for any number of
  * threads. The model knows nothing of MPI: a layer that needs a sum over the ranks (the
@@ -38,7 +43,8 @@ typedef struct sp_model sp_model;
 
 /* What one forward pass needs to know beyond its input. */
 typedef struct sp_step_ctx {
-    bool training;             /* dropout active */
+    bool training;             /* dropout active, batch norm on batch statistics (and updating
+                                  its running statistics) */
     uint64_t seed;             /* run seed: dropout masks are functions of (seed, step, sample) */
     int64_t step;              /* optimizer step this pass belongs to */
     const int64_t *sample_ids; /* (B) global sample ids, or NULL: the row index */
@@ -117,16 +123,41 @@ void sp_model_backward_fresh(sp_model *m, const float *d_out, int B, sp_grad_rea
 
 /*
  * Sums over the ranks that train together, for layers whose forward or backward needs
- * statistics of the global batch. The caller (the trainer, or an embedding application with
- * its own communicator) supplies fn: it replaces v[0, n) on every rank by the sums over all
- * ranks. It is collective: every rank's model calls it at the same points of forward and
- * backward, in the same order and with the same n, including a rank without samples of the
- * batch. Without one (the default) the sums are this process's own values. A failed sum
- * returns its status to the layer, which the model reports from sp_model_allsum's caller.
+ * statistics of the global batch (batch norm). The caller (the trainer, or an application with
+ * its own communicator) supplies fn: it sets sums[0, n) to the sum of terms[s][0, n) over every
+ * sample s of every rank (terms: (count, n), this rank's samples; count may be 0). It is
+ * collective: every rank's model calls it at the same points of forward and backward, in the
+ * same order and with the same n, including a rank without samples of the batch. The caller
+ * chooses how to sum (doubles, or exactly in fixed point for --deterministic). Without one (the
+ * default) the sums are over this process's samples only. A failed sum is reported by
+ * sp_model_status.
  */
-typedef sp_status (*sp_model_allsum_fn)(void *user, double *v, size_t n);
+typedef sp_status (*sp_model_allsum_fn)(void *user, const double *terms, int count, size_t n,
+                                        double *sums);
 void sp_model_set_allsum(sp_model *m, sp_model_allsum_fn fn, void *user);
-/* What a layer calls: v[0, n) summed over the ranks in place (collective through fn). */
-sp_status sp_model_allsum(sp_model *m, double *v, size_t n);
+
+/* SP_OK, or why the last forward or backward failed (a sum over ranks that failed, or a batch
+ * norm given one value per channel in training); the outputs are then meaningless. Every rank
+ * gets the same verdict when the failure is in the sums' values. */
+sp_status sp_model_status(const sp_model *m);
+
+/* ---- the graph ---- */
+/* Layer i's module path in the equivalent PyTorch module ("3", "3.f.0"; model/spec.h), and its
+ * inputs: in[0..count) are layer indices, -1 for the model's input. Returns the count (1 or 2;
+ * add and concat take two). */
+const char *sp_model_layer_path(const sp_model *m, int i);
+int sp_model_layer_inputs(const sp_model *m, int i, int in[2]);
+/* Bytes layer i keeps for backward for max_batch samples: its output (unless it aliases its
+ * input) and what it saves besides (im2col columns, masks, indices, statistics). */
+size_t sp_model_layer_saved_bytes(const sp_model *m, int i);
+
+/* ---- buffers: state that is not learned (batch norm's running statistics) ----
+ * One slab of nbuffers floats; layer i's running mean is [off, off + len) and its running
+ * variance [off + len, off + 2 len). *tracked points at its num_batches_tracked (writable).
+ * Returns false for a layer without buffers. Initialized (mean 0, variance 1, count 0) by
+ * sp_model_create; training updates them, evaluation reads them. */
+size_t sp_model_num_buffers(const sp_model *m);
+float *sp_model_buffers(sp_model *m); /* (nbuffers) */
+bool sp_model_layer_buffers(sp_model *m, int i, size_t *off, size_t *len, int64_t **tracked);
 
 #endif

@@ -208,8 +208,38 @@ static void h5close_group_(hid_t g) {
     if (g >= 0) H5Gclose(g);
 }
 
-/* Write the /model/params/<i>/{weight,bias} (prefix "/model/params") or the mirrored
- * /optimizer/state/<i>/{weight,bias}/<state name> arrays of slab `slab`. */
+/* An int64 scalar dataset (batch norm's num_batches_tracked, as PyTorch's 0-d tensor). */
+static void w_i64_scalar_(wctx_ *w, hid_t loc, const char *name, int64_t v) {
+    if (w->st != SP_OK) return;
+    hid_t s = H5Screate(H5S_SCALAR);
+    hid_t ds =
+        s < 0 ? -1 : H5Dcreate2(loc, name, H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t e = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v);
+    if (ds >= 0) H5Dclose(ds);
+    if (s >= 0) H5Sclose(s);
+    if (e < 0) wfail_(w, name, NULL);
+}
+
+/* Batch norm's buffers under /model/params/<path>: running_mean, running_var (C), and
+ * num_batches_tracked, the tensors PyTorch's state_dict holds besides weight and bias. */
+static void w_buffers_(wctx_ *w, hid_t root, const char *group, sp_model *m, int i) {
+    size_t off, len;
+    int64_t *tracked;
+    if (!sp_model_layer_buffers(m, i, &off, &len, &tracked)) return;
+    const float *b = sp_model_buffers(m) + off;
+    const int64_t n = (int64_t)len;
+    char name[160];
+    snprintf(name, sizeof name, "%s/running_mean", group);
+    w_floats_(w, root, name, name, 1, &n, b);
+    snprintf(name, sizeof name, "%s/running_var", group);
+    w_floats_(w, root, name, name, 1, &n, b + len);
+    snprintf(name, sizeof name, "%s/num_batches_tracked", group);
+    w_i64_scalar_(w, root, name, *tracked);
+}
+
+/* Write the /model/params/<path>/{weight,bias} (prefix "/model/params"; path the layer's module
+ * path, "3" or "3.f.0") or the mirrored /optimizer/state/<path>/{weight,bias}/<state name>
+ * arrays of slab `slab`; a layer without a bias (bias=0) has no bias array. */
 static void w_slab_(wctx_ *w, hid_t root, const char *prefix, const sp_model *m, const float *slab,
                     const char *state_name) {
     int nl = sp_model_num_layers(m);
@@ -218,24 +248,27 @@ static void w_slab_(wctx_ *w, hid_t root, const char *prefix, const sp_model *m,
         int w_rank;
         int64_t w_shape[4], b_len;
         if (!sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
-        char name[128];
-        snprintf(name, sizeof name, "%s/%d", prefix, i);
-        hid_t g = w_group_(w, root, name, name);
-        if (!state_name) w_str_(w, g, name, "layer", sp_model_layer_name(m, i));
-        for (int k = 0; k < 2 && w->st == SP_OK; ++k) {
+        const char *lp = sp_model_layer_path(m, i);
+        char group[128], name[160];
+        snprintf(group, sizeof group, "%s/%s", prefix, lp);
+        hid_t g = w_group_(w, root, group, group);
+        if (!state_name) w_str_(w, g, group, "layer", sp_model_layer_name(m, i));
+        for (int k = 0; k < (b_len ? 2 : 1) && w->st == SP_OK; ++k) {
             const char *which = k == 0 ? "weight" : "bias";
-            snprintf(name, sizeof name, "%s/%d/%s", prefix, i, which);
+            snprintf(name, sizeof name, "%s/%s", group, which);
             const float *data = slab + (k == 0 ? w_off : b_off);
             if (state_name) {
                 hid_t sg = w_group_(w, root, name, name);
                 h5close_group_(sg);
-                snprintf(name, sizeof name, "%s/%d/%s/%s", prefix, i, which, state_name);
+                snprintf(name, sizeof name, "%s/%s/%s", group, which, state_name);
             }
             if (k == 0)
                 w_floats_(w, root, name, name, w_rank, w_shape, data);
             else
                 w_floats_(w, root, name, name, 1, &b_len, data);
         }
+        /* read only: the getters are not const */
+        if (!state_name) w_buffers_(w, root, group, (sp_model *)m, i);
         h5close_group_(g);
     }
 }
@@ -829,28 +862,9 @@ sp_status sp_ckpt_read_info(const char *path, sp_ckpt_info *info) {
     return st;
 }
 
-/* Do two specs describe the same layers? (Parsed: spacing and written-out defaults ignored.) */
-static bool same_spec_(const char *a, const char *b) {
-    if (strcmp(a, b) == 0) return true;
-    sp_layer_spec *la = NULL, *lb = NULL;
-    int na = 0, nb = 0;
-    bool same =
-        sp_spec_parse(a, &la, &na) == SP_OK && sp_spec_parse(b, &lb, &nb) == SP_OK && na == nb;
-    for (int i = 0; same && i < na; ++i) {
-        const sp_layer_spec *x = &la[i], *y = &lb[i];
-        same = x->kind == y->kind && x->units == y->units && x->out_channels == y->out_channels &&
-               x->kernel == y->kernel && x->stride == y->stride && x->pad == y->pad &&
-               x->slope == y->slope && x->p == y->p;
-    }
-    free(la);
-    free(lb);
-    sp_error_clear(); /* a failed parse of the file's spec is reported as a mismatch */
-    return same;
-}
-
 /* The checkpoint's model must be m's: same spec and input shape. */
 static sp_status check_model_(const char *path, const sp_ckpt_info *info, const sp_model *m) {
-    if (!same_spec_(info->spec, sp_model_spec(m)))
+    if (!sp_spec_same(info->spec, sp_model_spec(m)))
         return SP_FAIL(SP_ERR_SPEC,
                        "%s: the checkpoint's model spec \"%s\" differs from this model's \"%s\"",
                        path, info->spec, sp_model_spec(m));
@@ -913,30 +927,70 @@ static sp_status r_floats_(hid_t f, const char *path, const char *name, int rank
     return st;
 }
 
-/* Read the mirrored arrays under `prefix` ("/model/params" or "/optimizer/state") into slab. */
-static sp_status r_slab_(hid_t f, const char *path, const char *prefix, const sp_model *m,
-                         const char *state_name, float *slab) {
+/* An int64 scalar dataset. */
+static sp_status r_i64_scalar_(hid_t f, const char *path, const char *name, int64_t *v) {
+    if (!sp_h5_exists(f, name))
+        return SP_FAIL(SP_ERR_DATA, "%s: checkpoint dataset %s is missing", path, name);
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) return SP_FAIL(SP_ERR_DATA, "%s: cannot open checkpoint dataset %s", path, name);
+    hid_t t = H5Dget_type(ds), s = H5Dget_space(ds);
+    sp_status st = SP_OK;
+    if (H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(s) != 1)
+        st = SP_FAIL(SP_ERR_DATA, "%s: checkpoint dataset %s is not one integer", path, name);
+    else if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+        st = SP_FAIL(SP_ERR_DATA, "%s: cannot read checkpoint dataset %s", path, name);
+    else if (*v < 0)
+        st = SP_FAIL(SP_ERR_DATA, "%s: checkpoint dataset %s is negative (%lld)", path, name,
+                     (long long)*v);
+    H5Sclose(s);
+    H5Tclose(t);
+    H5Dclose(ds);
+    return st;
+}
+
+/* Read the mirrored arrays under `prefix` ("/model/params" or "/optimizer/state") into slab;
+ * with buf (the params), the batch-norm buffers into buf and tracked (one per layer) too. */
+static sp_status r_slab_(hid_t f, const char *path, const char *prefix, sp_model *m,
+                         const char *state_name, float *slab, float *buf, int64_t *tracked) {
     int nl = sp_model_num_layers(m);
     for (int i = 0; i < nl; ++i) {
         size_t w_off, b_off;
         int w_rank;
         int64_t w_shape[4], b_len;
         if (!sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
-        char name[160];
-        snprintf(name, sizeof name, "%s/%d/weight%s%s", prefix, i, state_name ? "/" : "",
-                 state_name ? state_name : "");
+        const char *lp = sp_model_layer_path(m, i), *sep = state_name ? "/" : "",
+                   *sn = state_name ? state_name : "";
+        char name[192];
+        snprintf(name, sizeof name, "%s/%s/weight%s%s", prefix, lp, sep, sn);
         SP_CHECK(r_floats_(f, path, name, w_rank, w_shape, slab + w_off));
-        snprintf(name, sizeof name, "%s/%d/bias%s%s", prefix, i, state_name ? "/" : "",
-                 state_name ? state_name : "");
-        SP_CHECK(r_floats_(f, path, name, 1, &b_len, slab + b_off));
+        if (b_len) {
+            snprintf(name, sizeof name, "%s/%s/bias%s%s", prefix, lp, sep, sn);
+            SP_CHECK(r_floats_(f, path, name, 1, &b_len, slab + b_off));
+        }
+        size_t off, len;
+        int64_t *t;
+        if (!buf || !sp_model_layer_buffers(m, i, &off, &len, &t)) continue;
+        const int64_t n = (int64_t)len;
+        snprintf(name, sizeof name, "%s/%s/running_mean", prefix, lp);
+        SP_CHECK(r_floats_(f, path, name, 1, &n, buf + off));
+        snprintf(name, sizeof name, "%s/%s/running_var", prefix, lp);
+        SP_CHECK(r_floats_(f, path, name, 1, &n, buf + off + len));
+        snprintf(name, sizeof name, "%s/%s/num_batches_tracked", prefix, lp);
+        SP_CHECK(r_i64_scalar_(f, path, name, &tracked[i]));
     }
     return SP_OK;
 }
 
 sp_status sp_ckpt_load_params(const char *path, sp_model *m) {
-    size_t np = sp_model_num_params(m);
-    float *tmp = malloc((np ? np : 1) * sizeof *tmp);
-    if (!tmp) return SP_FAIL(SP_ERR_NOMEM, "%s: cannot allocate %zu parameters", path, np);
+    const size_t np = sp_model_num_params(m), nb = sp_model_num_buffers(m);
+    const int nl = sp_model_num_layers(m);
+    float *tmp = malloc((np + nb + 1) * sizeof *tmp);
+    int64_t *tracked = calloc((size_t)nl, sizeof *tracked);
+    if (!tmp || !tracked) {
+        free(tmp);
+        free(tracked);
+        return SP_FAIL(SP_ERR_NOMEM, "%s: cannot allocate %zu parameters", path, np);
+    }
     sp_ckpt_info info;
     memset(&info, 0, sizeof info);
     sp_h5_lock();
@@ -945,13 +999,22 @@ sp_status sp_ckpt_load_params(const char *path, sp_model *m) {
     if (st == SP_OK) {
         st = read_info_(f, path, &info);
         if (st == SP_OK) st = check_model_(path, &info, m);
-        if (st == SP_OK) st = r_slab_(f, path, "/model/params", m, NULL, tmp);
+        if (st == SP_OK) st = r_slab_(f, path, "/model/params", m, NULL, tmp, tmp + np, tracked);
         H5Fclose(f);
     }
     sp_h5_unlock();
-    if (st == SP_OK) memcpy(sp_model_params(m), tmp, np * sizeof *tmp);
+    if (st == SP_OK) { /* all or nothing: the model is untouched on any error */
+        memcpy(sp_model_params(m), tmp, np * sizeof *tmp);
+        memcpy(sp_model_buffers(m), tmp + np, nb * sizeof *tmp);
+        for (int i = 0; i < nl; ++i) {
+            size_t off, len;
+            int64_t *t;
+            if (sp_model_layer_buffers(m, i, &off, &len, &t)) *t = tracked[i];
+        }
+    }
     sp_ckpt_info_free(&info);
     free(tmp);
+    free(tracked);
     return st;
 }
 
@@ -1013,8 +1076,8 @@ sp_status sp_ckpt_load_optimizer(const char *path, const sp_model *m, sp_optimiz
                              diff);
         }
         for (int s = 0; s < ns && st == SP_OK; ++s)
-            st = r_slab_(f, path, "/optimizer/state", m, sp_optim_state_name(opt, s),
-                         tmp + (size_t)s * np);
+            st = r_slab_(f, path, "/optimizer/state", (sp_model *)m, sp_optim_state_name(opt, s),
+                         tmp + (size_t)s * np, NULL, NULL);
         H5Fclose(f);
     }
     sp_h5_unlock();

@@ -16,9 +16,15 @@
 #include "layers/layers.h"
 #include "shardprop/model.h"
 
+typedef enum {
+    SP_WGRAD_DENSE, /* dW = dy^T x, db = column sums of dy */
+    SP_WGRAD_CONV,  /* dW = dy x^T over pixels, db = row sums of dy */
+    SP_WGRAD_TERMS  /* normalization: per-sample terms whose sums over samples are the gradients */
+} sp_wgrad_kind;
+
 typedef struct sp_wgrad_layer {
     int index; /* layer index in the spec */
-    bool conv;
+    sp_wgrad_kind kind;
     size_t w_off, w_len, b_off, b_len; /* views into the parameter / gradient slabs */
     int B;                             /* samples in the batch */
     /* dense: dy (B, out) the layer's output error, x (B, in) its input.
@@ -26,6 +32,9 @@ typedef struct sp_wgrad_layer {
      *        are columns [n*oh*ow, (n+1)*oh*ow)); x (c*k*k, B*oh*ow) the im2col matrix, same
      *        column order. dW = dy x^T, db = row sums of dy. */
     const float *dy, *x;
+    /* terms: (B, w_len + b_len) sample n's share of the gradients of [w_off, b_off + b_len)
+     * (weight then bias, adjacent in the slab), in double. */
+    const double *terms;
     int in, out;              /* dense: input and output features (floats per sample) */
     const sp_conv_geom *geom; /* conv only */
 } sp_wgrad_layer;

@@ -114,11 +114,12 @@ static void plan_layers_(sp_det *d, size_t *per, size_t *conv, size_t *work) {
         int w_rank;
         int64_t w_shape[4], b_len;
         if (!sp_model_layer_params(d->m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
-        /* dense: the bias; conv: weight and bias (they are adjacent) */
-        d->zoff[d->nz] = w_rank == 2 ? b_off : w_off;
+        /* dense: the bias; the others: weight and bias (they are adjacent) */
+        const bool dense = !strcmp(sp_model_layer_name(d->m, i), "dense");
+        d->zoff[d->nz] = dense ? b_off : w_off;
         d->zlen[d->nz] = b_off + (size_t)b_len - d->zoff[d->nz];
         d->nz++;
-        if (w_rank == 2) {
+        if (dense) {
             const int in = (int)w_shape[1], o = (int)w_shape[0];
             int r, cc;
             dense_tile_(in, o, &r, &cc);
@@ -126,8 +127,8 @@ static void plan_layers_(sp_det *d, size_t *per, size_t *conv, size_t *work) {
             if (s > *per) *per = s;
             const size_t w = sp_gemm_fixed_workspace(o, in, d->max_batch);
             if (w > *work) *work = w;
-        } else {
-            const size_t s = (size_t)(b_off - w_off);
+        } else { /* conv: a whole weight; normalization: a float per parameter */
+            const size_t s = b_off + (size_t)b_len - w_off;
             if (s > *conv) *conv = s;
         }
     }
@@ -136,7 +137,7 @@ static void plan_layers_(sp_det *d, size_t *per, size_t *conv, size_t *work) {
 static sp_status backward_(sp_exchange *x, const sp_local_batch *lb);
 static sp_status sums_(sp_exchange *x, const sp_local_batch *lb, bool bad, sp_step_sums *out,
                        bool *any_bad);
-static sp_status allsum_(sp_exchange *x, double *v, size_t n);
+static sp_status allsum_(sp_exchange *x, const double *terms, int count, size_t n, double *sums);
 static void det_free_(sp_exchange *x);
 
 sp_status sp_exchange_fixed_create(sp_exchange **out, sp_model *m, sp_comm *comm, int64_t micro,
@@ -332,11 +333,34 @@ static void conv_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
     d->bad += bad;
 }
 
+/* Normalization: per micro-batch j, the sum of its samples' terms (in sample order, in double),
+ * rounded to float, into the accumulators: the same arithmetic whatever the layout. */
+static void terms_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
+    const int B = L->B, m = (int)d->micro, nmb = (B + m - 1) / m;
+    const size_t n = L->w_len + L->b_len;
+    int64_t *a = d->acc + L->w_off;
+    const double lim = d->limit;
+    int64_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(+ : bad) if (n > 1024)
+    for (size_t c = 0; c < n; ++c) {
+        for (int j = 0; j < nmb; ++j) {
+            double s = 0;
+            for (int k = j * m; k < sp_min_int(B, (j + 1) * m); ++k)
+                s += L->terms[(size_t)k * n + c];
+            const float f = (float)s;
+            bad += sp_fix_accumulate(a + c, &f, 1, lim);
+        }
+    }
+    d->bad += bad;
+}
+
 static void wgrad_(void *user, const sp_wgrad_layer *L) {
     sp_det *d = user;
     if (L->B <= 0) return;
-    if (L->conv)
+    if (L->kind == SP_WGRAD_CONV)
         conv_wgrad_(d, L);
+    else if (L->kind == SP_WGRAD_TERMS)
+        terms_wgrad_(d, L);
     else
         dense_wgrad_(d, L);
     /* this layer's accumulators are final, and those of the layers after it (higher offsets):
@@ -365,30 +389,35 @@ static bool loss_fix_(const double *rows, int n, int64_t global, int64_t *hi, in
     return ok;
 }
 
-/* The sums over ranks for the model's layers, exact in the same fixed point as the loss: the
- * same bits whatever the order of the ranks (one term per rank and value, resolution 2^-32).
- * In chunks on the stack: no allocation inside a step. */
-static sp_status allsum_(sp_exchange *x, double *v, size_t n) {
+/* The sums over every sample of every rank for the model's layers (batch-norm statistics),
+ * exact in the same fixed point as the loss: each sample's term as floor(v) and
+ * round(frac(v) 2^32) in int64, summed as integers over samples and ranks, so the same bits for
+ * any grouping of the samples. In chunks on the stack: no allocation inside a step. */
+static sp_status allsum_(sp_exchange *x, const double *terms, int count, size_t n, double *sums) {
     enum { CHUNK = 256 };
     sp_det *d = (sp_det *)x;
-    const double lim = ldexp(1.0, 62) / (double)sp_comm_size(d->comm);
+    /* the same limit on every layout; up to 2^22 terms per sum keep hi and lo within int64 */
+    const double lim = 0x1p40;
+    (void)d;
     for (size_t k0 = 0; k0 < n; k0 += CHUNK) {
         const size_t len = n - k0 < CHUNK ? n - k0 : CHUNK;
-        int64_t q[2 * CHUNK + 1] = {0}; /* (hi, lo) per value, then the count of bad values */
-        for (size_t i = 0; i < len; ++i) {
-            if (fabs(v[k0 + i]) < lim)
-                to_fix_(v[k0 + i], &q[2 * i], &q[2 * i + 1]);
-            else
-                q[2 * len]++;
-        }
+        int64_t q[2 * CHUNK + 1] = {0}; /* (hi, lo) per value, then the count of bad terms */
+        for (int s = 0; s < count; ++s)
+            for (size_t i = 0; i < len; ++i) {
+                const double v = terms[(size_t)s * n + k0 + i];
+                if (fabs(v) < lim)
+                    to_fix_(v, &q[2 * i], &q[2 * i + 1]);
+                else
+                    q[2 * len]++;
+            }
         SP_CHECK(sp_comm_sum_int64(d->comm, q, 2 * len + 1));
         if (q[2 * len]) /* the counts are global: every rank fails together */
             return SP_FAIL(SP_ERR_NUMERIC,
-                           "--deterministic: %lld values of a sum over ranks are NaN, infinite "
+                           "--deterministic: %lld terms of a sum over ranks are NaN, infinite "
                            "or beyond %g",
                            (long long)q[2 * len], lim);
         for (size_t i = 0; i < len; ++i)
-            v[k0 + i] = (double)q[2 * i] + (double)q[2 * i + 1] * 0x1p-32;
+            sums[k0 + i] = (double)q[2 * i] + (double)q[2 * i + 1] * 0x1p-32;
     }
     return SP_OK;
 }
@@ -406,9 +435,10 @@ static sp_status backward_(sp_exchange *x, const sp_local_batch *lb) {
         for (int i = 0; i < d->nz; ++i)
             memset(d->acc + d->zoff[i], 0, d->zlen[i] * sizeof(int64_t));
         memset(head, 0, X_N * sizeof(int64_t));
-    } else {
+    } else { /* no samples here: zero terms, and the model's sums over ranks all the same */
         if (d->red) sp_reducer_begin(d->red);
         memset(d->buf, 0, (d->nparams + X_N) * sizeof(int64_t));
+        sp_model_backward_wgrad(d->m, lb->dz, 0, wgrad_, d);
     }
     d->limit = sp_fix_limit(nmb_global);
     d->bad = 0;
@@ -426,7 +456,8 @@ static sp_status backward_(sp_exchange *x, const sp_local_batch *lb) {
         SP_CHECK(sp_reducer_finish(d->red));
         SP_CHECK(sp_comm_sum_int64(d->comm, head, X_N));
     }
-    if (d->single) { /* the dense weights are done */
+    SP_CHECK(sp_model_status(d->m)); /* a failed sum over ranks: the same verdict everywhere */
+    if (d->single) {                 /* the dense weights are done */
         float *g = sp_model_grads(d->m);
         for (int r = 0; r < d->nz; ++r)
             sp_fix_sum_to_float(g + d->zoff[r], (const int64_t *const[]){d->acc + d->zoff[r]}, 1,

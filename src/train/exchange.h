@@ -53,9 +53,10 @@ struct sp_exchange {
      * non-finite element here): *out global, *any_bad true when any rank found one. (collective) */
     sp_status (*sums)(sp_exchange *x, const sp_local_batch *lb, bool bad, sp_step_sums *out,
                       bool *any_bad);
-    /* v[0, n) summed over the ranks in place, for the model's layers (sp_model_allsum_fn):
-     * doubles in MPI's order (float), or exactly in fixed point (fixed). (collective) */
-    sp_status (*allsum)(sp_exchange *x, double *v, size_t n);
+    /* sums[0, n) = the sum of terms (count, n) over every sample of every rank, for the
+     * model's layers (sp_model_allsum_fn): doubles in MPI's order (float), or exactly in fixed
+     * point (fixed). (collective) */
+    sp_status (*allsum)(sp_exchange *x, const double *terms, int count, size_t n, double *sums);
     void (*free)(sp_exchange *x);
 
     /* What the trainer reports about it. */
@@ -80,9 +81,10 @@ sp_status sp_exchange_fixed_create(sp_exchange **out, sp_model *m, sp_comm *comm
                                    size_t bucket_bytes);
 
 /* x->allsum as the model's sp_model_allsum_fn (user: the exchange). */
-static inline sp_status sp_exchange_allsum(void *user, double *v, size_t n) {
+static inline sp_status sp_exchange_allsum(void *user, const double *terms, int count, size_t n,
+                                           double *sums) {
     sp_exchange *x = user;
-    return x->allsum(x, v, n);
+    return x->allsum(x, terms, count, n, sums);
 }
 
 static inline void sp_exchange_free(sp_exchange *x) {

@@ -25,7 +25,7 @@ static sp_status backward_(sp_exchange *x, const sp_local_batch *lb) {
     x->t_wait[0] = sp_comm_wtime();
     const sp_status st = sp_reducer_finish(f->red);
     x->t_wait[1] = sp_comm_wtime();
-    return st;
+    return st != SP_OK ? st : sp_model_status(f->m); /* a failed batch-norm sum over ranks */
 }
 
 /* One allreduce of four doubles: the loss, the correct count, the samples and the verdict. */
@@ -39,11 +39,15 @@ static sp_status sums_(sp_exchange *x, const sp_local_batch *lb, bool bad, sp_st
     return SP_OK;
 }
 
-static sp_status allsum_(sp_exchange *x, double *v, size_t n) {
+/* The local sums in sample order, then one allreduce of doubles (in MPI's order). */
+static sp_status allsum_(sp_exchange *x, const double *terms, int count, size_t n, double *sums) {
     float_exchange *f = (float_exchange *)x;
     if (n > (size_t)INT_MAX)
         return SP_FAIL(SP_ERR_ARG, "a sum over ranks of %zu values: more than one call takes", n);
-    return sp_comm_sum_doubles(f->comm, v, (int)n);
+    for (size_t j = 0; j < n; ++j) sums[j] = 0;
+    for (int s = 0; s < count; ++s)
+        for (size_t j = 0; j < n; ++j) sums[j] += terms[(size_t)s * n + j];
+    return sp_comm_sum_doubles(f->comm, sums, (int)n);
 }
 
 static void free_(sp_exchange *x) {

@@ -51,17 +51,20 @@ size_t sp_step_memory_bytes(const sp_step *s) {
 /* Forward and the loss of this rank's slice: the model's output, the loss of each sample, and
  * dz, the gradient of the mean loss over the global batch (every rank scales by the same
  * global count). */
-static void forward_loss_(sp_step *s, const sp_batch *b, const sp_step_ctx *ctx,
-                          sp_local_batch *lb) {
+static sp_status forward_loss_(sp_step *s, const sp_batch *b, const sp_step_ctx *ctx,
+                               sp_local_batch *lb) {
     const int B = lb->count, k = s->cfg.outputs;
-    if (B == 0) return;
+    /* with no samples too: batch norm's statistics are summed over every rank */
     const float *z = sp_model_forward(s->m, b->x, B, ctx);
+    SP_CHECK(sp_model_status(s->m));
+    if (B == 0) return SP_OK;
     if (s->cfg.xent)
         sp_xent_loss(&lb->loss_sum, &lb->correct, s->dz, s->rows, z, b->labels, B, k,
                      1.0f / (float)b->global_count);
     else
         sp_mse_loss(&lb->loss_sum, s->dz, s->rows, z, b->targets, B, k,
                     1.0f / ((float)b->global_count * (float)k));
+    return SP_OK;
 }
 
 sp_status sp_step_run(sp_step *s, const sp_batch *b, int64_t step, double lr, sp_step_result *r) {
@@ -73,7 +76,7 @@ sp_status sp_step_run(sp_step *s, const sp_batch *b, int64_t step, double lr, sp
                          .dz = s->dz,
                          .rows = s->rows};
     r->t.start = sp_comm_wtime();
-    forward_loss_(s, b, &ctx, &lb);
+    SP_CHECK(forward_loss_(s, b, &ctx, &lb));
 
     r->t.backward = sp_comm_wtime();
     SP_CHECK(s->x->backward(s->x, &lb));

@@ -64,11 +64,11 @@ static void test_spec(void) {
     spec_bad("", "empty", NULL);
     spec_bad("dense:10,,relu", "layer 1", "empty layer");
     spec_bad("dense:10,relu,", "layer 2", "empty layer");
-    spec_bad("dense", "layer 0 'dense'", "missing units (expected dense:UNITS)");
+    spec_bad("dense", "layer 0 'dense'", "missing units (expected dense:UNITS");
     spec_bad("dense:0", "units must be an integer >= 1", "dense:UNITS");
     spec_bad("dense:abc", "units must be an integer", "got 'abc'");
     spec_bad("relu,conv2d:32", "layer 1 'conv2d:32'",
-             "missing kernel (expected conv2d:OUT_CHANNELS:KERNEL[:stride=S][:pad=P])");
+             "missing kernel (expected conv2d:OUT_CHANNELS:KERNEL[:stride=S][:pad=P]");
     spec_bad("conv2d:8:3:pad=-1", "pad must be an integer >= 0", NULL);
     spec_bad("conv2d:8:3:padding=1", "unknown argument 'padding'", "conv2d:OUT_CHANNELS:KERNEL");
     spec_bad("conv2d:8:3:stride=1:stride=2", "given twice", NULL);
