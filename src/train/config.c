@@ -1,5 +1,7 @@
 #include "train/config.h"
 
+#include "model/spec.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -43,7 +45,9 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     }
     STR("config", config_file, "FILE", "read options from FILE (key = value lines)");
     STR("data", data, "TRAIN.h5", "training data (required; datasets X and y, see README)");
-    STR("model", model, "SPEC", "model spec, e.g. flatten,dense:128,relu,dense:10 (required)");
+    STR("model", model, "SPEC|@FILE",
+        "model spec, e.g. flatten,dense:128,relu,dense:10, or @FILE to read it from FILE (several "
+        "lines, # comments; README: the model language) (required)");
     STR("val", val, "VAL.h5", "validation data, evaluated at the end of every epoch");
     STR("loss", loss, "xent|mse", "loss (default: xent for integer labels, mse for float y)");
     STR("x", x_name, "NAME", "path of the inputs in the data files (default X)");
@@ -116,6 +120,9 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     FLAG("layer-stats", layer_stats,
          "record per-layer error-signal, gradient, weight and update norms in the metrics file "
          "every --log-every steps and at the end of each epoch (needs --metrics)");
+    STR("bn-stats", bn_stats, "global|local",
+        "batch norm in training: statistics of the global batch, summed over ranks (global, "
+        "default), or of each rank's samples (local: results change with the rank count)");
     FLAG("deterministic", deterministic,
          "bitwise-identical results for any number of ranks and threads (exact fixed-point "
          "gradient sums over micro-batches; see docs/determinism.md)");
@@ -146,6 +153,7 @@ static void config_defaults_(sp_train_config *c) {
     c->bucket_mb = 4;
     c->keep = 3;
     c->checkpoint_errors = "fail";
+    c->bn_stats = "global";
     c->on_nonfinite = "stop";
     c->collective_timeout = 600;
     c->trace_max_events = (int64_t)1 << 18;
@@ -233,6 +241,66 @@ static sp_status read_config_file_(const char *path, const sp_arg_spec *specs, i
     return st;
 }
 
+/* --model @FILE: the spec read from FILE (at most 1 MiB), checked there so that an error names
+ * the file's line and column, then stored as one line (comments dropped, blanks collapsed):
+ * the configuration a checkpoint keeps does not need the file. */
+static sp_status read_model_file_(sp_train_config *c, sp_train_args *own) {
+    if (!c->model || c->model[0] != '@') return SP_OK;
+    const char *path = c->model + 1;
+    enum { MAX = 1 << 20 };
+    FILE *f = fopen(path, "r");
+    if (!f) return SP_FAIL(SP_ERR_ARG, "--model @%s: cannot read it: %s", path, strerror(errno));
+    char *text = malloc(MAX + 1), *line = malloc(MAX + 1);
+    size_t n = text ? fread(text, 1, MAX + 1, f) : 0;
+    const bool err = ferror(f);
+    fclose(f);
+    sp_status st = SP_OK;
+    if (!text || !line)
+        st = SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    else if (err)
+        st = SP_FAIL(SP_ERR_IO, "--model @%s: read error", path);
+    else if (n > MAX)
+        st = SP_FAIL(SP_ERR_ARG, "--model @%s: larger than 1 MiB", path);
+    else if (memchr(text, '\0', n))
+        st = SP_FAIL(SP_ERR_ARG, "--model @%s: not a text file (holds a NUL byte)", path);
+    sp_layer_spec *L = NULL;
+    int nl = 0;
+    if (st == SP_OK) {
+        text[n] = '\0';
+        if (sp_spec_parse(text, &L, &nl) != SP_OK)
+            st = SP_FAIL(SP_ERR_SPEC, "--model @%s: %s", path, sp_last_error());
+        free(L);
+    }
+    if (st == SP_OK) {
+        size_t k = 0;
+        bool blank = false;
+        for (const char *p = text; *p; ++p) {
+            if (*p == '#')
+                while (p[1] && p[1] != '\n') ++p;
+            else if (isspace((unsigned char)*p))
+                blank = k > 0;
+            else {
+                if (blank) line[k++] = ' ';
+                blank = false;
+                line[k++] = *p;
+            }
+        }
+        line[k] = '\0';
+        char **grown = realloc(own->strings, sizeof(char *) * (size_t)(own->n + 1));
+        if (!grown)
+            st = SP_FAIL(SP_ERR_NOMEM, "out of memory");
+        else {
+            own->strings = grown;
+            own->strings[own->n++] = line; /* owned with the config's strings */
+            c->model = line;
+            line = NULL;
+        }
+    }
+    free(text);
+    free(line);
+    return st;
+}
+
 /* Defaults that depend on other flags, resolved once so that the stored configuration (the
  * checkpoints' /train config) holds the value used. */
 static void resolve_(sp_train_config *c) {
@@ -269,7 +337,7 @@ sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, boo
     SP_CHECK(sp_args_parse(&a, n, own->argv));
     *help = a.help;
     resolve_(cfg);
-    return SP_OK;
+    return read_model_file_(cfg, own);
 }
 
 sp_status sp_train_config_parse_text(sp_train_config *cfg, const char *text, size_t len,
@@ -320,6 +388,8 @@ sp_status sp_train_config_check(const sp_train_config *c) {
     if (c->json && !c->dry_run) return SP_FAIL(SP_ERR_ARG, "--json goes with --dry-run");
     if (c->layer_stats && !c->metrics)
         return SP_FAIL(SP_ERR_ARG, "--layer-stats writes to the metrics file: add --metrics FILE");
+    if (strcmp(c->bn_stats, "global") && strcmp(c->bn_stats, "local"))
+        return SP_FAIL(SP_ERR_ARG, "--bn-stats must be global or local, got '%s'", c->bn_stats);
     if (c->micro_batch > 0 && !c->deterministic)
         return SP_FAIL(SP_ERR_ARG, "--micro-batch goes with --deterministic");
     if (c->network) SP_CHECK(sp_train_check_network(c->network, c->dry_run));

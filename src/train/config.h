@@ -44,6 +44,7 @@ typedef struct sp_train_config {
      * parsers when --deterministic comes without it */
     bool deterministic;
     int64_t micro_batch;
+    const char *bn_stats; /* "global" (batch norm's statistics summed over ranks) or "local" */
 } sp_train_config;
 
 /* --micro-batch when --deterministic is given without it. */

@@ -92,6 +92,9 @@ static sp_status after_step_(trainer *t, const sp_batch *b, const sp_step_result
     sp_trace_span(&t->tr, SP_TR_OPTIMIZER, -1, ts->update, ts->end);
     t->step++;
     t->pos.epoch_batch++;
+    if (!strcmp(c->bn_stats, "local") && sp_model_num_buffers(t->m)) /* every rank the same */
+        SP_CHECK(
+            sp_comm_bcast_floats(t->comm, sp_model_buffers(t->m), sp_model_num_buffers(t->m), 0));
     if (t->ls && sp_layer_stats_armed(t->ls)) {
         const double tl = sp_trace_now(&t->tr);
         SP_CHECK(sp_layer_stats_after_update(t->ls, t->m, t->comm, t->metrics, t->step,
@@ -345,7 +348,9 @@ static sp_status build_run_(trainer *t) {
                                .on_reduced = observe_reduced ? on_reduced_ : NULL,
                                .user = t};
     SP_CHECK(sp_step_create(&t->stepper, t->m, t->opt, t->x, &sc));
-    sp_model_set_allsum(t->m, sp_exchange_allsum, t->x); /* for layers that sum over ranks */
+    /* batch norm's statistics: of the global batch (summed through the exchange), or each
+     * rank's own (--bn-stats local; the running statistics are then rank 0's, as DDP's) */
+    if (strcmp(c->bn_stats, "local")) sp_model_set_allsum(t->m, sp_exchange_allsum, t->x);
     SP_CHECK(sp_trace_init(&t->tr, c->trace, t->rank == 0, (size_t)c->trace_max_events));
     if (c->layer_stats) SP_CHECK(sp_layer_stats_create(&t->ls, t->m, t->rank == 0));
     if (c->trace || c->layer_stats) sp_model_set_layer_hook(t->m, on_layer_, t);
