@@ -8,6 +8,7 @@
 #include "optim/optim.h"
 #include "shardprop/model.h"
 #include "io/checkpoint.h"
+#include "model/describe.h"
 #include "util/args.h"
 #include "util/status.h"
 
@@ -23,26 +24,10 @@ static int checkpoint_failed_(sp_status st) {
     return sp_cli_fail("shardprop inspect", st);
 }
 
-/* The model's layers: output shapes and parameter shapes. */
+/* The model's graph: each layer's inputs, output shape and parameter tensors. */
 static void print_layers_(const sp_model *m) {
     printf("  layers (%d, %zu parameters):\n", sp_model_num_layers(m), sp_model_num_params(m));
-    for (int i = 0; i < sp_model_num_layers(m); ++i) {
-        int64_t sh[3];
-        const int r = sp_model_layer_out_shape(m, i, sh);
-        printf("    %2d %-10s -> ", i, sp_model_layer_name(m, i));
-        print_shape_(sh, r);
-        size_t w_off, b_off;
-        int w_rank;
-        int64_t w_shape[4], b_len;
-        if (sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) {
-            int64_t wn = 1;
-            for (int d = 0; d < w_rank; ++d) wn *= w_shape[d];
-            printf("  params/%d/weight ", i);
-            print_shape_(w_shape, w_rank);
-            printf(" bias (%lld,): %lld parameters", (long long)b_len, (long long)(wn + b_len));
-        }
-        printf("\n");
-    }
+    sp_model_print_graph(m, stdout, "    ", false);
 }
 
 /*

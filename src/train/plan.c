@@ -1,6 +1,8 @@
 /* The --dry-run plan (train/plan.h). */
 #include "train/plan.h"
 
+#include "model/describe.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,10 +71,15 @@ static void print_json_(const sp_train_setup *t) {
             for (int d = 0; d < w_rank; ++d) wn *= (size_t)w_shape[d];
             np += wn;
         }
-        printf("%s{\"index\": %d, \"name\": \"%s\", \"out_shape\": [", i ? ", " : "", i,
-               sp_model_layer_name(m, i));
+        int in[2];
+        const int nin = sp_model_layer_inputs(m, i, in);
+        printf("%s{\"index\": %d, \"name\": \"%s\", \"path\": \"%s\", \"inputs\": [%d",
+               i ? ", " : "", i, sp_model_layer_name(m, i), sp_model_layer_path(m, i), in[0]);
+        if (nin == 2) printf(", %d", in[1]);
+        printf("], \"out_shape\": [");
         for (int d = 0; d < r; ++d) printf("%s%lld", d ? ", " : "", (long long)sh[d]);
-        printf("], \"params\": %zu, \"param_offset\": %zu}", np, has ? w_off : 0);
+        printf("], \"params\": %zu, \"param_offset\": %zu, \"saved_bytes\": %zu}", np,
+               has ? w_off : 0, sp_model_layer_saved_bytes(m, i));
     }
     printf("], \"buckets\": [");
     for (int i = 0; i < nb; ++i) {
@@ -109,13 +116,12 @@ static void print_text_(const sp_train_setup *t) {
            (long long)local, (double)mp.activations / 1e6, (double)mp.optimizer / 1e6,
            t->x->memory_kind, (double)mp.allreduce / 1e6, (double)mp.data_cache / 1e6,
            (double)mp.data_buffers / 1e6);
-    for (int i = 0; i < sp_model_num_layers(m); ++i) {
-        int64_t sh[3];
-        const int r = sp_model_layer_out_shape(m, i, sh);
-        printf("  %2d %-10s -> (", i, sp_model_layer_name(m, i));
-        for (int d = 0; d < r; ++d) printf("%s%lld", d ? ", " : "", (long long)sh[d]);
-        printf(")\n");
-    }
+    size_t saved = 0;
+    for (int i = 0; i < sp_model_num_layers(m); ++i) saved += sp_model_layer_saved_bytes(m, i);
+    printf("graph (%d layers; of the activations and work buffers, %.1f MB are saved for "
+           "backward):\n",
+           sp_model_num_layers(m), (double)saved / 1e6);
+    sp_model_print_graph(m, stdout, "  ", true);
     printf("gradient buckets (%d, allreduced last layer first):\n", nb);
     for (int i = 0; i < nb; ++i) {
         size_t b0, len;
