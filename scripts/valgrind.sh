@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Valgrind memcheck on the single-process tests: the C tests of tests/unit/ and tests/system/
 # that run in one process (status, the atomic file writer, config, layers, layer kernels, GEMM,
-# model, optimizers, threads, data reading and loading, checkpoints, limits, the non-finite
+# model, graphs, optimizers, threads, data reading and loading, checkpoints, limits, the non-finite
 # scan; every room's executables are build/tests/test_<name>) and the fuzz-corpus replays
 # (build/replay_<target>: every committed input of the six fuzz targets of tests/fuzz/: the
 # parsers on bad input).
@@ -43,7 +43,7 @@ run() { # NAME COMMAND...
         fail=1
     fi
 }
-for t in status atomic_file config layers layer_kernels gemm model optim threads data_read \
+for t in status atomic_file config layers layer_kernels gemm model graph optim threads data_read \
     data_loader checkpoint limits nonfinite; do
     run "$t" "$build/tests/test_$t"
 done

@@ -118,17 +118,23 @@ static void check_case_(const graph_case *c) {
     CHECK(e < 1e-5, "%s: training forward vs reference relerr %.3g", c->name, e);
     sp_model_zero_grads(m);
     sp_model_backward(m, rf, B, NULL, NULL);
-    for (size_t k = 0; k < np; ++k) {
+    /* under valgrind (SHARDPROP_TEST_SMALL) every 5th parameter, else all of them */
+    const size_t every = getenv("SHARDPROP_TEST_SMALL") ? 5 : 1;
+    float *gm = malloc(np * sizeof *gm);
+    size_t nc = 0;
+    for (size_t k = 0; k < np; k += every) {
         const double s = p[k], h = 1e-5;
         p[k] = s + h;
         const double lp = ref_loss_(m, p, x, r, y);
         p[k] = s - h;
         const double lm = ref_loss_(m, p, x, r, y);
         p[k] = s;
-        g[k] = (lp - lm) / (2 * h);
+        g[nc] = (lp - lm) / (2 * h);
+        gm[nc++] = sp_model_grads(m)[k];
     }
-    e = sp_test_relerr(sp_model_grads(m), g, np, 1e-3);
-    CHECK(e < 1e-4, "%s: %zu parameter gradients vs finite differences relerr %.3g", c->name, np,
+    e = sp_test_relerr(gm, g, nc, 1e-3);
+    free(gm);
+    CHECK(e < 1e-4, "%s: %zu parameter gradients vs finite differences relerr %.3g", c->name, nc,
           e);
 
     /* backward_fresh overwrites every gradient with the same values */
