@@ -287,15 +287,18 @@ static sp_status node_backward_(sp_model *m, int k, const float *d_out, int B, c
     return SP_OK;
 }
 
-/* No samples on this rank: the parameter gradients are zero, and each training batch norm
- * whose input takes blame joins the sums over ranks, with no terms, as every other rank does. */
-static void empty_backward_(sp_model *m, const bwd *o) {
+/* No samples on this rank: the parameter gradients are zero, and the collective calls are those
+ * of a rank with samples, in the same order (MPI matches collectives by order): each training
+ * batch norm whose input takes blame joins the sums over ranks, with no terms, and on_ready
+ * follows each layer with parameters, so its gradient buckets start where the others' do. */
+static void empty_backward_(sp_model *m, sp_grad_ready_fn on_ready, void *user, const bwd *o) {
     if (!o->acc && !o->wfn) sp_model_zero_grads(m);
-    if (!m->last_training) return;
     for (int k = m->n - 1; k >= 0 && m->status == SP_OK; --k) {
         const sp_node *L = &m->nodes[k];
-        if (L->spec.kind != SP_LAYER_BATCHNORM || L->route.dy < 0 || !L->route.how[0]) continue;
-        m->status = sp_model_sum_terms(m, m->terms, 0, 2 * (size_t)L->C, m->sums);
+        if (L->route.dy < 0) continue;
+        if (m->last_training && L->spec.kind == SP_LAYER_BATCHNORM && L->route.how[0])
+            m->status = sp_model_sum_terms(m, m->terms, 0, 2 * (size_t)L->C, m->sums);
+        if (L->w_len && on_ready) on_ready(user, L->w_off);
     }
 }
 
@@ -303,7 +306,7 @@ static void backward_(sp_model *m, const float *d_out, int B, sp_grad_ready_fn o
                       const bwd *o) {
     m->status = SP_OK;
     if (B <= 0) {
-        empty_backward_(m, o);
+        empty_backward_(m, on_ready, user, o);
         return;
     }
     for (int k = m->n - 1; k >= 0 && m->status == SP_OK; --k) {
