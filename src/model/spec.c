@@ -13,7 +13,7 @@
 
 #define SP_MAX_ARGS   5
 #define SP_MAX_LAYERS 4096
-#define SP_MAX_DEPTH  16 /* nested residual / repeat blocks */
+#define SP_MAX_DEPTH  8  /* nested residual / repeat blocks (a module path stays < 64) */
 #define SP_MAX_NAMES  64 /* distinct save:NAME names */
 
 /* What each layer accepts: argument names in positional order, how many are required. */
@@ -120,14 +120,17 @@ static sp_status bad_(const sp_layer_spec *L, const kind_info *k, const char *wh
 static sp_status bad_at_(const parser *P, size_t at, const char *what) {
     int line, col;
     where_(P, at, &line, &col);
-    char near[24];
-    snprintf(near, sizeof near, "%.20s", P->src + (at < strlen(P->src) ? at : strlen(P->src)));
+    char near[40];
+    if (at >= strlen(P->src))
+        snprintf(near, sizeof near, "the end of the spec");
+    else
+        snprintf(near, sizeof near, "'%.20s'", P->src + at);
     for (char *c = near; *c; ++c)
         if (*c == '\n') *c = ' ';
     if (line > 1)
-        return SP_FAIL(SP_ERR_SPEC, "model spec: at line %d, column %d (near '%s'): %s", line, col,
+        return SP_FAIL(SP_ERR_SPEC, "model spec: at line %d, column %d (near %s): %s", line, col,
                        near, what);
-    return SP_FAIL(SP_ERR_SPEC, "model spec: at column %d (near '%s'): %s", col, near, what);
+    return SP_FAIL(SP_ERR_SPEC, "model spec: at column %d (near %s): %s", col, near, what);
 }
 
 static bool valid_name_(const char *s) {
@@ -359,11 +362,11 @@ static sp_status parse_block_(parser *P, char *head, size_t at, const char *path
         if (*end || errno || reps < 1 || reps > SP_MAX_LAYERS)
             return bad_(&where, NULL, "repeat count must be an integer in [1, 4096]");
     }
-    if (++P->depth > SP_MAX_DEPTH) return bad_(&where, NULL, "blocks nested more than 16 deep");
+    if (++P->depth > SP_MAX_DEPTH) return bad_(&where, NULL, "blocks nested more than 8 deep");
     ++P->pos; /* '(' */
     const int x = *cur;
     if (residual) {
-        char sub[64];
+        char sub[80];
         int f = x, g = x;
         snprintf(sub, sizeof sub, "%s.f", path);
         SP_CHECK(parse_seq_(P, x, sub, &f));
@@ -385,7 +388,7 @@ static sp_status parse_block_(parser *P, char *head, size_t at, const char *path
     } else {
         const size_t body = P->pos;
         for (long r = 0; r < reps; ++r) {
-            char sub[64];
+            char sub[80];
             snprintf(sub, sizeof sub, "%s.%ld", path, r);
             P->pos = body;
             SP_CHECK(parse_seq_(P, *cur, sub, cur));
@@ -404,7 +407,7 @@ static sp_status parse_block_(parser *P, char *head, size_t at, const char *path
 static sp_status parse_seq_(parser *P, int in, const char *prefix, int *out) {
     int cur = in;
     for (int index = 0;; ++index) {
-        char path[48];
+        char path[64];
         if (!item_path_(path, sizeof path, prefix, index))
             return bad_at_(P, P->pos, "blocks nested too deep (module path too long)");
         skip_blanks_(P);

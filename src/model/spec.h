@@ -61,7 +61,7 @@ typedef struct sp_layer_spec {
     float eps;        /* batchnorm, layernorm (default 1e-5) */
     float momentum;   /* batchnorm (default 0.1) */
     int in[2];        /* producers: node indices, SP_SPEC_INPUT, or (in[1]) SP_SPEC_NONE */
-    char path[48];    /* the PyTorch module path, "3" or "3.f.0" */
+    char path[64];    /* the PyTorch module path, "3" or "3.f.0" */
     char text[64];    /* the item as written, for messages (truncated) */
     int line, column; /* where the item starts in the spec, from 1 */
 } sp_layer_spec;

@@ -80,6 +80,61 @@ static void test_spec(void) {
     spec_bad("leaky_relu:nan", "slope must be a number", NULL);
 }
 
+/* The graph grammar: blocks, names, paths, inputs, and the errors with their positions. */
+static void test_graph_spec(void) {
+    spec_ok("dense:8,residual(dense:8,relu,dense:8),relu", 6); /* 3 in f, the join, relu */
+    spec_ok("dense:8,residual(dense:8 | dense:8),repeat:3(relu,dropout:0.1)", 10);
+    spec_ok("save:in,dense:4,save:a,tanh,add:a,concat:in", 4); /* saves are aliases, no node */
+    spec_ok("# a comment\n conv2d:4:3:bias=0 , # more\n batchnorm:eps=0.001:momentum=0.5,\n gap",
+            3);
+    sp_layer_spec *L = NULL;
+    int n = 0;
+    CHECK(sp_spec_parse("dense:8,save:a,residual(dense:8,relu | dense:8),add:a,repeat:2(relu)", &L,
+                        &n) == SP_OK &&
+              n == 8,
+          "parse (%s)", sp_last_error());
+    if (L && n == 8) {
+        static const char *paths[8] = {"0", "2.f.0", "2.f.1", "2.g.0", "2", "3", "4.0.0", "4.1.0"};
+        int bad = 0;
+        for (int i = 0; i < 8; ++i) bad += strcmp(L[i].path, paths[i]) != 0;
+        CHECK(bad == 0, "module paths: %s %s %s %s %s %s %s %s", L[0].path, L[1].path, L[2].path,
+              L[3].path, L[4].path, L[5].path, L[6].path, L[7].path);
+        CHECK(L[0].in[0] == SP_SPEC_INPUT && L[1].in[0] == 0 && L[3].in[0] == 0 &&
+                  L[4].kind == SP_LAYER_ADD && L[4].in[0] == 2 && L[4].in[1] == 3,
+              "the residual's branches read its input; the join adds f and g");
+        CHECK(L[5].kind == SP_LAYER_ADD && L[5].in[0] == 4 && L[5].in[1] == 0,
+              "add:a reads the value saved as a (layer 0's output)");
+        CHECK(L[6].in[0] == 5 && L[7].in[0] == 6, "a repeat chains its copies");
+        CHECK(L[0].bias && L[1].eps == 1e-5f && L[1].momentum == 0.1f, "defaults");
+    }
+    free(L);
+    CHECK(sp_spec_same("dense:8,residual(relu)", " dense:8 , residual( relu ) # c"),
+          "spacing and comments do not change a spec");
+    CHECK(!sp_spec_same("dense:8,residual(relu)", "dense:8,relu"), "a residual is not a chain");
+
+    spec_bad("dense:8,residual(relu", "expected ')' or '|'", "column 22 (near the end");
+    spec_bad("dense:8)", "a ')' without its '('", "column 8");
+    spec_bad("dense:8|relu", "a '|' outside a residual", NULL);
+    spec_bad("dense:8,residual()", "layer 1.f.0", "empty layer");
+    spec_bad("dense:8,resdual(relu)", "only residual(...) and repeat:N(...) take a block", NULL);
+    spec_bad("repeat:0(relu)", "repeat count must be an integer in [1, 4096]", NULL);
+    spec_bad("repeat:5000(relu)", "repeat count must be an integer in [1, 4096]", NULL);
+    spec_bad("repeat:2000(relu,tanh,relu)", "more than 4096 layers", NULL);
+    spec_bad("repeat:3", "'repeat' needs a block", NULL);
+    spec_bad("dense:8,add:b", "no value saved as 'b'", "save:b");
+    spec_bad("dense:8,save:1x", "'1x' is not a name", NULL);
+    spec_bad("dense:10:0", "'bias' is given as bias=VALUE", "dense:UNITS[:bias=0]");
+    spec_bad("dense:10:bias=2", "bias must be 0 or 1", NULL);
+    spec_bad("upsample:scale=2", "'scale' is given by position only", NULL);
+    spec_bad("batchnorm:eps=0", "eps must be in (0, 1)", NULL);
+    spec_bad("dense:8,\n  relu,\n  residual(dense:8, softmaxx)", "layer 2.f.1 'softmaxx'",
+             "line 3, column 21");
+    spec_bad("residual(residual(residual(residual(residual(residual(residual(residual(residual("
+             "residual(residual(residual(residual(residual(residual(residual(residual(relu)))))))))"
+             "))))))))",
+             "nested more than 8 deep", NULL);
+}
+
 static sp_model *make(const char *spec, int rank, int64_t a, int64_t b, int64_t c, int max_batch) {
     const int64_t shape[3] = {a, b, c};
     sp_model *m = NULL;
@@ -298,6 +353,7 @@ static void test_ready_order(void) {
 
 int main(void) {
     test_spec();
+    test_graph_spec();
     test_shapes();
     test_init();
     const int64_t img[3] = {2, 6, 6}, vec[1] = {5};
