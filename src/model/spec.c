@@ -481,9 +481,12 @@ sp_status sp_spec_parse(const char *spec, sp_layer_spec **nodes, int *n) {
     P.s = malloc(len + 1);
     if (!P.s) return SP_FAIL(SP_ERR_NOMEM, "model spec: out of memory");
     memcpy(P.s, spec, len + 1);
-    for (char *c = P.s; *c; ++c) /* comments become blanks: positions stay those of spec */
-        if (*c == '#')
-            while (*c && *c != '\n') *c++ = ' ';
+    bool comment = false; /* comments become blanks: positions stay those of spec */
+    for (char *c = P.s; *c; ++c) {
+        if (*c == '#') comment = true;
+        if (*c == '\n') comment = false;
+        if (comment) *c = ' ';
+    }
     sp_status st = SP_OK;
     char *probe = malloc(len + 1);
     if (!probe) st = SP_FAIL(SP_ERR_NOMEM, "model spec: out of memory");
