@@ -21,3 +21,14 @@ set_tests_properties(predict_torch PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TEST
 # names, on its own: shapes, state_dict keys, parameter counts, checkpoint round trips, errors.
 add_test(NAME spgraph_selftest COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/spgraph_selftest.py)
 set_tests_properties(spgraph_selftest PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TEST_ENV}")
+
+# Graphs trained and evaluated: a ResNet (projection and identity shortcuts, batch norm), a U-Net
+# (maxpool, upsample, concat of saved skips) and a pre-norm layer-norm stack, 5 SGD and AdamW
+# steps of `shardprop train` from its own initial checkpoint against the same steps in PyTorch
+# (every tensor of the state_dict, batch-norm buffers included, within 1e-4), on 1 rank and on
+# 2 (global batch norm = the 1-rank run; --bn-stats local = DDP without SyncBatchNorm, not the
+# 1-rank run), and `predict` / `eval` of the trained checkpoints within 1e-5.
+add_test(NAME graph_torch COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/graph_torch.py
+         $<TARGET_FILE:shardprop_cli>)
+set_tests_properties(graph_torch PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TEST_ENV}"
+    PROCESSORS 2 LABELS mpi)
