@@ -28,7 +28,7 @@ DO_CHECK=0
 DO_DET=0
 PIN_WARNINGS=0
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
