@@ -1,5 +1,7 @@
 """JAX peer of the shardprop benchmark: the same workload, batch and optimizer, one jit-compiled
-training step (forward, backward, SGD with momentum).
+training step (forward, backward, SGD with momentum), written with jax.lax and plain functions
+(no flax): the network comes from workloads.graph, batch norm in training mode (statistics
+over the whole batch, running statistics updated as PyTorch's).
 
     python jax_ref.py --workload cnn --threads 1 --window 12 --reps 7
 
@@ -23,9 +25,18 @@ import jax.numpy as jnp  # noqa: E402
 
 
 def init(spec, shape, key):
-    """PyTorch's default init (kaiming-uniform a=sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in)))."""
-    params = []
+    """PyTorch's default init (kaiming-uniform a=sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in)));
+    batch norm gamma 1, beta 0. Returns (params, state): dicts by module path, state the batch
+    norms' running statistics (updated, not trained)."""
+    params, state = {}, {}
     for kind, d in wl.layers(spec, shape):
+        if kind == "batchnorm":
+            c = d["in"][0]
+            params[d["path"]] = {"weight": jnp.ones((c,), jnp.float32),
+                                 "bias": jnp.zeros((c,), jnp.float32)}
+            state[d["path"]] = {"running_mean": jnp.zeros((c,), jnp.float32),
+                                "running_var": jnp.ones((c,), jnp.float32)}
+            continue
         if kind == "dense":
             fan_in, wshape, bshape = d["in"][0], (d["in"][0], d["units"]), (d["units"],)
         elif kind == "conv2d":
@@ -35,39 +46,98 @@ def init(spec, shape, key):
             continue
         key, k1, k2 = jax.random.split(key, 3)
         bound = 1.0 / fan_in ** 0.5
-        params.append((jax.random.uniform(k1, wshape, jnp.float32, -bound, bound),
-                       jax.random.uniform(k2, bshape, jnp.float32, -bound, bound)))
-    return params
+        p = {"weight": jax.random.uniform(k1, wshape, jnp.float32, -bound, bound)}
+        if d["bias"]:
+            p["bias"] = jax.random.uniform(k2, bshape, jnp.float32, -bound, bound)
+        params[d["path"]] = p
+    return params, state
+
+
+def batchnorm_train(x, p, s, d):
+    """Batch norm in training mode, as PyTorch's: normalized with the batch's mean and biased
+    variance over (N, H, W) (or N); the running statistics move by momentum towards the mean
+    and the unbiased variance."""
+    axes = (0, 2, 3) if x.ndim == 4 else (0,)
+    n = x.size // x.shape[1]
+    bshape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
+    mean = jnp.mean(x, axis=axes)
+    var = jnp.mean(jnp.square(x - mean.reshape(bshape)), axis=axes)
+    y = (x - mean.reshape(bshape)) * jax.lax.rsqrt(var + d["eps"]).reshape(bshape)
+    y = y * p["weight"].reshape(bshape) + p["bias"].reshape(bshape)
+    m = d["momentum"]
+    mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+    s = {"running_mean": (1 - m) * s["running_mean"] + m * mean,
+         "running_var": (1 - m) * s["running_var"] + m * var * (n / (n - 1))}
+    return y, s
 
 
 def make_forward(spec, shape):
-    ls = wl.layers(spec, shape)
+    """forward(params, state, x) -> (logits, new state): the network in training mode."""
+    tree = wl.graph(spec, shape)
 
-    def forward(params, x):
-        p = 0
-        for kind, d in ls:
-            if kind == "dense":
-                w, b = params[p]
-                p += 1
-                x = x @ w + b
+    def seq(items, params, state, new, x):
+        for d in items:
+            kind = d["kind"]
+            if kind == "residual":
+                y = seq(d["f"], params, state, new, x)
+                x = y + (x if d["g"] is None else seq(d["g"], params, state, new, x))
+            elif kind == "repeat":
+                for c in d["copies"]:
+                    x = seq(c, params, state, new, x)
+            elif kind == "dense":
+                p = params[d["path"]]
+                x = x @ p["weight"]
+                if "bias" in p:
+                    x = x + p["bias"]
             elif kind == "conv2d":
-                w, b = params[p]
-                p += 1
+                p = params[d["path"]]
                 x = jax.lax.conv_general_dilated(
-                    x, w, (d["stride"],) * 2, [(d["pad"], d["pad"])] * 2,
-                    dimension_numbers=("NCHW", "OIHW", "NCHW")) + b[None, :, None, None]
+                    x, p["weight"], (d["stride"],) * 2, [(d["pad"], d["pad"])] * 2,
+                    dimension_numbers=("NCHW", "OIHW", "NCHW"))
+                if "bias" in p:
+                    x = x + p["bias"][None, :, None, None]
+            elif kind == "batchnorm":
+                x, new[d["path"]] = batchnorm_train(x, params[d["path"]], state[d["path"]], d)
             elif kind == "relu":
                 x = jax.nn.relu(x)
             elif kind == "maxpool":
                 k, s = d["k"], d["stride"]
                 x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, k, k), (1, 1, s, s),
                                           "VALID")
+            elif kind == "gap":
+                x = jnp.mean(x, axis=(2, 3))
             elif kind == "flatten":
                 x = x.reshape(x.shape[0], -1)
             else:
                 raise SystemExit(f"jax_ref: layer {kind} not supported")
         return x
+
+    def forward(params, state, x):
+        new = {}
+        x = seq(tree, params, state, new, x)
+        return x, new
     return forward
+
+
+def make_step(spec, shape):
+    """The jit-compiled training step: (params, mom, state, x, y) -> (params, mom, state,
+    loss): forward in training mode, backward, SGD with momentum as torch.optim.SGD."""
+    forward = make_forward(spec, shape)
+
+    def loss_fn(params, state, x, y):
+        logits, state = forward(params, state, x)
+        loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) -
+                        jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0])
+        return loss, state
+
+    @jax.jit
+    def step(params, mom, state, x, y):
+        (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, x, y)
+        # SGD with momentum as torch.optim.SGD: v = m v + g;  p = p - lr v
+        mom = jax.tree_util.tree_map(lambda v, g: wl.MOMENTUM * v + g, mom, grads)
+        params = jax.tree_util.tree_map(lambda p, v: p - wl.LR * v, params, mom)
+        return params, mom, state, loss
+    return step
 
 
 def main():
@@ -78,23 +148,9 @@ def main():
     ap.add_argument("--reps", type=int, default=7)
     a = ap.parse_args()
     w = wl.WORKLOADS[a.workload]
-    forward = make_forward(w["spec"], w["shape"])
-
-    def loss_fn(params, x, y):
-        logits = forward(params, x)
-        return jnp.mean(jax.nn.logsumexp(logits, axis=1) -
-                        jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0])
-
-    @jax.jit
-    def step(params, mom, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-        # SGD with momentum as torch.optim.SGD: v = m v + g;  p = p - lr v
-        mom = jax.tree_util.tree_map(lambda v, g: wl.MOMENTUM * v + g, mom, grads)
-        params = jax.tree_util.tree_map(lambda p, v: p - wl.LR * v, params, mom)
-        return params, mom, loss
-
+    step = make_step(w["spec"], w["shape"])
     key = jax.random.PRNGKey(wl.SEED)
-    params = init(w["spec"], w["shape"], key)
+    params, state = init(w["spec"], w["shape"], key)
     mom = jax.tree_util.tree_map(jnp.zeros_like, params)
     gb, nb = w["batch"], 8
     kx, ky = jax.random.split(jax.random.PRNGKey(wl.SEED + 1))
@@ -104,7 +160,7 @@ def main():
     for rep in range(a.reps + 1):
         t0 = time.perf_counter()
         for _ in range(a.window):
-            params, mom, loss = step(params, mom, X[it % nb], Y[it % nb])
+            params, mom, state, loss = step(params, mom, state, X[it % nb], Y[it % nb])
             it += 1
         loss = float(jax.block_until_ready(loss))
         dt = time.perf_counter() - t0

@@ -57,6 +57,10 @@ def main():
             "peak_rss_mb_per_rank": max(r.get("peak_rss_mb_per_rank") or [0]) or None,
             "comm_hidden_fraction": median(r.get("comm_hidden_fraction", [])),
             "comm_s": median(r.get("comm_s", [])), "compute_s": median(r.get("compute_s", [])),
+            # batch norm's statistics: over the global batch (shardprop's default, and any one
+            # process), or each rank's own (pytorch-ddp: no SyncBatchNorm on CPU)
+            "bn_stats": (r.get("bn_stats", "global") if any(
+                k == "batchnorm" for k, _ in wl.layers(w["spec"], w["shape"])) else None),
         }
         if r["framework"].startswith("shardprop"):
             # what the memory should be: the trainer's own plan (--dry-run --json of the same
@@ -109,6 +113,12 @@ def main():
             f"{fmt(r['gflops'], '{:.1f}')} | {fmt(r['pct_of_peak'], '{:.1f}')} | "
             f"{fmt(r['peak_rss_mb_per_rank'])} | {rss_plan(r)} | "
             f"{fmt(r['comm_hidden_fraction'], '{:.2f}', '-')} |")
+    local = sorted({r["workload"] for r in rows if r["bn_stats"] == "local"})
+    if local:
+        lines.append("")
+        lines.append(f"Batch norm ({', '.join(local)}): pytorch-ddp normalizes with each rank's "
+                     "own statistics (DDP refuses SyncBatchNorm on CPU modules); shardprop (every "
+                     "layout) and the one-process peers with those of the global batch.")
     # ratios: shardprop's best layout vs the best peer layout, and per layout
     lines.append("")
     lines.append("| workload | shardprop best (layout) | best peer (framework, layout) | "
@@ -197,7 +207,7 @@ def main():
                 "samples_per_s", "samples_per_s_min", "samples_per_s_max", "mflop_per_sample",
                 "gflops", "peak_gflops", "pct_of_peak", "peak_rss_mb_per_rank", "plan_mb",
                 "rss_over_plan", "runtime_rss_mb", "rss_beyond_runtime_over_plan",
-                "comm_hidden_fraction", "comm_s", "compute_s"]
+                "comm_hidden_fraction", "comm_s", "compute_s", "bn_stats"]
         wr = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         wr.writeheader()
         for r in rows:

@@ -2,7 +2,8 @@
 # The shardprop benchmark harness (issue 7): shardprop vs PyTorch and JAX on the same workloads,
 # layouts and machine, in one run, against the measured FMA peak. See scripts/bench/README.md.
 #
-#   scripts/bench/run.sh [--quick] [--layouts "1x1 1x2 2x1"] [--workloads "mlp-wide mlp-small cnn"]
+#   scripts/bench/run.sh [--quick] [--layouts "1x1 1x2 2x1"]
+#                        [--workloads "mlp-wide mlp-small cnn resnet"]
 #                        [--reps N] [--peers "torch jax"|none] [--build DIR] [--results DIR]
 #                        [--no-build] [--no-gemm] [--check] [--deterministic]
 #
@@ -18,7 +19,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 BUILD="$ROOT/build"
 RESULTS=""
 LAYOUTS="1x1 1x2 2x1"
-WORKLOADS="mlp-wide mlp-small cnn"
+WORKLOADS="mlp-wide mlp-small cnn resnet"
 PEERS="torch jax"
 QUICK=0
 REPS=""
@@ -28,7 +29,7 @@ DO_CHECK=0
 DO_DET=0
 PIN_WARNINGS=0
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -65,6 +66,7 @@ window_of() {
     mlp-wide) [ $QUICK = 1 ] && echo 3 || echo 24 ;;
     mlp-small) [ $QUICK = 1 ] && echo 16 || echo 256 ;;
     cnn) [ $QUICK = 1 ] && echo 2 || echo 12 ;;
+    resnet) [ $QUICK = 1 ] && echo 1 || echo 2 ;;
     *) echo "run.sh: unknown workload '$1'" >&2; exit 2 ;;
     esac
 }

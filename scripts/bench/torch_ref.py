@@ -4,9 +4,11 @@
 
 One process: torch.set_num_threads(T). With --world P (DDP, gloo, localhost) each of the P
 processes trains its slice (global batch / P) and rank 0 reports the global throughput.
-Data: synthetic tensors of the workload's shape, made once in memory (the loop indexes
-batches out of them; no DataLoader). Steady state: one warm-up window, then --reps windows of
---window steps each; prints one JSON line with the samples/s of every window and the peak RSS.
+Batch norm runs in training mode; under DDP its statistics are each rank's own (no
+SyncBatchNorm on CPU: see main). Data: synthetic tensors of the workload's shape, made once in
+memory (the loop indexes batches out of them; no DataLoader). Steady state: one warm-up
+window, then --reps windows of --window steps each; prints one JSON line with the samples/s of
+every window and the peak RSS.
 """
 import argparse
 import json
@@ -22,22 +24,60 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 
-def build(spec, shape):
+class Residual(nn.Module):
+    """residual(f | g): f(x) + g(x), or f(x) + x without g (children f, g: the state_dict keys
+    of shardprop's checkpoints, as tests/torch/spgraph.py builds them)."""
+
+    def __init__(self, f, g):
+        super().__init__()
+        self.f = f
+        self.g = g
+
+    def forward(self, x):
+        return self.f(x) + (x if self.g is None else self.g(x))
+
+
+class GlobalAvgPool(nn.Module):
+    """gap: (B, C, H, W) -> (B, C), the mean over H and W."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+def build_tree(tree):
     mods = []
-    for kind, d in wl.layers(spec, shape):
-        if kind == "dense":
-            mods.append(nn.Linear(d["in"][0], d["units"]))
+    for d in tree:
+        kind = d["kind"]
+        if kind == "residual":
+            mods.append(Residual(build_tree(d["f"]),
+                                 None if d["g"] is None else build_tree(d["g"])))
+        elif kind == "repeat":
+            mods.append(nn.Sequential(*[build_tree(c) for c in d["copies"]]))
+        elif kind == "dense":
+            mods.append(nn.Linear(d["in"][0], d["units"], bias=d["bias"]))
         elif kind == "conv2d":
-            mods.append(nn.Conv2d(d["in"][0], d["oc"], d["k"], d["stride"], d["pad"]))
+            mods.append(nn.Conv2d(d["in"][0], d["oc"], d["k"], d["stride"], d["pad"],
+                                  bias=d["bias"]))
         elif kind == "maxpool":
             mods.append(nn.MaxPool2d(d["k"], d["stride"]))
         elif kind == "relu":
             mods.append(nn.ReLU())
         elif kind == "flatten":
             mods.append(nn.Flatten())
+        elif kind == "gap":
+            mods.append(GlobalAvgPool())
+        elif kind == "batchnorm":
+            cls = nn.BatchNorm1d if len(d["in"]) == 1 else nn.BatchNorm2d
+            mods.append(cls(d["in"][0], eps=d["eps"], momentum=d["momentum"]))
         else:
             raise SystemExit(f"torch_ref: layer {kind} not supported")
     return nn.Sequential(*mods)
+
+
+def build(spec, shape):
+    """The workload's network, in training mode; its state_dict keys are shardprop's tensor
+    names (0.weight, 3.f.1.running_mean, ...)."""
+    return build_tree(wl.graph(spec, shape))
 
 
 def gemm_main(argv):
@@ -87,7 +127,12 @@ def main():
         import torch.distributed as dist
         dist.init_process_group("gloo", rank=a.rank, world_size=a.world)
     model = build(w["spec"], w["shape"])
+    bn = any(k == "batchnorm" for k, _ in wl.layers(w["spec"], w["shape"]))
     if a.world > 1:
+        # Batch norm: each rank's statistics over its own samples, rank 0's running statistics
+        # broadcast before every forward (DDP's broadcast_buffers). nn.SyncBatchNorm (statistics
+        # over the global batch, as shardprop's default) is refused by DDP on CPU modules
+        # ("SyncBatchNorm layers only work with GPU modules", PyTorch 2.15).
         model = nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.SGD(model.parameters(), lr=wl.LR, momentum=wl.MOMENTUM)
     loss_fn = nn.CrossEntropyLoss()
@@ -125,6 +170,8 @@ def main():
            "ranks": a.world, "threads": a.threads, "rank": a.rank, "samples_per_s": rates,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
            "loss": loss}
+    if bn and a.world > 1:
+        out["bn_stats"] = "local"
     print(json.dumps(out), flush=True)
     if a.world > 1:
         torch.distributed.destroy_process_group()

@@ -1,9 +1,23 @@
 """The benchmark workloads of issue 7, shared by run.sh (via report.py) and the peers.
 
-Each workload: shardprop model spec, sample shape, global batch, and the layers as
-(kind, args) for building the same network in PyTorch and JAX. FLOPs are counted here once
-(see flops_per_sample) so that every framework is scored against the same number.
+Each workload: shardprop model spec, sample shape, global batch. graph() reads the spec into a
+tree (residual blocks included) with every layer's shapes and PyTorch module path, from which
+torch_ref.py and jax_ref.py build the same network; FLOPs are counted here once (see
+flops_per_sample) so that every framework is scored against the same number. Plain Python (no
+numpy, no torch): run.sh and report.py run it with any python3.
 """
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def model_file(path):
+    """A model file of the repository (data/configs/*.model) as one line, '#' comments and
+    blanks dropped: the graph `--model @FILE` reads, as a spec every tool here can pass on."""
+    with open(os.path.join(ROOT, path)) as f:
+        return re.sub(r"\s+", "", re.sub(r"#[^\n]*", "", f.read()))
+
 
 WORKLOADS = {
     "mlp-wide": {
@@ -22,6 +36,14 @@ WORKLOADS = {
         "shape": (1, 28, 28),
         "batch": 128,
     },
+    # a stem, one block at 28x28, two stages with 1x1-conv + batch-norm projection shortcuts;
+    # batch norm in training mode, statistics over the global batch (shardprop's default)
+    "resnet": {
+        "spec": model_file("data/configs/fashion_resnet.model"),
+        "model_file": "data/configs/fashion_resnet.model",
+        "shape": (1, 28, 28),
+        "batch": 128,
+    },
 }
 
 CLASSES = 10
@@ -30,43 +52,174 @@ MOMENTUM = 0.9
 SEED = 7
 
 
-def layers(spec, shape):
-    """[(kind, dict)] with every layer's input and output shape filled in."""
-    out = []
-    shape = tuple(shape)
-    for item in spec.split(","):
-        parts = item.split(":")
-        kind, pos, kw = parts[0], [], {}
-        for p in parts[1:]:
-            if "=" in p:
-                k, v = p.split("=")
-                kw[k] = v
+# ---- the spec language (the subset of src/model/spec.h the peers build) --------------------------
+# item := layer | residual(seq [| seq]) | repeat:N(seq);  layer := NAME {:ARG}, positional
+# arguments first, then key=value. Paths as shardprop's and tests/torch/spgraph.py's: top-level
+# items 0, 1, ...; a residual at i holds i.f.K and i.g.K, a repeat at i holds i.R.K.
+
+_POSITIONAL = {  # kind -> its positional arguments, in order
+    "dense": ("units",), "conv2d": ("out_channels", "kernel", "stride", "pad"),
+    "maxpool": ("kernel", "stride"), "avgpool": ("kernel", "stride"),
+    "leaky_relu": ("slope",), "dropout": ("p",),
+}
+_KEYWORD = {"dense": ("bias",), "conv2d": ("bias",), "batchnorm": ("eps", "momentum"),
+            "layernorm": ("eps",)}
+_PLAIN = ("flatten", "relu", "tanh", "sigmoid", "gelu", "gap")
+
+
+def _tokens(spec):
+    spec = re.sub(r"#[^\n]*", "", spec)
+    return re.findall(r"[,:()|=]|[^\s,:()|=]+", spec) + [None]
+
+
+def parse(spec):
+    """The spec as a tree: [("layer", kind, {arg: text}) | ("residual", f, g or None) |
+    ("repeat", n, body)]. ValueError on what this subset does not read."""
+    toks, i = _tokens(spec), 0
+
+    def take(want=None):
+        nonlocal i
+        t = toks[i]
+        if want is not None and t != want:
+            raise ValueError(f"workloads: model spec: expected '{want}', got '{t}' in {spec!r}")
+        i += 1
+        return t
+
+    def seq():
+        items = [item()]
+        while toks[i] == ",":
+            take(",")
+            items.append(item())
+        return items
+
+    def item():
+        name = take()
+        if name == "residual" and toks[i] == "(":
+            take("(")
+            f, g = seq(), None
+            if toks[i] == "|":
+                take("|")
+                g = seq()
+            take(")")
+            return ("residual", f, g)
+        if name == "repeat" and toks[i] == ":":
+            take(":")
+            n = int(take())
+            take("(")
+            body = seq()
+            take(")")
+            return ("repeat", n, body)
+        if name not in _POSITIONAL and name not in _KEYWORD and name not in _PLAIN:
+            raise ValueError(f"workloads: layer '{name}' is not supported by the benchmark "
+                             f"peers (spec {spec!r})")
+        args, npos = {}, 0
+        while toks[i] == ":":
+            take(":")
+            a = take()
+            if toks[i] == "=":
+                take("=")
+                if a not in _POSITIONAL.get(name, ()) + _KEYWORD.get(name, ()):
+                    raise ValueError(f"workloads: {name}: unknown argument '{a}'")
+                args[a] = take()
             else:
-                pos.append(p)
-        d = {"in": shape}
-        if kind == "dense":
-            d["units"] = int(pos[0])
-            shape = (d["units"],)
-        elif kind == "conv2d":
-            c, h, w = shape
-            oc, k = int(pos[0]), int(pos[1])
-            s, pad = int(kw.get("stride", 1)), int(kw.get("pad", 0))
-            d.update(oc=oc, k=k, stride=s, pad=pad)
-            shape = (oc, (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1)
-        elif kind in ("maxpool", "avgpool"):
-            c, h, w = shape
-            k = int(pos[0])
-            s = int(kw.get("stride", k))
-            d.update(k=k, stride=s)
-            shape = (c, (h - k) // s + 1, (w - k) // s + 1)
-        elif kind == "flatten":
-            n = 1
-            for x in shape:
-                n *= x
-            shape = (n,)
-        d["out"] = shape
-        out.append((kind, d))
-    return out
+                if npos >= len(_POSITIONAL.get(name, ())):
+                    raise ValueError(f"workloads: {name}: too many arguments in {spec!r}")
+                args[_POSITIONAL[name][npos]] = a
+                npos += 1
+        return ("layer", name, args)
+
+    tree = seq()
+    if toks[i] is not None:
+        raise ValueError(f"workloads: model spec: unexpected '{toks[i]}' in {spec!r}")
+    return tree
+
+
+def _layer(kind, a, shape, path, reads_input):
+    """One layer's dict: its arguments (defaults filled in), in/out shapes, path."""
+    d = {"kind": kind, "in": shape, "path": path, "reads_input": reads_input}
+    if kind == "dense":
+        d.update(units=int(a["units"]), bias=a.get("bias", "1") == "1")
+        shape = (d["units"],)
+    elif kind == "conv2d":
+        c, h, w = shape
+        oc, k = int(a["out_channels"]), int(a["kernel"])
+        s, pad = int(a.get("stride", 1)), int(a.get("pad", 0))
+        d.update(oc=oc, k=k, stride=s, pad=pad, bias=a.get("bias", "1") == "1")
+        shape = (oc, (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1)
+    elif kind in ("maxpool", "avgpool"):
+        c, h, w = shape
+        k = int(a["kernel"])
+        s = int(a.get("stride", k))
+        d.update(k=k, stride=s)
+        shape = (c, (h - k) // s + 1, (w - k) // s + 1)
+    elif kind == "flatten":
+        n = 1
+        for x in shape:
+            n *= x
+        shape = (n,)
+    elif kind == "gap":
+        shape = (shape[0],)
+    elif kind in ("batchnorm", "layernorm"):
+        d.update(eps=float(a.get("eps", 1e-5)), momentum=float(a.get("momentum", 0.1)))
+    elif kind == "leaky_relu":
+        d.update(slope=float(a.get("slope", 0.01)))
+    elif kind == "dropout":
+        d.update(p=float(a["p"]))
+    d["out"] = shape
+    return d
+
+
+def graph(spec, shape):
+    """The spec as a tree of dicts, every item with "kind", "in", "out" (sample shapes) and
+    "path": a layer also with its arguments and "reads_input" (fed by the model's input: no
+    input gradient); {"kind": "residual", "f": [...], "g": [...] or None} is f(x) + g(x)
+    (g None: + x); {"kind": "repeat", "copies": [[...], ...]} the copies in a row."""
+    def seq(items, shape, prefix, is_input):
+        out = []
+        for i, it in enumerate(items):
+            d, shape = node(it, shape, f"{prefix}{i}", is_input)
+            out.append(d)
+            is_input = False
+        return out, shape
+
+    def node(it, shape, path, is_input):
+        if it[0] == "residual":
+            f, fs = seq(it[1], shape, f"{path}.f.", is_input)
+            g, gs = (None, shape) if it[2] is None else seq(it[2], shape, f"{path}.g.", is_input)
+            if fs != gs:
+                raise ValueError(f"workloads: residual at {path}: f(x) {fs} but g(x) {gs}")
+            return {"kind": "residual", "f": f, "g": g, "in": shape, "out": fs,
+                    "path": path}, fs
+        if it[0] == "repeat":
+            copies, s = [], shape
+            for k in range(it[1]):
+                c, s = seq(it[2], s, f"{path}.{k}.", is_input and k == 0)
+                copies.append(c)
+            return {"kind": "repeat", "copies": copies, "in": shape, "out": s,
+                    "path": path}, s
+        d = _layer(it[1], it[2], shape, path, is_input)
+        return d, d["out"]
+
+    return seq(parse(spec), tuple(shape), "", True)[0]
+
+
+def walk(tree):
+    """The layers of a graph() tree in execution order (f before g, as shardprop)."""
+    for d in tree:
+        if d["kind"] == "residual":
+            yield from walk(d["f"])
+            if d["g"] is not None:
+                yield from walk(d["g"])
+        elif d["kind"] == "repeat":
+            for c in d["copies"]:
+                yield from walk(c)
+        else:
+            yield d
+
+
+def layers(spec, shape):
+    """[(kind, dict)] of every layer in execution order, with its input and output shape."""
+    return [(d["kind"], d) for d in walk(graph(spec, shape))]
 
 
 def flops_per_sample(spec, shape):
@@ -74,8 +227,9 @@ def flops_per_sample(spec, shape):
 
     a dense layer in -> out does 2*in*out FLOPs forward (one multiply-add = 2 FLOPs), a conv2d
     2*oc*(c*k*k)*oh*ow; training counts 3x the forward (forward, weight gradient, input
-    gradient), for every GEMM layer including the first. Bias, activations, pooling, loss and
-    the optimizer are not counted (they are O(activations), not O(MACs)).
+    gradient), for every GEMM layer including the first. Bias, activations, pooling, batch
+    norm, the residual adds, global average pooling, loss and the optimizer are not counted
+    (they are O(activations), not O(MACs)).
     Returns (forward, train)."""
     fwd = 0
     for kind, d in layers(spec, shape):
@@ -89,38 +243,41 @@ def flops_per_sample(spec, shape):
 
 
 def params_count(spec, shape):
+    """Trained parameters (batch norm's gamma and beta included, its running statistics not)."""
     n = 0
     for kind, d in layers(spec, shape):
         if kind == "dense":
-            n += d["in"][0] * d["units"] + d["units"]
+            n += d["in"][0] * d["units"] + (d["units"] if d["bias"] else 0)
         elif kind == "conv2d":
-            n += d["oc"] * d["in"][0] * d["k"] * d["k"] + d["oc"]
+            n += d["oc"] * d["in"][0] * d["k"] * d["k"] + (d["oc"] if d["bias"] else 0)
+        elif kind == "batchnorm":
+            n += 2 * d["in"][0]
     return n
 
 
 def gemm_shapes(name):
     """The GEMMs shardprop runs per training step of workload `name` on one rank, as
-    (label, trans_a, trans_b, M, N, K) in sp_gemm's terms (src/layers/dense.c, conv2d.c); the
-    first layer computes no input gradient."""
+    (label, trans_a, trans_b, M, N, K) in sp_gemm's terms (src/layers/dense.c, conv2d.c),
+    labelled by the layer's module path; a layer fed by the model's input computes no input
+    gradient. (A conv's forward and input gradient are counted as one GEMM over the batch's
+    columns; shardprop runs them per sample, B GEMMs of N = oh*ow.)"""
     w = WORKLOADS[name]
-    B, out, first = w["batch"], [], True
-    for i, (kind, d) in enumerate(layers(w["spec"], w["shape"])):
+    B, out = w["batch"], []
+    for kind, d in layers(w["spec"], w["shape"]):
+        i = d["path"]
         if kind == "dense":
             n_in, n_out = d["in"][0], d["units"]
             out.append((f"{name}.{i}.dense.fwd", 0, 1, B, n_out, n_in))
             out.append((f"{name}.{i}.dense.dW", 1, 0, n_out, n_in, B))
-            if not first:
+            if not d["reads_input"]:
                 out.append((f"{name}.{i}.dense.dX", 0, 0, B, n_in, n_out))
         elif kind == "conv2d":
             ckk = d["in"][0] * d["k"] * d["k"]
             cols = B * d["out"][1] * d["out"][2]
             out.append((f"{name}.{i}.conv.fwd", 0, 0, d["oc"], cols, ckk))
             out.append((f"{name}.{i}.conv.dW", 0, 1, d["oc"], ckk, cols))
-            if not first:
+            if not d["reads_input"]:
                 out.append((f"{name}.{i}.conv.dX", 1, 0, ckk, cols, d["oc"]))
-        else:
-            continue
-        first = False
     return out
 
 
