@@ -6,7 +6,12 @@
 # (deterministic / default) and their range.
 #
 #   scripts/bench/det_cost.sh [--pairs N] [--layouts "1x1 1x2 2x1"] [--workload mlp-wide]
-#                             [--epochs E] [--build DIR] [-- extra train flags]
+#                             [--epochs E] [--build DIR] [--vs "FLAGS"] [-- extra train flags]
+#
+# --vs FLAGS compares the default run with one that adds FLAGS instead of --deterministic: the
+# cost of batch norm's synchronized statistics is
+#   det_cost.sh --workload resnet --layouts 2x1 --vs "--bn-stats local"
+# (the ratio is local / global: above 1 when the sums over ranks cost time).
 #
 # Runs are pinned as in run.sh (R x T: rank r on cores r*T .. r*T+T-1). Needs a Release build
 # with bench_mkdata (scripts/bench/run.sh builds both). About 7 minutes with the defaults.
@@ -19,6 +24,7 @@ LAYOUTS="1x1 1x2 2x1"
 WL=mlp-wide
 EPOCHS=6
 EXTRA=()
+VS="--deterministic"
 while [ $# -gt 0 ]; do
     case "$1" in
     --pairs) PAIRS=$2; shift ;;
@@ -26,6 +32,7 @@ while [ $# -gt 0 ]; do
     --workload) WL=$2; shift ;;
     --epochs) EPOCHS=$2; shift ;;
     --build) BUILD="$(cd "$2" && pwd)"; shift ;;
+    --vs) VS=$2; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     *) echo "det_cost.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
@@ -47,10 +54,15 @@ mkdir -p "$(dirname "$DATA")"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-# one run: R T MODE(default|det) -> "samples/s" (median epoch after the first)
-one_run() { train_sps "$SP" "$1" "$2" "$3" "$DATA" "$SPEC" "$B" "$EPOCHS" "$TMP" "${EXTRA[@]}"; }
+# one run: R T MODE(default|det: with the --vs flags) -> "samples/s" (median epoch after the first)
+read -r -a VS_FLAGS <<<"$VS"
+one_run() {
+    local flags=("${EXTRA[@]}")
+    [ "$3" = det ] && flags+=("${VS_FLAGS[@]}")
+    train_sps "$SP" "$1" "$2" default "$DATA" "$SPEC" "$B" "$EPOCHS" "$TMP" "${flags[@]}"
+}
 
-echo "det_cost: $WL, $PAIRS pairs per layout, $EPOCHS epochs of 24 steps per run" \
+echo "det_cost: $WL, default vs $VS, $PAIRS pairs per layout, $EPOCHS epochs of 24 steps per run" \
     "(load $(cut -d' ' -f1-3 /proc/loadavg), $(date -Iseconds))"
 for L in $LAYOUTS; do
     R=${L%x*} T=${L#*x}
@@ -66,13 +78,13 @@ for L in $LAYOUTS; do
         pairs="$pairs $a $b"
     done
     # shellcheck disable=SC2086
-    "$PY" - "$L" $pairs <<'PYEOF'
+    "$PY" - "$L" "$VS" $pairs <<'PYEOF'
 import statistics as st, sys
-L, v = sys.argv[1], list(map(float, sys.argv[2:]))
+L, vs, v = sys.argv[1], sys.argv[2], list(map(float, sys.argv[3:]))
 d, x = v[0::2], v[1::2]
 r = [b / a for a, b in zip(d, x)]
-print("%s: default %.0f, --deterministic %.0f samples/s (medians); det/default median %.3f "
-      "(range %.3f-%.3f over %d pairs)" % (L, st.median(d), st.median(x), st.median(r), min(r),
-                                          max(r), len(r)))
+print("%s: default %.0f, %s %.0f samples/s (medians); ratio median %.3f "
+      "(range %.3f-%.3f over %d pairs)" % (L, st.median(d), vs, st.median(x), st.median(r),
+                                          min(r), max(r), len(r)))
 PYEOF
 done
