@@ -79,3 +79,78 @@ int sp_test_same_params(const char *a, const char *b) {
     free(pa), free(pb);
     return same;
 }
+
+typedef struct tensors_ {
+    sp_test_tensor *t;
+    int n, cap, bad;
+} tensors_;
+
+/* H5Lvisit: each dataset appended to the list (groups and attributes skipped). */
+static herr_t tensor_cb_(hid_t g, const char *name, const H5L_info_t *info, void *user) {
+    (void)info;
+    tensors_ *ts = user;
+    hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+    if (o < 0) {
+        ts->bad++;
+        return -1;
+    }
+    int rc = 0;
+    if (H5Iget_type(o) == H5I_DATASET && ts->n == ts->cap) {
+        const int cap = ts->cap ? 2 * ts->cap : 32;
+        sp_test_tensor *grown = realloc(ts->t, sizeof *grown * (size_t)cap);
+        if (grown)
+            ts->t = grown, ts->cap = cap;
+        else
+            rc = -1;
+    }
+    if (H5Iget_type(o) == H5I_DATASET && rc == 0) {
+        sp_test_tensor *t = &ts->t[ts->n];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s", name);
+        hid_t type = H5Dget_type(o), s = H5Dget_space(o);
+        const H5T_class_t cls = H5Tget_class(type);
+        const hssize_t cnt = H5Sget_simple_extent_npoints(s);
+        rc = cnt < 0 || (cls != H5T_FLOAT && cls != H5T_INTEGER) ? -1 : 0;
+        if (rc == 0) {
+            t->is_int = cls == H5T_INTEGER;
+            t->n = (size_t)cnt;
+            t->data = malloc((t->is_int ? sizeof(int64_t) : sizeof(float)) * (t->n ? t->n : 1));
+            if (!t->data || H5Dread(o, t->is_int ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, H5S_ALL,
+                                    H5S_ALL, H5P_DEFAULT, t->data) < 0)
+                rc = -1;
+        }
+        if (rc == 0)
+            ts->n++;
+        else
+            free(t->data);
+        H5Sclose(s);
+        H5Tclose(type);
+    }
+    H5Oclose(o);
+    if (rc) ts->bad++;
+    return rc;
+}
+
+int sp_test_read_tensors(const char *path, const char *group, sp_test_tensor **t, int *n) {
+    *t = NULL;
+    *n = 0;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return -1;
+    hid_t g = H5Lexists(f, group, H5P_DEFAULT) > 0 ? H5Gopen2(f, group, H5P_DEFAULT) : -1;
+    tensors_ ts = {0};
+    if (g < 0 || H5Lvisit(g, H5_INDEX_NAME, H5_ITER_INC, tensor_cb_, &ts) < 0) ts.bad++;
+    if (g >= 0) H5Gclose(g);
+    H5Fclose(f);
+    if (ts.bad) {
+        sp_test_free_tensors(ts.t, ts.n);
+        return -1;
+    }
+    *t = ts.t;
+    *n = ts.n;
+    return 0;
+}
+
+void sp_test_free_tensors(sp_test_tensor *t, int n) {
+    for (int i = 0; i < n; ++i) free(t[i].data);
+    free(t);
+}

@@ -12,10 +12,26 @@ const char *sp_test_bin(void);
 int sp_test_shardprop(int np, int threads, const char *args, char **out);
 
 /* Read every /model/params/<i>/{weight,bias} of a model file into one malloc'd array in layer
- * order (the parameter slab's layout). NULL on failure. */
+ * order (the parameter slab's layout). NULL on failure. Straight stacks whose layers all have a
+ * bias; for graphs (module paths, bias=0, batch-norm buffers) see sp_test_read_tensors. */
 float *sp_test_read_params(const char *path, size_t *n);
 
 /* 1 when the two model files hold the same parameters bit for bit (and at least one). */
 int sp_test_same_params(const char *a, const char *b);
+
+/* One dataset of a file, as sp_test_read_tensors reads it. */
+typedef struct sp_test_tensor {
+    char name[256]; /* below the group visited: "3.f.1/running_mean", "state/0/weight/exp_avg" */
+    int is_int;     /* int64 (num_batches_tracked); else float32 */
+    size_t n;       /* elements */
+    void *data;     /* float[n] or int64_t[n] */
+} sp_test_tensor;
+
+/* Every dataset below `group` of an HDF5 file ("/model/params", "/optimizer"), in name order,
+ * into a malloc'd array of *n (free with sp_test_free_tensors): the parameters, batch-norm
+ * buffers and optimizer state of any graph. 0 on success, -1 when the file or the group cannot
+ * be read or a dataset is neither floating point nor integer. */
+int sp_test_read_tensors(const char *path, const char *group, sp_test_tensor **t, int *n);
+void sp_test_free_tensors(sp_test_tensor *t, int n);
 
 #endif

@@ -15,6 +15,12 @@ sp_test(resume TIMEOUT 600 LABELS mpi)
 target_link_libraries(test_resume PRIVATE sp_trainutil)
 sp_test(deterministic TIMEOUT 900 LABELS mpi)
 target_link_libraries(test_deterministic PRIVATE sp_trainutil)
+# Graphs (residual blocks, named joins, batch and layer norm) trained through the executable:
+# synchronized batch norm on 1-4 ranks, --bn-stats local, threads, bitwise resume,
+# --deterministic layouts, bad specs and --model @FILE, the --dry-run graph (test_graph_train.c).
+sp_test(graph_train TIMEOUT 600 LABELS mpi) # about 45 s; ~200 s in the sanitizer build
+target_link_libraries(test_graph_train PRIVATE sp_trainutil)
+set_tests_properties(graph_train PROPERTIES PROCESSORS 2)
 # --trace, the straggler line and --layer-stats end to end (trace_test.py; the trace and metrics
 # files parsed with /usr/bin/python3, scripts/plot_metrics.py run on the layer statistics).
 foreach(t trace straggler layer_stats)

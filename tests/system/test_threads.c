@@ -1,7 +1,9 @@
 /*
  * Thread invariance: a few training steps (forward, cross-entropy, backward, Adam) of a conv
- * model with dropout and of an MLP give bitwise-identical parameters with 1, 2 and 3 OpenMP
- * threads. Sizes are chosen so that the GEMMs really run threaded (checked).
+ * model with dropout, of an MLP, of a ResNet-like graph with batch norm (a projection shortcut)
+ * and of a layer-norm graph (a pre-norm residual block, batch norm on a branch, concat) give
+ * bitwise-identical parameters and running statistics with 1, 2 and 3 OpenMP threads. Sizes are
+ * chosen so that the GEMMs really run threaded (checked).
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include "testutil.h"
 #include "util/rng.h"
 
+/* The parameters after 4 steps, then the model's buffers (running statistics): *nparams floats. */
 static float *train(const char *spec, int rank, const int64_t *shape, int B, int classes,
                     int threads, size_t *nparams) {
     omp_set_num_threads(threads);
@@ -45,9 +48,11 @@ static float *train(const char *spec, int rank, const int64_t *shape, int B, int
         sp_model_backward(m, dz, B, NULL, NULL);
         sp_optim_step(opt, sp_model_params(m), sp_model_grads(m), 1e-3f);
     }
-    *nparams = sp_model_num_params(m);
+    const size_t np = sp_model_num_params(m), nb = sp_model_num_buffers(m);
+    *nparams = np + nb;
     float *out = malloc(sizeof(float) * *nparams);
-    memcpy(out, sp_model_params(m), sizeof(float) * *nparams);
+    memcpy(out, sp_model_params(m), sizeof(float) * np);
+    if (nb) memcpy(out + np, sp_model_buffers(m), sizeof(float) * nb);
     free(x), free(dz), free(y), free(rows), free(ids);
     sp_optim_free(opt);
     sp_model_free(m);
@@ -62,8 +67,9 @@ static void check_model(const char *spec, int rank, const int64_t *shape, int B,
     for (int t = 2; t <= 3; ++t) {
         float *pt = train(spec, rank, shape, B, classes, t, &n);
         CHECK(pt && n == n1 && memcmp(p1, pt, n * sizeof(float)) == 0,
-              "%s: parameters after 4 steps with %d threads are bitwise those of 1 thread", spec,
-              t);
+              "%s: parameters and buffers after 4 steps with %d threads are bitwise those of 1 "
+              "thread",
+              spec, t);
         free(pt);
     }
     free(p1);
@@ -73,10 +79,20 @@ int main(void) {
     omp_set_num_threads(3);
     CHECK(sp_gemm_plan_threads(64, 256, 128) > 1, "the MLP's GEMMs run threaded");
     CHECK(sp_gemm_plan_threads(16, 32 * 256, 9) > 1, "the conv's GEMMs run threaded");
-    const int64_t img[3] = {1, 16, 16}, vec[1] = {128};
+    CHECK(sp_gemm_plan_threads(8, 16 * 144, 72) > 1, "the ResNet block's GEMMs run threaded");
+    const int64_t img[3] = {1, 16, 16}, vec[1] = {128}, rgb[3] = {3, 12, 12};
     check_model("conv2d:16:3:pad=1,relu,maxpool:2,conv2d:8:3:stride=2,gelu,avgpool:2,flatten,"
                 "dropout:0.3,dense:10",
                 3, img, 32, 10);
     check_model("dense:256,relu,dense:64,tanh,dense:10", 1, vec, 64, 10);
+    check_model(
+        "conv2d:8:3:pad=1:bias=0,batchnorm,relu,"
+        "residual(conv2d:8:3:pad=1:bias=0,batchnorm,relu,conv2d:8:3:pad=1:bias=0,batchnorm),"
+        "relu,residual(conv2d:16:3:stride=2:pad=1:bias=0,batchnorm | "
+        "conv2d:16:1:stride=2:bias=0,batchnorm),relu,gap,dense:10",
+        3, rgb, 16, 10);
+    check_model("dense:128,save:x,residual(layernorm,dense:256,gelu,dense:128),layernorm,"
+                "residual(dense:64:bias=0,batchnorm,relu | dense:64),concat:x,dense:10",
+                1, vec, 64, 10);
     return sp_test_summary("threads");
 }
