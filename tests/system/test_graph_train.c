@@ -25,9 +25,10 @@
  *    for bit;
  *  - bad specs: unknown layer inside a residual, unbalanced parentheses, add:NAME without a save,
  *    a residual whose branches' shapes differ, a missing @FILE, an @FILE with an error on line 3:
- *    one error naming the position and what was expected, a non-zero exit, no output file; under
- *    2 ranks the same within seconds, printed once (an @FILE is read with the other arguments,
- *    whose errors every rank prints before the ranks meet);
+ *    one error naming the position (the column; for @FILE the file once, the line and the column,
+ *    also for a shape found wrong when the model is built) and what was expected, a non-zero
+ *    exit, no output file; under 2 ranks the same within seconds, printed once (an @FILE is read
+ *    with the other arguments, whose errors every rank prints before the ranks meet);
  *  - --dry-run prints every node with its path, kind, inputs ("7 + 2" for the join of the first
  *    residual, "20 | 0" for a concat) and output shape; --dry-run --json has path, inputs and
  *    saved_bytes per layer.
@@ -462,6 +463,9 @@ static void bad_spec(int np, const char *spec, const char *data, const char *con
     /* arguments (and --model @FILE) are checked by every rank before they meet: one line each */
     CHECK(out && count_of(out, "error:") == (np > 1 && spec[0] == '@' ? np : 1),
           "%s: one error line per process that reports it:\n%s", what, out ? out : "");
+    if (spec[0] == '@')
+        CHECK(out && count_of(out, "--model @") == count_of(out, "error:"),
+              "%s: each error line names the file once:\n%s", what, out ? out : "");
     CHECK(access(outp, F_OK) != 0, "%s: no output file", what);
     CHECK(secs < 30, "%s: all ranks stopped in %.1f s", what, secs);
     free(out);
@@ -499,7 +503,8 @@ static void test_bad_specs(void) {
     }
     {
         /* f ends in 5 features, the identity shortcut carries 8 */
-        const char *f[] = {"model spec: layer 1 'residual'", "adds (8,) to (5,): the shapes differ",
+        const char *f[] = {"model spec: layer 1 'residual' (column 9)",
+                           "adds (8,) to (5,): the shapes differ",
                            "needs a projection: residual(f | g)"};
         bad_spec(0, "dense:8,residual(dense:8,relu,dense:5),dense:4", "flat.h5", f, 3,
                  "a residual that changes the shape without a projection");
@@ -508,7 +513,7 @@ static void test_bad_specs(void) {
     }
     {
         /* and with images: a stride-2 branch without the projection */
-        const char *f[] = {"model spec: layer 3 'residual'",
+        const char *f[] = {"model spec: layer 3 'residual' (column 40)",
                            "adds (8, 8, 8) to (16, 4, 4): the shapes differ"};
         bad_spec(0,
                  "conv2d:8:3:pad=1:bias=0,batchnorm,relu,"
@@ -532,7 +537,11 @@ static void test_bad_specs(void) {
                      "dense:4\n");
     snprintf(spec, sizeof spec, "@%s", path);
     {
-        const char *f[] = {path, "bias must be 0 or 1, got '2'", "(expected dense:UNITS[:bias=0])"};
+        char at[900];
+        snprintf(
+            at, sizeof at,
+            "--model %s: model spec: layer 2.f.2 'dense:8:bias=2' (line 3, column 25): ", spec);
+        const char *f[] = {at, "bias must be 0 or 1, got '2'", "(expected dense:UNITS[:bias=0])"};
         bad_spec(0, spec, "flat.h5", f, 3, "@FILE: a bad argument on line 3");
         bad_spec(2, spec, "flat.h5", f, 3, "@FILE: a bad argument on line 3, 2 ranks");
     }
@@ -543,7 +552,10 @@ static void test_bad_specs(void) {
                      "   residual(dense:8, layernrom), dense:4\n");
     snprintf(spec, sizeof spec, "@%s", path);
     {
-        const char *f[] = {path, "unknown layer 'layernrom'", "(expected one of dense,"};
+        char at[900];
+        snprintf(at, sizeof at,
+                 "--model %s: model spec: layer 2.f.1 'layernrom' (line 3, column 22): ", spec);
+        const char *f[] = {at, "unknown layer 'layernrom'", "(expected one of dense,"};
         bad_spec(0, spec, "flat.h5", f, 3, "@FILE: an unknown layer on line 3");
     }
     /* a ')' too many on line 3 */
@@ -554,7 +566,9 @@ static void test_bad_specs(void) {
                      "dense:4\n");
     snprintf(spec, sizeof spec, "@%s", path);
     {
-        const char *f[] = {path, "a ')' without its '('"};
+        char at[900];
+        snprintf(at, sizeof at, "--model %s: model spec: at line 3, column 14 (near '),", spec);
+        const char *f[] = {at, "a ')' without its '('"};
         bad_spec(0, spec, "flat.h5", f, 2, "@FILE: unbalanced parentheses on line 3");
     }
     /* shapes that differ, found after parsing: the residual on line 3 */
@@ -565,9 +579,11 @@ static void test_bad_specs(void) {
                      "dense:4\n");
     snprintf(spec, sizeof spec, "@%s", path);
     {
-        const char *f[] = {"model spec: layer 2 'residual'",
+        char at[900];
+        snprintf(at, sizeof at, "--model %s: ", spec);
+        const char *f[] = {at, "layer 2 'residual' (line 3, column 1)",
                            "adds (8,) to (5,): the shapes differ"};
-        bad_spec(0, spec, "flat.h5", f, 2, "@FILE: a residual that changes the shape");
+        bad_spec(0, spec, "flat.h5", f, 3, "@FILE: a residual that changes the shape");
     }
 }
 
