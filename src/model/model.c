@@ -30,14 +30,19 @@ static void *alloc_floats_(size_t n) {
     return alloc_bytes_(n * sizeof(float));
 }
 
-/* "model spec: layer 3.f.0 'conv2d:8:3': ..." */
+/* "model spec: layer 3.f.0 'conv2d:8:3' (line 2, column 5): ..." (the parser's format) */
 static sp_status bad_node_(const sp_node *L, const char *fmt, ...) {
-    char what[384];
+    char what[384], at[48];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return SP_FAIL(SP_ERR_SPEC, "model spec: layer %s '%s': %s", L->spec.path, L->spec.text, what);
+    if (L->spec.line > 1)
+        snprintf(at, sizeof at, "line %d, column %d", L->spec.line, L->spec.column);
+    else
+        snprintf(at, sizeof at, "column %d", L->spec.column);
+    return SP_FAIL(SP_ERR_SPEC, "model spec: layer %s '%s' (%s): %s", L->spec.path, L->spec.text,
+                   at, what);
 }
 
 static int64_t shape_size_(const int64_t *shape, int rank) {

@@ -241,21 +241,56 @@ static sp_status read_config_file_(const char *path, const sp_arg_spec *specs, i
     return st;
 }
 
-/* --model @FILE: the spec read from FILE (at most 1 MiB), checked there so that an error names
- * the file's line and column, then stored as one line (comments dropped, blanks collapsed):
- * the configuration a checkpoint keeps does not need the file. */
+/* Keep a string with the configuration's (freed by sp_train_args_free). */
+static sp_status own_string_(sp_train_args *own, char *str) {
+    char **grown = realloc(own->strings, sizeof(char *) * (size_t)(own->n + 1));
+    if (!grown) {
+        free(str);
+        return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    }
+    own->strings = grown;
+    own->strings[own->n++] = str;
+    return SP_OK;
+}
+
+/* The spec on one line: comments dropped, blanks collapsed (what the stored configuration, one
+ * `key = value` per line, can hold). */
+static char *one_line_(const char *text) {
+    char *line = malloc(strlen(text) + 1);
+    if (!line) return NULL;
+    size_t k = 0;
+    bool blank = false, comment = false;
+    for (const char *p = text; *p; ++p) {
+        if (*p == '#') comment = true;
+        if (*p == '\n') comment = false;
+        if (comment || isspace((unsigned char)*p)) {
+            blank = k > 0;
+            continue;
+        }
+        if (blank) line[k++] = ' ';
+        blank = false;
+        line[k++] = *p;
+    }
+    line[k] = '\0';
+    return line;
+}
+
+/* --model @FILE: the spec read from FILE (at most 1 MiB) and checked there, so that an error
+ * names the file, the line and the column. The model is built from the file's text (the
+ * checkpoint's /model/spec keeps it, comments and all); the configuration holds it on one line,
+ * so that the one a checkpoint keeps does not need the file. */
 static sp_status read_model_file_(sp_train_config *c, sp_train_args *own) {
     if (!c->model || c->model[0] != '@') return SP_OK;
     const char *path = c->model + 1;
     enum { MAX = 1 << 20 };
     FILE *f = fopen(path, "r");
     if (!f) return SP_FAIL(SP_ERR_ARG, "--model @%s: cannot read it: %s", path, strerror(errno));
-    char *text = malloc(MAX + 1), *line = malloc(MAX + 1);
-    size_t n = text ? fread(text, 1, MAX + 1, f) : 0;
+    char *text = malloc(MAX + 1);
+    const size_t n = text ? fread(text, 1, MAX + 1, f) : 0;
     const bool err = ferror(f);
     fclose(f);
     sp_status st = SP_OK;
-    if (!text || !line)
+    if (!text)
         st = SP_FAIL(SP_ERR_NOMEM, "out of memory");
     else if (err)
         st = SP_FAIL(SP_ERR_IO, "--model @%s: read error", path);
@@ -263,42 +298,27 @@ static sp_status read_model_file_(sp_train_config *c, sp_train_args *own) {
         st = SP_FAIL(SP_ERR_ARG, "--model @%s: larger than 1 MiB", path);
     else if (memchr(text, '\0', n))
         st = SP_FAIL(SP_ERR_ARG, "--model @%s: not a text file (holds a NUL byte)", path);
+    if (st != SP_OK) {
+        free(text);
+        return st;
+    }
+    text[n] = '\0';
     sp_layer_spec *L = NULL;
     int nl = 0;
-    if (st == SP_OK) {
-        text[n] = '\0';
-        if (sp_spec_parse(text, &L, &nl) != SP_OK)
-            st = SP_FAIL(SP_ERR_SPEC, "--model @%s: %s", path, sp_last_error());
-        free(L);
+    if (sp_spec_parse(text, &L, &nl) != SP_OK) {
+        char why[1024]; /* the parser's message, before SP_FAIL reuses its buffer */
+        snprintf(why, sizeof why, "%s", sp_last_error());
+        free(text);
+        return SP_FAIL(SP_ERR_SPEC, "--model @%s: %s", path, why);
     }
-    if (st == SP_OK) {
-        size_t k = 0;
-        bool blank = false;
-        for (const char *p = text; *p; ++p) {
-            if (*p == '#')
-                while (p[1] && p[1] != '\n') ++p;
-            else if (isspace((unsigned char)*p))
-                blank = k > 0;
-            else {
-                if (blank) line[k++] = ' ';
-                blank = false;
-                line[k++] = *p;
-            }
-        }
-        line[k] = '\0';
-        char **grown = realloc(own->strings, sizeof(char *) * (size_t)(own->n + 1));
-        if (!grown)
-            st = SP_FAIL(SP_ERR_NOMEM, "out of memory");
-        else {
-            own->strings = grown;
-            own->strings[own->n++] = line; /* owned with the config's strings */
-            c->model = line;
-            line = NULL;
-        }
-    }
-    free(text);
-    free(line);
-    return st;
+    free(L);
+    c->model_file = path;
+    c->model_text = text;
+    SP_CHECK(own_string_(own, text));
+    char *line = one_line_(text);
+    if (!line) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+    c->model = line;
+    return own_string_(own, line);
 }
 
 /* Defaults that depend on other flags, resolved once so that the stored configuration (the

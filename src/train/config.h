@@ -45,6 +45,10 @@ typedef struct sp_train_config {
     bool deterministic;
     int64_t micro_batch;
     const char *bn_stats; /* "global" (batch norm's statistics summed over ranks) or "local" */
+    /* --model @FILE: model is the file's spec on one line (for the stored configuration),
+     * model_text the file's text (the model is built from it, so errors name its lines) and
+     * model_file the path; both NULL for a spec given inline */
+    const char *model_text, *model_file;
 } sp_train_config;
 
 /* --micro-batch when --deterministic is given without it. */

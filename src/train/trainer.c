@@ -286,7 +286,14 @@ static sp_status build_model_(trainer *t) {
     const sp_dataset_info *di = sp_dataset_get_info(t->ds);
     const int64_t local_max =
         sp_rank_slice_max(c->batch, c->deterministic ? c->micro_batch : 0, t->size);
-    SP_CHECK(sp_model_create(&t->m, c->model, di->sample_shape, di->sample_rank, (int)local_max));
+    const sp_status st = sp_model_create(&t->m, c->model_text ? c->model_text : c->model,
+                                         di->sample_shape, di->sample_rank, (int)local_max);
+    if (st != SP_OK && c->model_file) { /* name the file whose lines the message counts */
+        char why[1024];
+        snprintf(why, sizeof why, "%s", sp_last_error());
+        return SP_FAIL(st, "--model @%s: %s", c->model_file, why);
+    }
+    SP_CHECK(st);
     if (sp_model_output_size(t->m) != (size_t)t->outputs)
         return SP_FAIL(SP_ERR_SPEC,
                        "model spec: the last layer gives %zu outputs but %s has %d %s; end the "
