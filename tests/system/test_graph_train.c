@@ -259,7 +259,9 @@ static void test_sync_bn(const graph *g) {
         snprintf(outp, sizeof outp, "%s/%s_%dx1.h5", dir, g->tag, np);
         snprintf(met, sizeof met, "%s/%s_%dx1.jsonl", dir, g->tag, np);
         /* 4 ranks: tiny buckets, whose allreduces interleave with batch norm's sums during
-         * backward; the rank without samples must issue both in the others' order */
+         * backward; the rank without samples issues both in the others' order, as the MPI
+         * standard requires (Open MPI keeps blocking and non-blocking collectives apart and
+         * tolerates the other order, an MPI that does not would hang or mix the sums here) */
         snprintf(args, sizeof args, "%s %s --val %s/%s --out %s --metrics %s%s", common, g->opt,
                  dir, g->val, outp, met, np == 4 ? " --bucket-mb 0.0005" : "");
         snprintf(what, sizeof what, "%s, %d ranks, synchronized batch norm%s", g->tag, np,
