@@ -135,6 +135,9 @@ void sp_model_backward_fresh(sp_model *m, const float *d_out, int B, sp_grad_rea
 typedef sp_status (*sp_model_allsum_fn)(void *user, const double *terms, int count, size_t n,
                                         double *sums);
 void sp_model_set_allsum(sp_model *m, sp_model_allsum_fn fn, void *user);
+/* sums[0, n) = the sum of terms (count, n) over this process's samples, in sample order (what
+ * the model does without an allsum; an allsum over doubles starts from it). */
+void sp_model_local_sums(const double *terms, int count, size_t n, double *sums);
 
 /* SP_OK, or why the last forward or backward failed (a sum over ranks that failed, or a batch
  * norm given one value per channel in training); the outputs are then meaningless. Every rank

@@ -150,6 +150,21 @@ typedef struct bwd {
     bool acc; /* add the parameter gradients into the slab, else overwrite them */
 } bwd;
 
+/* A normalization's parameter gradients as per-sample terms (B, w_len + b_len), handed to
+ * --deterministic's accumulator. */
+static void hand_out_terms_(sp_model *m, const sp_node *L, const double *terms, int B,
+                            const bwd *o) {
+    const sp_wgrad_layer wl = {.index = (int)(L - m->nodes),
+                               .kind = SP_WGRAD_TERMS,
+                               .w_off = L->w_off,
+                               .w_len = L->w_len,
+                               .b_off = L->b_off,
+                               .b_len = L->b_len,
+                               .B = B,
+                               .terms = terms};
+    o->wfn(o->wuser, &wl);
+}
+
 /* Batch norm: dgamma, dbeta from the per-sample terms; dx with the terms summed over every
  * rank (training), or through the fixed running statistics (evaluation). */
 static sp_status bn_backward_(sp_model *m, sp_node *L, float *dx, const float *dy, const float *x,
@@ -160,15 +175,7 @@ static sp_status bn_backward_(sp_model *m, sp_node *L, float *dx, const float *d
     if (B > 0) {
         sp_bn_grad_terms(t, dy, x, mean, inv_std, B, C, L->P);
         if (o->wfn) {
-            const sp_wgrad_layer wl = {.index = (int)(L - m->nodes),
-                                       .kind = SP_WGRAD_TERMS,
-                                       .w_off = L->w_off,
-                                       .w_len = L->w_len,
-                                       .b_off = L->b_off,
-                                       .b_len = L->b_len,
-                                       .B = B,
-                                       .terms = t};
-            o->wfn(o->wuser, &wl);
+            hand_out_terms_(m, L, t, B, o);
         } else {
             sp_term_sums(m->grads + L->w_off, t, B, 2 * C, o->acc);
         }
@@ -246,15 +253,7 @@ static sp_status node_backward_(sp_model *m, int k, const float *d_out, int B, c
                        o->acc);
         if (o->wfn) {
             sp_ln_grad_terms(m->terms, dy, x, mean, inv_std, B, D);
-            const sp_wgrad_layer wl = {.index = k,
-                                       .kind = SP_WGRAD_TERMS,
-                                       .w_off = L->w_off,
-                                       .w_len = L->w_len,
-                                       .b_off = L->b_off,
-                                       .b_len = L->b_len,
-                                       .B = B,
-                                       .terms = m->terms};
-            o->wfn(o->wuser, &wl);
+            hand_out_terms_(m, L, m->terms, B, o);
         }
         break;
     }

@@ -500,11 +500,15 @@ void sp_model_set_allsum(sp_model *m, sp_model_allsum_fn fn, void *user) {
     m->allsum_user = fn ? user : NULL;
 }
 
-sp_status sp_model_sum_terms(sp_model *m, const double *terms, int count, size_t n, double *sums) {
-    if (m->allsum) return m->allsum(m->allsum_user, terms, count, n, sums);
+void sp_model_local_sums(const double *terms, int count, size_t n, double *sums) {
     for (size_t j = 0; j < n; ++j) sums[j] = 0;
     for (int s = 0; s < count; ++s) /* sample order: the same bits for any number of threads */
         for (size_t j = 0; j < n; ++j) sums[j] += terms[(size_t)s * n + j];
+}
+
+sp_status sp_model_sum_terms(sp_model *m, const double *terms, int count, size_t n, double *sums) {
+    if (m->allsum) return m->allsum(m->allsum_user, terms, count, n, sums);
+    sp_model_local_sums(terms, count, n, sums);
     return SP_OK;
 }
 

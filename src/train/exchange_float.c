@@ -44,9 +44,7 @@ static sp_status allsum_(sp_exchange *x, const double *terms, int count, size_t 
     float_exchange *f = (float_exchange *)x;
     if (n > (size_t)INT_MAX)
         return SP_FAIL(SP_ERR_ARG, "a sum over ranks of %zu values: more than one call takes", n);
-    for (size_t j = 0; j < n; ++j) sums[j] = 0;
-    for (int s = 0; s < count; ++s)
-        for (size_t j = 0; j < n; ++j) sums[j] += terms[(size_t)s * n + j];
+    sp_model_local_sums(terms, count, n, sums);
     return sp_comm_sum_doubles(f->comm, sums, (int)n);
 }
 

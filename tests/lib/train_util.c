@@ -154,3 +154,23 @@ void sp_test_free_tensors(sp_test_tensor *t, int n) {
     for (int i = 0; i < n; ++i) free(t[i].data);
     free(t);
 }
+
+/* train_util.h */
+char *sp_test_loss_trace(const char *path) {
+    FILE *f = fopen(path, "r");
+    size_t cap = 1 << 16, used = 0;
+    char *out = calloc(cap, 1), line[4096];
+    while (f && out && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"loss_hex\": \"");
+        if (!p) continue;
+        p += 13;
+        const char *e = strchr(p, '"');
+        if (!e || used + (size_t)(e - p) + 2 >= cap) break;
+        memcpy(out + used, p, (size_t)(e - p));
+        used += (size_t)(e - p);
+        out[used++] = ' ';
+        out[used] = '\0';
+    }
+    if (f) fclose(f);
+    return out;
+}

@@ -34,4 +34,8 @@ typedef struct sp_test_tensor {
 int sp_test_read_tensors(const char *path, const char *group, sp_test_tensor **t, int *n);
 void sp_test_free_tensors(sp_test_tensor *t, int n);
 
+/* Every "loss_hex" value (--deterministic's exact losses) of a metrics file, space-separated, in
+ * a malloc'd string ("" if none; NULL if out of memory): two runs' traces compare with strcmp. */
+char *sp_test_loss_trace(const char *path);
+
 #endif

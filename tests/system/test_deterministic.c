@@ -114,26 +114,6 @@ static void test_split(void) {
           fails);
 }
 
-/* Every "loss_hex" value of a metrics file, concatenated ("" if none). */
-static char *loss_trace(const char *path) {
-    FILE *f = fopen(path, "r");
-    size_t cap = 1 << 16, used = 0;
-    char *out = calloc(cap, 1), line[4096];
-    while (f && out && fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, "\"loss_hex\": \"");
-        if (!p) continue;
-        p += 13;
-        const char *e = strchr(p, '"');
-        if (!e || used + (size_t)(e - p) + 2 >= cap) break;
-        memcpy(out + used, p, (size_t)(e - p));
-        used += (size_t)(e - p);
-        out[used++] = ' ';
-        out[used] = '\0';
-    }
-    if (f) fclose(f);
-    return out;
-}
-
 static int train(int np, int threads, const char *data, const char *args, const char *extra,
                  char **out) {
     char a[4096];
@@ -167,7 +147,7 @@ static void test_layouts(const char *tag, const char *data, const char *args,
         if (i == 0) continue;
         CHECK(sp_test_same_params(ref, out), "%s: %d x %d gives the parameters of %d x %d bitwise",
               tag, np ? np : 1, th, layouts[0][0] ? layouts[0][0] : 1, layouts[0][1]);
-        char *a = loss_trace(ref_m), *b = loss_trace(met);
+        char *a = sp_test_loss_trace(ref_m), *b = sp_test_loss_trace(met);
         CHECK(a && b && a[0] && !strcmp(a, b), "%s: %d x %d logs the same losses:\n%s\n%s", tag,
               np ? np : 1, th, a ? a : "", b ? b : "");
         free(a), free(b);

@@ -212,26 +212,6 @@ static int metric_values(const char *path, const char *event, const char *key, d
     return n;
 }
 
-/* Every "loss_hex" value of a metrics file, concatenated ("" if none). */
-static char *loss_trace(const char *path) {
-    FILE *f = fopen(path, "r");
-    size_t cap = 1 << 16, used = 0;
-    char *out = calloc(cap, 1), line[4096];
-    while (f && out && fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, "\"loss_hex\": \"");
-        if (!p) continue;
-        p += 13;
-        const char *e = strchr(p, '"');
-        if (!e || used + (size_t)(e - p) + 2 >= cap) break;
-        memcpy(out + used, p, (size_t)(e - p));
-        used += (size_t)(e - p);
-        out[used++] = ' ';
-        out[used] = '\0';
-    }
-    if (f) fclose(f);
-    return out;
-}
-
 /* ------------------------------------------------------------------ the tests */
 
 /* 1 rank x 1 thread of graph g (with its validation set, --metrics): the reference of the
@@ -396,7 +376,7 @@ static void test_deterministic(const graph *g) {
         if (i == 0) continue;
         CHECK(same_model(outp, ref, why, sizeof why), "%s: the model file of 1 x 1 bitwise: %s",
               what, why);
-        char *a = loss_trace(refm), *b = loss_trace(met);
+        char *a = sp_test_loss_trace(refm), *b = sp_test_loss_trace(met);
         CHECK(a && b && a[0] && !strcmp(a, b), "%s logs the losses of 1 x 1:\n%s\n%s", what,
               a ? a : "", b ? b : "");
         free(a), free(b);
