@@ -452,7 +452,7 @@ static sp_status parse_seq_(parser *P, int in, const char *prefix, int *out) {
                 if (k->kind == SP_LAYER_ADD || k->kind == SP_LAYER_CONCAT) {
                     L.in[1] = find_name_(P, name);
                     if (L.in[1] == SP_SPEC_NONE) {
-                        char msg[96];
+                        char msg[128];
                         snprintf(msg, sizeof msg, "no value saved as '%s' before it (save:%s)",
                                  name, name);
                         return bad_(&L, k, msg);
