@@ -286,31 +286,28 @@ static sp_status node_backward_(sp_model *m, int k, const float *d_out, int B, c
     return SP_OK;
 }
 
-/* No samples on this rank: the parameter gradients are zero, and the collective calls are those
- * of a rank with samples, in the same order (MPI matches collectives by order): each training
- * batch norm whose input takes blame joins the sums over ranks, with no terms, and on_ready
- * follows each layer with parameters, so its gradient buckets start where the others' do. */
-static void empty_backward_(sp_model *m, sp_grad_ready_fn on_ready, void *user, const bwd *o) {
-    if (!o->acc && !o->wfn) sp_model_zero_grads(m);
-    for (int k = m->n - 1; k >= 0 && m->status == SP_OK; --k) {
-        const sp_node *L = &m->nodes[k];
-        if (L->route.dy < 0) continue;
-        if (m->last_training && L->spec.kind == SP_LAYER_BATCHNORM && L->route.how[0])
-            m->status = sp_model_sum_terms(m, m->terms, 0, 2 * (size_t)L->C, m->sums);
-        if (L->w_len && on_ready) on_ready(user, L->w_off);
-    }
+/* Node k's part when this rank has no samples of the batch: only what is collective, a training
+ * batch norm whose input takes blame joining the sums over ranks with no terms. */
+static sp_status empty_node_backward_(sp_model *m, const sp_node *L) {
+    if (!m->last_training || L->spec.kind != SP_LAYER_BATCHNORM || !L->route.how[0]) return SP_OK;
+    return sp_model_sum_terms(m, m->terms, 0, 2 * (size_t)L->C, m->sums);
 }
 
+/* One walk for every rank, with samples or without (then the gradients are zero): the
+ * collective calls (batch norm's sums, on_ready starting gradient buckets) come in the same
+ * order on every rank, as MPI matches collectives by order. */
 static void backward_(sp_model *m, const float *d_out, int B, sp_grad_ready_fn on_ready, void *user,
                       const bwd *o) {
     m->status = SP_OK;
-    if (B <= 0) {
-        empty_backward_(m, on_ready, user, o);
-        return;
-    }
+    if (B <= 0 && !o->acc && !o->wfn) sp_model_zero_grads(m);
     for (int k = m->n - 1; k >= 0 && m->status == SP_OK; --k) {
         sp_node *L = &m->nodes[k];
         if (L->route.dy < 0) continue; /* no blame needed here or below */
+        if (B <= 0) {
+            m->status = empty_node_backward_(m, L);
+            if (L->w_len && on_ready) on_ready(user, L->w_off);
+            continue;
+        }
         if (m->hook)
             m->hook(m->hook_user, SP_HOOK_BACKWARD_BEGIN, k, slot_(m, L->route.dy, d_out),
                     (size_t)B * L->out_size);
