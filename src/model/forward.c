@@ -150,7 +150,6 @@ static int node_forward_(sp_model *m, int i, int B, const sp_step_ctx *ctx) {
 
 const float *sp_model_forward(sp_model *m, const float *x, int B, const sp_step_ctx *ctx) {
     m->x = x;
-    m->last_B = B;
     m->last_training = ctx && ctx->training;
     m->status = SP_OK;
     for (int i = 0; i < m->n && m->status == SP_OK; ++i) {

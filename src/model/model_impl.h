@@ -79,7 +79,6 @@ struct sp_model {
     double *sums;         /* (widest terms) their sums */
     size_t buffer_floats; /* activations, saved values, blame slots and scratch */
     const float *x;       /* input of the last forward (caller-owned) */
-    int last_B;
     bool last_training;
     sp_status status;      /* of the last forward or backward (a failed sum over ranks) */
     sp_layer_hook_fn hook; /* observer (--trace, --layer-stats), usually NULL */

@@ -217,9 +217,8 @@ static sp_status set_arg_(sp_layer_spec *L, const kind_info *k, int a, const cha
 }
 
 /* One layer item `name[:arg...]` (tok: its text, trimmed, NUL-terminated, writable) into L,
- * whose path and position are set. save:NAME and the names of add/concat go to *name. */
+ * whose path, text and position are set. save:NAME and the names of add/concat go to *name. */
 static sp_status parse_layer_(char *tok, sp_layer_spec *L, const kind_info **kind, char *name) {
-    snprintf(L->text, sizeof L->text, "%.63s", tok);
     *kind = NULL;
     if (!*tok) return bad_(L, NULL, "empty layer (two commas in a row, or a trailing comma?)");
     char *fields[16];

@@ -398,7 +398,6 @@ static sp_status allsum_(sp_exchange *x, const double *terms, int count, size_t 
     sp_det *d = (sp_det *)x;
     /* the same limit on every layout; up to 2^22 terms per sum keep hi and lo within int64 */
     const double lim = 0x1p40;
-    (void)d;
     for (size_t k0 = 0; k0 < n; k0 += CHUNK) {
         const size_t len = n - k0 < CHUNK ? n - k0 : CHUNK;
         int64_t q[2 * CHUNK + 1] = {0}; /* (hi, lo) per value, then the count of bad terms */
