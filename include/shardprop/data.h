@@ -57,9 +57,9 @@
 /* An open, validated data file (opaque). */
 typedef struct sp_dataset sp_dataset;
 
-typedef enum { SP_DTYPE_F32, SP_DTYPE_F64, SP_DTYPE_U8 } sp_x_dtype;
+typedef enum { SP_DTYPE_F32, SP_DTYPE_F64, SP_DTYPE_U8, SP_DTYPE_U16, SP_DTYPE_I32 } sp_x_dtype;
 
-/* "float32", "float64", "uint8" (static string). */
+/* "float32", "float64", "uint8", "uint16", "int32" (static string). */
 const char *sp_x_dtype_name(sp_x_dtype t);
 
 typedef struct sp_dataset_info {
@@ -76,6 +76,11 @@ typedef struct sp_dataset_info {
     const char *y_dtype;                /* dtype name of y in the file ("uint8", "float32", ...) */
     size_t x_row_bytes;                 /* bytes of one sample of X in the file's dtype */
     bool labeled; /* y is present (always, unless opened with SP_DATASET_Y_OPTIONAL) */
+    /* Token data (sp_dataset_open_tokens), else 0 / NULL: each sample is a window of seq_len
+     * tokens and has seq_len labels, the next token at every position. */
+    int64_t seq_len;       /* T: sample_shape = (T), classes = the file's vocab_size */
+    int64_t tokens;        /* tokens in the file */
+    const char *tokenizer; /* the `tokenizer` attribute ("bytes"), or NULL when absent */
 } sp_dataset_info;
 
 /*
@@ -90,6 +95,20 @@ typedef struct sp_dataset_info {
  */
 sp_status sp_dataset_open(sp_dataset **out, const char *path, const char *x_name,
                           const char *y_name);
+
+/*
+ * Token data for language models (HDF5): a 1-D integer dataset `tokens` (uint8, uint16 or int32)
+ * with an integer attribute `vocab_size` (1 <= vocab_size <= 2^24) and an optional string
+ * attribute `tokenizer` ("bytes" for byte-level text, `shardprop import text`). Sample i is the
+ * window tokens[i T, i T + T + 1): its input the first T tokens (as floats, the token ids), its
+ * labels the last T (the next token at each position). N = (tokens - 1) / T windows, N >= 1.
+ * A token outside [0, vocab_size) is SP_ERR_DATA when its window is read, naming the file, the
+ * dataset and the token's position. sp_dataset_read gives x (n, T) and labels (n, T); a loader
+ * gives batches with labels (count, T). `name` NULL means "tokens". Not collective.
+ * sp_dataset_open of a token file fails with a message that says to give --seq-len.
+ */
+sp_status sp_dataset_open_tokens(sp_dataset **out, const char *path, const char *name,
+                                 int64_t seq_len);
 
 /* Flags of sp_dataset_open_ex. */
 enum {
@@ -114,7 +133,7 @@ sp_status sp_dataset_check_input_shape(const sp_dataset *ds, const int64_t *shap
 /*
  * Read samples ids[0..n) (any order, duplicates allowed; each in [0, N)) into caller-owned
  *   x        (n, sample_size) float32, as x*scale + offset; NULL to skip X
- *   labels   (n) or NULL (classification only)
+ *   labels   (n) or NULL (classification only); (n, T) for token data
  *   targets  (n, targets) or NULL (regression only)
  * Reads only those rows of X (sorted and coalesced into runs of consecutive ids). A NaN or Inf
  * value (after scale/offset) is SP_ERR_NUMERIC naming the file, dataset and row (sample index).
@@ -157,7 +176,7 @@ typedef struct sp_batch {
     int64_t first_pos;     /* position of ids[0] in the epoch order */
     const int64_t *ids;    /* (count) sample indices */
     const float *x;        /* (count, sample_size) */
-    const int32_t *labels; /* (count) or NULL (regression, unlabeled) */
+    const int32_t *labels; /* (count) or NULL (regression, unlabeled); (count, T) for tokens */
     const float *targets;  /* (count, T) or NULL (classification, unlabeled) */
 } sp_batch;
 

@@ -138,9 +138,17 @@ void sp_avgpool_backward(float *dx,       /* (B, c, h, w), overwritten */
                          const sp_pool_geom *g, int B);
 
 /* ---- elementwise activations, n = B * features; backward: dx = dy * f'(x) ---- */
-typedef enum { SP_ACT_RELU, SP_ACT_LEAKY_RELU, SP_ACT_TANH, SP_ACT_SIGMOID, SP_ACT_GELU } sp_act;
+typedef enum {
+    SP_ACT_RELU,
+    SP_ACT_LEAKY_RELU,
+    SP_ACT_TANH,
+    SP_ACT_SIGMOID,
+    SP_ACT_GELU,
+    SP_ACT_GELU_TANH
+} sp_act;
 /* relu max(0,x); leaky_relu x>0 ? x : slope x; tanh; sigmoid 1/(1+e^-x);
- * gelu x Phi(x) = x/2 (1 + erf(x/sqrt 2)) (exact, as nn.GELU()) */
+ * gelu x Phi(x) = x/2 (1 + erf(x/sqrt 2)) (exact, as nn.GELU());
+ * gelu_tanh x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2's, nn.GELU(approximate='tanh')) */
 void sp_act_forward(float *y,       /* (n) */
                     const float *x, /* (n) */
                     size_t n, sp_act act, float slope);
@@ -252,6 +260,67 @@ void sp_ln_grad_terms(double *t,            /* (B, 2D) */
                       const float *mean,    /* (B) */
                       const float *inv_std, /* (B) */
                       int B, int D);
+
+/* ---- sequences: (B, T, D) activations, T positions of D features per sample ----
+ * Dense and layer norm act on every position (one GEMM over B*T rows); these are the layers
+ * that only sequences have. */
+
+/* Token embedding (nn.Embedding(V, D)): y[i] = W[ids[i]] for each of the n = B*T positions.
+ * ids hold integer token ids in [0, V) as floats (exact below 2^24); check them first with
+ * sp_embedding_check. */
+void sp_embedding_forward(float *y,         /* (n, D) */
+                          const float *ids, /* (n) */
+                          const float *w,   /* (V, D) */
+                          size_t n, int D);
+/* The first position whose id is not an integer in [0, V), or -1 when all are. */
+int64_t sp_embedding_check(const float *ids, /* (n) */
+                           size_t n, int V);
+/* Blame as a scatter-add: dW[ids[i]] (+)= dy[i], positions in order (a row used by several
+ * positions takes the sum of their blame, always added in position order: threads own columns
+ * of dW, so the bits do not depend on the thread count). acc false: dW is overwritten (rows no
+ * position uses become 0). The ids take no blame. */
+void sp_embedding_backward(float *dw,        /* (V, D) */
+                           const float *dy,  /* (n, D) */
+                           const float *ids, /* (n) */
+                           size_t n, int V, int D, bool acc);
+
+/* Learned position embedding (GPT-2's wpe): y[b, t] = x[b, t] + P[t]. */
+void sp_pos_embedding_forward(float *y,       /* (B, T, D) */
+                              const float *x, /* (B, T, D) */
+                              const float *p, /* (T, D) */
+                              int B, int T, int D);
+/* dP (+)= sum over samples b of dy[b], in sample order (threads own columns); the blame of x is
+ * dy itself (passed on unchanged, no copy). */
+void sp_pos_embedding_backward(float *dp,       /* (T, D) */
+                               const float *dy, /* (B, T, D) */
+                               int B, int T, int D, bool acc);
+
+/* Causal multi-head self-attention, the part between the q/k/v projection and the output
+ * projection (GPT-2's attention without its two Linear layers, which are dense nodes):
+ * qkv (B, T, 3C) holds for each position q in columns [0, C), k in [C, 2C), v in [2C, 3C);
+ * head h is the hs = C / H columns [h hs, (h+1) hs) of each. Per sample and head:
+ *   S = q k^T / sqrt(hs),  P = softmax over j <= i of S[i, j] (causal: 0 for j > i),  y = P v
+ * y (B, T, C) has the heads side by side (PyTorch's y.transpose(1, 2).reshape(B, T, C)).
+ * Saved for backward: lse (B, H, T), the log-sum-exp of each row of the masked S; backward
+ * recomputes P from q, k and lse, so nothing of size T x T is kept between the passes.
+ * Threads own (sample, head) pairs: bitwise identical for any thread count. */
+void sp_attention_forward(float *y,         /* (B, T, C) */
+                          float *lse,       /* saved: (B, H, T) */
+                          float *scratch,   /* (sp_attention_scratch_floats(B, T, C, H)) */
+                          const float *qkv, /* (B, T, 3C) */
+                          int B, int T, int C, int H);
+/* dS = P * (dP - rowsum(dy * y)), dq = dS k / sqrt(hs), dk = dS^T q / sqrt(hs), dv = P^T dy, per
+ * sample and head, with dP = dy v^T. dqkv is overwritten. */
+void sp_attention_backward(float *dqkv,       /* (B, T, 3C) */
+                           float *scratch,    /* (sp_attention_scratch_floats(B, T, C, H)) */
+                           const float *dy,   /* (B, T, C) */
+                           const float *qkv,  /* (B, T, 3C) the forward's input */
+                           const float *y,    /* (B, T, C) the forward's output */
+                           const float *lse,  /* (B, H, T) saved by the forward */
+                           int B, int T, int C, int H);
+/* Floats of scratch that forward and backward need for B samples (a function of the sizes
+ * only, never of the thread count). */
+size_t sp_attention_scratch_floats(int B, int T, int C, int H);
 
 /* ---- joins and resampling ---- */
 /* y = a + b (a residual connection; the blame passes unchanged to both inputs) */
