@@ -1,6 +1,7 @@
 #include "train_util.h"
 
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,4 +174,110 @@ char *sp_test_loss_trace(const char *path) {
     }
     if (f) fclose(f);
     return out;
+}
+
+/* ---- comparing model files, reading metrics ---- */
+
+/* 1 when every dataset of /model and /optimizer of the two files (parameters, running
+ * statistics, num_batches_tracked, optimizer state) has the same name, type and bits; else 0,
+ * and the first difference in why. */
+int sp_test_same_model(const char *a, const char *b, char *why, size_t cap) {
+    static const char *groups[] = {"/model", "/optimizer"};
+    snprintf(why, cap, "identical");
+    int same = 1, total = 0;
+    for (int k = 0; k < 2 && same; ++k) {
+        sp_test_tensor *ta = NULL, *tb = NULL;
+        int na = 0, nb = 0;
+        if (sp_test_read_tensors(a, groups[k], &ta, &na) ||
+            sp_test_read_tensors(b, groups[k], &tb, &nb)) {
+            snprintf(why, cap, "cannot read %s of %s or %s", groups[k], a, b);
+            same = 0;
+        } else if (na != nb) {
+            snprintf(why, cap, "%s: %d datasets vs %d", groups[k], na, nb);
+            same = 0;
+        }
+        for (int i = 0; same && i < na; ++i) {
+            const size_t bytes = ta[i].n * (ta[i].is_int ? sizeof(int64_t) : sizeof(float));
+            if (strcmp(ta[i].name, tb[i].name) || ta[i].is_int != tb[i].is_int ||
+                ta[i].n != tb[i].n || memcmp(ta[i].data, tb[i].data, bytes)) {
+                snprintf(why, cap, "%s/%s differs (vs %s)", groups[k], ta[i].name, tb[i].name);
+                same = 0;
+            }
+        }
+        total += na;
+        sp_test_free_tensors(ta, na);
+        sp_test_free_tensors(tb, nb);
+    }
+    if (same && total == 0) snprintf(why, cap, "no datasets");
+    return same && total > 0;
+}
+
+static int ends_with_(const char *s, const char *tail) {
+    const size_t n = strlen(s), t = strlen(tail);
+    return n >= t && !strcmp(s + n - t, tail);
+}
+
+static float *append_(float *v, size_t *n, const sp_test_tensor *t) {
+    float *g = realloc(v, sizeof(float) * (*n + t->n));
+    if (!g) return v;
+    memcpy(g + *n, t->data, sizeof(float) * t->n);
+    *n += t->n;
+    return g;
+}
+
+sp_test_model_diff sp_test_diff_models(const char *a, const char *b) {
+    sp_test_model_diff d = {0, INFINITY, INFINITY, 0, 0, -1};
+    sp_test_tensor *ta = NULL, *tb = NULL;
+    int na = 0, nb = 0;
+    const int ra = sp_test_read_tensors(a, "/model/params", &ta, &na);
+    const int rb = sp_test_read_tensors(b, "/model/params", &tb, &nb);
+    d.ok = !ra && !rb && na == nb && na > 0;
+    for (int i = 0; d.ok && i < na; ++i)
+        d.ok =
+            !strcmp(ta[i].name, tb[i].name) && ta[i].is_int == tb[i].is_int && ta[i].n == tb[i].n;
+    if (d.ok) {
+        float *pa = NULL, *pb = NULL, *sa = NULL, *sb = NULL;
+        size_t npa = 0, npb = 0, nsa = 0, nsb = 0;
+        int ntracked = 0, agree = 1;
+        d.tracked_same = 1;
+        for (int i = 0; i < na; ++i) {
+            if (ta[i].is_int) {
+                const long long x = *(int64_t *)ta[i].data, y = *(int64_t *)tb[i].data;
+                d.tracked_same &= x == y;
+                agree &= ntracked++ == 0 || d.tracked == y;
+                d.tracked = y;
+            } else if (ends_with_(ta[i].name, "/running_mean") ||
+                       ends_with_(ta[i].name, "/running_var")) {
+                sa = append_(sa, &nsa, &ta[i]), sb = append_(sb, &nsb, &tb[i]);
+                d.nstats++;
+            } else {
+                pa = append_(pa, &npa, &ta[i]), pb = append_(pb, &npb, &tb[i]);
+            }
+        }
+        if (npa && npa == npb) d.params = sp_test_relerr_ff(pa, pb, npa, 1e-3);
+        if (nsa && nsa == nsb) d.stats = sp_test_relerr_ff(sa, sb, nsa, 1e-3);
+        if (!agree || !ntracked) d.tracked = -1;
+        free(pa), free(pb), free(sa), free(sb);
+    }
+    sp_test_free_tensors(ta, na);
+    sp_test_free_tensors(tb, nb);
+    return d;
+}
+
+/* The value of `key` in each line of event `event` of a metrics file, in order. */
+int sp_test_metric_values(const char *path, const char *event, const char *key, double *out,
+                          int cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[16384], ev[64], k[64];
+    snprintf(ev, sizeof ev, "\"event\": \"%s\"", event);
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < cap) {
+        if (!strstr(line, ev)) continue;
+        const char *p = strstr(line, k);
+        if (p) out[n++] = strtod(p + strlen(k), NULL);
+    }
+    fclose(f);
+    return n;
 }

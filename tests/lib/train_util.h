@@ -38,4 +38,27 @@ void sp_test_free_tensors(sp_test_tensor *t, int n);
  * a malloc'd string ("" if none; NULL if out of memory): two runs' traces compare with strcmp. */
 char *sp_test_loss_trace(const char *path);
 
+/* 1 when every dataset of /model and /optimizer of the two files (parameters, running
+ * statistics, num_batches_tracked, optimizer state) has the same name, type and bits; else 0,
+ * and the first difference in why. */
+int sp_test_same_model(const char *a, const char *b, char *why, size_t cap);
+
+/* /model/params of file a against file b: the relative error of the parameters (every weight
+ * and bias, one vector) and of the running statistics (every running_mean and running_var), and
+ * whether num_batches_tracked are equal. */
+typedef struct sp_test_model_diff {
+    int ok;            /* both read, the same tensors */
+    double params;     /* max |a - b| / max |b| (floor 1e-3), over all weights and biases */
+    double stats;      /* likewise over all running_mean and running_var */
+    int nstats;        /* running statistics tensors */
+    int tracked_same;  /* every num_batches_tracked equal */
+    long long tracked; /* b's, when all its batch norms agree (else -1) */
+} sp_test_model_diff;
+sp_test_model_diff sp_test_diff_models(const char *a, const char *b);
+
+/* The value of `key` in each line of event `event` of a metrics file, in order, into out (at
+ * most cap); returns how many. */
+int sp_test_metric_values(const char *path, const char *event, const char *key, double *out,
+                          int cap);
+
 #endif

@@ -92,126 +92,6 @@ static void train_ok(int np, int threads, const char *data, const char *spec, co
     free(out);
 }
 
-/* ------------------------------------------------------------------ comparing model files */
-
-/* 1 when every dataset of /model and /optimizer of the two files (parameters, running
- * statistics, num_batches_tracked, optimizer state) has the same name, type and bits; else 0,
- * and the first difference in why. */
-static int same_model(const char *a, const char *b, char *why, size_t cap) {
-    static const char *groups[] = {"/model", "/optimizer"};
-    snprintf(why, cap, "identical");
-    int same = 1, total = 0;
-    for (int k = 0; k < 2 && same; ++k) {
-        sp_test_tensor *ta = NULL, *tb = NULL;
-        int na = 0, nb = 0;
-        if (sp_test_read_tensors(a, groups[k], &ta, &na) ||
-            sp_test_read_tensors(b, groups[k], &tb, &nb)) {
-            snprintf(why, cap, "cannot read %s of %s or %s", groups[k], a, b);
-            same = 0;
-        } else if (na != nb) {
-            snprintf(why, cap, "%s: %d datasets vs %d", groups[k], na, nb);
-            same = 0;
-        }
-        for (int i = 0; same && i < na; ++i) {
-            const size_t bytes = ta[i].n * (ta[i].is_int ? sizeof(int64_t) : sizeof(float));
-            if (strcmp(ta[i].name, tb[i].name) || ta[i].is_int != tb[i].is_int ||
-                ta[i].n != tb[i].n || memcmp(ta[i].data, tb[i].data, bytes)) {
-                snprintf(why, cap, "%s/%s differs (vs %s)", groups[k], ta[i].name, tb[i].name);
-                same = 0;
-            }
-        }
-        total += na;
-        sp_test_free_tensors(ta, na);
-        sp_test_free_tensors(tb, nb);
-    }
-    if (same && total == 0) snprintf(why, cap, "no datasets");
-    return same && total > 0;
-}
-
-static int ends_with_(const char *s, const char *tail) {
-    const size_t n = strlen(s), t = strlen(tail);
-    return n >= t && !strcmp(s + n - t, tail);
-}
-
-/* /model/params of file a against file b: the relative error of the parameters (every weight
- * and bias, one vector) and of the running statistics (every running_mean and running_var), and
- * whether num_batches_tracked are equal. */
-typedef struct model_diff {
-    int ok;            /* both read, the same tensors */
-    double params;     /* max |a - b| / max |b| (floor 1e-3), over all weights and biases */
-    double stats;      /* likewise over all running_mean and running_var */
-    int nstats;        /* running statistics tensors */
-    int tracked_same;  /* every num_batches_tracked equal */
-    long long tracked; /* b's, when all its batch norms agree (else -1) */
-} model_diff;
-
-static float *append_(float *v, size_t *n, const sp_test_tensor *t) {
-    float *g = realloc(v, sizeof(float) * (*n + t->n));
-    if (!g) return v;
-    memcpy(g + *n, t->data, sizeof(float) * t->n);
-    *n += t->n;
-    return g;
-}
-
-static model_diff diff_models(const char *a, const char *b) {
-    model_diff d = {0, INFINITY, INFINITY, 0, 0, -1};
-    sp_test_tensor *ta = NULL, *tb = NULL;
-    int na = 0, nb = 0;
-    const int ra = sp_test_read_tensors(a, "/model/params", &ta, &na);
-    const int rb = sp_test_read_tensors(b, "/model/params", &tb, &nb);
-    d.ok = !ra && !rb && na == nb && na > 0;
-    for (int i = 0; d.ok && i < na; ++i)
-        d.ok =
-            !strcmp(ta[i].name, tb[i].name) && ta[i].is_int == tb[i].is_int && ta[i].n == tb[i].n;
-    if (d.ok) {
-        float *pa = NULL, *pb = NULL, *sa = NULL, *sb = NULL;
-        size_t npa = 0, npb = 0, nsa = 0, nsb = 0;
-        int ntracked = 0, agree = 1;
-        d.tracked_same = 1;
-        for (int i = 0; i < na; ++i) {
-            if (ta[i].is_int) {
-                const long long x = *(int64_t *)ta[i].data, y = *(int64_t *)tb[i].data;
-                d.tracked_same &= x == y;
-                agree &= ntracked++ == 0 || d.tracked == y;
-                d.tracked = y;
-            } else if (ends_with_(ta[i].name, "/running_mean") ||
-                       ends_with_(ta[i].name, "/running_var")) {
-                sa = append_(sa, &nsa, &ta[i]), sb = append_(sb, &nsb, &tb[i]);
-                d.nstats++;
-            } else {
-                pa = append_(pa, &npa, &ta[i]), pb = append_(pb, &npb, &tb[i]);
-            }
-        }
-        if (npa && npa == npb) d.params = sp_test_relerr_ff(pa, pb, npa, 1e-3);
-        if (nsa && nsa == nsb) d.stats = sp_test_relerr_ff(sa, sb, nsa, 1e-3);
-        if (!agree || !ntracked) d.tracked = -1;
-        free(pa), free(pb), free(sa), free(sb);
-    }
-    sp_test_free_tensors(ta, na);
-    sp_test_free_tensors(tb, nb);
-    return d;
-}
-
-/* ------------------------------------------------------------------ the metrics file */
-
-/* The value of `key` in each line of event `event` of a metrics file, in order. */
-static int metric_values(const char *path, const char *event, const char *key, double *out,
-                         int cap) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char line[16384], ev[64], k[64];
-    snprintf(ev, sizeof ev, "\"event\": \"%s\"", event);
-    snprintf(k, sizeof k, "\"%s\": ", key);
-    int n = 0;
-    while (fgets(line, sizeof line, f) && n < cap) {
-        if (!strstr(line, ev)) continue;
-        const char *p = strstr(line, k);
-        if (p) out[n++] = strtod(p + strlen(k), NULL);
-    }
-    fclose(f);
-    return n;
-}
-
 /* ------------------------------------------------------------------ the tests */
 
 /* 1 rank x 1 thread of graph g (with its validation set, --metrics): the reference of the
@@ -228,9 +108,9 @@ static void test_sync_bn(const graph *g) {
              g->val, ref, refm);
     train_ok(0, 1, g->data, g->spec, args, "1 rank x 1 thread");
     double lref[8];
-    const int nref = metric_values(refm, "epoch", "loss", lref, 8);
+    const int nref = sp_test_metric_values(refm, "epoch", "loss", lref, 8);
     CHECK(nref == 3, "%s: 3 epoch events, got %d", g->tag, nref);
-    const model_diff self = diff_models(ref, ref);
+    const sp_test_model_diff self = sp_test_diff_models(ref, ref);
     CHECK(self.ok && self.tracked == STEPS && self.nstats > 0,
           "%s: the reference has running statistics, num_batches_tracked %lld", g->tag,
           self.tracked);
@@ -247,7 +127,7 @@ static void test_sync_bn(const graph *g) {
         snprintf(what, sizeof what, "%s, %d ranks, synchronized batch norm%s", g->tag, np,
                  np == 4 ? ", 128-float buckets" : "");
         train_ok(np, 1, g->data, g->spec, args, what);
-        const model_diff d = diff_models(outp, ref);
+        const sp_test_model_diff d = sp_test_diff_models(outp, ref);
         printf("%s: parameters relerr %.3g, running statistics relerr %.3g\n", what, d.params,
                d.stats);
         CHECK(d.ok, "%s: the same tensors as 1 rank", what);
@@ -256,7 +136,7 @@ static void test_sync_bn(const graph *g) {
         CHECK(d.tracked_same && d.tracked == STEPS, "%s: num_batches_tracked %lld, as 1 rank", what,
               d.tracked);
         double l[8];
-        const int n = metric_values(met, "epoch", "loss", l, 8);
+        const int n = sp_test_metric_values(met, "epoch", "loss", l, 8);
         CHECK(n == nref, "%s: %d epoch events", what, n);
         for (int k = 0; k < n && k < nref; ++k)
             CHECK(fabs(l[k] - lref[k]) <= 1e-5 * fabs(lref[k]), "%s: epoch %d loss %.9g vs %.9g",
@@ -270,7 +150,7 @@ static void test_threads(const graph *g) {
     snprintf(outp, sizeof outp, "%s/%s_1x2.h5", dir, g->tag);
     snprintf(args, sizeof args, "%s %s --val %s/%s --out %s", common, g->opt, dir, g->val, outp);
     train_ok(0, 2, g->data, g->spec, args, "1 rank x 2 threads");
-    CHECK(same_model(outp, ref, why, sizeof why),
+    CHECK(sp_test_same_model(outp, ref, why, sizeof why),
           "%s: 1 x 2 threads writes the model file of 1 x 1 bitwise: %s", g->tag, why);
 }
 
@@ -285,13 +165,13 @@ static void test_local_bn(const graph *g) {
     snprintf(args, sizeof args, "%s %s --val %s/%s --bn-stats local --out %s", common, g->opt, dir,
              g->val, l1);
     train_ok(0, 1, g->data, g->spec, args, "--bn-stats local, 1 rank");
-    CHECK(same_model(l1, ref, why, sizeof why),
+    CHECK(sp_test_same_model(l1, ref, why, sizeof why),
           "%s: --bn-stats local on 1 rank is the global run bitwise: %s", g->tag, why);
     /* two ranks: statistics of 10 (last batch: 2 and 1) samples instead of 20 (3) */
     snprintf(args, sizeof args, "%s %s --val %s/%s --bn-stats local --out %s --metrics %s", common,
              g->opt, dir, g->val, l2, met);
     train_ok(2, 1, g->data, g->spec, args, "--bn-stats local, 2 ranks");
-    const model_diff d = diff_models(l2, ref);
+    const sp_test_model_diff d = sp_test_diff_models(l2, ref);
     printf("%s, --bn-stats local, 2 ranks vs 1: parameters relerr %.3g, running statistics %.3g\n",
            g->tag, d.params, d.stats);
     CHECK(d.ok && d.params > 1e-3,
@@ -307,16 +187,16 @@ static void test_local_bn(const graph *g) {
     /* the last epoch's validation ran on both ranks with each rank's running statistics; the
      * checkpoint holds rank 0's: evaluated on one rank, the same loss and accuracy */
     double vl[4], va[4], el[2], ea[2];
-    const int nv = metric_values(met, "epoch", "val_loss", vl, 4);
-    metric_values(met, "epoch", "val_accuracy", va, 4);
+    const int nv = sp_test_metric_values(met, "epoch", "val_loss", vl, 4);
+    sp_test_metric_values(met, "epoch", "val_accuracy", va, 4);
     char cmd[2048], *out = NULL;
     snprintf(cmd, sizeof cmd, "eval --checkpoint %s --data %s/%s --metrics %s", l2, dir, g->val,
              evm);
     const int rc = sp_test_shardprop(0, 1, cmd, &out);
     CHECK(rc == 0, "eval of the --bn-stats local model: exit %d\n%s", rc, out ? out : "");
     free(out);
-    const int ne = metric_values(evm, "eval", "loss", el, 2);
-    metric_values(evm, "eval", "accuracy", ea, 2);
+    const int ne = sp_test_metric_values(evm, "eval", "loss", el, 2);
+    sp_test_metric_values(evm, "eval", "accuracy", ea, 2);
     CHECK(nv == 3 && ne == 1, "%s: 3 epochs with val_loss (%d), one eval event (%d)", g->tag, nv,
           ne);
     if (nv == 3 && ne == 1) {
@@ -351,7 +231,7 @@ static void test_resume(const graph *g, int np, const char *opt, const char *tag
           "%s %s %d ranks: says where it resumes from (exit %d): %s", g->tag, tag, np ? np : 1, rc,
           out ? out : "");
     free(out);
-    CHECK(same_model(res, full, why, sizeof why),
+    CHECK(sp_test_same_model(res, full, why, sizeof why),
           "%s %s, %d rank(s): interrupted + resumed == uninterrupted, bitwise (parameters, "
           "running statistics, optimizer state): %s",
           g->tag, tag, np ? np : 1, why);
@@ -374,8 +254,8 @@ static void test_deterministic(const graph *g) {
         snprintf(what, sizeof what, "%s --deterministic %d x %d", g->tag, np ? np : 1, th);
         train_ok(np, th, g->data, g->spec, args, what);
         if (i == 0) continue;
-        CHECK(same_model(outp, ref, why, sizeof why), "%s: the model file of 1 x 1 bitwise: %s",
-              what, why);
+        CHECK(sp_test_same_model(outp, ref, why, sizeof why),
+              "%s: the model file of 1 x 1 bitwise: %s", what, why);
         char *a = sp_test_loss_trace(refm), *b = sp_test_loss_trace(met);
         CHECK(a && b && a[0] && !strcmp(a, b), "%s logs the losses of 1 x 1:\n%s\n%s", what,
               a ? a : "", b ? b : "");
@@ -392,7 +272,7 @@ static void test_deterministic(const graph *g) {
     snprintf(args, sizeof args, "%s %s %s --checkpoint-dir %s --resume auto --out %s", common,
              g->opt, det, ck, res);
     train_ok(3, 1, g->data, g->spec, args, "--deterministic, resumed on 3 ranks");
-    CHECK(same_model(res, ref, why, sizeof why),
+    CHECK(sp_test_same_model(res, ref, why, sizeof why),
           "%s --deterministic: 2 ranks, resumed on 3 == uninterrupted 1 x 1, bitwise: %s", g->tag,
           why);
 }
@@ -422,7 +302,7 @@ static void test_model_file(void) {
     snprintf(outp, sizeof outp, "%s/resnet_from_file.h5", dir);
     snprintf(args, sizeof args, "%s %s --val %s/%s --out %s", common, g->opt, dir, g->val, outp);
     train_ok(0, 1, g->data, spec, args, "--model @resnet.spec");
-    CHECK(same_model(outp, ref, why, sizeof why),
+    CHECK(sp_test_same_model(outp, ref, why, sizeof why),
           "--model @FILE trains the model of the inline spec, bitwise: %s", why);
 }
 
