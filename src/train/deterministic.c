@@ -282,8 +282,9 @@ static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
     int64_t bad = d->work ? sp_gemm_fixed(&fa, d->work) : -1;
     if (bad < 0) bad = dense_tiles_(d, L);
     enum { DB_BLOCK = 256 };
+    const int nb = L->b_len ? out : 0; /* bias=0: nothing (b_off is the next layer's) */
 #pragma omp parallel for schedule(static) reduction(+ : bad)
-    for (int j0 = 0; j0 < out; j0 += DB_BLOCK) {
+    for (int j0 = 0; j0 < nb; j0 += DB_BLOCK) {
         const int nj = sp_min_int(DB_BLOCK, out - j0);
         float s[DB_BLOCK];
         for (int j = 0; j < nmb; ++j) {
@@ -314,8 +315,9 @@ static void conv_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
         for (size_t c0 = 0; c0 < n; c0 += chunk)
             bad += sp_fix_accumulate(aw + c0, s + c0, n - c0 < chunk ? n - c0 : chunk, lim);
     }
+    const int nb = L->b_len ? g->oc : 0; /* bias=0: nothing (b_off is the next layer's) */
 #pragma omp parallel for schedule(static) reduction(+ : bad)
-    for (int o = 0; o < g->oc; ++o) {
+    for (int o = 0; o < nb; ++o) {
         for (int j = 0; j < nmb; ++j) {
             float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
             for (int n = j * m; n < sp_min_int(B, (j + 1) * m); ++n) {

@@ -4,7 +4,9 @@
  * doubles over samples and ranks; --deterministic's sums exactly in fixed point, so its result
  * is the exact sum of the terms rounded to 2^-32, whatever the order, where a double sum would
  * lose the small terms. A model without an allsum sums this process's samples; a rank without
- * samples takes part; a NaN on one rank fails every rank.
+ * samples takes part; a NaN on one rank fails every rank. And the gradients the two exchanges
+ * give for layers without a bias (whose b_off is the next layer's parameters): the same within
+ * 1e-5 (float rounding against exact sums).
  */
 #include <math.h>
 #include <stdint.h>
@@ -35,6 +37,53 @@ static double exact_sum_(int P, int i) {
         lo += (int64_t)nearbyint((v - f) * 0x1p32);
     }
     return (double)hi + (double)lo * 0x1p-32;
+}
+
+/* The global gradient of model `spec` on 3 samples per rank (their values keyed by rank) through
+ * exchange x, into g (nparams). */
+static void grads_(sp_model *m, sp_exchange *x, int me, int P, float *g) {
+    enum { S = 3 };
+    const size_t in = sp_model_input_size(m), out = sp_model_output_size(m);
+    float xs[S * 64], dz[S * 8];
+    double rows[S] = {0};
+    for (size_t i = 0; i < S * in; ++i) xs[i] = (float)sin(0.7 * (double)(i + 31 * me));
+    for (size_t i = 0; i < S * out; ++i) dz[i] = (float)cos(0.3 * (double)(i + 17 * me)) / (S * P);
+    const sp_step_ctx ctx = {.training = true};
+    sp_model_forward(m, xs, S, &ctx);
+    const sp_local_batch lb = {
+        .count = S, .global_count = S * P, .dz = dz, .rows = rows, .positions = 1};
+    CHECK(x->backward(x, &lb) == SP_OK, "backward: %s", sp_last_error());
+    memcpy(g, sp_model_grads(m), sp_model_num_params(m) * sizeof *g);
+}
+
+static void test_no_bias(sp_comm *c, int me, int P) {
+    static const struct {
+        const char *spec;
+        int rank;
+        int64_t shape[3];
+    } cases[] = {{"dense:6:bias=0,tanh,dense:3", 1, {4, 1, 1}},
+                 {"conv2d:2:3:bias=0,tanh,flatten,dense:3", 3, {1, 4, 4}}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        sp_model *m = NULL;
+        CHECK(sp_model_create(&m, cases[k].spec, cases[k].shape, cases[k].rank, 3) == SP_OK,
+              "%s: %s", cases[k].spec, sp_last_error());
+        if (!m) continue;
+        sp_model_init_params(m, 3);
+        const size_t n = sp_model_num_params(m);
+        float gf[256], gx[256];
+        sp_exchange *x = NULL;
+        CHECK(n <= 256 && sp_exchange_float_create(&x, m, c, 0) == SP_OK, "float exchange");
+        grads_(m, x, me, P, gf);
+        sp_exchange_free(x);
+        CHECK(sp_exchange_fixed_create(&x, m, c, 2, 0) == SP_OK, "fixed exchange");
+        grads_(m, x, me, P, gx);
+        sp_exchange_free(x);
+        double d = 0, mx = 1e-3;
+        for (size_t i = 0; i < n; ++i) d = fmax(d, fabs(gf[i] - gx[i])), mx = fmax(mx, fabs(gf[i]));
+        CHECK(d / mx < 1e-5, "%s on %d ranks: the fixed-point gradient is the float one (%.3g)",
+              cases[k].spec, P, d / mx);
+        sp_model_free(m);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -81,6 +130,7 @@ int main(int argc, char **argv) {
     sp_exchange_free(x);
 
     sp_model_free(m);
+    test_no_bias(c, me, P);
     const int rc = sp_test_summary("exchange");
     sp_comm_finalize(c);
     return rc;
