@@ -187,6 +187,10 @@ typedef struct sp_batch {
  * The cache: the rank's working set is N rows when shuffling (over the epochs every sample comes
  * by) or its own slices without shuffling. If working set * sample_size * 4 bytes <= cache_mb,
  * every row read is kept (as converted float32) and never read again; otherwise no cache.
+ * Token data (sp_dataset_open_tokens) has no row cache: cache_mb is ignored and
+ * sp_loader_cache_enabled is false. Each batch reads its windows' token runs from the file, with
+ * their labels in the same read; HDF5's chunk cache (up to 64 MiB of the dataset, in the
+ * file's dtype) keeps a token file that size in memory after the first epoch.
  */
 sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_config *cfg);
 

@@ -58,8 +58,20 @@
 sp_status sp_dataset_open_image(sp_dataset **out, const void *image, size_t len, const char *name,
                                 const char *x_name, const char *y_name);
 
+/* sp_dataset_open_tokens from a file image, the same way (the fuzz targets, tests). */
+sp_status sp_dataset_open_tokens_image(sp_dataset **out, const void *image, size_t len,
+                                       const char *name, const char *tokens_name, int64_t seq_len);
+
+/* Does `path` hold token data instead of samples: a dataset "tokens" and no dataset `x_name`
+ * (NULL: "X"), the case sp_dataset_open refuses with the --seq-len hint? false when the file
+ * cannot be opened as HDF5. Records no error (for `inspect`, which then describes the tokens). */
+bool sp_dataset_is_token_file(const char *path, const char *x_name);
+
 /* Whole-file statistics (for `inspect`): X min/max/mean after scale/offset, label histogram or
- * target statistics. Reads X once in blocks (validating it: NaN/Inf is an error). */
+ * target statistics. Reads X once in blocks (validating it: NaN/Inf is an error).
+ * Token data: every token of the file (not only those of whole windows) is read once in blocks:
+ * x_min/x_max/x_mean of the token ids and class_counts the histogram (vocab_size entries); a
+ * token out of range is SP_ERR_DATA naming its position. */
 typedef struct sp_dataset_summary {
     double x_min, x_max, x_mean;
     int64_t *class_counts;       /* (classes), malloc'd, NULL for regression */

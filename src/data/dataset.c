@@ -14,6 +14,15 @@
 #include "util/mem.h"
 #include "util/status.h"
 
+/* The default name of the token dataset (sp_dataset_open_tokens). */
+#define SP_TOKENS_NAME_ "tokens"
+
+/* Token ids are read as int32 and must be exact as float32: vocab_size <= 2^24. */
+#define SP_VOCAB_MAX_ (1 << 24)
+
+/* The longest `tokenizer` attribute read (a name such as "bytes" or "gpt2"). */
+#define SP_TOKENIZER_MAX_ 1024
+
 const char *sp_x_dtype_name(sp_x_dtype t) {
     switch (t) {
     case SP_DTYPE_F32:
@@ -22,6 +31,10 @@ const char *sp_x_dtype_name(sp_x_dtype t) {
         return "float64";
     case SP_DTYPE_U8:
         return "uint8";
+    case SP_DTYPE_U16:
+        return "uint16";
+    case SP_DTYPE_I32:
+        return "int32";
     }
     return "?";
 }
@@ -251,6 +264,7 @@ static sp_status open_x_(sp_dataset *ds) {
     if (!isfinite(in->scale) || !isfinite(in->offset))
         return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': attribute scale or offset is not finite",
                        path, name);
+    ds->raw_row_bytes = in->x_row_bytes;
     return SP_OK;
 }
 
@@ -365,14 +379,41 @@ static sp_status load_y_(sp_dataset *ds) {
 }
 
 static sp_status open_failed_(const sp_dataset *ds) {
+    if (ds->info.seq_len > 0)
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: cannot open as HDF5 (damaged or truncated file?) for token dataset "
+                       "'%s'",
+                       ds->path, ds->x_name);
     return SP_FAIL(SP_ERR_DATA,
                    "%s: cannot open as HDF5 (damaged or truncated file?) for datasets '%s' and "
                    "'%s'",
                    ds->path, ds->x_name, ds->y_name);
 }
 
+/* Is `name` a dataset of `file`? Its number of elements into *count (may be NULL). */
+static bool is_dataset_(hid_t file, const char *name, int64_t *count) {
+    if (!sp_h5_exists(file, name)) return false;
+    hid_t o = H5Oopen(file, name, H5P_DEFAULT);
+    if (o < 0) return false;
+    const bool ok = H5Iget_type(o) == H5I_DATASET;
+    if (ok && count) {
+        hid_t s = H5Dget_space(o);
+        hssize_t np = s < 0 ? -1 : H5Sget_simple_extent_npoints(s);
+        if (s >= 0) H5Sclose(s);
+        *count = np;
+    }
+    H5Oclose(o);
+    return ok;
+}
+
 /* Validate the open file ds->file (caller holds the lock). */
 static sp_status validate_locked_(sp_dataset *ds, unsigned flags) {
+    int64_t ntok = 0;
+    if (!sp_h5_exists(ds->file, ds->x_name) && is_dataset_(ds->file, SP_TOKENS_NAME_, &ntok))
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s' not found; the file holds token data ('%s', %lld tokens): "
+                       "train it with --seq-len T",
+                       ds->path, ds->x_name, SP_TOKENS_NAME_, (long long)ntok);
     SP_CHECK(open_x_(ds));
     if ((flags & SP_DATASET_Y_OPTIONAL) && !sp_h5_exists(ds->file, ds->y_name)) {
         ds->info.labeled = false; /* X only: prediction on unlabeled data */
@@ -392,6 +433,17 @@ static sp_status validate_locked_(sp_dataset *ds, unsigned flags) {
     if (ds->info.n == 0)
         return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': no samples (N = 0)", ds->path, ds->x_name);
     return load_y_(ds);
+}
+
+/* Remember the file as opened (stat before H5Fopen), for check_unchanged_. */
+static void watch_(sp_dataset *ds) {
+    struct stat sb;
+    if (stat(ds->path, &sb) == 0) {
+        ds->watched = true;
+        ds->st_dev = (unsigned long long)sb.st_dev, ds->st_ino = (unsigned long long)sb.st_ino;
+        ds->st_size = (long long)sb.st_size;
+        ds->st_mtime_s = (long long)sb.st_mtim.tv_sec, ds->st_mtime_ns = sb.st_mtim.tv_nsec;
+    }
 }
 
 /* A dataset with its names set and no file yet. */
@@ -433,13 +485,7 @@ sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_n
     SP_CHECK(sp_h5_check_file(path, what));
     sp_dataset *ds;
     SP_CHECK(dataset_new_(&ds, path, x_name, y_name));
-    struct stat sb;
-    if (stat(path, &sb) == 0) {
-        ds->watched = true;
-        ds->st_dev = (unsigned long long)sb.st_dev, ds->st_ino = (unsigned long long)sb.st_ino;
-        ds->st_size = (long long)sb.st_size;
-        ds->st_mtime_s = (long long)sb.st_mtim.tv_sec, ds->st_mtime_ns = sb.st_mtim.tv_nsec;
-    }
+    watch_(ds);
     sp_h5_lock();
     ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     sp_status st = ds->file < 0 ? open_failed_(ds) : validate_locked_(ds, flags);
@@ -452,18 +498,22 @@ sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_n
     return SP_OK;
 }
 
+/* The checks sp_h5_check_file makes on a file: the HDF5 signature at 0, 512, 1024, ... */
+static bool has_signature_(const void *image, size_t len) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    bool ok = false;
+    for (size_t off = 0; !ok && len >= 8 && off <= len - 8; off = off ? off * 2 : 512)
+        ok = memcmp((const char *)image + off, sig, 8) == 0;
+    return ok;
+}
+
 sp_status sp_dataset_open_image(sp_dataset **out, const void *image, size_t len, const char *name,
                                 const char *x_name, const char *y_name) {
     *out = NULL;
     if (!x_name) x_name = "X";
     if (!y_name) y_name = "y";
     if (!name) name = "(file image)";
-    /* The checks sp_h5_check_file makes on a file: the HDF5 signature at 0, 512, 1024, ... */
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    bool ok = false;
-    for (size_t off = 0; !ok && len >= 8 && off <= len - 8; off = off ? off * 2 : 512)
-        ok = memcmp((const char *)image + off, sig, 8) == 0;
-    if (!ok)
+    if (!has_signature_(image, len))
         return SP_FAIL(SP_ERR_DATA,
                        "%s: not an HDF5 file (no HDF5 signature; wanted datasets '%s' and '%s')",
                        name, x_name, y_name);
@@ -480,6 +530,211 @@ sp_status sp_dataset_open_image(sp_dataset **out, const void *image, size_t len,
     }
     *out = ds;
     return SP_OK;
+}
+
+/* The optional `tokenizer` attribute of the token dataset: one fixed-length string of at most
+ * SP_TOKENIZER_MAX_ bytes, into ds->tokenizer. A variable-length string is refused rather than
+ * read (libhdf5 does not guarantee its terminator for a damaged file; see io/checkpoint.c). */
+static sp_status read_tokenizer_(sp_dataset *ds) {
+    const char *path = ds->path, *name = ds->x_name;
+    if (H5Aexists(ds->dx, "tokenizer") <= 0) return SP_OK;
+    hid_t a = H5Aopen(ds->dx, "tokenizer", H5P_DEFAULT);
+    if (a < 0)
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': cannot open attribute 'tokenizer'", path,
+                       name);
+    hid_t t = H5Aget_type(a), s = H5Aget_space(a);
+    const hssize_t np = H5Sget_simple_extent_npoints(s);
+    const size_t sz = H5Tget_size(t);
+    sp_status st = SP_OK;
+    if (H5Tget_class(t) != H5T_STRING || np != 1) {
+        st = SP_FAIL(SP_ERR_DATA,
+                     "%s: dataset '%s': attribute 'tokenizer' must be one string (is %s, %lld "
+                     "values)",
+                     path, name, sp_h5_type_name(t), (long long)np);
+    } else if (H5Tis_variable_str(t) > 0) {
+        st = SP_FAIL(SP_ERR_DATA,
+                     "%s: dataset '%s': attribute 'tokenizer' is a variable-length string; store "
+                     "a fixed-length one (h5py: attrs['tokenizer'] = numpy.bytes_('bytes'))",
+                     path, name);
+    } else if (sz == 0 || sz > SP_TOKENIZER_MAX_) {
+        st = SP_FAIL(SP_ERR_DATA,
+                     "%s: dataset '%s': attribute 'tokenizer' is a string of %zu bytes; expected "
+                     "1 to %d",
+                     path, name, sz, SP_TOKENIZER_MAX_);
+    } else {
+        ds->tokenizer = calloc(1, sz + 1);
+        hid_t mt = H5Tcopy(t);
+        H5Tset_strpad(mt, H5T_STR_NULLTERM);
+        H5Tset_size(mt, sz + 1);
+        if (!ds->tokenizer)
+            st = SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", path);
+        else if (H5Aread(a, mt, ds->tokenizer) < 0)
+            st = SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': cannot read attribute 'tokenizer'", path,
+                         name);
+        H5Tclose(mt);
+        ds->info.tokenizer = ds->tokenizer;
+    }
+    H5Sclose(s);
+    H5Tclose(t);
+    H5Aclose(a);
+    return st;
+}
+
+/* Validate the token dataset of the open file ds->file for windows of T tokens (caller holds
+ * the lock). Reads only metadata: the dataset's type and shape and its attributes. */
+static sp_status validate_tokens_locked_(sp_dataset *ds, int64_t T) {
+    const char *path = ds->path, *name = ds->x_name;
+    sp_dataset_info *in = &ds->info;
+    if (!sp_h5_exists(ds->file, name) && is_dataset_(ds->file, "X", NULL))
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': not found in the file; the file holds samples ('X'): "
+                       "train it without --seq-len",
+                       path, name);
+    SP_CHECK(open_dataset_(ds->file, path, name, true, &ds->dx));
+    hid_t t = H5Dget_type(ds->dx);
+    const H5T_class_t c = H5Tget_class(t);
+    const size_t sz = H5Tget_size(t);
+    const bool sgn = c == H5T_INTEGER && H5Tget_sign(t) == H5T_SGN_2;
+    const char *tn = sp_h5_type_name(t);
+    H5Tclose(t);
+    size_t esz = sz;
+    if (c == H5T_INTEGER && sz == 1 && !sgn)
+        in->x_dtype = SP_DTYPE_U8;
+    else if (c == H5T_INTEGER && sz == 2 && !sgn)
+        in->x_dtype = SP_DTYPE_U16;
+    else if (c == H5T_INTEGER && sz == 4 && sgn)
+        in->x_dtype = SP_DTYPE_I32;
+    else
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': unsupported dtype %s (token ids must be uint8, uint16 or "
+                       "int32)",
+                       path, name, tn);
+    in->y_dtype = tn;
+    ds->x_mem_type = H5T_NATIVE_INT32;
+    int rank = 0;
+    hsize_t dims[32];
+    SP_CHECK(get_dims_(ds->dx, path, name, 32, &rank, dims));
+    if (rank != 1) {
+        int64_t shape[8];
+        for (int d = 0; d < rank && d < 8; ++d) shape[d] = (int64_t)dims[d];
+        char sh[160];
+        sp_shape_str_compact(sh, sizeof sh, shape, rank < 8 ? rank : 8);
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': wrong rank %d, shape %s (token data is 1-D: (tokens,))",
+                       path, name, rank, sh);
+    }
+    if (dims[0] > (hsize_t)INT64_MAX)
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': %llu tokens overflow int64", path, name,
+                       (unsigned long long)dims[0]);
+    const int64_t ntok = (int64_t)dims[0];
+    in->tokens = ntok;
+    bool found;
+    double v = 0;
+    SP_CHECK(sp_h5_attr_read_double(ds->dx, "vocab_size", &v, &found, path, name));
+    if (!found)
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': attribute 'vocab_size' not found (an integer: the number "
+                       "of token ids, 256 for bytes)",
+                       path, name);
+    if (!(v >= 1 && v <= SP_VOCAB_MAX_ && v == floor(v)))
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': attribute 'vocab_size' = %g is not an integer in [1, %d]",
+                       path, name, v, SP_VOCAB_MAX_);
+    SP_CHECK(read_tokenizer_(ds));
+    /* (ntok - 1) / T windows; T >= 1 */
+    if (ntok < 2 || (ntok - 1) / T < 1)
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': %lld tokens are too few for one window: --seq-len %lld "
+                       "needs at least %llu tokens",
+                       path, name, (long long)ntok, (long long)T, (unsigned long long)T + 1ull);
+    size_t one;
+    if (!sp_size_mul((size_t)T, esz, &in->x_row_bytes) || !sp_size_mul((size_t)T, 4, &one) ||
+        !sp_size_mul((size_t)T + 1, 4, &ds->raw_row_bytes))
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': --seq-len %lld overflows size_t", path, name,
+                       (long long)T);
+    SP_CHECK(mem_check_(ds, name, one, "one window as float32"));
+    in->n = (ntok - 1) / T;
+    in->seq_len = T;
+    in->sample_rank = 1;
+    in->sample_shape[0] = T;
+    in->sample_size = (size_t)T;
+    in->scale = 1.0;
+    in->offset = 0.0;
+    in->classes = (int64_t)v;
+    in->labeled = true;
+    in->regression = false;
+    in->targets = 0;
+    return SP_OK;
+}
+
+/* The checks of sp_dataset_open_tokens before the file is opened; *ds a new dataset. */
+static sp_status tokens_new_(sp_dataset **ds, const char *path, const char *name, int64_t seq_len) {
+    *ds = NULL;
+    if (seq_len < 1)
+        return SP_FAIL(SP_ERR_ARG, "%s: dataset '%s': --seq-len must be >= 1 (got %lld)", path,
+                       name, (long long)seq_len);
+    SP_CHECK(dataset_new_(ds, path, name, name));
+    (*ds)->info.seq_len = seq_len; /* token data from here on (open_failed_'s message) */
+    return SP_OK;
+}
+
+sp_status sp_dataset_open_tokens(sp_dataset **out, const char *path, const char *name,
+                                 int64_t seq_len) {
+    *out = NULL;
+    if (!name) name = SP_TOKENS_NAME_;
+    if (seq_len >= 1) {
+        char what[512];
+        snprintf(what, sizeof what, "token dataset '%s'", name);
+        SP_CHECK(sp_h5_check_file(path, what));
+    }
+    sp_dataset *ds;
+    SP_CHECK(tokens_new_(&ds, path, name, seq_len));
+    watch_(ds);
+    sp_h5_lock();
+    ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    sp_status st = ds->file < 0 ? open_failed_(ds) : validate_tokens_locked_(ds, seq_len);
+    sp_h5_unlock();
+    if (st != SP_OK) {
+        sp_dataset_close(ds);
+        return st;
+    }
+    *out = ds;
+    return SP_OK;
+}
+
+sp_status sp_dataset_open_tokens_image(sp_dataset **out, const void *image, size_t len,
+                                       const char *name, const char *tokens_name, int64_t seq_len) {
+    *out = NULL;
+    if (!tokens_name) tokens_name = SP_TOKENS_NAME_;
+    if (!name) name = "(file image)";
+    if (seq_len >= 1 && !has_signature_(image, len))
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: not an HDF5 file (no HDF5 signature; wanted token dataset '%s')", name,
+                       tokens_name);
+    sp_dataset *ds;
+    SP_CHECK(tokens_new_(&ds, name, tokens_name, seq_len));
+    sp_h5_lock();
+    ds->file = H5LTopen_file_image((void *)image, len, 0);
+    sp_status st = ds->file < 0 ? open_failed_(ds) : validate_tokens_locked_(ds, seq_len);
+    sp_h5_unlock();
+    if (st != SP_OK) {
+        sp_dataset_close(ds);
+        return st;
+    }
+    *out = ds;
+    return SP_OK;
+}
+
+bool sp_dataset_is_token_file(const char *path, const char *x_name) {
+    if (!x_name) x_name = "X";
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return false;
+    sp_h5_lock();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    const bool yes = f >= 0 && !sp_h5_exists(f, x_name) && is_dataset_(f, SP_TOKENS_NAME_, NULL);
+    if (f >= 0) H5Fclose(f);
+    sp_h5_unlock();
+    return yes;
 }
 
 const sp_dataset_info *sp_dataset_get_info(const sp_dataset *ds) {
@@ -511,6 +766,7 @@ void sp_dataset_close(sp_dataset *ds) {
     free(ds->sorted);
     free(ds->pairs);
     free(ds->raw);
+    free(ds->tokenizer);
     free(ds->path);
     free(ds->x_name);
     free(ds->y_name);
@@ -545,6 +801,10 @@ static int64_t convert_row_(const sp_dataset *ds, const void *raw, float *dst) {
         for (size_t i = 0; i < n; ++i) dst[i] = (float)(r[i] * s + o);
         break;
     }
+    case SP_DTYPE_U16:
+    case SP_DTYPE_I32: /* token data only, converted by read_windows_ */
+        memset(dst, 0, n * sizeof(float));
+        break;
     }
     for (size_t i = 0; i < n; ++i)
         if (!isfinite(dst[i])) return (int64_t)i;
@@ -570,7 +830,7 @@ static int cmp_pair_(const void *a, const void *b) {
 static sp_status reserve_(sp_dataset *ds, int64_t n) {
     if ((size_t)n <= ds->cap) return SP_OK;
     size_t cap = (size_t)n, raw_bytes;
-    if (!sp_size_mul(cap, ds->info.x_row_bytes, &raw_bytes) || cap > SIZE_MAX / 16)
+    if (!sp_size_mul(cap, ds->raw_row_bytes, &raw_bytes) || cap > SIZE_MAX / 16)
         return SP_FAIL(SP_ERR_NOMEM, "%s: dataset '%s': read of %lld rows overflows size_t",
                        ds->path, ds->x_name, (long long)n);
     SP_CHECK(mem_check_(ds, ds->x_name, raw_bytes, "the read buffer"));
@@ -595,6 +855,86 @@ static sp_status reserve_(sp_dataset *ds, int64_t n) {
     return SP_OK;
 }
 
+/* Read tokens [first, first + count) of the token dataset as int32 into buf (lock held). */
+static sp_status read_tokens_(const sp_dataset *ds, int64_t first, int64_t count, int32_t *buf) {
+    hid_t fs = H5Dget_space(ds->dx);
+    const hsize_t start = (hsize_t)first, cnt = (hsize_t)count;
+    herr_t e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &cnt, NULL);
+    hid_t ms = H5Screate_simple(1, &cnt, NULL);
+    if (e >= 0) e = H5Dread(ds->dx, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, buf);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    if (e < 0)
+        return SP_FAIL(SP_ERR_IO,
+                       "%s: dataset '%s': cannot read tokens %lld..%lld (damaged file or missing "
+                       "compression filter?)",
+                       ds->path, ds->x_name, (long long)first, (long long)(first + count - 1));
+    return SP_OK;
+}
+
+static sp_status bad_token_(const sp_dataset *ds, int32_t v, int64_t pos) {
+    return SP_FAIL(SP_ERR_DATA,
+                   "%s: dataset '%s': token %lld at position %lld is out of range [0, %lld) "
+                   "(vocab_size)",
+                   ds->path, ds->x_name, (long long)v, (long long)pos, (long long)ds->info.classes);
+}
+
+/*
+ * Token data: windows ids[0..n) (n >= 1) -> x (n, T) token ids as floats and/or labels (n, T) the
+ * tokens one position later. The unique ids, sorted, are read in runs of consecutive windows: a
+ * run of k windows from window a is the k T + 1 tokens [a T, (a + k) T + 1), since neighbouring
+ * windows share their boundary token. Every token read is checked against vocab_size.
+ */
+static sp_status read_windows_(sp_dataset *ds, const int64_t *ids, int64_t n, float *x,
+                               int32_t *labels) {
+    const int64_t T = ds->info.seq_len, vocab = ds->info.classes;
+    SP_CHECK(reserve_(ds, n));
+    id_pair_ *pairs = ds->pairs;
+    for (int64_t i = 0; i < n; ++i) pairs[i] = (id_pair_){ids[i], i};
+    qsort(pairs, (size_t)n, sizeof *pairs, cmp_pair_);
+    int64_t u = 0;
+    for (int64_t i = 0; i < n; ++i)
+        if (i == 0 || pairs[i].id != pairs[i - 1].id) ds->sorted[u++] = pairs[i].id;
+    int32_t *tok = ds->raw; /* (u (T + 1)) at most */
+    sp_status st = SP_OK;
+    sp_h5_lock();
+    size_t done = 0;
+    for (int64_t i = 0; i < u && st == SP_OK;) {
+        int64_t j = i;
+        while (j + 1 < u && ds->sorted[j + 1] == ds->sorted[j] + 1) ++j;
+        const int64_t count = (j - i + 1) * T + 1;
+        st = read_tokens_(ds, ds->sorted[i] * T, count, tok + done);
+        done += (size_t)count;
+        i = j + 1;
+    }
+    sp_h5_unlock();
+    /* after the read, failed or not: a changed file explains a failure, and makes a success
+     * suspect */
+    const sp_status changed = check_unchanged_(ds);
+    SP_CHECK(changed);
+    SP_CHECK(st);
+    /* Scatter: unique window k starts at token offset off of tok (T further on within a run,
+     * T + 1 at a new run); a duplicate copies the caller position before it. */
+    size_t off = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t id = pairs[i].id, dst = pairs[i].idx;
+        if (i > 0 && id == pairs[i - 1].id) {
+            const int64_t src = pairs[i - 1].idx;
+            if (x) memcpy(x + dst * T, x + src * T, (size_t)T * sizeof(float));
+            if (labels) memcpy(labels + dst * T, labels + src * T, (size_t)T * sizeof(int32_t));
+            continue;
+        }
+        if (i > 0) off += (size_t)(id == pairs[i - 1].id + 1 ? T : T + 1);
+        const int32_t *w = tok + off;
+        for (int64_t k = 0; k <= T; ++k)
+            if (w[k] < 0 || w[k] >= vocab) return bad_token_(ds, w[k], id * T + k);
+        if (x)
+            for (int64_t k = 0; k < T; ++k) x[dst * T + k] = (float)w[k];
+        if (labels) memcpy(labels + dst * T, w + 1, (size_t)T * sizeof(int32_t));
+    }
+    return SP_OK;
+}
+
 sp_status sp_dataset_read(sp_dataset *ds, const int64_t *ids, int64_t n, float *x, int32_t *labels,
                           float *targets) {
     const sp_dataset_info *in = &ds->info;
@@ -603,6 +943,14 @@ sp_status sp_dataset_read(sp_dataset *ds, const int64_t *ids, int64_t n, float *
         if (ids[i] < 0 || ids[i] >= in->n)
             return SP_FAIL(SP_ERR_ARG, "%s: dataset '%s': sample index %lld out of range [0, %lld)",
                            ds->path, ds->x_name, (long long)ids[i], (long long)in->n);
+    if (in->seq_len > 0) {
+        if (targets)
+            return SP_FAIL(SP_ERR_ARG,
+                           "%s: dataset '%s': targets requested from token data (its labels are "
+                           "the next tokens)",
+                           ds->path, ds->x_name);
+        return n == 0 || (!x && !labels) ? SP_OK : read_windows_(ds, ids, n, x, labels);
+    }
     if ((labels || targets) && !in->labeled)
         return SP_FAIL(SP_ERR_ARG, "%s: dataset '%s': not in the file (unlabeled data)", ds->path,
                        ds->y_name);
@@ -655,6 +1003,14 @@ sp_status sp_dataset_read(sp_dataset *ds, const int64_t *ids, int64_t n, float *
 
 void sp_dataset_describe(const sp_dataset *ds, char *buf, size_t cap) {
     const sp_dataset_info *in = &ds->info;
+    if (in->seq_len > 0) {
+        snprintf(buf, cap, "%s: %lld tokens %s, vocab_size %lld%s%.64s%s, windows of %lld: N=%lld",
+                 in->path, (long long)in->tokens, sp_x_dtype_name(in->x_dtype),
+                 (long long)in->classes, in->tokenizer ? " (" : "",
+                 in->tokenizer ? in->tokenizer : "", in->tokenizer ? ")" : "",
+                 (long long)in->seq_len, (long long)in->n);
+        return;
+    }
     char shape[160];
     sp_shape_str_compact(shape, sizeof shape, in->sample_shape, in->sample_rank);
     if (!in->labeled)
@@ -671,9 +1027,56 @@ void sp_dataset_describe(const sp_dataset *ds, char *buf, size_t cap) {
                  in->offset, in->y_name, in->y_dtype, (long long)in->classes);
 }
 
+/* Token data: every token of the file, in blocks of 1 Mi tokens: min, max, mean and the
+ * histogram over vocab_size; a token out of range is an error naming its position. */
+static sp_status summarize_tokens_(sp_dataset *ds, sp_dataset_summary *out) {
+    const sp_dataset_info *in = &ds->info;
+    const int64_t ntok = in->tokens, vocab = in->classes, block = 1 << 20;
+    SP_CHECK(mem_check_(ds, ds->x_name, (size_t)vocab * sizeof(int64_t), "the token histogram"));
+    int64_t *hist = calloc((size_t)vocab, sizeof(int64_t));
+    int32_t *buf = malloc((size_t)(ntok < block ? ntok : block) * sizeof(int32_t));
+    if (!hist || !buf) {
+        free(hist);
+        free(buf);
+        return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", ds->path);
+    }
+    int64_t mn = INT64_MAX, mx = -1;
+    double sum = 0;
+    sp_status st = SP_OK;
+    for (int64_t f = 0; f < ntok && st == SP_OK; f += block) {
+        const int64_t cnt = ntok - f < block ? ntok - f : block;
+        sp_h5_lock();
+        st = read_tokens_(ds, f, cnt, buf);
+        sp_h5_unlock();
+        for (int64_t i = 0; i < cnt && st == SP_OK; ++i) {
+            const int32_t v = buf[i];
+            if (v < 0 || v >= vocab) {
+                st = bad_token_(ds, v, f + i);
+                break;
+            }
+            hist[v]++;
+            sum += v;
+            if (v < mn) mn = v;
+            if (v > mx) mx = v;
+        }
+    }
+    free(buf);
+    if (st == SP_OK) st = check_unchanged_(ds);
+    if (st != SP_OK) {
+        free(hist);
+        return st;
+    }
+    out->x_min = (double)mn;
+    out->x_max = (double)mx;
+    out->x_mean = sum / (double)ntok;
+    out->class_counts = hist;
+    return SP_OK;
+}
+
 sp_status sp_dataset_summarize(sp_dataset *ds, sp_dataset_summary *out) {
     memset(out, 0, sizeof *out);
     const sp_dataset_info *in = &ds->info;
+    if (in->seq_len > 0) return summarize_tokens_(ds, out);
     const size_t ss = in->sample_size, rb = in->x_row_bytes;
     int64_t block = (int64_t)((8u << 20) / rb);
     if (block < 1) block = 1;

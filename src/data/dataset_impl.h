@@ -11,7 +11,7 @@ struct sp_dataset {
     sp_dataset_info info;
     char *path, *x_name, *y_name;
     hid_t file, dx, dy;
-    hid_t x_mem_type; /* native type X is read as (uint8, float, double) */
+    hid_t x_mem_type; /* native type X is read as (uint8, float, double; int32 for tokens) */
     int x_rank;       /* 1 + sample_rank */
     hsize_t x_dims[5];
     int y_rank;
@@ -21,8 +21,12 @@ struct sp_dataset {
     /* scratch, reused across reads */
     int64_t *sorted; /* (cap) sorted unique ids */
     void *pairs;     /* (cap) (id, caller index) pairs, sorted by id */
-    void *raw;       /* (cap, x_row_bytes) */
+    void *raw;       /* (cap, raw_row_bytes) */
     size_t cap;
+    size_t raw_row_bytes; /* read buffer per id: x_row_bytes; (T + 1) int32 for token data */
+    /* token data (info.seq_len > 0): dx is the 1-D token dataset (x_name == y_name), read as
+     * int32; nothing is read at open */
+    char *tokenizer; /* the `tokenizer` attribute, or NULL */
     /* the file as opened (stat before H5Fopen), checked after every read of X: a file truncated,
      * rewritten or replaced while training reads it is an error, not silent garbage (HDF5's sec2
      * driver returns zeros for bytes past the end of a truncated file) */

@@ -21,7 +21,7 @@ typedef struct {
     int64_t epoch, index, count, global_count, first_pos;
     int64_t *ids;    /* (cmax) */
     float *x;        /* (cmax, sample_size) */
-    int32_t *labels; /* (cmax) or NULL */
+    int32_t *labels; /* (cmax) or NULL; (cmax, T) for token data */
     float *targets;  /* (cmax, T) or NULL */
     bool ready;
     sp_status st;
@@ -86,9 +86,12 @@ static void fill_(sp_loader *ld, int k, int64_t b) {
     B->first_pos = pos;
     B->st = SP_OK;
     memcpy(B->ids, ld->perm + pos, (size_t)count * sizeof(int64_t));
-    sp_status st = sp_dataset_read(ld->ds, B->ids, count, NULL, B->labels, B->targets);
-    uint64_t hits = 0, misses = 0;
-    if (st == SP_OK) {
+    /* token data: the windows and their labels come from one read of the token runs */
+    const bool tokens = ld->in->seq_len > 0;
+    sp_status st = tokens ? sp_dataset_read(ld->ds, B->ids, count, B->x, B->labels, NULL)
+                          : sp_dataset_read(ld->ds, B->ids, count, NULL, B->labels, B->targets);
+    uint64_t hits = 0, misses = tokens ? (uint64_t)count : 0;
+    if (st == SP_OK && !tokens) {
         int64_t m = 0;
         for (int64_t i = 0; i < count; ++i) {
             int64_t id = B->ids[i];
@@ -194,6 +197,8 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
         ld->rank_rows += cnt;
     }
     const size_t ss = in->sample_size, c = (size_t)ld->cmax;
+    /* labels per sample: 1, or T for token data (the next token at every position) */
+    const size_t lw = in->seq_len > 0 ? (size_t)in->seq_len : 1;
     size_t xbytes, pbytes;
     bool ok = sp_size_mul(c, ss * sizeof(float), &xbytes);
     /* the order (N) and three batch buffers, sized from the file: checked against the limit */
@@ -203,6 +208,8 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
     if (!ok || !sp_size_mul(xbytes, 3, &xbytes))
         st = SP_FAIL(SP_ERR_NOMEM, "%s: batch of %zu samples overflows size_t", who, c);
     if (st == SP_OK) st = sp_mem_check(xbytes, who, "three batch buffers");
+    if (st == SP_OK && in->seq_len > 0)
+        st = sp_mem_check_n(c * 2, lw * sizeof(int32_t), NULL, who, "two label buffers");
     if (st == SP_OK) st = sp_mem_check_n((size_t)ld->n, sizeof(int64_t), &pbytes, who, "the order");
     if (st != SP_OK) {
         sp_loader_free(ld);
@@ -211,7 +218,7 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
     xbytes /= 3;
     /* the order, the miss lists and 3 batches of X, 2 of ids and labels (or targets) */
     ld->buf_bytes = pbytes + 4 * c * sizeof(int64_t) + 3 * xbytes +
-                    (in->labeled ? 2 * c * (in->regression ? (size_t)in->targets * 4 : 4) : 0);
+                    (in->labeled ? 2 * c * (in->regression ? (size_t)in->targets * 4 : lw * 4) : 0);
     ld->perm = malloc((size_t)ld->n * sizeof(int64_t));
     ld->miss_ids = malloc(c * sizeof(int64_t));
     ld->miss_pos = malloc(c * sizeof(int64_t));
@@ -222,7 +229,7 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
         B->ids = malloc(c * sizeof(int64_t));
         B->x = malloc(xbytes);
         if (in->labeled && !in->regression)
-            B->labels = malloc(c * sizeof(int32_t));
+            B->labels = malloc(c * lw * sizeof(int32_t));
         else if (in->labeled)
             B->targets = malloc(c * (size_t)in->targets * sizeof(float));
         ok = B->ids && B->x && (B->labels || B->targets || !in->labeled);
@@ -231,10 +238,11 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
         sp_loader_free(ld);
         return SP_FAIL(SP_ERR_NOMEM, "%s: data loader: cannot allocate batch buffers", in->path);
     }
-    /* The cache holds the rank's working set or nothing. */
+    /* The cache holds the rank's working set or nothing; none for token data (data.h). */
     ld->cache_rows = cfg->shuffle ? ld->n : ld->rank_rows;
     size_t need, budget;
-    if (cfg->cache_mb > 0 && sp_size_mul(cfg->cache_mb, (size_t)1 << 20, &budget) &&
+    if (cfg->cache_mb > 0 && in->seq_len == 0 &&
+        sp_size_mul(cfg->cache_mb, (size_t)1 << 20, &budget) &&
         sp_size_mul((size_t)ld->cache_rows, ss * sizeof(float), &need) && need <= budget) {
         ld->cache = malloc(need ? need : 1); /* pages are committed as rows arrive */
         ld->present = calloc((size_t)ld->cache_rows + 1, 1);

@@ -1,4 +1,6 @@
-# data/: file contract and validation, order and rank slices, loader, importers, tools.
+# data/: file contract and validation, order and rank slices, loader, importers, tools; token
+# data (windows, labels, the loader over them).
 sp_test(data_read TIMEOUT 60)
 sp_test(data_loader TIMEOUT 60)
 sp_test(data_tools TIMEOUT 120)
+sp_test(data_tokens TIMEOUT 60)
