@@ -39,7 +39,14 @@ static sp_status set_value_(sp_arg_spec *s, const char *v) {
     switch (s->type) {
     case SP_ARG_STRING:
         if (!*v) return SP_FAIL(SP_ERR_ARG, "--%s: empty value", s->name);
-        *(const char **)s->dest = v;
+        if (s->multi) {
+            sp_arg_list *l = s->dest;
+            l->one = v;
+            l->v = &l->one;
+            l->n = 1;
+        } else {
+            *(const char **)s->dest = v;
+        }
         break;
     case SP_ARG_INT: {
         int64_t x;
@@ -102,6 +109,22 @@ sp_status sp_args_parse(sp_args *a, int argc, char **argv) {
         sp_arg_spec *s = find_spec_(a, name, len);
         if (!s) return SP_FAIL(SP_ERR_ARG, "unknown flag '--%.*s' (see --help)", (int)len, name);
         const char *value;
+        if (s->type == SP_ARG_STRING && s->multi && !eq) {
+            /* the values: argv[i+1 .. j), up to the next "--" argument */
+            int j = i + 1;
+            while (j < argc && strncmp(argv[j], "--", 2) != 0) ++j;
+            if (j == i + 1)
+                return SP_FAIL(SP_ERR_ARG, "--%s needs a value (%s)", s->name,
+                               s->metavar ? s->metavar : "VALUE...");
+            for (int k = i + 1; k < j; ++k)
+                if (!*argv[k]) return SP_FAIL(SP_ERR_ARG, "--%s: empty value", s->name);
+            sp_arg_list *l = s->dest;
+            l->v = (const char *const *)(argv + i + 1);
+            l->n = j - i - 1;
+            s->seen = true;
+            i = j - 1;
+            continue;
+        }
         if (eq) {
             value = eq + 1;
         } else if (s->type == SP_ARG_BOOL) {

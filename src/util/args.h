@@ -11,6 +11,8 @@
  *     sp_args a = {.command = "shardprop synth", .specs = specs, .nspecs = 3};
  *     sp_status st = sp_args_parse(&a, argc, argv);   // argv[0] is the subcommand name
  *
+ *     sp_arg_list in = {0};  // {"in", SP_ARG_STRING, &in, "FILE...", "inputs", .multi = true}
+ *
  * Errors (unknown flag, missing value, bad number, out of range, missing required flag,
  * too many positional arguments) are SP_ERR_ARG with one line naming the flag. A flag may be
  * given once; a later occurrence overrides an earlier one. `--` ends the flags.
@@ -25,11 +27,24 @@
 #include "shardprop/status.h"
 
 typedef enum {
-    SP_ARG_STRING, /* dest: const char ** (points into argv) */
+    SP_ARG_STRING, /* dest: const char ** (points into argv); with .multi an sp_arg_list * */
     SP_ARG_INT,    /* dest: int64_t *, checked against [imin, imax] when imin < imax */
     SP_ARG_DOUBLE, /* dest: double *, finite, checked against [dmin, dmax] when dmin < dmax */
     SP_ARG_BOOL    /* dest: bool *; `--name` sets true, `--name=true|false|1|0|yes|no` */
 } sp_arg_type;
+
+/*
+ * The values of a multi-valued string flag (SP_ARG_STRING with .multi = true): `--name A B C`
+ * takes every argument after the flag up to the next one that starts with "--" (at least one);
+ * `--name=A` takes A alone. The values point into argv, in the order given.
+ * (A flag kind of its own would be cleaner, but switches over sp_arg_type elsewhere, e.g.
+ * train/config.c, would need a case for it.)
+ */
+typedef struct sp_arg_list {
+    const char *const *v; /* (n): into argv, or &one */
+    int n;
+    const char *one; /* the value of `--name=A` */
+} sp_arg_list;
 
 typedef struct sp_arg_spec {
     const char *name; /* without the leading "--" */
@@ -38,6 +53,7 @@ typedef struct sp_arg_spec {
     const char *metavar; /* shown in --help ("FILE", "N"); NULL for booleans */
     const char *help;    /* one line; the default is appended by the caller if wanted */
     bool required;
+    bool multi; /* SP_ARG_STRING only: one or more values into an sp_arg_list (above) */
     int64_t imin, imax;
     double dmin, dmax;
     bool seen; /* out: set when the flag was given */
