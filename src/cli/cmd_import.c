@@ -1,4 +1,4 @@
-/* shardprop import idx|csv: turn other formats into data files. */
+/* shardprop import idx|csv|text: turn other formats into data files. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -75,11 +75,67 @@ static int import_csv_(int argc, char **argv) {
     return 0;
 }
 
+static double seconds_since_(const struct timespec *t0) {
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
+}
+
+static int import_text_(int argc, char **argv) {
+    sp_arg_list in = {0};
+    const char *out = NULL;
+    double vf = 0;
+    sp_arg_spec specs[] = {
+        {"in", SP_ARG_STRING, &in, "FILE...", "one or more text files, concatenated in this order",
+         .required = true, .multi = true},
+        {"out", SP_ARG_STRING, &out, "FILE.h5", "output token file", .required = true},
+        {"val-fraction", SP_ARG_DOUBLE, &vf, "F",
+         "in (0, 1): each file's last F goes to OUT-val.h5 (cut after a newline)",
+         .required = false},
+    };
+    sp_args a = {
+        .command = "shardprop import text",
+        .description =
+            "Convert text files into byte-level token data: a uint8 dataset `tokens` (the\n"
+            "files' bytes, concatenated in the order given; chunked, gzip-compressed) with\n"
+            "attributes vocab_size = 256, tokenizer = \"bytes\" and sources (the input paths).\n"
+            "Train on it with --seq-len T: windows of T tokens, labels the next tokens.\n"
+            "--val-fraction F cuts each file after the first newline at or after (1 - F) of\n"
+            "its size (at that byte when no newline follows) and writes the tails to a\n"
+            "second file: OUT with .h5 replaced by -val.h5 (or -val.h5 appended).\n"
+            "A missing file, a directory, a NUL byte (binary data), all files empty, or an\n"
+            "output with fewer than 2 tokens is an error; nothing is written then.",
+        .specs = specs,
+        .nspecs = 3};
+    sp_status st = sp_args_parse(&a, argc, argv);
+    if (st != SP_OK) return sp_cli_fail(a.command, st);
+    if (a.help) {
+        sp_args_print_help(&a, stdout);
+        return 0;
+    }
+    if (specs[2].seen && !(vf > 0 && vf < 1)) {
+        fprintf(stderr, "%s: error: --val-fraction: %g is not in (0, 1)\n", a.command, vf);
+        return 2;
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    sp_text_import res;
+    st = sp_import_text(in.v, in.n, out, vf, &res);
+    if (st != SP_OK) return sp_cli_fail(a.command, st);
+    const double secs = seconds_since_(&t0);
+    printf("wrote %s: %lld tokens\n", out, (long long)res.tokens);
+    if (res.val_path[0]) printf("wrote %s: %lld tokens\n", res.val_path, (long long)res.val_tokens);
+    printf("(%d file%s, %lld bytes, %.2f s)\n", in.n, in.n == 1 ? "" : "s",
+           (long long)(res.tokens + res.val_tokens), secs);
+    return 0;
+}
+
 static void import_usage_(FILE *f) {
-    fprintf(f, "usage: shardprop import idx|csv [flags]\n\n"
+    fprintf(f, "usage: shardprop import idx|csv|text [flags]\n\n"
                "  idx   IDX images + labels (MNIST format) -> data file\n"
-               "  csv   CSV of numbers -> data file\n\n"
-               "`shardprop import idx --help` and `shardprop import csv --help` list the flags.\n");
+               "  csv   CSV of numbers -> data file\n"
+               "  text  text files -> byte-level token file (train with --seq-len)\n\n"
+               "`shardprop import FORMAT --help` lists the flags of each.\n");
 }
 
 int sp_cmd_import(int argc, char **argv) {
@@ -93,7 +149,8 @@ int sp_cmd_import(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "idx")) return import_idx_(argc - 1, argv + 1);
     if (!strcmp(argv[1], "csv")) return import_csv_(argc - 1, argv + 1);
-    fprintf(stderr, "shardprop import: error: unknown format '%s' (expected idx or csv)\n",
+    if (!strcmp(argv[1], "text")) return import_text_(argc - 1, argv + 1);
+    fprintf(stderr, "shardprop import: error: unknown format '%s' (expected idx, csv or text)\n",
             argv[1]);
     return 2;
 }

@@ -108,6 +108,94 @@ static int inspect_checkpoint_(const char *path) {
     return 0;
 }
 
+/*
+ * Token data (a dataset `tokens` and no X): the file itself, since inspect has no --seq-len.
+ * Opened with windows of 1 token, so every token is validated by the summary (histogram) and the
+ * first tokens are read as windows 0, 1, ... of that.
+ */
+static int inspect_tokens_(const char *path) {
+    sp_dataset *ds = NULL;
+    sp_status st = sp_dataset_open_tokens(&ds, path, NULL, 1);
+    sp_dataset_summary sum = {0};
+    /* the first tokens: window i of 1 token is token i, its label token i + 1 */
+    float x[64];
+    int32_t next[64];
+    int64_t head[64], nhead = 0;
+    if (st == SP_OK) st = sp_dataset_summarize(ds, &sum);
+    if (st == SP_OK) {
+        const sp_dataset_info *in = sp_dataset_get_info(ds);
+        int64_t ids[64];
+        const int64_t nw = in->n < 63 ? in->n : 63;
+        for (int64_t i = 0; i < nw; ++i) ids[i] = i;
+        st = sp_dataset_read(ds, ids, nw, x, next, NULL);
+        for (int64_t i = 0; i < nw; ++i) head[i] = (int64_t)x[i];
+        head[nw] = next[nw - 1];
+        nhead = nw + 1;
+    }
+    if (st != SP_OK) {
+        printf("validation: FAILED: %s\n", sp_last_error());
+        sp_dataset_summary_free(&sum);
+        sp_dataset_close(ds);
+        return sp_cli_fail("shardprop inspect", st);
+    }
+    const sp_dataset_info *in = sp_dataset_get_info(ds);
+    const int64_t V = in->classes, ntok = in->tokens;
+    const bool bytes = in->tokenizer && !strcmp(in->tokenizer, "bytes") && V <= 256;
+    int64_t used = 0;
+    for (int64_t v = 0; v < V; ++v) used += sum.class_counts[v] > 0;
+    printf("\ntoken data (%s: windows of --seq-len T tokens, labels the next tokens):\n",
+           in->x_name);
+    printf("  tokens: %lld, %s\n  vocab_size: %lld\n  tokenizer: %s\n", (long long)ntok,
+           sp_x_dtype_name(in->x_dtype), (long long)V, in->tokenizer ? in->tokenizer : "(none)");
+    printf("  token ids: min %.0f, max %.0f, mean %.6g; %lld of the %lld ids occur\n", sum.x_min,
+           sum.x_max, sum.x_mean, (long long)used, (long long)V);
+    /* the 5 most frequent ids (ties: the lower id first) */
+    printf("  most frequent:");
+    int64_t top[5];
+    int ntop = 0;
+    for (; ntop < 5 && ntop < used; ++ntop) {
+        int64_t best = -1;
+        for (int64_t v = 0; v < V; ++v) {
+            bool taken = false;
+            for (int k = 0; k < ntop; ++k) taken |= top[k] == v;
+            if (!taken && sum.class_counts[v] > 0 &&
+                (best < 0 || sum.class_counts[v] > sum.class_counts[best]))
+                best = v;
+        }
+        top[ntop] = best;
+        printf("%s %lld", ntop ? "," : "", (long long)best);
+        if (bytes) {
+            const char c = (char)best;
+            putchar(' ');
+            sp_fprint_escaped(stdout, &c, 1, 1);
+        }
+        printf(" %.1f%%", 100.0 * (double)sum.class_counts[best] / (double)ntok);
+    }
+    printf("\n  start:");
+    if (bytes) {
+        char text[64];
+        for (int64_t i = 0; i < nhead; ++i) text[i] = (char)head[i];
+        putchar(' ');
+        sp_fprint_escaped(stdout, text, (size_t)nhead, 64);
+        if (ntok > nhead) printf("...");
+    } else {
+        for (int64_t i = 0; i < nhead && i < 16; ++i) printf(" %lld", (long long)head[i]);
+        if (ntok > 16) printf(" ...");
+    }
+    printf("\n  windows (N = (tokens - 1) / T):");
+    const int64_t Ts[5] = {64, 128, 256, 512, 1024};
+    int shown = 0;
+    for (int k = 0; k < 5; ++k)
+        if ((ntok - 1) / Ts[k] >= 1)
+            printf("%s T=%lld: N=%lld", shown++ ? "," : "", (long long)Ts[k],
+                   (long long)((ntok - 1) / Ts[k]));
+    if (!shown) printf(" T=1: N=%lld (fewer than 65 tokens)", (long long)(ntok - 1));
+    printf("\nvalidation: OK\n");
+    sp_dataset_summary_free(&sum);
+    sp_dataset_close(ds);
+    return 0;
+}
+
 static int inspect_data_(const char *path, const char *xn, const char *yn) {
     sp_dataset *ds = NULL;
     sp_status st = sp_dataset_open(&ds, path, xn, yn);
@@ -163,6 +251,10 @@ int sp_cmd_inspect(int argc, char **argv) {
                      "the training position (step, epoch, batch in the epoch, seed, ranks,\n"
                      "threads, version) and the stored configuration; it is validated by loading\n"
                      "the parameters (and optimizer state) into a model built from its spec.\n"
+                     "A token file (a dataset `tokens` and no X, e.g. from `import text`) is\n"
+                     "described by itself: token count, dtype, vocab_size, tokenizer, id range,\n"
+                     "the most frequent ids, the first tokens (as text for byte tokens) and the\n"
+                     "number of windows for a few --seq-len values; every token is validated.\n"
                      "--x and --y apply to data files only.",
                  .specs = specs,
                  .nspecs = 2,
@@ -182,5 +274,6 @@ int sp_cmd_inspect(int argc, char **argv) {
         return sp_cli_fail(a.command, st);
     }
     if (has_model) return inspect_checkpoint_(path);
+    if (sp_dataset_is_token_file(path, xn)) return inspect_tokens_(path);
     return inspect_data_(path, xn, yn);
 }

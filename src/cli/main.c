@@ -17,7 +17,7 @@ static const sp_command sp_commands[] = {
     {"predict", sp_cmd_predict, "write a trained model's predictions for a data file"},
     {"demo", sp_cmd_demo, "train a classifier on in-memory two spirals (needs no data)"},
     {"version", cmd_version, "print the version"},
-    {"import", sp_cmd_import, "convert IDX (MNIST) or CSV files into a data file"},
+    {"import", sp_cmd_import, "convert IDX (MNIST), CSV or text files into a data file"},
     {"synth", sp_cmd_synth, "write a synthetic data set (blobs, spirals, regression)"},
     {"inspect", sp_cmd_inspect, "describe a data file or a checkpoint and validate it"},
     {"split", sp_cmd_split, "split a data file into training and validation files"},

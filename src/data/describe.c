@@ -6,6 +6,25 @@
 #include "io/h5.h"
 #include "util/status.h"
 
+void sp_fprint_escaped(FILE *f, const char *s, size_t len, size_t max) {
+    fputc('"', f);
+    size_t i = 0;
+    for (; i < len && i < max; ++i) {
+        const unsigned char c = (unsigned char)s[i];
+        if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+    }
+    fputs(i < len ? "\"..." : "\"", f);
+}
+
 static void print_attr_value_(FILE *f, hid_t a) {
     hid_t t = H5Aget_type(a), s = H5Aget_space(a);
     H5T_class_t c = H5Tget_class(t);
@@ -23,7 +42,7 @@ static void print_attr_value_(FILE *f, hid_t a) {
         } else {
             size_t len = H5Tget_size(t);
             char *str = calloc(1, len + 1);
-            if (str && H5Aread(a, t, str) >= 0) fprintf(f, "\"%.200s\"", str);
+            if (str && H5Aread(a, t, str) >= 0) sp_fprint_escaped(f, str, strlen(str), 200);
             free(str);
         }
     } else {

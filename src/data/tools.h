@@ -7,6 +7,7 @@
 #define SP_DATA_TOOLS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -30,6 +31,32 @@ sp_status sp_import_idx(const char *images, const char *labels, const char *out,
 sp_status sp_import_csv(const char *in, const char *label_column, bool regression, const char *out,
                         int64_t *n_out, int64_t *features_out);
 
+/*
+ * Text files -> byte-level token data (shardprop/data.h, sp_dataset_open_tokens): the bytes of
+ * in[0..nin), concatenated in that order, as a uint8 dataset `tokens` (chunks of 128 KiB, gzip)
+ * with attributes vocab_size = 256, tokenizer = "bytes" and sources (the input paths, one a
+ * line). val_fraction 0: everything goes to `out`. val_fraction F in (0, 1): each file is cut
+ * after the first '\n' at or after its byte floor((1 - F) size) (at that byte when no '\n'
+ * follows); the part after the cut goes to the validation file res->val_path
+ * (sp_import_text_val_path), the rest to `out`, both in the same format.
+ * The files are streamed in 4 MiB blocks: memory does not grow with their size.
+ * Errors (one line, nothing written): no inputs or F outside (0, 1) (SP_ERR_ARG); a file that
+ * is missing, unreadable, a directory or not a regular file, or changes while read (SP_ERR_IO);
+ * a NUL byte (not text: the file and the byte offset), every input empty, an output with fewer
+ * than 2 tokens (SP_ERR_DATA). The validation file is renamed into place just before `out`.
+ */
+typedef struct sp_text_import {
+    int64_t tokens, val_tokens; /* tokens written to out and to val_path (0 without a split) */
+    char val_path[4200];        /* the validation file, "" without a split */
+} sp_text_import;
+sp_status sp_import_text(const char *const *in, int nin, const char *out, double val_fraction,
+                         sp_text_import *res);
+
+/* The validation file of `out`: its ".h5" suffix replaced by "-val.h5", or "-val.h5" appended
+ * when it has none ("train.h5" -> "train-val.h5", "corpus" -> "corpus-val.h5"). false when it
+ * does not fit cap bytes. */
+bool sp_import_text_val_path(const char *out, char *buf, size_t cap);
+
 /* A synthetic set (data/synth.h) -> X float32 (N, F), y int32 (N,) with `classes` or float32
  * (N, T). */
 sp_status sp_synth_write(const char *out, sp_synth_kind kind, int64_t n, int features, int classes,
@@ -49,5 +76,10 @@ sp_status sp_data_split(const char *in, const char *x_name, const char *y_name, 
 /* Print every group and dataset of an HDF5 file (shape, dtype, chunking, filters, attributes)
  * to `f`. *has_model_group tells whether a top-level group "model" exists (a checkpoint). */
 sp_status sp_h5_describe_file(const char *path, FILE *f, bool *has_model_group);
+
+/* s[0, len) in double quotes on one line, at most `max` bytes of it ("..." after the quote when
+ * cut): newline, tab, other control characters, quotes and backslashes escaped as in C; bytes
+ * >= 0x80 as they are (UTF-8 text stays readable). For string attributes and text tokens. */
+void sp_fprint_escaped(FILE *f, const char *s, size_t len, size_t max);
 
 #endif

@@ -1,6 +1,7 @@
 # data/: file contract and validation, order and rank slices, loader, importers, tools; token
-# data (windows, labels, the loader over them).
+# data (windows, labels, loader) and the text importer.
 sp_test(data_read TIMEOUT 60)
 sp_test(data_loader TIMEOUT 60)
 sp_test(data_tools TIMEOUT 120)
 sp_test(data_tokens TIMEOUT 60)
+sp_test(data_text TIMEOUT 120)
