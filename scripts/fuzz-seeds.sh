@@ -63,7 +63,8 @@ printf 'lr = -1\n' >"$c/config/range.conf"
 printf 'no equals sign\n' >"$c/config/noeq.conf"
 printf '\n# only a comment\n   \n' >"$c/config/empty.conf"
 
-# --- data files: classification, regression, an image set (uint8, via IDX), broken ones
+# --- data files: classification, regression, an image set (uint8, via IDX), token data (via
+# import text), broken ones
 "$sp" synth --kind blobs --n 6 --features 3 --classes 3 --out "$tmp/blobs.h5" >/dev/null
 "$sp" synth --kind regression --n 5 --features 2 --outputs 2 --out "$tmp/reg.h5" >/dev/null
 # IDX: 3 images of 4x4 and 3 labels
@@ -73,9 +74,12 @@ printf '\x00\x00\x08\x01\x00\x00\x00\x03\x00\x01\x02' >"$tmp/lab.idx"
 "$sp" import idx --images "$tmp/img.idx" --labels "$tmp/lab.idx" --out "$tmp/idx.h5" >/dev/null
 printf 'a,b,label\n1,2,0\n3.5,-1,1\n0,0,2\n' >"$tmp/small.csv"
 "$sp" import csv --in "$tmp/small.csv" --label-column label --out "$tmp/csv.h5" >/dev/null
-for f in blobs reg idx csv; do cp "$tmp/$f.h5" "$c/data/$f.h5"; done
+printf 'To be, or not to be, that is the question:\nWhether tis nobler in the mind\n' >"$tmp/small.txt"
+"$sp" import text --in "$tmp/small.txt" --out "$tmp/tokens.h5" >/dev/null # token data (bytes)
+for f in blobs reg idx csv tokens; do cp "$tmp/$f.h5" "$c/data/$f.h5"; done
 broken "$tmp/blobs.h5" "$c/data" blobs
 broken "$tmp/idx.h5" "$c/data" idx
+broken "$tmp/tokens.h5" "$c/data" tokens
 
 # --- checkpoints: model only (shardprop train), and with optimizer and train state
 "$sp" train --data "$tmp/blobs.h5" --model dense:4,relu,dense:3 --max-steps 0 --quiet \
