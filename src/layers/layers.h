@@ -311,12 +311,12 @@ void sp_attention_forward(float *y,         /* (B, T, C) */
                           int B, int T, int C, int H);
 /* dS = P * (dP - rowsum(dy * y)), dq = dS k / sqrt(hs), dk = dS^T q / sqrt(hs), dv = P^T dy, per
  * sample and head, with dP = dy v^T. dqkv is overwritten. */
-void sp_attention_backward(float *dqkv,       /* (B, T, 3C) */
-                           float *scratch,    /* (sp_attention_scratch_floats(B, T, C, H)) */
-                           const float *dy,   /* (B, T, C) */
-                           const float *qkv,  /* (B, T, 3C) the forward's input */
-                           const float *y,    /* (B, T, C) the forward's output */
-                           const float *lse,  /* (B, H, T) saved by the forward */
+void sp_attention_backward(float *dqkv,      /* (B, T, 3C) */
+                           float *scratch,   /* (sp_attention_scratch_floats(B, T, C, H)) */
+                           const float *dy,  /* (B, T, C) */
+                           const float *qkv, /* (B, T, 3C) the forward's input */
+                           const float *y,   /* (B, T, C) the forward's output */
+                           const float *lse, /* (B, H, T) saved by the forward */
                            int B, int T, int C, int H);
 /* Floats of scratch that forward and backward need for B samples (a function of the sizes
  * only, never of the thread count). */
