@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Valgrind memcheck on the single-process tests: the C tests of tests/unit/ and tests/system/
-# that run in one process (status, the atomic file writer, config, layers, layer kernels, GEMM,
-# model, graphs, optimizers, threads, data reading and loading, checkpoints, limits, the non-finite
-# scan; every room's executables are build/tests/test_<name>) and the fuzz-corpus replays
-# (build/replay_<target>: every committed input of the six fuzz targets of tests/fuzz/: the
-# parsers on bad input).
+# that run in one process (status, the atomic file writer, config, layers, layer kernels, the
+# sequence layers, GEMM, model, graphs, optimizers, threads, data reading and loading, checkpoints,
+# limits, the non-finite scan; every room's executables are build/tests/test_<name>) and the
+# fuzz-corpus replays (build/replay_<target>: every committed input of the six fuzz targets of
+# tests/fuzz/: the parsers on bad input).
 # Any invalid read or write, use of uninitialised memory, bad free, or definite leak fails.
 # Complements the ASan+UBSan pass (which runs everything, MPI included): memcheck sees what ASan
 # does not instrument (uninitialised reads, code in the system libraries: HDF5, zlib, libgomp).
@@ -43,8 +43,8 @@ run() { # NAME COMMAND...
         fail=1
     fi
 }
-for t in status atomic_file config layers layer_kernels gemm model graph optim threads data_read \
-    data_loader checkpoint limits nonfinite; do
+for t in status atomic_file config layers layer_kernels seq_layers gemm model graph optim threads \
+    data_read data_loader checkpoint limits nonfinite; do
     run "$t" "$build/tests/test_$t"
 done
 for t in spec config data ckpt idx csv; do

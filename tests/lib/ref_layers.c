@@ -165,3 +165,17 @@ void ref_upsample(double *y, const double *x, int B, int C, int H, int W, int S)
             for (int q = 0; q < W * S; ++q)
                 y[(i * H * S + r) * W * S + q] = x[(i * H + r / S) * W + q / S];
 }
+
+void ref_embedding(double *y, const double *ids, const double *w, int64_t n, int D) {
+    for (int64_t i = 0; i < n; ++i)
+        for (int d = 0; d < D; ++d) y[i * D + d] = w[(int64_t)ids[i] * D + d];
+}
+
+void ref_pos_embedding(double *y, const double *x, const double *p, int B, int T, int D) {
+    for (int b = 0; b < B; ++b)
+        for (int t = 0; t < T; ++t)
+            for (int d = 0; d < D; ++d) {
+                const int64_t i = ((int64_t)b * T + t) * D + d;
+                y[i] = x[i] + p[(int64_t)t * D + d];
+            }
+}

@@ -25,6 +25,10 @@ void ref_batchnorm_eval(double *y, const double *x, const double *run_mean, cons
 /* layer norm over the D values of each sample (biased variance), then gamma xhat + beta */
 void ref_layernorm(double *y, const double *x, const double *gamma, const double *beta, int B,
                    int D, double eps);
+/* token embedding: y (n, D) = the rows ids[i] (integers in [0, V), held as doubles) of w (V, D) */
+void ref_embedding(double *y, const double *ids, const double *w, int64_t n, int D);
+/* position embedding: y (B, T, D) = x (B, T, D) + p (T, D) broadcast over the samples */
+void ref_pos_embedding(double *y, const double *x, const double *p, int B, int T, int D);
 /* torch.cat([a, b], dim=1) of a (B, Ca, P) and b (B, Cb, P) */
 void ref_concat(double *y, const double *a, const double *b, int B, int Ca, int Cb, int P);
 /* global average pooling: y (B, C) = the mean of each plane of x (B, C, P) */

@@ -2,6 +2,8 @@
 # (forward values, finite-difference gradients); the fast kernels bitwise against the scalar loops.
 sp_test(layers)
 sp_test(layer_kernels)
+# the sequence layers (token and position embedding), with the thread invariance of their blame
+sp_test(seq_layers)
 
 # Per-layer times of the cnn workload: build/tests/bench_layers, see scripts/bench/layers_bench.c.
 add_executable(bench_layers ${CMAKE_SOURCE_DIR}/scripts/bench/layers_bench.c)
