@@ -4,6 +4,14 @@
 #include "layers/layers.h"
 #include "util/rng.h"
 
+/* GPT-2's tanh GELU: sqrt(2/pi) and the cubic's coefficient; u, the argument of its tanh, by
+ * the same arithmetic in forward and backward */
+#define GELU_K0 ((float)(M_2_SQRTPI * M_SQRT1_2))
+#define GELU_A  0.044715f
+static inline float gelu_tanh_u_(float x) {
+    return GELU_K0 * (x + GELU_A * (x * x) * x);
+}
+
 void sp_act_forward(float *y, const float *x, size_t n, sp_act act, float slope) {
     switch (act) {
     /* relu and leaky_relu: a select on values loaded unconditionally, so that the loops
@@ -33,6 +41,13 @@ void sp_act_forward(float *y, const float *x, size_t n, sp_act act, float slope)
     case SP_ACT_GELU:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+        break;
+    case SP_ACT_GELU_TANH: /* x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3) */
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) {
+            const float v = x[i];
+            y[i] = 0.5f * v * (1.0f + tanhf(gelu_tanh_u_(v)));
+        }
         break;
     }
 }
@@ -68,6 +83,14 @@ void sp_act_backward(float *dx, const float *dy, const float *x, const float *y,
             const float cdf = 0.5f * (1.0f + erff(x[i] * (float)M_SQRT1_2));
             const float pdf = expf(-0.5f * x[i] * x[i]) * (float)(0.5 * M_2_SQRTPI * M_SQRT1_2);
             dx[i] = dy[i] * (cdf + x[i] * pdf);
+        }
+        break;
+    case SP_ACT_GELU_TANH: /* (1 + t)/2 + x/2 (1 - t^2) u', t = tanh(u), u' = k0 (1 + 3 a x^2) */
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; ++i) {
+            const float v = x[i], t = tanhf(gelu_tanh_u_(v));
+            const float du = GELU_K0 * (1.0f + 3.0f * GELU_A * (v * v));
+            dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
         }
         break;
     }

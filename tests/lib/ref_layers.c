@@ -73,8 +73,14 @@ void ref_act(double *y, const double *x, int64_t n, int act, double slope) {
         case 3:
             y[i] = 1 / (1 + exp(-v));
             break;
-        default:
+        case 4:
             y[i] = v * 0.5 * (1 + erf(v / sqrt(2.0)));
+            break;
+        case 5:
+            y[i] = v * 0.5 * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+            break;
+        default:
+            y[i] = NAN;
             break;
         }
     }

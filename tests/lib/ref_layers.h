@@ -12,7 +12,8 @@ void ref_conv2d(double *y, const double *x, const double *w, const double *b, in
                 int wd, int oc, int k, int stride, int pad);
 void ref_maxpool(double *y, const double *x, int B, int c, int h, int w, int k, int stride);
 void ref_avgpool(double *y, const double *x, int B, int c, int h, int w, int k, int stride);
-/* act: 0 relu, 1 leaky_relu, 2 tanh, 3 sigmoid, 4 gelu */
+/* act: the values of sp_act: 0 relu, 1 leaky_relu, 2 tanh, 3 sigmoid, 4 gelu (erf), 5 gelu_tanh
+ * (GPT-2's); any other value gives NaN */
 void ref_act(double *y, const double *x, int64_t n, int act, double slope);
 /* batch norm in training (nn.BatchNorm1d/2d, x (B, C, P)): each channel normalized with the
  * mean and biased variance of its B*P values, then gamma xhat + beta; mean and var (C) are

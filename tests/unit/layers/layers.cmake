@@ -2,7 +2,8 @@
 # (forward values, finite-difference gradients); the fast kernels bitwise against the scalar loops.
 sp_test(layers)
 sp_test(layer_kernels)
-# the sequence layers (token and position embedding), with the thread invariance of their blame
+# the sequence layers (token and position embedding) and the tanh GELU, with the thread
+# invariance of the embeddings' blame
 sp_test(seq_layers)
 
 # Per-layer times of the cnn workload: build/tests/bench_layers, see scripts/bench/layers_bench.c.

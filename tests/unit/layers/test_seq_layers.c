@@ -1,6 +1,6 @@
 /*
- * The sequence layers (token and position embedding) against the double-precision references of
- * tests/lib/ref_layers.c, as test_layers.c does:
+ * The sequence layers (token and position embedding) and GPT-2's tanh GELU against the
+ * double-precision references of tests/lib/ref_layers.c, as test_layers.c does:
  *   forward: float output vs the double reference, relerr < FWD_TOL = 1e-5 (float rounding);
  *   backward: float gradients vs central finite differences of the double reference in double,
  *   h = 1e-5, relerr < GRAD_TOL = 1e-4, for L = sum(y .* r) with a fixed random r (dL/dy = r);
@@ -58,6 +58,43 @@ static int guard_ok(const float *p, size_t n) {
         if (p[i] != -7.25f) return 0;
     return 1;
 }
+/* ---- GELU, tanh form ---- */
+
+static void test_gelu_tanh(void) {
+    enum { N = 61 };
+    double *x = rand_d(N, 800, -4, 4), *r = rand_d(N, 801, -1, 1), *yr = dalloc(N), *ye = dalloc(N),
+           *g = dalloc(N);
+    x[0] = 0, x[1] = 1, x[2] = -1, x[3] = 9, x[4] = -9; /* 0, the knee, saturation */
+    float *xf = to_f(x, N), *rf = to_f(r, N), *y = falloc(N), *dx = falloc(N);
+    sp_act_forward(y, xf, N, SP_ACT_GELU_TANH, 0);
+    sp_act_backward(dx, rf, xf, y, N, SP_ACT_GELU_TANH, 0);
+    ref_act(yr, x, N, 5, 0);
+    double e = sp_test_relerr(y, yr, N, 1e-3);
+    CHECK(e < FWD_TOL, "gelu_tanh forward relerr %.3g", e);
+    CHECK(y[0] == 0.0f && fabs(y[1] - 0.8411919906) < 1e-6, "gelu_tanh(0) = %g, (1) = %.9g",
+          (double)y[0], (double)y[1]);
+    /* the tolerance tells the two GELUs apart: the erf form is 1.5e-4 away at x = 1 */
+    ref_act(ye, x, N, 4, 0);
+    e = sp_test_relerr(y, ye, N, 1e-3);
+    CHECK(e > FWD_TOL, "gelu_tanh vs the erf gelu relerr %.3g: not distinguishable", e);
+    for (int i = 0; i < N; ++i) { /* central differences of sum(ref(x) .* r) */
+        const double s = x[i];
+        double yp, ym;
+        x[i] = s + FD_H;
+        ref_act(&yp, &x[i], 1, 5, 0);
+        x[i] = s - FD_H;
+        ref_act(&ym, &x[i], 1, 5, 0);
+        x[i] = s;
+        g[i] = r[i] * (yp - ym) / (2 * FD_H);
+    }
+    e = sp_test_relerr(dx, g, N, 1e-3);
+    CHECK(e < GRAD_TOL, "gelu_tanh dx relerr %.3g", e);
+    float *dd = to_f(r, N); /* in place, dx aliasing dy */
+    sp_act_backward(dd, dd, xf, y, N, SP_ACT_GELU_TANH, 0);
+    CHECK(memcmp(dd, dx, sizeof(float) * N) == 0, "gelu_tanh in-place backward");
+    free(x), free(r), free(yr), free(ye), free(g), free(xf), free(rf), free(y), free(dx), free(dd);
+}
+
 /* ---- token embedding ---- */
 
 /* ids in [0, V - 1): row V - 1 is never used; n > V, so rows repeat */
@@ -218,6 +255,7 @@ static void test_embedding_empty(void) {
 }
 
 int main(void) {
+    test_gelu_tanh();
     test_embedding_check();
     test_embedding(20, 7, 3);  /* repeats; one column strip */
     test_embedding(13, 4, 37); /* three strips, the last partial */
