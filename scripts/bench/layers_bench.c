@@ -5,6 +5,11 @@
  * least disturbed by other processes on a shared machine), in microseconds per call and per
  * sample.
  *
+ * Then the causal attention core (sp_attention_forward / _backward) at two GPT-like shapes,
+ * B=8 T=128 C=128 H=4 and B=4 T=256 C=256 H=8: median times and GFLOP/s, counting the forward
+ * as 4 B H (T (T+1) / 2) hs flops (q k^T and P v over the causal half) and the backward as 2.5
+ * times that (S recomputed, dP = dy v^T, dq, dk, dv: five products to the forward's two).
+ *
  *   cmake --build build -j2 --target bench_layers
  *   build/tests/bench_layers [reps] [batch]        (default 15, 128; run with OMP_NUM_THREADS)
  */
@@ -38,6 +43,36 @@ static const char *names_[NSTAGE] = {
     "conv1+relu+pool fwd", "conv2+relu+pool fwd", "dense1 fwd",     "relu3 fwd",
     "dense2 fwd",          "dense2 bwd",          "relu3 bwd",      "dense1 bwd",
     "pool2+relu bwd",      "conv2 bwd",           "pool1+relu bwd", "conv1 bwd (no dx)"};
+
+/* Median times of the attention core's forward and backward over reps calls (two warm-up). */
+static void bench_attention_(int reps) {
+    static const int shapes[][4] = {{8, 128, 128, 4}, {4, 256, 256, 8}};
+    printf("\n%-22s %12s %8s %12s %8s %10s\n", "attention B,T,C,H", "fwd med us", "GFLOP/s",
+           "bwd med us", "GFLOP/s", "fwd+bwd");
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; ++c) {
+        const int B = shapes[c][0], T = shapes[c][1], C = shapes[c][2], H = shapes[c][3];
+        const size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C;
+        float *qkv = fill_(n3, 20), *dy = fill_(n1, 21), *y = fill_(n1, 0), *dqkv = fill_(n3, 0);
+        float *lse = fill_((size_t)B * H * T, 0);
+        float *ws = fill_(sp_attention_scratch_floats(B, T, C, H), 0);
+        double tf[MAXREP], tb[MAXREP];
+        for (int r = -2; r < reps; ++r) {
+            const double t0 = bench_now();
+            sp_attention_forward(y, lse, ws, qkv, B, T, C, H);
+            const double t1 = bench_now();
+            sp_attention_backward(dqkv, ws, dy, qkv, y, lse, B, T, C, H);
+            const double t2 = bench_now();
+            if (r >= 0) tf[r] = t1 - t0, tb[r] = t2 - t1;
+        }
+        const double flop = 4.0 * B * H * (T * (T + 1) / 2.0) * (C / H);
+        const double mf = bench_median(tf, reps), mb = bench_median(tb, reps);
+        char name[32];
+        snprintf(name, sizeof name, "%d,%d,%d,%d", B, T, C, H);
+        printf("%-22s %12.0f %8.1f %12.0f %8.1f %10.1f\n", name, mf * 1e6, flop / mf * 1e-9,
+               mb * 1e6, 2.5 * flop / mb * 1e-9, 3.5 * flop / (mf + mb) * 1e-9);
+        free(qkv), free(dy), free(y), free(dqkv), free(lse), free(ws);
+    }
+}
 
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 15, B = argc > 2 ? atoi(argv[2]) : 128;
@@ -104,5 +139,6 @@ int main(int argc, char **argv) {
         printf("%-20s %10.0f %10.0f %10.2f\n", names_[s], mn, md, mn / B);
     }
     printf("%-20s %10.0f %10.0f %10.2f\n", "total", tot_min, tot_med, tot_min / B);
+    bench_attention_(reps);
     return 0;
 }

@@ -1,6 +1,7 @@
 #include "ref_layers.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 void ref_dense(double *y, const double *x, const double *w, const double *b, int B, int in,
                int out) {
@@ -184,4 +185,32 @@ void ref_pos_embedding(double *y, const double *x, const double *p, int B, int T
                 const int64_t i = ((int64_t)b * T + t) * D + d;
                 y[i] = x[i] + p[(int64_t)t * D + d];
             }
+}
+
+void ref_attention(double *y, double *lse, const double *qkv, int B, int T, int C, int H) {
+    const int hs = C / H;
+    double *S = malloc((size_t)T * T * sizeof(double));
+    for (int b = 0; b < B; ++b)
+        for (int h = 0; h < H; ++h) {
+            const double *q = qkv + (int64_t)b * T * 3 * C + h * hs, *k = q + C, *v = q + 2 * C;
+            for (int i = 0; i < T; ++i)
+                for (int j = 0; j < T; ++j) {
+                    double s = 0;
+                    for (int d = 0; d < hs; ++d) s += q[i * 3 * C + d] * k[j * 3 * C + d];
+                    S[i * T + j] = j <= i ? s / sqrt((double)hs) : -INFINITY;
+                }
+            for (int i = 0; i < T; ++i) {
+                double m = -INFINITY, l = 0;
+                for (int j = 0; j < T; ++j) m = S[i * T + j] > m ? S[i * T + j] : m;
+                for (int j = 0; j < T; ++j) l += exp(S[i * T + j] - m); /* exp(-inf) = 0 */
+                for (int j = 0; j < T; ++j) S[i * T + j] = exp(S[i * T + j] - m) / l;
+                if (lse) lse[((int64_t)b * H + h) * T + i] = m + log(l);
+                for (int d = 0; d < hs; ++d) {
+                    double o = 0;
+                    for (int j = 0; j < T; ++j) o += S[i * T + j] * v[j * 3 * C + d];
+                    y[((int64_t)b * T + i) * C + h * hs + d] = o;
+                }
+            }
+        }
+    free(S);
 }

@@ -30,6 +30,11 @@ void ref_layernorm(double *y, const double *x, const double *gamma, const double
 void ref_embedding(double *y, const double *ids, const double *w, int64_t n, int D);
 /* position embedding: y (B, T, D) = x (B, T, D) + p (T, D) broadcast over the samples */
 void ref_pos_embedding(double *y, const double *x, const double *p, int B, int T, int D);
+/* causal multi-head self-attention core, naively: per sample and head h (columns
+ * [h hs, (h+1) hs) of q, k, v in qkv (B, T, 3C), hs = C / H), the full S = q k^T / sqrt(hs),
+ * -inf above the diagonal, a softmax over each row, y = P v with the heads side by side
+ * (y (B, T, C)); lse (B, H, T), the log-sum-exp of each masked row, when not NULL */
+void ref_attention(double *y, double *lse, const double *qkv, int B, int T, int C, int H);
 /* torch.cat([a, b], dim=1) of a (B, Ca, P) and b (B, Cb, P) */
 void ref_concat(double *y, const double *a, const double *b, int B, int Ca, int Cb, int P);
 /* global average pooling: y (B, C) = the mean of each plane of x (B, C, P) */

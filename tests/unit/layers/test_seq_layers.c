@@ -1,19 +1,22 @@
 /*
- * The sequence layers (token and position embedding) and GPT-2's tanh GELU against the
- * double-precision references of tests/lib/ref_layers.c, as test_layers.c does:
+ * The sequence layers (token and position embedding, causal attention) and GPT-2's tanh GELU
+ * against the double-precision references of tests/lib/ref_layers.c, as test_layers.c does:
  *   forward: float output vs the double reference, relerr < FWD_TOL = 1e-5 (float rounding);
  *   backward: float gradients vs central finite differences of the double reference in double,
  *   h = 1e-5, relerr < GRAD_TOL = 1e-4, for L = sum(y .* r) with a fixed random r (dL/dy = r);
  *   relerr(a, b) = max|a - b| / max(max|b|, 1e-3).
  * Beyond the values: the scatter-add's order (bit for bit the float sum in position order, acc
- * true and false), sp_embedding_check on every kind of bad id, writes staying inside the
- * outputs, and the same bits for 1 and 2 threads (both embedding backwards).
+ * true and false), sp_embedding_check on every kind of bad id, attention's causality (a NaN in
+ * the last position leaves the earlier outputs and their dq bit for bit unchanged), its writes
+ * staying inside y, lse, dqkv and the scratch it asked for, and the same bits for 1 and 2 threads
+ * and for every ISA path the CPU has (attention and both embedding backwards).
  */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/isa.h"
 #include "layers/layers.h"
 #include "ref_layers.h"
 #include "testutil.h"
@@ -58,6 +61,12 @@ static int guard_ok(const float *p, size_t n) {
         if (p[i] != -7.25f) return 0;
     return 1;
 }
+static int all_finite(const float *p, size_t n) {
+    for (size_t i = 0; i < n; ++i)
+        if (!isfinite(p[i])) return 0;
+    return 1;
+}
+
 /* ---- GELU, tanh form ---- */
 
 static void test_gelu_tanh(void) {
@@ -254,6 +263,150 @@ static void test_embedding_empty(void) {
     CHECK(dp[0] == 0 && dp[3] == 0, "pos_embedding dP of no samples");
 }
 
+/* ---- attention ---- */
+
+typedef struct {
+    int B, T, C, H;
+    size_t n3, n1, nl, ns;
+} att_shape;
+
+/* the worst errors seen, printed at the end: the margins to the tolerances */
+static double worst_fwd_, worst_grad_;
+
+static att_shape att_shape_of(int B, int T, int C, int H) {
+    att_shape s = {B, T, C, H, 0, 0, 0, 0};
+    s.n3 = (size_t)B * T * 3 * C, s.n1 = (size_t)B * T * C, s.nl = (size_t)B * H * T;
+    s.ns = sp_attention_scratch_floats(B, T, C, H);
+    return s;
+}
+
+/* forward then backward (dy = r) into fresh guarded buffers */
+typedef struct {
+    float *y, *lse, *dqkv, *ws;
+} att_out;
+
+static att_out att_run(const att_shape *s, const float *qkv, const float *r) {
+    att_out o = {guarded(s->n1), guarded(s->nl), guarded(s->n3), guarded(s->ns)};
+    sp_attention_forward(o.y, o.lse, o.ws, qkv, s->B, s->T, s->C, s->H);
+    sp_attention_backward(o.dqkv, o.ws, r, qkv, o.y, o.lse, s->B, s->T, s->C, s->H);
+    return o;
+}
+static void att_free(att_out *o) {
+    free(o->y), free(o->lse), free(o->dqkv), free(o->ws);
+}
+static int att_same(const att_shape *s, const att_out *a, const att_out *b) {
+    return memcmp(a->y, b->y, s->n1 * sizeof(float)) == 0 &&
+           memcmp(a->lse, b->lse, s->nl * sizeof(float)) == 0 &&
+           memcmp(a->dqkv, b->dqkv, s->n3 * sizeof(float)) == 0;
+}
+
+static void test_attention(int B, int T, int C, int H, double qscale) {
+    char what[96];
+    snprintf(what, sizeof what, "attention B=%d T=%d C=%d H=%d (hs=%d) scale %g", B, T, C, H, C / H,
+             qscale);
+    const att_shape s = att_shape_of(B, T, C, H);
+    double *qkv = rand_d(s.n3, (uint64_t)(B * 1000 + T * 10 + C + H), -qscale, qscale);
+    double *r = rand_d(s.n1, (uint64_t)(T * 7 + C), -1, 1);
+    double *yr = dalloc(s.n1), *lr = dalloc(s.nl), *yp = dalloc(s.n1), *ym = dalloc(s.n1);
+    float *qf = to_f(qkv, s.n3), *rf = to_f(r, s.n1);
+    att_out o = att_run(&s, qf, rf);
+    CHECK(guard_ok(o.y, s.n1) && guard_ok(o.lse, s.nl) && guard_ok(o.dqkv, s.n3) &&
+              guard_ok(o.ws, s.ns),
+          "%s: a write past y, lse, dqkv or the scratch", what);
+    CHECK(all_finite(o.dqkv, s.n3), "%s: dqkv (NaN before) not all overwritten", what);
+    ref_attention(yr, lr, qkv, B, T, C, H);
+    double e = sp_test_relerr(o.y, yr, s.n1, 1e-3);
+    CHECK(e < FWD_TOL, "%s forward y relerr %.3g", what, e);
+    worst_fwd_ = fmax(worst_fwd_, e);
+    e = sp_test_relerr(o.lse, lr, s.nl, 1e-3);
+    CHECK(e < FWD_TOL, "%s forward lse relerr %.3g", what, e);
+    worst_fwd_ = fmax(worst_fwd_, e);
+    if (qscale <= 1) {
+        /* FD of sum(ref(qkv) .* r) in every element of qkv (under valgrind, SHARDPROP_TEST_SMALL,
+         * every 5th) */
+        const size_t every = getenv("SHARDPROP_TEST_SMALL") ? 5 : 1,
+                     ng = (s.n3 + every - 1) / every;
+        double *g = dalloc(ng);
+        float *got = falloc(ng);
+        for (size_t k = 0; k < s.n3; k += every) {
+            const double v = qkv[k];
+            qkv[k] = v + FD_H;
+            ref_attention(yp, NULL, qkv, B, T, C, H);
+            qkv[k] = v - FD_H;
+            ref_attention(ym, NULL, qkv, B, T, C, H);
+            qkv[k] = v;
+            g[k / every] = (dot(yp, r, s.n1) - dot(ym, r, s.n1)) / (2 * FD_H);
+            got[k / every] = o.dqkv[k];
+        }
+        e = sp_test_relerr(got, g, ng, 1e-3);
+        CHECK(e < GRAD_TOL, "%s dqkv relerr %.3g", what, e);
+        worst_grad_ = fmax(worst_grad_, e);
+        free(g), free(got);
+    }
+    /* causality: NaN in the last position's q, k, v changes nothing before it, nor those
+     * rows' dq (which sees k and v of positions <= i only) */
+    float *qn = to_f(qkv, s.n3);
+    for (int b = 0; b < B; ++b)
+        for (int c = 0; c < 3 * C; ++c) qn[((size_t)b * T + T - 1) * 3 * C + c] = NAN;
+    att_out on = att_run(&s, qn, rf);
+    int same = 1;
+    for (int b = 0; b < B; ++b) {
+        const size_t o1 = (size_t)b * T * C, o3 = (size_t)b * T * 3 * C;
+        same &= memcmp(on.y + o1, o.y + o1, (size_t)(T - 1) * C * sizeof(float)) == 0;
+        for (int h = 0; h < H; ++h)
+            same &= memcmp(on.lse + ((size_t)b * H + h) * T, o.lse + ((size_t)b * H + h) * T,
+                           (size_t)(T - 1) * sizeof(float)) == 0;
+        for (int i = 0; i < T - 1; ++i)
+            same &= memcmp(on.dqkv + o3 + (size_t)i * 3 * C, o.dqkv + o3 + (size_t)i * 3 * C,
+                           (size_t)C * sizeof(float)) == 0;
+    }
+    CHECK(same, "%s: a NaN at the last position reached an earlier y, lse or dq", what);
+    att_free(&on);
+    free(qn);
+    att_free(&o);
+    free(qkv), free(r), free(yr), free(lr), free(yp), free(ym), free(qf), free(rf);
+}
+
+/* The same bits for 1 and 2 threads, and on every ISA path this CPU has. */
+static void test_attention_invariance(int B, int T, int C, int H) {
+    const att_shape s = att_shape_of(B, T, C, H);
+    float *qkv = falloc(s.n3), *r = falloc(s.n1);
+    sp_test_fill(qkv, s.n3, 31, -2, 2), sp_test_fill(r, s.n1, 32, -1, 1);
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    att_out one = att_run(&s, qkv, r);
+    omp_set_num_threads(2);
+    att_out two = att_run(&s, qkv, r);
+    CHECK(att_same(&s, &one, &two), "attention B=%d T=%d C=%d H=%d: 1 vs 2 threads differ", B, T, C,
+          H);
+    const sp_isa best = sp_isa_active();
+    for (int isa = 0; isa < 3; ++isa) {
+        if (!sp_isa_set((sp_isa)isa)) {
+            printf("attention: the CPU has no %s: that path not compared\n",
+                   sp_isa_name((sp_isa)isa));
+            continue;
+        }
+        att_out p = att_run(&s, qkv, r);
+        CHECK(att_same(&s, &p, &one), "attention B=%d T=%d C=%d H=%d: %s differs from %s", B, T, C,
+              H, sp_isa_name((sp_isa)isa), sp_isa_name(best));
+        att_free(&p);
+    }
+    sp_isa_set(best);
+    omp_set_num_threads(saved);
+    att_free(&one), att_free(&two);
+    free(qkv), free(r);
+}
+
+/* B = 0: nothing read or written; the scratch of B samples is B times that of one. */
+static void test_attention_empty(void) {
+    sp_attention_forward(NULL, NULL, NULL, NULL, 0, 8, 16, 2);
+    sp_attention_backward(NULL, NULL, NULL, NULL, NULL, NULL, 0, 8, 16, 2);
+    CHECK(sp_attention_scratch_floats(0, 8, 16, 2) == 0, "attention scratch of no samples");
+    const size_t one = sp_attention_scratch_floats(1, 37, 24, 3);
+    CHECK(one > 0 && sp_attention_scratch_floats(5, 37, 24, 3) == 5 * one,
+          "attention scratch is not per sample: %zu for 1", one);
+}
+
 int main(void) {
     test_gelu_tanh();
     test_embedding_check();
@@ -265,5 +418,20 @@ int main(void) {
     test_pos_embedding(4, 9, 1);
     test_embedding_threads();
     test_embedding_empty();
+    /* attention: B, T, C, H. T = 1; H = 1; hs 4, 8, 10, 3, 24, 4 (24: more than one
+     * 16-column tile); T = 37; T = 50 and 97, past one block of 48 query rows */
+    test_attention(1, 1, 4, 1, 1);
+    test_attention(2, 5, 12, 3, 1);
+    test_attention(2, 9, 8, 1, 1);
+    test_attention(1, 37, 20, 2, 1);
+    test_attention(2, 16, 6, 2, 1);
+    test_attention(1, 50, 24, 1, 1);
+    test_attention(1, 97, 8, 2, 1);
+    test_attention(2, 33, 16, 2, 8); /* qkv in [-8, 8]: rows nearly one-hot; forward only */
+    test_attention_invariance(3, 50, 24, 3);
+    test_attention_invariance(2, 130, 64, 2);
+    test_attention_empty();
+    printf("attention: worst relerr forward %.2g (tolerance %g), dqkv vs FD %.2g (%g)\n",
+           worst_fwd_, FWD_TOL, worst_grad_, GRAD_TOL);
     return sp_test_summary("seq_layers");
 }
