@@ -18,7 +18,10 @@
  *   conv2d:OUT_CHANNELS:KERNEL[:stride=S][:pad=P][:bias=0]  nn.Conv2d(in_c, OUT, K, S, P)
  *   maxpool:K[:stride=S]  avgpool:K[:stride=S]    nn.MaxPool2d / nn.AvgPool2d (stride = K)
  *   batchnorm[:eps=E][:momentum=M]  layernorm[:eps=E]  gap  upsample:S
- *   flatten  relu  leaky_relu[:SLOPE]  tanh  sigmoid  gelu  dropout:P
+ *   flatten  relu  leaky_relu[:SLOPE]  tanh  sigmoid  gelu[:tanh]  dropout:P
+ * Sequences (T, D), a language model's (input (T) token ids):
+ *   embedding:VOCAB:DIM  pos_embedding  attention:heads=H[:bias=0]  dense:UNITS[:tie]
+ *   (dense and layernorm act on every position)
  * The model is a graph of layers ("nodes", index i in execution order; a straight stack's
  * node i is item i of the spec, as in nn.Sequential).
  *
@@ -150,6 +153,8 @@ sp_status sp_model_status(const sp_model *m);
  * add and concat take two). */
 const char *sp_model_layer_path(const sp_model *m, int i);
 int sp_model_layer_inputs(const sp_model *m, int i, int in[2]);
+/* The embedding layer whose weight layer i uses (dense:V:tie), or -1: its own or none. */
+int sp_model_layer_tied(const sp_model *m, int i);
 /* Bytes layer i keeps for backward for max_batch samples: its output (unless it aliases its
  * input) and what it saves besides (im2col columns, masks, indices, statistics). */
 size_t sp_model_layer_saved_bytes(const sp_model *m, int i);

@@ -60,7 +60,8 @@ void sp_model_plan_blame(sp_model *m) {
         int in[2] = {L->spec.in[0], L->spec.in[1]};
         const int relu = fused_relu_(m, k);
         if (relu >= 0) R->fused = true, in[0] = m->nodes[relu].spec.in[0];
-        const bool pass = L->spec.kind == SP_LAYER_ADD || L->spec.kind == SP_LAYER_FLATTEN;
+        const bool pass = L->spec.kind == SP_LAYER_ADD || L->spec.kind == SP_LAYER_FLATTEN ||
+                          L->spec.kind == SP_LAYER_POS_EMBEDDING;
         bool later[2] = {false, false};
         for (int e = 0; e < 2; ++e) { /* fresh blame: a new slot, or this node's handed on */
             const int j = in[e];
@@ -144,6 +145,10 @@ static const sp_act act_of_[] = {
     [SP_LAYER_GELU] = SP_ACT_GELU,
 };
 
+static sp_act act_(const sp_node *L) {
+    return L->spec.kind == SP_LAYER_GELU && L->spec.tanh ? SP_ACT_GELU_TANH : act_of_[L->spec.kind];
+}
+
 typedef struct bwd {
     sp_wgrad_fn wfn; /* --deterministic: the parameter gradients handed out, or NULL */
     void *wuser;
@@ -160,8 +165,27 @@ static void hand_out_terms_(sp_model *m, const sp_node *L, const double *terms, 
                                .w_len = L->w_len,
                                .b_off = L->b_off,
                                .b_len = L->b_len,
-                               .B = B,
+                               .B = B * L->rows,
+                               .rows = L->rows,
                                .terms = terms};
+    o->wfn(o->wuser, &wl);
+}
+
+/* An embedding's weight gradient as rows of blame added into rows of the weight (the token's
+ * row, or the position's), handed to --deterministic's accumulator. */
+static void hand_out_rows_(sp_model *m, const sp_node *L, const float *dy, const float *ids, int B,
+                           const bwd *o) {
+    const bool tokens = L->spec.kind == SP_LAYER_EMBEDDING;
+    const sp_wgrad_layer wl = {.index = (int)(L - m->nodes),
+                               .kind = SP_WGRAD_ROWS,
+                               .w_off = L->w_off,
+                               .w_len = L->w_len,
+                               .B = B * (int)L->out_shape[0],
+                               .rows = (int)L->out_shape[0],
+                               .dy = dy,
+                               .x = tokens ? ids : NULL,
+                               .in = (int)L->w_shape[0],
+                               .out = (int)L->w_shape[1]};
     o->wfn(o->wuser, &wl);
 }
 
@@ -203,12 +227,14 @@ static void hand_out_(sp_model *m, const sp_node *L, const float *dy, const floa
                                .w_len = L->w_len,
                                .b_off = L->b_off,
                                .b_len = L->b_len,
-                               .B = B,
+                               .B = B * L->rows,
+                               .rows = L->rows,
                                .dy = conv ? m->work1 : dy, /* conv: dyp, see wgrad.h */
                                .x = conv ? L->saved : x,
-                               .in = (int)L->in_size,
-                               .out = (int)L->out_size,
-                               .geom = conv ? &L->conv : NULL};
+                               .in = conv ? (int)L->in_size : (int)L->w_shape[1],
+                               .out = conv ? (int)L->out_size : (int)L->w_shape[0],
+                               .geom = conv ? &L->conv : NULL,
+                               .tied = L->tie >= 0};
     o->wfn(o->wuser, &wl);
 }
 
@@ -223,9 +249,29 @@ static sp_status node_backward_(sp_model *m, int k, const float *d_out, int B, c
     const float *w = m->params + L->w_off;
     const size_t n = (size_t)B * L->out_size;
     switch (L->spec.kind) {
-    case SP_LAYER_DENSE:
-        sp_dense_backward(dx, dw, db, dy, x, w, B, (int)L->in_size, (int)L->out_size, o->acc);
+    case SP_LAYER_DENSE: /* every position of a sequence: B * rows rows */
+        sp_dense_backward(dx, dw, db, dy, x, w, B * L->rows, (int)L->w_shape[1], (int)L->w_shape[0],
+                          o->acc);
         if (o->wfn) hand_out_(m, L, dy, x, B, o);
+        break;
+    case SP_LAYER_EMBEDDING: /* a tied projection (later, so earlier in backward) wrote first */
+        if (dw)
+            sp_embedding_backward(dw, dy, x, (size_t)B * L->in_size, L->spec.vocab, L->spec.units,
+                                  o->acc || m->tied);
+        else
+            hand_out_rows_(m, L, dy, x, B, o);
+        break;
+    case SP_LAYER_POS_EMBEDDING: /* dP from dy; the blame passes to x unchanged */
+        if (dw)
+            sp_pos_embedding_backward(dw, dy, B, (int)L->in_shape[0], (int)L->in_shape[1], o->acc);
+        else
+            hand_out_rows_(m, L, dy, NULL, B, o);
+        finish_add_(m, L, 0, dy, B, d_out);
+        return SP_OK;
+    case SP_LAYER_ATTENTION:
+        if (dx)
+            sp_attention_backward(dx, m->attn_work, dy, x, L->out, L->saved, B, (int)L->in_shape[0],
+                                  (int)L->out_shape[1], L->spec.heads);
         break;
     case SP_LAYER_CONV2D:
         sp_conv2d_backward(dx, dw, db, m->work1, m->work2, dy, L->saved, w, &L->conv, B, o->acc);
@@ -247,12 +293,12 @@ static sp_status node_backward_(sp_model *m, int k, const float *d_out, int B, c
         SP_CHECK(bn_backward_(m, L, dx, dy, x, B, o));
         break;
     case SP_LAYER_LAYERNORM: {
-        const int D = (int)L->in_size;
-        const float *mean = L->saved, *inv_std = L->saved + m->max_batch;
-        sp_ln_backward(dx, dw, dw ? m->grads + L->b_off : NULL, dy, x, mean, inv_std, w, B, D,
+        const int D = (int)L->w_len, R = B * L->rows; /* each position of a sequence */
+        const float *mean = L->saved, *inv_std = L->saved + (size_t)m->max_batch * L->rows;
+        sp_ln_backward(dx, dw, dw ? m->grads + L->b_off : NULL, dy, x, mean, inv_std, w, R, D,
                        o->acc);
         if (o->wfn) {
-            sp_ln_grad_terms(m->terms, dy, x, mean, inv_std, B, D);
+            sp_ln_grad_terms(m->terms, dy, x, mean, inv_std, R, D);
             hand_out_terms_(m, L, m->terms, B, o);
         }
         break;
@@ -279,7 +325,7 @@ static sp_status node_backward_(sp_model *m, int k, const float *d_out, int B, c
         finish_add_(m, L, 1, dy, B, d_out);
         return SP_OK;
     default: /* elementwise activations */
-        if (dx) sp_act_backward(dx, dy, x, L->out, n, act_of_[L->spec.kind], L->spec.slope);
+        if (dx) sp_act_backward(dx, dy, x, L->out, n, act_(L), L->spec.slope);
         break;
     }
     finish_add_(m, L, 0, dx, B, d_out);
@@ -331,4 +377,29 @@ void sp_model_backward_fresh(sp_model *m, const float *d_out, int B, sp_grad_rea
 
 void sp_model_backward_wgrad(sp_model *m, const float *d_out, int B, sp_wgrad_fn fn, void *user) {
     backward_(m, d_out, B, NULL, NULL, &(bwd){.wfn = fn, .wuser = user, .acc = true});
+}
+
+bool sp_model_wgrad_info(const sp_model *m, int i, sp_wgrad_info *info) {
+    const sp_node *L = &m->nodes[i];
+    const bool tied = L->tie >= 0;
+    if (!L->w_len && !tied) return false;
+    const sp_layer_kind k = L->spec.kind;
+    const bool rows = k == SP_LAYER_EMBEDDING || k == SP_LAYER_POS_EMBEDDING;
+    *info = (sp_wgrad_info){.kind = k == SP_LAYER_DENSE    ? SP_WGRAD_DENSE
+                                    : k == SP_LAYER_CONV2D ? SP_WGRAD_CONV
+                                    : rows                 ? SP_WGRAD_ROWS
+                                                           : SP_WGRAD_TERMS,
+                            .w_off = L->w_off,
+                            .w_len = tied ? m->nodes[L->tie].w_len : L->w_len,
+                            .b_off = L->b_off,
+                            .b_len = L->b_len,
+                            .in = k == SP_LAYER_DENSE ? (int)L->w_shape[1]
+                                  : rows              ? (int)L->w_shape[0]
+                                                      : (int)L->in_size,
+                            .out = k == SP_LAYER_DENSE ? (int)L->w_shape[0]
+                                   : rows              ? (int)L->w_shape[1]
+                                                       : (int)L->out_size,
+                            .rows = rows ? (int)L->out_shape[0] : L->rows,
+                            .tied = tied};
+    return true;
 }

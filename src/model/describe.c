@@ -49,6 +49,8 @@ void sp_model_print_graph(const sp_model *m, FILE *f, const char *indent, bool s
             if (sp_model_layer_buffers((sp_model *)m, i, &off, &len, &tracked))
                 fprintf(f, " + running_mean, running_var (%zu,)", len);
         }
+        const int tie = sp_model_layer_tied(m, i);
+        if (tie >= 0) fprintf(f, "  weight = params/%s/weight (tied)", sp_model_layer_path(m, tie));
         if (saved) fprintf(f, "  saved %.2f MB", (double)sp_model_layer_saved_bytes(m, i) / 1e6);
         fprintf(f, "\n");
     }

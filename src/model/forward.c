@@ -73,7 +73,7 @@ static void act_forward_(const sp_node *L, const float *x, size_t n) {
         sp_act_forward(L->out, x, n, SP_ACT_SIGMOID, 0);
         break;
     default: /* SP_LAYER_GELU */
-        sp_act_forward(L->out, x, n, SP_ACT_GELU, 0);
+        sp_act_forward(L->out, x, n, L->spec.tanh ? SP_ACT_GELU_TANH : SP_ACT_GELU, 0);
         break;
     }
 }
@@ -86,8 +86,30 @@ static int node_forward_(sp_model *m, int i, int B, const sp_step_ctx *ctx) {
     const size_t n = (size_t)B * L->out_size;
     const bool training = ctx && ctx->training;
     switch (L->spec.kind) {
-    case SP_LAYER_DENSE:
-        sp_dense_forward(L->out, x, w, b, B, (int)L->in_size, (int)L->out_size);
+    case SP_LAYER_DENSE: /* every position of a sequence: B * rows rows */
+        sp_dense_forward(L->out, x, m->params + L->w_off, b, B * L->rows, (int)L->w_shape[1],
+                         (int)L->w_shape[0]);
+        break;
+    case SP_LAYER_EMBEDDING: {
+        const size_t npos = (size_t)B * L->in_size;
+        const int64_t bad = sp_embedding_check(x, npos, L->spec.vocab);
+        if (bad >= 0) {
+            m->status = SP_FAIL(SP_ERR_DATA,
+                                "embedding layer %s: token id %g (sample %lld, position %lld) is "
+                                "not an integer in [0, %d)",
+                                L->spec.path, (double)x[bad], (long long)(bad / L->in_size),
+                                (long long)(bad % L->in_size), L->spec.vocab);
+            break;
+        }
+        sp_embedding_forward(L->out, x, w, npos, L->spec.units);
+        break;
+    }
+    case SP_LAYER_POS_EMBEDDING:
+        sp_pos_embedding_forward(L->out, x, w, B, (int)L->in_shape[0], (int)L->in_shape[1]);
+        break;
+    case SP_LAYER_ATTENTION:
+        sp_attention_forward(L->out, L->saved, m->attn_work, x, B, (int)L->in_shape[0],
+                             (int)L->out_shape[1], L->spec.heads);
         break;
     case SP_LAYER_CONV2D:
         if (L->fused_fwd) return conv_fused_forward_(m, i, x, B);
@@ -124,8 +146,8 @@ static int node_forward_(sp_model *m, int i, int B, const sp_step_ctx *ctx) {
         }
         break;
     case SP_LAYER_LAYERNORM:
-        sp_ln_forward(L->out, L->saved, L->saved + m->max_batch, x, w, m->params + L->b_off, B,
-                      (int)L->in_size, L->spec.eps);
+        sp_ln_forward(L->out, L->saved, L->saved + (size_t)m->max_batch * L->rows, x, w,
+                      m->params + L->b_off, B * L->rows, (int)L->w_len, L->spec.eps);
         break;
     case SP_LAYER_GAP:
         sp_gap_forward(L->out, x, B, L->C, L->P);

@@ -45,8 +45,11 @@ static sp_status bad_node_(const sp_node *L, const char *fmt, ...) {
                    at, what);
 }
 
+/* Values per sample of a shape: (F), (T, D) a sequence, or (C, H, W). */
 static int64_t shape_size_(const int64_t *shape, int rank) {
-    return shape[0] * (rank == 3 ? shape[1] * shape[2] : 1);
+    int64_t n = 1;
+    for (int d = 0; d < rank; ++d) n *= shape[d];
+    return n;
 }
 
 /* The shape of the value node L reads as input e. */
@@ -73,6 +76,8 @@ static sp_status join_shapes_(sp_model *m, sp_node *L, int64_t shape[3], int ran
                              b, a);
         return SP_OK;
     }
+    if (rank == 2)
+        return bad_node_(L, "concatenates sequences %s and %s: not supported (use add)", b, a);
     if (r2 != rank || (rank == 3 && (s2[1] != shape[1] || s2[2] != shape[2])))
         return bad_node_(L, "concatenates %s to %s: needs the same height and width", b, a);
     L->C = (int)shape[0];
@@ -92,15 +97,44 @@ static sp_status infer_node_(sp_model *m, sp_node *L) {
     L->in_rank = rank;
     memcpy(L->in_shape, shape, sizeof shape);
     L->in_size = (size_t)shape_size_(shape, rank);
+    L->rows = rank == 2 ? (int)shape[0] : 1;
+    L->tie = -1;
+    const int f = rank - 1; /* a sequence's features: the last dimension */
     switch (s->kind) {
-    case SP_LAYER_DENSE:
-        if (rank != 1)
+    case SP_LAYER_DENSE: { /* on (F), or on every position of (T, D) */
+        if (s->units_x && rank != 2)
+            return bad_node_(L, "attention needs a sequence (T, C) but gets %s", got);
+        if (rank == 3)
             return bad_node_(L, "needs a flat input (F) but gets %s; add 'flatten' before it", got);
+        const int64_t units = s->units_x ? s->units_x * shape[f] : s->units;
+        if (units > INT32_MAX) return bad_node_(L, "%lld units are too many", (long long)units);
         L->w_rank = 2;
-        L->w_shape[0] = s->units, L->w_shape[1] = shape[0];
-        L->w_len = (size_t)s->units * (size_t)shape[0];
-        L->b_len = s->bias ? (size_t)s->units : 0;
-        shape[0] = s->units;
+        L->w_shape[0] = units, L->w_shape[1] = shape[f];
+        L->w_len = s->tie ? 0 : (size_t)units * (size_t)shape[f]; /* tie: the embedding's */
+        L->b_len = s->bias ? (size_t)units : 0;
+        shape[f] = units;
+        break;
+    }
+    case SP_LAYER_EMBEDDING:
+        if (rank != 1) return bad_node_(L, "needs token ids (T) but gets %s", got);
+        L->w_rank = 2;
+        L->w_shape[0] = s->vocab, L->w_shape[1] = s->units;
+        L->w_len = (size_t)s->vocab * (size_t)s->units;
+        shape[1] = s->units;
+        rank = 2;
+        break;
+    case SP_LAYER_POS_EMBEDDING:
+        if (rank != 2)
+            return bad_node_(L, "needs a sequence (T, D) (after an embedding) but gets %s", got);
+        L->w_rank = 2;
+        L->w_shape[0] = shape[0], L->w_shape[1] = shape[1];
+        L->w_len = L->in_size;
+        break;
+    case SP_LAYER_ATTENTION:
+        if ((shape[1] / 3) % s->heads) /* the input is P.qkv's: a sequence (T, 3C) */
+            return bad_node_(L, "%d heads do not divide the width %lld", s->heads,
+                             (long long)(shape[1] / 3));
+        shape[1] /= 3;
         break;
     case SP_LAYER_CONV2D:
         if (rank != 3 || !sp_conv_geom_init(&L->conv, (int)shape[0], (int)shape[1], (int)shape[2],
@@ -131,20 +165,25 @@ static sp_status infer_node_(sp_model *m, sp_node *L) {
         shape[1] = L->pool.oh, shape[2] = L->pool.ow;
         break;
     case SP_LAYER_FLATTEN:
-        if (rank == 3) shape[0] = shape[0] * shape[1] * shape[2];
+        shape[0] = shape_size_(shape, rank);
         rank = 1;
         break;
     case SP_LAYER_BATCHNORM: /* BatchNorm1d over (F), BatchNorm2d over (C, H, W) */
+        if (rank == 2)
+            return bad_node_(L,
+                             "normalizes (F) or (C, H, W) but gets the sequence %s (use "
+                             "layernorm)",
+                             got);
         L->C = (int)shape[0];
         L->P = rank == 3 ? (int)(shape[1] * shape[2]) : 1;
         L->w_rank = 1;
         L->w_shape[0] = shape[0];
         L->w_len = L->b_len = L->s_len = (size_t)shape[0];
         break;
-    case SP_LAYER_LAYERNORM: /* over the whole sample: weight and bias of the sample's shape */
-        L->w_rank = rank;
-        memcpy(L->w_shape, shape, sizeof shape);
-        L->w_len = L->b_len = L->in_size;
+    case SP_LAYER_LAYERNORM: /* over the whole sample, or each position of a sequence (over D) */
+        L->w_rank = rank == 2 ? 1 : rank;
+        memcpy(L->w_shape, rank == 2 ? shape + 1 : shape, (size_t)L->w_rank * sizeof *shape);
+        L->w_len = L->b_len = L->in_size / (size_t)L->rows;
         break;
     case SP_LAYER_GAP:
         if (rank != 3) return bad_node_(L, "needs an image input (C, H, W) but gets %s", got);
@@ -188,6 +227,27 @@ static sp_status infer_node_(sp_model *m, sp_node *L) {
     return SP_OK;
 }
 
+/* dense:V:tie at node i: its weight is the (V, D) weight of the first embedding, which must be
+ * before it and match its units and input features. */
+static sp_status tie_(sp_model *m, int i) {
+    sp_node *L = &m->nodes[i];
+    for (int k = 0; k < i; ++k) {
+        const sp_node *E = &m->nodes[k];
+        if (E->spec.kind != SP_LAYER_EMBEDDING) continue;
+        if (E->w_shape[0] != L->w_shape[0] || E->w_shape[1] != L->w_shape[1])
+            return bad_node_(L,
+                             "is tied to the embedding at layer %s of %lld x %lld, but its weight "
+                             "would be %lld x %lld",
+                             E->spec.path, (long long)E->w_shape[0], (long long)E->w_shape[1],
+                             (long long)L->w_shape[0], (long long)L->w_shape[1]);
+        L->tie = k;
+        L->w_off = E->w_off; /* views of the embedding's weight and gradient (w_len stays 0) */
+        m->tied = true;
+        return SP_OK;
+    }
+    return bad_node_(L, "tie needs an embedding before it (embedding:VOCAB:DIM)");
+}
+
 /* Shapes, parameter and buffer offsets, and who consumes and who learns. */
 static sp_status infer_shapes_(sp_model *m) {
     size_t off = 0, boff = 0;
@@ -204,7 +264,8 @@ static sp_status infer_shapes_(sp_model *m) {
             L->s_off = boff;
             boff += 2 * L->s_len; /* C < 2^31 per layer, at most 4096 layers */
         }
-        bool learns = L->w_len > 0;
+        if (L->spec.tie) SP_CHECK(tie_(m, i));
+        bool learns = L->w_len > 0 || L->tie >= 0;
         for (int e = 0; e < 2; ++e) {
             const int j = L->spec.in[e];
             if (j < 0) continue;
@@ -245,7 +306,9 @@ static size_t saved_floats_(const sp_node *L, size_t B, size_t *arg_n) {
     case SP_LAYER_BATCHNORM:
         return 2 * (size_t)L->C;
     case SP_LAYER_LAYERNORM:
-        return 2 * B;
+        return 2 * B * (size_t)L->rows;
+    case SP_LAYER_ATTENTION:
+        return B * (size_t)L->spec.heads * (size_t)L->in_shape[0];
     default:
         return 0;
     }
@@ -259,7 +322,7 @@ static size_t pad16_(size_t n) {
  * max_batch samples; check it all against the memory limit; allocate. */
 static sp_status alloc_buffers_(sp_model *m) {
     const size_t B = (size_t)m->max_batch;
-    size_t act = 0, w1 = 0, w2 = 0, terms = 0;
+    size_t act = 0, w1 = 0, w2 = 0, terms = 0, trows = 1, aw = 0;
     m->widest = m->input_size;
     size_t *offs = calloc((size_t)m->n * 3, sizeof *offs);
     if (!offs) return SP_FAIL(SP_ERR_NOMEM, "model: out of memory");
@@ -284,7 +347,15 @@ static sp_status alloc_buffers_(sp_model *m) {
         }
         if (L->spec.kind == SP_LAYER_BATCHNORM && 2 * (size_t)L->C + 1 > terms)
             terms = 2 * (size_t)L->C + 1;
-        if (L->spec.kind == SP_LAYER_LAYERNORM && 2 * L->in_size > terms) terms = 2 * L->in_size;
+        if (L->spec.kind == SP_LAYER_LAYERNORM) {
+            if (2 * L->w_len > terms) terms = 2 * L->w_len;
+            if ((size_t)L->rows > trows) trows = (size_t)L->rows;
+        }
+        if (L->spec.kind == SP_LAYER_ATTENTION) {
+            const size_t a = sp_attention_scratch_floats(m->max_batch, (int)L->in_shape[0],
+                                                         (int)L->out_shape[1], L->spec.heads);
+            if (a > aw) aw = a;
+        }
         L->saved_floats = saved_floats_(L, B, &arg_n);
         if (L->spec.kind == SP_LAYER_FLATTEN) out_n = 0;
         offs[3 * i] = act;
@@ -298,7 +369,7 @@ static sp_status alloc_buffers_(sp_model *m) {
     size_t slot = 0, slots = 0, terms_n = 0, total = act, bytes = 0;
     if (st == SP_OK && (!sp_size_mul(m->widest, B, &slot) ||
                         !sp_size_mul(slot, (size_t)m->nslots + (m->need_scratch ? 1 : 0), &slots) ||
-                        !sp_size_mul(terms, B + 1, &terms_n)))
+                        !sp_size_mul(terms, B * trows + 1, &terms_n)))
         st = SP_FAIL(SP_ERR_NOMEM, "model: activations too large");
     /* Everything the model will hold: activations, blame slots, conv scratch, normalization
      * terms (doubles), parameters, gradients and buffers, checked against the memory limit
@@ -306,14 +377,15 @@ static sp_status alloc_buffers_(sp_model *m) {
     if (st == SP_OK &&
         (!sp_size_add(total, slots, &total) || !sp_size_add(total, w1, &total) ||
          !sp_size_add(total, w2, &total) || !sp_size_add(total, 2 * terms_n, &total) ||
-         !sp_size_add(total, m->nparams, &total) || !sp_size_add(total, m->nparams, &total) ||
-         !sp_size_add(total, m->nbuffers, &total) || !sp_size_mul(total, sizeof(float), &bytes)))
+         !sp_size_add(total, aw, &total) || !sp_size_add(total, m->nparams, &total) ||
+         !sp_size_add(total, m->nparams, &total) || !sp_size_add(total, m->nbuffers, &total) ||
+         !sp_size_mul(total, sizeof(float), &bytes)))
         st = SP_FAIL(SP_ERR_NOMEM, "model \"%.200s\": size overflows size_t", m->spec);
     if (st != SP_OK) {
         free(offs);
         return st;
     }
-    m->buffer_floats = act + slots + w1 + w2 + 2 * terms_n;
+    m->buffer_floats = act + slots + w1 + w2 + 2 * terms_n + aw;
     char who[320];
     snprintf(who, sizeof who, "model \"%.200s\" (batch %d)", m->spec, m->max_batch);
     st = sp_mem_check(bytes, who, "parameters, gradients and activations");
@@ -322,10 +394,11 @@ static sp_status alloc_buffers_(sp_model *m) {
         m->slots = alloc_floats_(slots);
         m->work1 = w1 ? alloc_floats_(w1) : NULL;
         m->work2 = w2 ? alloc_floats_(w2) : NULL;
-        m->terms = terms ? alloc_bytes_(terms * B * sizeof(double)) : NULL;
+        m->attn_work = aw ? alloc_floats_(aw) : NULL;
+        m->terms = terms ? alloc_bytes_(terms * B * trows * sizeof(double)) : NULL;
         m->sums = terms ? alloc_bytes_(terms * sizeof(double)) : NULL;
         if (!m->act || !m->slots || (w1 && !m->work1) || (w2 && !m->work2) ||
-            (terms && (!m->terms || !m->sums)))
+            (aw && !m->attn_work) || (terms && (!m->terms || !m->sums)))
             st = SP_FAIL(SP_ERR_NOMEM,
                          "model: cannot allocate %.1f MB of activations for a batch of %d",
                          (double)m->buffer_floats * 4 / 1e6, m->max_batch);
@@ -433,6 +506,7 @@ void sp_model_free(sp_model *m) {
     free(m->slots);
     free(m->work1);
     free(m->work2);
+    free(m->attn_work);
     free(m->terms);
     free(m->sums);
     free(m);
@@ -475,6 +549,14 @@ void sp_model_init_params(sp_model *m, uint64_t seed) {
             memset(m->params + L->b_off, 0, L->b_len * sizeof(float));
             continue;
         }
+        const uint64_t stream = SP_STREAM_INIT + ((uint64_t)i << 8);
+        if (L->spec.kind == SP_LAYER_EMBEDDING || L->spec.kind == SP_LAYER_POS_EMBEDDING) {
+            /* GPT-2's scale, standard deviation 0.02: U(-b, b) with b = 0.02 sqrt(3) */
+            const double b = 0.02 * sqrt(3.0);
+            for (size_t e = 0; e < L->w_len; ++e)
+                w[e] = (float)(b * (2.0 * (double)sp_rng_uniform(seed, stream, e) - 1.0));
+            continue;
+        }
         const double gain2 = init_gain2_(m, i);
         const size_t recept = L->w_rank == 4 ? (size_t)(L->w_shape[2] * L->w_shape[3]) : 1;
         const double fan_in = (double)L->w_shape[1] * (double)recept;
@@ -482,7 +564,6 @@ void sp_model_init_params(sp_model *m, uint64_t seed) {
         /* He uniform: U(-b, b), b = gain sqrt(3 / fan_in); Xavier uniform: b = sqrt(6/(in+out)) */
         const double bound =
             gain2 > 0 ? sqrt(3.0 * gain2 / fan_in) : sqrt(6.0 / (fan_in + fan_out));
-        const uint64_t stream = SP_STREAM_INIT + ((uint64_t)i << 8);
         for (size_t e = 0; e < L->w_len; ++e)
             w[e] = (float)(bound * (2.0 * (double)sp_rng_uniform(seed, stream, e) - 1.0));
         memset(m->params + L->b_off, 0, L->b_len * sizeof(float));
@@ -571,6 +652,10 @@ int sp_model_layer_inputs(const sp_model *m, int i, int in[2]) {
     return in[1] == SP_SPEC_NONE ? 1 : 2;
 }
 
+int sp_model_layer_tied(const sp_model *m, int i) {
+    return m->nodes[i].tie;
+}
+
 size_t sp_model_layer_saved_bytes(const sp_model *m, int i) {
     const sp_node *L = &m->nodes[i];
     size_t arg_n;
@@ -618,9 +703,14 @@ double sp_model_flops_per_sample(const sp_model *m) {
     for (int i = 0; i < m->n; ++i) {
         const sp_node *L = &m->nodes[i];
         switch (L->spec.kind) {
-        case SP_LAYER_DENSE:
-            f += 2.0 * (double)L->w_len;
+        case SP_LAYER_DENSE: /* w_shape: tied weights too */
+            f += 2.0 * (double)(L->w_shape[0] * L->w_shape[1]) * L->rows;
             break;
+        case SP_LAYER_ATTENTION: { /* q k^T and P v over the causal half */
+            const double T = (double)L->in_shape[0], C = (double)L->out_shape[1];
+            f += 2.0 * 2.0 * C * T * (T + 1) / 2;
+            break;
+        }
         case SP_LAYER_CONV2D:
             f += 2.0 * (double)L->w_len * (double)L->conv.oh * (double)L->conv.ow;
             break;

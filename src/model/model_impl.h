@@ -43,12 +43,15 @@ typedef struct sp_node {
     int64_t tracked;     /* batchnorm: num_batches_tracked */
     double M;            /* batchnorm: values per channel in the last training batch (all ranks) */
     int C, P;            /* batchnorm: channels, values per channel and sample; concat: Ca, P */
+    int rows;            /* positions per sample a dense or layer norm acts on: T of a sequence
+                            input (T, D), else 1 */
+    int tie;             /* dense:V:tie: the embedding node whose weight it uses, else -1 */
     sp_conv_geom conv;
     sp_pool_geom pool;
     float *out;          /* (max_batch, out_size); flatten aliases its input */
     float *saved;        /* conv: col (c*k*k, max_batch*oh*ow); dropout: mask (max_batch, size);
                         batchnorm: mean, inv_std (C each); layernorm: mean, inv_std (max_batch
-                        each) */
+                        * rows each); attention: lse (max_batch, heads, T) */
     int32_t *argmax;     /* maxpool: (max_batch, out_size) */
     size_t saved_floats; /* what this node keeps for backward besides its output */
     int consumers;       /* nodes reading the output (the last node's also feeds the loss) */
@@ -75,7 +78,10 @@ struct sp_model {
     bool need_scratch;    /* some blame is added to earlier blame: one more slot, the scratch */
     float *slots;         /* (nslots [+ 1], max_batch, widest): the last one the scratch */
     float *work1, *work2; /* conv scratch: (oc, B*oh*ow) and (c*k*k, B*oh*ow), widest conv */
-    double *terms;        /* (max_batch, widest terms): normalization's per-sample terms */
+    float *attn_work;     /* attention scratch (sp_attention_scratch_floats), widest attention */
+    bool tied;            /* a dense shares the embedding's weight (tie): their gradients add */
+    double *terms;        /* (max_batch * rows, widest terms): normalization's per-sample (per
+                             position) terms */
     double *sums;         /* (widest terms) their sums */
     size_t buffer_floats; /* activations, saved values, blame slots and scratch */
     const float *x;       /* input of the last forward (caller-owned) */

@@ -28,7 +28,14 @@ typedef struct kind_info {
 } kind_info;
 
 static const kind_info kinds_[] = {
-    {"dense", SP_LAYER_DENSE, 1, 2, {"units", "bias"}, "dense:UNITS[:bias=0]", 1, false},
+    {"dense",
+     SP_LAYER_DENSE,
+     1,
+     3,
+     {"units", "bias", "tie"},
+     "dense:UNITS[:bias=0][:tie]",
+     1,
+     false},
     {"conv2d",
      SP_LAYER_CONV2D,
      2,
@@ -44,7 +51,7 @@ static const kind_info kinds_[] = {
     {"leaky_relu", SP_LAYER_LEAKY_RELU, 0, 1, {"slope"}, "leaky_relu[:SLOPE]", -1, false},
     {"tanh", SP_LAYER_TANH, 0, 0, {0}, "tanh", -1, false},
     {"sigmoid", SP_LAYER_SIGMOID, 0, 0, {0}, "sigmoid", -1, false},
-    {"gelu", SP_LAYER_GELU, 0, 0, {0}, "gelu", -1, false},
+    {"gelu", SP_LAYER_GELU, 0, 1, {"approximate"}, "gelu[:tanh]", -1, false},
     {"dropout", SP_LAYER_DROPOUT, 1, 1, {"p"}, "dropout:P", -1, false},
     {"batchnorm",
      SP_LAYER_BATCHNORM,
@@ -59,11 +66,22 @@ static const kind_info kinds_[] = {
     {"upsample", SP_LAYER_UPSAMPLE, 1, 1, {"scale"}, "upsample:S", 1, true},
     {"add", SP_LAYER_ADD, 1, 1, {"name"}, "add:NAME", 1, true},
     {"concat", SP_LAYER_CONCAT, 1, 1, {"name"}, "concat:NAME", 1, true},
+    {"embedding", SP_LAYER_EMBEDDING, 2, 2, {"vocab", "dim"}, "embedding:VOCAB:DIM", -1, false},
+    {"pos_embedding", SP_LAYER_POS_EMBEDDING, 0, 0, {0}, "pos_embedding", -1, false},
+    {"attention",
+     SP_LAYER_ATTENTION,
+     1,
+     2,
+     {"heads", "bias"},
+     "attention:heads=H[:bias=0]",
+     1,
+     false},
 };
 static const int nkinds_ = (int)(sizeof kinds_ / sizeof kinds_[0]);
 #define SP_KIND_LIST                                                                               \
     "dense, conv2d, maxpool, avgpool, flatten, relu, leaky_relu, tanh, sigmoid, gelu, dropout, "   \
-    "batchnorm, layernorm, gap, upsample, save, add, concat, residual(...), repeat:N(...)"
+    "batchnorm, layernorm, gap, upsample, embedding, pos_embedding, attention, save, add, "        \
+    "concat, residual(...), repeat:N(...)"
 
 const char *sp_layer_kind_name(sp_layer_kind kind) {
     for (int i = 0; i < nkinds_; ++i)
@@ -158,6 +176,14 @@ static sp_status set_arg_(sp_layer_spec *L, const kind_info *k, int a, const cha
         snprintf(name, 32, "%s", val);
         return SP_OK;
     }
+    if (!strcmp(arg, "approximate")) { /* nn.GELU(approximate='none' | 'tanh') */
+        if (strcmp(val, "tanh") && strcmp(val, "none")) {
+            snprintf(msg, sizeof msg, "approximate must be tanh or none, got '%.40s'", val);
+            return bad_(L, k, msg);
+        }
+        L->tanh = !strcmp(val, "tanh");
+        return SP_OK;
+    }
     if (!strcmp(arg, "slope") || !strcmp(arg, "p") || !strcmp(arg, "eps") ||
         !strcmp(arg, "momentum")) {
         double v = strtod(val, &end);
@@ -189,11 +215,11 @@ static sp_status set_arg_(sp_layer_spec *L, const kind_info *k, int a, const cha
         return SP_OK;
     }
     long v = strtol(val, &end, 10);
-    const bool flag = !strcmp(arg, "bias");
+    const bool flag = !strcmp(arg, "bias") || !strcmp(arg, "tie");
     const long lo = (!strcmp(arg, "pad") || flag) ? 0 : 1, hi = flag ? 1 : 1000000;
     if (!*val || *end || errno || v < lo || v > hi) {
         if (flag)
-            snprintf(msg, sizeof msg, "bias must be 0 or 1, got '%s'", val);
+            snprintf(msg, sizeof msg, "%s must be 0 or 1, got '%s'", arg, val);
         else
             snprintf(msg, sizeof msg, "%s must be an integer %s, got '%s'", arg,
                      lo ? ">= 1" : ">= 0", val);
@@ -211,6 +237,14 @@ static sp_status set_arg_(sp_layer_spec *L, const kind_info *k, int a, const cha
         L->pad = (int)v;
     else if (!strcmp(arg, "scale"))
         L->scale = (int)v;
+    else if (!strcmp(arg, "vocab"))
+        L->vocab = (int)v;
+    else if (!strcmp(arg, "dim"))
+        L->units = (int)v;
+    else if (!strcmp(arg, "heads"))
+        L->heads = (int)v;
+    else if (!strcmp(arg, "tie"))
+        L->tie = v != 0;
     else if (flag)
         L->bias = v != 0;
     return SP_OK;
@@ -272,6 +306,8 @@ static sp_status parse_layer_(char *tok, sp_layer_spec *L, const kind_info **kin
                 return bad_(L, k, msg);
             }
             keyword_seen = true;
+        } else if (k->kind == SP_LAYER_DENSE && !strcmp(fields[f], "tie")) {
+            a = 2, val = "1"; /* the flag alone: dense:V:tie */
         } else {
             if (keyword_seen) return bad_(L, k, "a positional argument after a key=value one");
             a = npos++;
@@ -296,6 +332,10 @@ static sp_status parse_layer_(char *tok, sp_layer_spec *L, const kind_info **kin
             return bad_(L, k, msg);
         }
     if (k->kind == SP_LAYER_CONV2D && !given[2]) L->stride = 1;
+    if (k->kind == SP_LAYER_DENSE && L->tie) { /* GPT-2's output projection has no bias */
+        if (given[1] && L->bias) return bad_(L, k, "a tied projection has no bias");
+        L->bias = false;
+    }
     if ((k->kind == SP_LAYER_MAXPOOL || k->kind == SP_LAYER_AVGPOOL) && !given[1])
         L->stride = L->kernel;
     return SP_OK;
@@ -333,6 +373,27 @@ static int find_name_(const parser *P, const char *name) {
 }
 
 static sp_status parse_seq_(parser *P, int in, const char *prefix, int *out);
+
+/* attention at path P as GPT-2 has it: P.qkv (a dense of 3C units), the causal core at P, and
+ * P.proj (a dense of C units), each fed by the one before; *cur moves to P.proj. */
+static sp_status push_attention_(parser *P, const sp_layer_spec *A, int *cur) {
+    static const char *const part[3] = {".qkv", "", ".proj"};
+    for (int e = 0; e < 3; ++e) {
+        if (strlen(A->path) + strlen(part[e]) >= sizeof A->path)
+            return bad_at_(P, P->pos, "blocks nested too deep (module path too long)");
+        sp_layer_spec *N = push_(P);
+        if (!N) return too_large_(P);
+        *N = *A;
+        snprintf(N->path, sizeof N->path, "%s%s", A->path, part[e]);
+        N->in[0] = *cur;
+        if (e != 1) {
+            N->kind = SP_LAYER_DENSE;
+            N->units_x = e == 0 ? 3 : 1;
+        }
+        *cur = P->n - 1;
+    }
+    return SP_OK;
+}
 
 /* The path of item `index` of a sequence: "3", or prefix "3.f" + ".3". */
 static bool item_path_(char *path, size_t size, const char *prefix, int index) {
@@ -457,10 +518,14 @@ static sp_status parse_seq_(parser *P, int in, const char *prefix, int *out) {
                         return bad_(&L, k, msg);
                     }
                 }
-                sp_layer_spec *N = push_(P);
-                if (!N) return too_large_(P);
-                *N = L;
-                cur = P->n - 1;
+                if (k->kind == SP_LAYER_ATTENTION) {
+                    SP_CHECK(push_attention_(P, &L, &cur));
+                } else {
+                    sp_layer_spec *N = push_(P);
+                    if (!N) return too_large_(P);
+                    *N = L;
+                    cur = P->n - 1;
+                }
             }
         }
         if (P->s[P->pos] != ',') break;
@@ -524,8 +589,10 @@ bool sp_spec_same(const char *a, const char *b) {
         same = x->kind == y->kind && x->units == y->units && x->out_channels == y->out_channels &&
                x->kernel == y->kernel && x->stride == y->stride && x->pad == y->pad &&
                x->scale == y->scale && x->bias == y->bias && x->slope == y->slope && x->p == y->p &&
-               x->eps == y->eps && x->momentum == y->momentum && x->in[0] == y->in[0] &&
-               x->in[1] == y->in[1] && !strcmp(x->path, y->path);
+               x->eps == y->eps && x->momentum == y->momentum && x->vocab == y->vocab &&
+               x->heads == y->heads && x->units_x == y->units_x && x->tie == y->tie &&
+               x->tanh == y->tanh && x->in[0] == y->in[0] && x->in[1] == y->in[1] &&
+               !strcmp(x->path, y->path);
     }
     free(la);
     free(lb);

@@ -16,6 +16,10 @@
  * path of the equivalent PyTorch module: the top-level items are numbered by position, as in
  * nn.Sequential (save, add and concat count), a residual at i holds i.f.K and i.g.K, a repeat
  * at i holds i.R.K. A straight stack's paths are "0", "1", ..., today's checkpoint names.
+ *
+ * attention:heads=H at path P is three nodes, as GPT-2's attention module: a dense of 3C units
+ * at P.qkv (q, k and v of every position, C the input's features), the causal attention core
+ * at P, and a dense of C units at P.proj.
  */
 #ifndef SP_MODEL_SPEC_H
 #define SP_MODEL_SPEC_H
@@ -40,8 +44,11 @@ typedef enum {
     SP_LAYER_LAYERNORM,
     SP_LAYER_GAP,
     SP_LAYER_UPSAMPLE,
-    SP_LAYER_ADD,   /* in[0] + in[1]: a residual join or add:NAME */
-    SP_LAYER_CONCAT /* channels of in[0], then of in[1] */
+    SP_LAYER_ADD,           /* in[0] + in[1]: a residual join or add:NAME */
+    SP_LAYER_CONCAT,        /* channels of in[0], then of in[1] */
+    SP_LAYER_EMBEDDING,     /* token ids (T) -> (T, DIM) */
+    SP_LAYER_POS_EMBEDDING, /* (T, D) + a learned (T, D) */
+    SP_LAYER_ATTENTION      /* the causal attention core: (T, 3C) q, k, v -> (T, C) */
 } sp_layer_kind;
 
 #define SP_SPEC_INPUT (-1) /* in[k]: the model's input */
@@ -60,6 +67,11 @@ typedef struct sp_layer_spec {
     float p;          /* dropout */
     float eps;        /* batchnorm, layernorm (default 1e-5) */
     float momentum;   /* batchnorm (default 0.1) */
+    int vocab;        /* embedding: VOCAB (and units = DIM) */
+    int heads;        /* attention */
+    int units_x;      /* dense made by attention: units = units_x x the input's features */
+    bool tie;         /* dense: the weight is the embedding's (tie) */
+    bool tanh;        /* gelu:tanh, GPT-2's approximation */
     int in[2];        /* producers: node indices, SP_SPEC_INPUT, or (in[1]) SP_SPEC_NONE */
     char path[64];    /* the PyTorch module path, "3" or "3.f.0" */
     char text[64];    /* the item as written, for messages (truncated) */

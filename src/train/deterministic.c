@@ -83,10 +83,11 @@ typedef struct sp_det {
     float *scratch;    /* (threads, scratch_per) */
     int64_t *tile_acc; /* (threads, scratch_per): a dense tile's accumulators */
     size_t scratch_per;
-    double limit; /* this step's largest allowed |term| */
-    int64_t bad;  /* terms out of range in this step (local) */
-    bool single;  /* one rank: dense tiles convert to the float gradients directly */
-    int nz;       /* ranges [zoff, zoff + zlen) of the slab not written whole by dense tiles */
+    double limit;     /* this step's largest allowed |term| of a micro-batch sum */
+    double row_limit; /* and of one position's blame (embeddings: one term per position) */
+    int64_t bad;      /* terms out of range in this step (local) */
+    bool single;      /* one rank: dense tiles convert to the float gradients directly */
+    int nz;           /* ranges [zoff, zoff + zlen) of the slab not written whole by dense tiles */
     size_t *zoff, *zlen;
     float *work;        /* sp_gemm_fixed's packed operands, or NULL */
     sp_step_sums total; /* the last step's sums over ranks (from the head) */
@@ -110,25 +111,26 @@ static void dense_tile_(int in, int out, int *rows, int *cols) {
 static void plan_layers_(sp_det *d, size_t *per, size_t *conv, size_t *work) {
     *per = *conv = *work = 0;
     for (int i = 0; i < sp_model_num_layers(d->m); ++i) {
-        size_t w_off, b_off;
-        int w_rank;
-        int64_t w_shape[4], b_len;
-        if (!sp_model_layer_params(d->m, i, &w_off, &w_rank, w_shape, &b_off, &b_len)) continue;
-        /* dense: the bias; the others: weight and bias (they are adjacent) */
-        const bool dense = !strcmp(sp_model_layer_name(d->m, i), "dense");
-        d->zoff[d->nz] = dense ? b_off : w_off;
-        d->zlen[d->nz] = b_off + (size_t)b_len - d->zoff[d->nz];
-        d->nz++;
+        sp_wgrad_info L;
+        if (!sp_model_wgrad_info(d->m, i, &L)) continue;
+        const bool dense = L.kind == SP_WGRAD_DENSE;
+        /* dense: the bias (a tied one has none: the embedding's rows zero its weight); the
+         * others: weight and bias (they are adjacent) */
+        if (!L.tied) {
+            d->zoff[d->nz] = dense ? L.b_off : L.w_off;
+            d->zlen[d->nz] = L.b_off + L.b_len - d->zoff[d->nz];
+            d->nz++;
+        }
         if (dense) {
-            const int in = (int)w_shape[1], o = (int)w_shape[0];
             int r, cc;
-            dense_tile_(in, o, &r, &cc);
+            dense_tile_(L.in, L.out, &r, &cc);
             const size_t s = (size_t)r * (size_t)cc;
             if (s > *per) *per = s;
-            const size_t w = sp_gemm_fixed_workspace(o, in, d->max_batch);
+            const size_t w = sp_gemm_fixed_workspace(L.out, L.in, d->max_batch * L.rows);
             if (w > *work) *work = w;
-        } else { /* conv: a whole weight; normalization: a float per parameter */
-            const size_t s = b_off + (size_t)b_len - w_off;
+        } else if (L.kind != SP_WGRAD_ROWS) { /* conv: a whole weight; normalization: a float
+                                                 per parameter */
+            const size_t s = L.b_off + L.b_len - L.w_off;
             if (s > *conv) *conv = s;
         }
     }
@@ -222,7 +224,7 @@ static void det_free_(sp_exchange *x) {
  * dW; a tile's accumulators stay in cache while all the micro-batches of the rank pass over it.
  * The same integers as sp_gemm_fixed (tests/unit/kernels/test_gemm_fixed.c). */
 static int64_t dense_tiles_(sp_det *d, const sp_wgrad_layer *L) {
-    const int B = L->B, in = L->in, out = L->out, m = (int)d->micro;
+    const int B = L->B, in = L->in, out = L->out, m = (int)d->micro * L->rows;
     int R, C;
     dense_tile_(in, out, &R, &C);
     const int nmb = (B + m - 1) / m, nr = (out + R - 1) / R, nc = (in + C - 1) / C;
@@ -249,7 +251,7 @@ static int64_t dense_tiles_(sp_det *d, const sp_wgrad_layer *L) {
         for (int i = 0; i < r; ++i) {
             const size_t o = (size_t)(r0 + i) * in + c0;
             const int64_t *src = a + (size_t)i * c;
-            if (d->single)
+            if (d->single && !L->tied) /* tied: the embedding's rows are still to come */
                 sp_fix_sum_to_float(gw + o, (const int64_t *const[]){src}, 1, (size_t)c);
             else
                 memcpy(aw + o, src, (size_t)c * sizeof *src);
@@ -263,7 +265,8 @@ static int64_t dense_tiles_(sp_det *d, const sp_wgrad_layer *L) {
  * int64 at each micro-batch boundary), or dense_tiles_; db_j = column sums of dy_j (in sample
  * order), into the accumulators. */
 static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
-    const int B = L->B, out = L->out, m = (int)d->micro;
+    const int B = L->B, out = L->out, m = (int)d->micro * L->rows;
+    const bool to_float = d->single && !L->tied; /* tied: the embedding's rows are to come */
     const int nmb = (B + m - 1) / m;
     int64_t *ab = d->acc + L->b_off;
     const double lim = d->limit;
@@ -276,8 +279,8 @@ static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
                                    .B = L->x,
                                    .ldb = L->in,
                                    .limit = lim,
-                                   .q = d->single ? NULL : d->acc + L->w_off,
-                                   .g = d->single ? sp_model_grads(d->m) + L->w_off : NULL,
+                                   .q = to_float ? NULL : d->acc + L->w_off,
+                                   .g = to_float ? sp_model_grads(d->m) + L->w_off : NULL,
                                    .ldq = L->in};
     int64_t bad = d->work ? sp_gemm_fixed(&fa, d->work) : -1;
     if (bad < 0) bad = dense_tiles_(d, L);
@@ -338,7 +341,7 @@ static void conv_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
 /* Normalization: per micro-batch j, the sum of its samples' terms (in sample order, in double),
  * rounded to float, into the accumulators: the same arithmetic whatever the layout. */
 static void terms_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
-    const int B = L->B, m = (int)d->micro, nmb = (B + m - 1) / m;
+    const int B = L->B, m = (int)d->micro * L->rows, nmb = (B + m - 1) / m;
     const size_t n = L->w_len + L->b_len;
     int64_t *a = d->acc + L->w_off;
     const double lim = d->limit;
@@ -356,6 +359,28 @@ static void terms_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
     d->bad += bad;
 }
 
+/* Embeddings: every position's blame row added, in fixed point, into the row of dW it belongs
+ * to (its token's, or its position's). Each term is exact in the integers, so no grouping of
+ * the positions into micro-batches is needed: the sums are the same in any order. Threads own
+ * column blocks, so no two write the same accumulator. */
+static void rows_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
+    enum { COLS = 64 };
+    const int n = L->B, D = L->out;
+    int64_t *a = d->acc + L->w_off;
+    const double lim = d->row_limit;
+    int64_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(+ : bad)
+    for (int c0 = 0; c0 < D; c0 += COLS) {
+        const int nc = sp_min_int(COLS, D - c0);
+        for (int i = 0; i < n; ++i) {
+            const size_t row = L->x ? (size_t)L->x[i] : (size_t)(i % L->rows);
+            bad += sp_fix_accumulate(a + row * (size_t)D + c0, L->dy + (size_t)i * D + c0,
+                                     (size_t)nc, lim);
+        }
+    }
+    d->bad += bad;
+}
+
 static void wgrad_(void *user, const sp_wgrad_layer *L) {
     sp_det *d = user;
     if (L->B <= 0) return;
@@ -363,11 +388,14 @@ static void wgrad_(void *user, const sp_wgrad_layer *L) {
         conv_wgrad_(d, L);
     else if (L->kind == SP_WGRAD_TERMS)
         terms_wgrad_(d, L);
+    else if (L->kind == SP_WGRAD_ROWS)
+        rows_wgrad_(d, L);
     else
         dense_wgrad_(d, L);
     /* this layer's accumulators are final, and those of the layers after it (higher offsets):
-     * their buckets start their allreduce now, overlapped with the rest of backward */
-    if (d->red) sp_reducer_ready(d->red, L->w_off);
+     * their buckets start their allreduce now, overlapped with the rest of backward (a tied
+     * projection's are not: the embedding adds to them) */
+    if (d->red && !L->tied) sp_reducer_ready(d->red, L->w_off);
 }
 
 /* The exact fixed-point form of the sum of n per-sample losses: hi += floor(l), lo +=
@@ -442,6 +470,7 @@ static sp_status backward_(sp_exchange *x, const sp_local_batch *lb) {
         sp_model_backward_wgrad(d->m, lb->dz, 0, wgrad_, d);
     }
     d->limit = sp_fix_limit(nmb_global);
+    d->row_limit = sp_fix_limit(lb->global_count * lb->positions);
     d->bad = 0;
     if (B > 0) {
         if (!loss_fix_(lb->rows, B, lb->global_count, &head[X_LOSS_HI], &head[X_LOSS_LO]))

@@ -32,7 +32,8 @@ typedef struct sp_local_batch {
     int64_t global_count; /* samples of the global batch, over all ranks */
     int64_t step;         /* the step (0-based, as sp_step_ctx) */
     const float *dz;      /* (count, outputs): dLoss/dz at the output, mean over the global batch */
-    const double *rows;   /* (count): each sample's loss */
+    const double *rows;   /* (count): each sample's loss (a sequence's: summed over positions) */
+    int positions;        /* positions per sample with a loss: T of a sequence model, else 1 */
     double loss_sum;      /* the sum of rows (in the order of the samples) */
     int64_t correct;      /* cross-entropy: predictions equal to the label */
 } sp_local_batch;

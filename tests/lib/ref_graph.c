@@ -7,7 +7,9 @@
 #include "ref_layers.h"
 
 static size_t size_of_(const int64_t *s, int rank) {
-    return (size_t)(s[0] * (rank == 3 ? s[1] * s[2] : 1));
+    size_t n = 1;
+    for (int d = 0; d < rank; ++d) n *= (size_t)s[d];
+    return n;
 }
 
 bool ref_graph_forward(const sp_model *m, const double *p, const double *x, int B, bool training,
@@ -48,12 +50,26 @@ bool ref_graph_forward(const sp_model *m, const double *p, const double *x, int 
         int w_rank;
         int64_t w_shape[4], b_len = 0;
         const bool has = sp_model_layer_params(m, i, &w_off, &w_rank, w_shape, &b_off, &b_len);
-        const double *w = has ? p + w_off : NULL, *b = has && b_len ? p + b_off : zeros;
+        const int tie = sp_model_layer_tied(m, i); /* dense:V:tie: the embedding's weight */
+        if (tie >= 0) sp_model_layer_params(m, tie, &w_off, &w_rank, w_shape, &b_off, &b_len);
+        const double *w = has || tie >= 0 ? p + w_off : NULL;
+        const double *b = has && b_len ? p + b_off : zeros;
+        /* a sequence (T, D): dense and layer norm act on each of its T positions */
+        const int rows = ir == 2 ? (int)is[0] : 1, feat = ir == 2 ? (int)is[1] : (int)in_n;
         const int C = (int)is[0], P = ir == 3 ? (int)(is[1] * is[2]) : 1;
         double *o = out[i];
         switch (S->kind) {
         case SP_LAYER_DENSE:
-            ref_dense(o, a, w, b, B, (int)in_n, (int)out_n);
+            ref_dense(o, a, w, b, B * rows, feat, (int)(out_n / (size_t)rows));
+            break;
+        case SP_LAYER_EMBEDDING:
+            ref_embedding(o, a, w, (int64_t)B * (int64_t)in_n, S->units);
+            break;
+        case SP_LAYER_POS_EMBEDDING:
+            ref_pos_embedding(o, a, w, B, (int)is[0], (int)is[1]);
+            break;
+        case SP_LAYER_ATTENTION:
+            ref_attention(o, NULL, a, B, (int)is[0], (int)os[1], S->heads);
             break;
         case SP_LAYER_CONV2D:
             ref_conv2d(o, a, w, b, B, C, (int)is[1], (int)is[2], S->out_channels, S->kernel,
@@ -74,7 +90,9 @@ bool ref_graph_forward(const sp_model *m, const double *p, const double *x, int 
         case SP_LAYER_TANH:
         case SP_LAYER_SIGMOID:
         case SP_LAYER_GELU:
-            ref_act(o, a, (int64_t)B * (int64_t)in_n, (int)(S->kind - SP_LAYER_RELU), S->slope);
+            ref_act(o, a, (int64_t)B * (int64_t)in_n,
+                    S->kind == SP_LAYER_GELU && S->tanh ? 5 : (int)(S->kind - SP_LAYER_RELU),
+                    S->slope);
             break;
         case SP_LAYER_BATCHNORM:
             if (training) {
@@ -90,7 +108,7 @@ bool ref_graph_forward(const sp_model *m, const double *p, const double *x, int 
             }
             break;
         case SP_LAYER_LAYERNORM:
-            ref_layernorm(o, a, w, b, B, (int)in_n, S->eps);
+            ref_layernorm(o, a, w, b, B * rows, feat, S->eps);
             break;
         case SP_LAYER_GAP:
             ref_gap(o, a, B, C, P);

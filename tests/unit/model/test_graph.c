@@ -5,7 +5,10 @@
  * reference layers): the forward values in training and in evaluation, and every parameter's
  * gradient against central finite differences of the reference (relative error < 1e-4). Then
  * the same bits for 1 and 3 threads, sp_model_backward_fresh equal to zero + backward, and the
- * blame plan: a straight stack needs two slots, the identity shortcut copies nothing.
+ * blame plan: a straight stack needs two slots, the identity shortcut copies nothing. The
+ * sequence graphs take token ids and check the embeddings' scatter-add (repeated ids), the tied
+ * output (its gradient the sum of both uses), attention and per-position dense and layer norm;
+ * and attention is causal.
  */
 #include <math.h>
 #include <omp.h>
@@ -24,6 +27,7 @@ typedef struct graph_case {
     const char *name, *spec;
     int rank;
     int64_t shape[3];
+    int vocab; /* > 0: the input is token ids in [0, vocab) */
 } graph_case;
 
 static const graph_case cases_[] = {
@@ -34,33 +38,51 @@ static const graph_case cases_[] = {
      "repeat:2(residual(conv2d:6:3:pad=1,batchnorm,relu,conv2d:6:3:pad=1:bias=0,batchnorm),relu),"
      "gap,dense:3",
      3,
-     {2, 6, 6}},
+     {2, 6, 6},
+     0},
     {"pre-norm blocks (layer norm)",
      "dense:8,repeat:2(residual(layernorm,dense:12,gelu,dense:8)),layernorm,dense:3",
      1,
-     {5, 1, 1}},
+     {5, 1, 1},
+     0},
     {"u-net (two levels, concat of the skips)",
      "conv2d:3:3:pad=1,relu,save:s1,maxpool:2,conv2d:4:3:pad=1,relu,save:s2,maxpool:2,"
      "conv2d:5:3:pad=1,relu,upsample:2,concat:s2,conv2d:4:3:pad=1,relu,upsample:2,concat:s1,"
      "conv2d:3:3:pad=1,relu,conv2d:1:1,flatten,dense:3",
      3,
-     {1, 8, 8}},
+     {1, 8, 8},
+     0},
     {"one value, many consumers (x + x, concat of itself)",
      "dense:6,save:a,tanh,add:a,add:a,save:b,concat:b,batchnorm,sigmoid,dense:3",
      1,
-     {4, 1, 1}},
+     {4, 1, 1},
+     0},
     {"one-layer branch and a two-sided residual",
      "dense:6,residual(tanh),residual(dense:6 | dense:6,leaky_relu:0.2),dense:3",
      1,
-     {4, 1, 1}},
+     {4, 1, 1},
+     0},
     {"batch norm on the input (takes no blame) and before relu",
      "batchnorm,dense:4,batchnorm:momentum=0.3,relu,dense:3",
      1,
-     {5, 1, 1}},
+     {5, 1, 1},
+     0},
     {"fused conv-relu-maxpool whose output two layers read",
      "conv2d:3:3:pad=1,relu,maxpool:2,save:p,conv2d:3:3:pad=1,add:p,avgpool:3,flatten,dense:3",
      3,
-     {2, 6, 6}},
+     {2, 6, 6},
+     0},
+    {"a GPT (token and position embeddings, causal attention, tied output)",
+     "embedding:11:8,pos_embedding,repeat:2(residual(layernorm,attention:heads=2),"
+     "residual(layernorm,dense:12,gelu:tanh,dense:8)),layernorm,dense:11:tie",
+     1,
+     {6, 1, 1},
+     11},
+    {"sequences: untied output, attention without biases, one head, flatten",
+     "embedding:7:6,residual(attention:heads=1:bias=0),layernorm,dense:5,gelu,flatten,dense:3",
+     1,
+     {5, 1, 1},
+     7},
 };
 
 /* L = sum(r * out): the blame arriving at the output is r. */
@@ -104,6 +126,8 @@ static void check_case_(const graph_case *c) {
            *g = malloc(np * sizeof *g);
     float *xf = malloc(B * in * sizeof *xf), *rf = malloc(B * out * sizeof *rf);
     sp_test_fill_d(x, B * in, 11, -1, 1);
+    for (size_t i = 0; c->vocab && i < B * in; ++i) /* token ids, some repeated in a sample */
+        x[i] = floor((x[i] + 1) / 2 * c->vocab * 0.999);
     sp_test_fill_d(r, B * out, 12, -1, 1);
     for (size_t i = 0; i < B * in; ++i) xf[i] = (float)x[i], x[i] = xf[i];
     for (size_t i = 0; i < B * out; ++i) rf[i] = (float)r[i], r[i] = rf[i];
@@ -194,8 +218,28 @@ static void test_plan(void) {
     }
 }
 
+/* Causal: the logits at positions before t do not depend on the token at t (the same bits),
+ * those at t and after do. */
+static void test_causal(void) {
+    const int64_t T = 6;
+    sp_model *m = NULL;
+    CHECK(sp_model_create(&m, cases_[7].spec, &T, 1, 2) == SP_OK, "gpt: %s", sp_last_error());
+    if (!m) return;
+    sp_model_init_params(m, 9);
+    const float x[12] = {1, 4, 2, 9, 3, 0, 1, 4, 2, 5, 3, 0}; /* sample 1: token 3 changed */
+    const sp_step_ctx ctx = {.training = false};
+    const float *z = sp_model_forward(m, x, 2, &ctx);
+    const size_t V = 11;
+    CHECK(!memcmp(z, z + T * V, 3 * V * sizeof *z), "positions 0-2 do not see token 3");
+    int after = 1;
+    for (int t = 3; t < T; ++t) after &= memcmp(z + t * V, z + (T + t) * V, V * sizeof *z) != 0;
+    CHECK(after, "positions 3-5 do");
+    sp_model_free(m);
+}
+
 int main(void) {
     for (size_t i = 0; i < sizeof cases_ / sizeof cases_[0]; ++i) check_case_(&cases_[i]);
     test_plan();
+    test_causal();
     return sp_test_summary("graph");
 }

@@ -135,6 +135,112 @@ static void test_graph_spec(void) {
              "nested more than 8 deep", NULL);
 }
 
+/* The sequence layers: embeddings, attention as its three nodes, gelu:tanh, the tie flag. */
+static void test_seq_spec(void) {
+    spec_ok("embedding:256:64,pos_embedding,attention:heads=4,attention:2,gelu:tanh,"
+            "gelu:approximate=none,dense:256:tie",
+            11);
+    sp_layer_spec *L = NULL;
+    int n = 0;
+    CHECK(sp_spec_parse("embedding:50:8,residual(layernorm,attention:heads=2:bias=0),gelu:tanh,"
+                        "dense:50:tie=1",
+                        &L, &n) == SP_OK &&
+              n == 8,
+          "parse (%s)", sp_last_error());
+    if (L && n == 8) {
+        static const char *paths[8] = {"0",          "1.f.0", "1.f.1.qkv", "1.f.1",
+                                       "1.f.1.proj", "1",     "2",         "3"};
+        int bad = 0;
+        for (int i = 0; i < 8; ++i) bad += strcmp(L[i].path, paths[i]) != 0;
+        CHECK(bad == 0, "paths: %s %s %s %s %s %s %s %s", L[0].path, L[1].path, L[2].path,
+              L[3].path, L[4].path, L[5].path, L[6].path, L[7].path);
+        CHECK(L[0].kind == SP_LAYER_EMBEDDING && L[0].vocab == 50 && L[0].units == 8,
+              "embedding:VOCAB:DIM");
+        CHECK(L[2].kind == SP_LAYER_DENSE && L[2].units_x == 3 && !L[2].bias &&
+                  L[3].kind == SP_LAYER_ATTENTION && L[3].heads == 2 && L[3].in[0] == 2 &&
+                  L[4].kind == SP_LAYER_DENSE && L[4].units_x == 1 && L[4].in[0] == 3 &&
+                  L[5].in[0] == 4,
+              "attention: qkv dense (3C, no bias with bias=0), the core, the projection, chained");
+        CHECK(L[6].kind == SP_LAYER_GELU && L[6].tanh, "gelu:tanh");
+        CHECK(L[7].tie && !L[7].bias, "dense:V:tie=1 has no bias");
+    }
+    free(L);
+    CHECK(sp_spec_same("dense:8:tie", "dense:8:tie=1:bias=0"), "tie implies bias=0");
+    CHECK(!sp_spec_same("gelu", "gelu:tanh"), "gelu:tanh is not gelu");
+    spec_bad("embedding:10", "missing dim", "embedding:VOCAB:DIM");
+    spec_bad("attention", "missing heads", "attention:heads=H");
+    spec_bad("attention:heads=0", "heads must be an integer >= 1", NULL);
+    spec_bad("gelu:fast", "approximate must be tanh or none, got 'fast'", "gelu[:tanh]");
+    spec_bad("dense:8:tie:bias=1", "a tied projection has no bias", NULL);
+    spec_bad("dense:8:tie=2", "tie must be 0 or 1", NULL);
+    spec_bad("pos_embedding:4", "too many arguments", NULL);
+}
+
+/* Sequence shapes: dense and layer norm per position, the tie's checks, attention's width. */
+static void test_seq_shapes(void) {
+    const int64_t T = 6;
+    sp_model *m = NULL;
+    CHECK(sp_model_create(&m,
+                          "embedding:20:8,pos_embedding,residual(layernorm,attention:heads=2),"
+                          "layernorm,dense:12,gelu:tanh,flatten,dense:3",
+                          &T, 1, 4) == SP_OK,
+          "create: %s", sp_last_error());
+    if (m) {
+        int64_t s[3];
+        CHECK(sp_model_layer_out_shape(m, 0, s) == 2 && s[0] == 6 && s[1] == 8,
+              "embedding: (T) -> (T, 8)");
+        CHECK(sp_model_layer_out_shape(m, 3, s) == 2 && s[0] == 6 && s[1] == 24, "qkv: (T, 3C)");
+        CHECK(sp_model_layer_out_shape(m, 4, s) == 2 && s[1] == 8, "the attention core: (T, C)");
+        size_t wo, bo;
+        int wr;
+        int64_t ws[4], bl;
+        CHECK(sp_model_layer_params(m, 1, &wo, &wr, ws, &bo, &bl) && wr == 2 && ws[0] == 6 &&
+                  ws[1] == 8 && bl == 0,
+              "pos_embedding: weight (T, D), no bias");
+        CHECK(sp_model_layer_params(m, 7, &wo, &wr, ws, &bo, &bl) && wr == 1 && ws[0] == 8 &&
+                  bl == 8,
+              "layernorm on (T, D): weight and bias (D)");
+        CHECK(sp_model_layer_params(m, 8, &wo, &wr, ws, &bo, &bl) && ws[0] == 12 && ws[1] == 8,
+              "dense on (T, D): weight (12, D), per position");
+        CHECK(sp_model_output_size(m) == 3, "flatten (T * 12) then dense:3");
+        /* 20*8 + 6*8 + 2*8 + (24*8+24) + (8*8+8) + 2*8 + (12*8+12) + (3*72+3) */
+        CHECK(sp_model_num_params(m) == 160 + 48 + 16 + 216 + 72 + 16 + 108 + 219,
+              "parameter count (%zu)", sp_model_num_params(m));
+        sp_model_free(m);
+    }
+    m = NULL;
+    CHECK(sp_model_create(&m, "embedding:20:8,layernorm,dense:20:tie", &T, 1, 4) == SP_OK,
+          "tied: %s", sp_last_error());
+    if (m) {
+        size_t wo, bo;
+        int wr;
+        int64_t ws[4], bl;
+        CHECK(!sp_model_layer_params(m, 2, &wo, &wr, ws, &bo, &bl) &&
+                  sp_model_layer_tied(m, 2) == 0 && sp_model_layer_tied(m, 1) == -1,
+              "the tied dense owns no parameters and names the embedding");
+        CHECK(sp_model_num_params(m) == 160 + 16, "the weight is counted once");
+        sp_model_free(m);
+    }
+    static const struct {
+        const char *spec, *frag;
+    } bad[] = {
+        {"embedding:20:8,attention:heads=3", "3 heads do not divide the width 8"},
+        {"dense:4,attention:heads=2", "attention needs a sequence (T, C) but gets (4,)"},
+        {"embedding:20:8,dense:21:tie", "is tied to the embedding at layer 0 of 20 x 8"},
+        {"dense:20:tie", "tie needs an embedding before it"},
+        {"embedding:20:8,embedding:20:8", "needs token ids (T) but gets (6, 8)"},
+        {"pos_embedding", "needs a sequence (T, D)"},
+        {"embedding:20:8,batchnorm", "use layernorm"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+        m = NULL;
+        const sp_status st = sp_model_create(&m, bad[i].spec, &T, 1, 4);
+        CHECK(st == SP_ERR_SPEC && strstr(sp_last_error(), bad[i].frag),
+              "'%s' is refused: '%s' (got '%s')", bad[i].spec, bad[i].frag, sp_last_error());
+        sp_model_free(m);
+    }
+}
+
 static sp_model *make(const char *spec, int rank, int64_t a, int64_t b, int64_t c, int max_batch) {
     const int64_t shape[3] = {a, b, c};
     sp_model *m = NULL;
@@ -354,6 +460,8 @@ static void test_ready_order(void) {
 int main(void) {
     test_spec();
     test_graph_spec();
+    test_seq_spec();
+    test_seq_shapes();
     test_shapes();
     test_init();
     const int64_t img[3] = {2, 6, 6}, vec[1] = {5};
