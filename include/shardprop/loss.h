@@ -29,6 +29,17 @@ void sp_xent_loss(double *loss_sum, int64_t *correct, float *dz, /* (B, C) or NU
                   const int32_t *labels,                         /* (B) in [0, C) */
                   int B, int C, float grad_scale);
 
+/* Cross-entropy at every position of B sequences of T positions (a language model: the next
+ * token's label at each): sp_xent_loss over the B T rows of z (B, T, C) and labels (B, T), with
+ * grad_scale = 1 / (tokens in the global batch). *loss_sum sums all B T losses and *correct
+ * counts tokens; row_loss is scratch of B T doubles and ends holding each sequence's loss
+ * (the sum over its positions, in order) in row_loss[0, B). */
+void sp_xent_seq_loss(double *loss_sum, int64_t *correct, float *dz, /* (B, T, C) or NULL */
+                      double *row_loss,                              /* scratch: (B, T) */
+                      const float *z,                                /* (B, T, C) logits */
+                      const int32_t *labels,                         /* (B, T) in [0, C) */
+                      int B, int T, int C, float grad_scale);
+
 /* Squared error for regression: loss_sum = sum over rows and targets of (o - t)^2;
  * dout = 2 (o - t) * grad_scale. dout may be NULL. row_loss is scratch of B doubles. */
 void sp_mse_loss(double *loss_sum, float *dout, /* (B, T) or NULL */

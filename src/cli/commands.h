@@ -14,9 +14,10 @@ typedef struct sp_command {
 int sp_cmd_train(int argc, char **argv);
 int sp_cmd_demo(int argc, char **argv);
 
-/* Using a trained model (src/cli/cmd_eval.c, cmd_predict.c). */
+/* Using a trained model (src/cli/cmd_eval.c, cmd_predict.c, cmd_generate.c). */
 int sp_cmd_eval(int argc, char **argv);
 int sp_cmd_predict(int argc, char **argv);
+int sp_cmd_generate(int argc, char **argv);
 
 /* The data tools (src/cli/cmd_<name>.c). */
 int sp_cmd_import(int argc, char **argv);

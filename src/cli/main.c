@@ -15,6 +15,7 @@ static const sp_command sp_commands[] = {
     {"train", sp_cmd_train, "train a model, data-parallel over MPI ranks"},
     {"eval", sp_cmd_eval, "evaluate a trained model on a labeled data file (loss, accuracy, ...)"},
     {"predict", sp_cmd_predict, "write a trained model's predictions for a data file"},
+    {"generate", sp_cmd_generate, "sample text from a trained language model"},
     {"demo", sp_cmd_demo, "train a classifier on in-memory two spirals (needs no data)"},
     {"version", cmd_version, "print the version"},
     {"import", sp_cmd_import, "convert IDX (MNIST), CSV or text files into a data file"},

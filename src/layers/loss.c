@@ -34,6 +34,17 @@ void sp_xent_loss(double *loss_sum, int64_t *correct, float *dz, double *row_los
     *correct = hits;
 }
 
+void sp_xent_seq_loss(double *loss_sum, int64_t *correct, float *dz, double *row_loss,
+                      const float *z, const int32_t *labels, int B, int T, int C,
+                      float grad_scale) {
+    sp_xent_loss(loss_sum, correct, dz, row_loss, z, labels, B * T, C, grad_scale);
+    for (int b = 0; b < B; ++b) { /* b's sum reads rows [b T, b T + T), all >= b: in place */
+        double s = 0.0;
+        for (int t = 0; t < T; ++t) s += row_loss[(size_t)b * T + t];
+        row_loss[b] = s;
+    }
+}
+
 void sp_mse_loss(double *loss_sum, float *dout, double *row_loss, const float *out,
                  const float *target, int B, int T, float grad_scale) {
 #pragma omp parallel for schedule(static)

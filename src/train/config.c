@@ -52,6 +52,9 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     STR("loss", loss, "xent|mse", "loss (default: xent for integer labels, mse for float y)");
     STR("x", x_name, "NAME", "path of the inputs in the data files (default X)");
     STR("y", y_name, "NAME", "path of the labels/targets in the data files (default y)");
+    INT("seq-len", seq_len, 0, 1 << 20, "T",
+        "token data (a 1-D `tokens` dataset, README: language models): train on windows of T "
+        "tokens, predicting the next token at every position (default 0: X/y data)");
     INT("epochs", epochs, 0, INT64_MAX, "N", "epochs (default 10)");
     INT("max-steps", max_steps, 0, INT64_MAX, "N",
         "stop after N optimizer steps; 0 writes the initialized model and exits");

@@ -18,6 +18,7 @@ typedef struct sp_train_config {
     /* data and model */
     const char *data, *val, *model, *loss, *x_name, *y_name;
     int64_t data_cache_mb;
+    int64_t seq_len; /* > 0: token data, windows of seq_len tokens (a language model) */
     bool no_shuffle, no_prefetch;
     /* length */
     int64_t epochs, max_steps, batch;

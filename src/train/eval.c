@@ -42,7 +42,7 @@ static sp_status acc_init_(acc_ *a, bool xent, int outputs, int max_batch) {
     a->nsums = xent ? 1 : 2 + 2 * outputs;
     a->ints = calloc(a->nints, sizeof *a->ints);
     a->sums = calloc((size_t)a->nsums, sizeof *a->sums);
-    a->row = malloc(sizeof *a->row * (size_t)max_batch);
+    a->row = malloc(sizeof *a->row * (size_t)max_batch); /* max_batch: samples x positions */
     if (!a->ints || !a->sums || !a->row)
         return SP_FAIL(SP_ERR_NOMEM, "evaluation: cannot allocate the accumulators (%d outputs)",
                        outputs);
@@ -56,12 +56,12 @@ static void acc_free_(acc_ *a) {
 }
 
 /* One batch of this rank: forward, loss and the per-class / per-target tallies (local). */
-static sp_status eval_batch_(sp_model *m, const sp_batch *b, bool xent, int C, acc_ *a) {
-    const int B = (int)b->count;
-    if (B == 0) return SP_OK;
-    if (B > sp_model_max_batch(m))
+static sp_status eval_batch_(sp_model *m, const sp_batch *b, bool xent, int C, int T, acc_ *a) {
+    const int S = (int)b->count, B = S * T; /* a language model's rows: every position */
+    if (S == 0) return SP_OK;
+    if (S > sp_model_max_batch(m))
         return SP_FAIL(SP_ERR_INTERNAL,
-                       "evaluation: a slice of %d samples exceeds the model's batch of %d", B,
+                       "evaluation: a slice of %d samples exceeds the model's batch of %d", S,
                        sp_model_max_batch(m));
     if (xent ? !b->labels : !b->targets)
         return SP_FAIL(SP_ERR_DATA, "evaluation needs %s: the data set has none",
@@ -71,9 +71,11 @@ static sp_status eval_batch_(sp_model *m, const sp_batch *b, bool xent, int C, a
             if (b->labels[i] >= C)
                 return SP_FAIL(SP_ERR_DATA,
                                "sample %lld: label %d is not one of the model's %d classes",
-                               (long long)b->ids[i], (int)b->labels[i], C);
+                               (long long)b->ids[i / T], (int)b->labels[i], C);
     const sp_step_ctx ctx = {.training = false, .sample_ids = b->ids};
-    const float *z = sp_model_forward(m, b->x, B, &ctx); /* (B, C) logits or (B, T) outputs */
+    /* (B, C) logits or (B, T) outputs; (S, T, C) logits of a language model */
+    const float *z = sp_model_forward(m, b->x, S, &ctx);
+    SP_CHECK(sp_model_status(m));
     double loss = 0;
     if (xent) {
         int64_t correct = 0;
@@ -114,17 +116,20 @@ sp_status sp_eval_run(sp_model *m, sp_loader *ld, sp_comm *c, bool xent, int out
     out->outputs = outputs;
     out->loss = out->accuracy = out->mse = out->mae = NAN;
     acc_ a;
-    sp_status st = acc_init_(&a, xent, outputs, sp_model_max_batch(m));
-    if (st == SP_OK && (outputs < 1 || sp_model_output_size(m) != (size_t)outputs))
-        st = SP_FAIL(SP_ERR_ARG, "evaluation: the model gives %zu outputs, %d expected",
-                     sp_model_output_size(m), outputs);
+    /* a language model: (T, outputs) per sample, a label at each of the T positions */
+    const size_t per = sp_model_output_size(m);
+    const int T = xent && outputs > 0 && per % (size_t)outputs == 0 ? (int)(per / outputs) : 1;
+    sp_status st = acc_init_(&a, xent, outputs, sp_model_max_batch(m) * T);
+    if (st == SP_OK && (outputs < 1 || per != (size_t)outputs * (size_t)T))
+        st = SP_FAIL(SP_ERR_ARG, "evaluation: the model gives %zu outputs, %d expected", per,
+                     outputs);
     if (st == SP_OK) st = sp_loader_start_epoch(ld, 0, 0);
     for (;;) {
         sp_batch b;
         uint32_t flags = 0;
         st = sp_next_batch_agreed(ld, c, st, &b, &flags);
         if (st != SP_OK || (flags & SP_BATCH_EPOCH_DONE)) break;
-        st = eval_batch_(m, &b, xent, outputs, &a);
+        st = eval_batch_(m, &b, xent, outputs, T, &a);
     }
     if (st == SP_OK) st = sp_comm_sum_int64(c, a.ints, a.nints);
     if (st == SP_OK) st = sp_comm_sum_doubles(c, a.sums, a.nsums);

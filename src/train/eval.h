@@ -36,7 +36,7 @@
 typedef struct sp_eval_result {
     bool xent;       /* classification (softmax cross-entropy) or regression (MSE) */
     int outputs;     /* C classes or T targets */
-    int64_t n;       /* samples evaluated, over all ranks */
+    int64_t n;       /* samples evaluated, over all ranks (tokens, for a language model) */
     double loss;     /* the trainer's definition: mean cross-entropy per sample, or the mean
                        squared error per element (= mse) */
     double loss_sum; /* sum of the per-sample losses (xent) or squared errors (mse) */
@@ -58,7 +58,8 @@ typedef struct sp_eval_result {
  *
  * m: built for at least the loader's largest slice per rank (max_batch >= min(ceil(batch /
  * nranks), N));
- * outputs = sp_model_output_size(m). ld: over this rank's slices (rank/nranks of c; shuffle does
+ * outputs = sp_model_output_size(m), or for a language model (output (T, V), token data) V:
+ * then every position is evaluated, and n, loss and accuracy are per token. ld: over this rank's slices (rank/nranks of c; shuffle does
  * not matter for the metrics). Classification needs labels in [0, outputs); regression needs T =
  * outputs targets. Every rank walks the same number of global batches (a slice may be empty);
  * every local failure (a read error, a label out of range, a missing y) is agreed with

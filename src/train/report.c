@@ -40,9 +40,20 @@ static void fmt_eta_(char *buf, size_t cap, double s) {
         snprintf(buf, cap, "%ld:%02ld", v / 60, v % 60);
 }
 
-/* The mean loss of n samples whose losses sum to sum (mse: per element). */
+/* Positions with a label per sample: T of a language model, else 1. */
+static double per_sample_(const sp_report *r) {
+    return r->xent && r->positions > 1 ? r->positions : 1;
+}
+
+/* The mean loss of n samples whose losses sum to sum (mse: per element; a language model: per
+ * token). */
 static double mean_loss_(const sp_report *r, double sum, double n) {
-    return sum / (n * (r->xent ? 1 : r->outputs));
+    return sum / (n * (r->xent ? per_sample_(r) : r->outputs));
+}
+
+/* A language model's loss in bits per token (per byte for byte-level tokens). */
+static void json_bits_(const sp_report *r, sp_json *j, const char *key, double loss) {
+    if (r->positions > 1) sp_json_num(j, key, loss / log(2.0));
 }
 
 void sp_report_start(sp_report *r, double now) {
@@ -61,13 +72,17 @@ static void log_line_(sp_report *r, int64_t step, int64_t epoch, double lr, bool
     if (r->log_n <= 0) return;
     const double dt = sp_comm_wtime() - r->log_t0;
     const double loss = mean_loss_(r, r->log_loss, r->log_n);
-    const double acc = r->log_correct / r->log_n;
+    const double acc = r->log_correct / (r->log_n * per_sample_(r));
     const double sps = dt > 0 ? r->log_n / dt : 0;
     if (!r->tty && !r->quiet) {
         printf("step %lld/%lld  epoch %lld  loss %.4f", (long long)step, (long long)r->total_steps,
                (long long)epoch + 1, loss);
+        if (r->positions > 1) printf(" (%.3f bits/token)", loss / log(2.0));
         if (r->xent) printf("  accuracy %.4f", acc);
-        printf("  lr %.4g  %.0f samples/s\n", lr, sps);
+        if (r->positions > 1)
+            printf("  lr %.4g  %.0f tokens/s\n", lr, sps * r->positions);
+        else
+            printf("  lr %.4g  %.0f samples/s\n", lr, sps);
         fflush(stdout);
     }
     if (r->metrics) {
@@ -78,12 +93,14 @@ static void log_line_(sp_report *r, int64_t step, int64_t epoch, double lr, bool
         sp_json_int(&j, "epoch", epoch + 1);
         sp_json_num(&j, "loss", loss);
         if (r->exact) json_hex_(&j, "loss_hex", loss);
+        json_bits_(r, &j, "bits_per_token", loss);
         if (r->xent)
             sp_json_num(&j, "accuracy", acc);
         else
             sp_json_null(&j, "accuracy");
         sp_json_num(&j, "lr", lr);
         sp_json_num(&j, "samples_per_s", sps);
+        if (r->positions > 1) sp_json_num(&j, "tokens_per_s", sps * r->positions);
         sp_json_end(&j);
     }
     r->log_loss = r->log_n = r->log_correct = 0;
@@ -104,7 +121,8 @@ static void progress_(sp_report *r, int64_t step, int64_t epoch, int64_t batch) 
     fmt_eta_(eta, sizeof eta, per_step * (double)(r->total_steps - step));
     printf("\repoch %lld  %lld/%lld  loss %.4f", (long long)epoch + 1, (long long)batch,
            (long long)r->batches_per_epoch, loss);
-    if (r->xent) printf("  acc %.4f", r->ep_n > 0 ? r->ep_correct / r->ep_n : 0.0);
+    if (r->xent)
+        printf("  acc %.4f", r->ep_n > 0 ? r->ep_correct / (r->ep_n * per_sample_(r)) : 0.0);
     printf("  %.0f samples/s  ETA %s   ", sps, eta);
     fflush(stdout);
 }
@@ -127,7 +145,7 @@ void sp_report_flush(sp_report *r, int64_t step, int64_t epoch, double lr) {
 void sp_report_epoch_end(sp_report *r, double now) {
     r->ep_time = now - r->ep_t0;
     r->last_loss = r->ep_n > 0 ? mean_loss_(r, r->ep_loss, r->ep_n) : NAN;
-    r->last_acc = r->xent && r->ep_n > 0 ? r->ep_correct / r->ep_n : NAN;
+    r->last_acc = r->xent && r->ep_n > 0 ? r->ep_correct / (r->ep_n * per_sample_(r)) : NAN;
 }
 
 void sp_report_epoch(sp_report *r, int64_t epoch, int64_t step, const sp_epoch_stats *e) {
@@ -140,6 +158,7 @@ void sp_report_epoch(sp_report *r, int64_t epoch, int64_t step, const sp_epoch_s
         if (r->xent) printf("  accuracy %.4f", r->last_acc);
         if (e->has_val) {
             printf("  val_loss %.4f", e->val_loss);
+            if (r->positions > 1) printf(" (%.3f bits/token)", e->val_loss / log(2.0));
             if (r->xent) printf("  val_accuracy %.4f", e->val_acc);
         }
         printf("  %.1fs  %.0f samples/s\n", t, r->ep_n / t);
@@ -156,8 +175,11 @@ void sp_report_epoch(sp_report *r, int64_t epoch, int64_t step, const sp_epoch_s
         sp_json_num(&j, "accuracy", r->last_acc);
         sp_json_num(&j, "val_loss", e->val_loss);
         sp_json_num(&j, "val_accuracy", e->val_acc);
+        json_bits_(r, &j, "bits_per_token", r->last_loss);
+        json_bits_(r, &j, "val_bits_per_token", e->val_loss);
         sp_json_num(&j, "time_s", t);
         sp_json_num(&j, "samples_per_s", r->ep_n / t);
+        if (r->positions > 1) sp_json_num(&j, "tokens_per_s", r->ep_n * r->positions / t);
         sp_json_num(&j, "compute_s", e->compute_s);
         sp_json_num(&j, "comm_s", e->comm_s);
         sp_json_num(&j, "comm_hidden_fraction",
@@ -173,6 +195,8 @@ void sp_report_summary(sp_report *r, const sp_run_summary *s) {
            r->last_loss);
     if (r->xent) printf(", accuracy %.4f", r->last_acc);
     if (s->has_val && r->xent) printf(", val_accuracy %.4f", s->val_acc);
+    if (s->has_val && r->positions > 1)
+        printf(", val_loss %.4f (%.3f bits/token)", s->val_loss, s->val_loss / log(2.0));
     if (s->out) printf("; model written to %s", s->out);
     if (s->nonfinite_skipped)
         printf("; %lld steps skipped (non-finite)", (long long)s->nonfinite_skipped);
@@ -188,6 +212,8 @@ void sp_report_summary(sp_report *r, const sp_run_summary *s) {
     sp_json_num(&j, "accuracy", r->last_acc);
     sp_json_num(&j, "val_loss", s->val_loss);
     sp_json_num(&j, "val_accuracy", s->val_acc);
+    json_bits_(r, &j, "bits_per_token", r->last_loss);
+    json_bits_(r, &j, "val_bits_per_token", s->val_loss);
     sp_json_int(&j, "ranks", s->ranks);
     sp_json_int(&j, "threads", s->threads);
     sp_json_int(&j, "params", s->params);

@@ -20,6 +20,8 @@ typedef struct sp_report {
     bool xent;           /* cross-entropy: accuracies */
     bool exact;          /* --deterministic: losses also as C99 %a hex, every bit */
     int outputs;         /* the loss is a mean over this many values per sample (mse) */
+    int positions;       /* a language model's T: losses and accuracies are per token, also
+                            in bits per token (bits per byte for byte-level tokens); else 1 */
     int64_t log_every;   /* a step line every this many steps */
     int64_t total_steps; /* of the run */
     int64_t batches_per_epoch, epochs;

@@ -13,8 +13,8 @@ struct sp_step {
     sp_optimizer *opt;
     sp_exchange *x;
     sp_step_config cfg;
-    float *dz;    /* (max batch, outputs): the error signal at the output */
-    double *rows; /* (max batch): each sample's loss */
+    float *dz;    /* (max batch, positions, outputs): the error signal at the output */
+    double *rows; /* (max batch, positions): each position's loss, then each sample's */
     size_t bytes;
 };
 
@@ -22,7 +22,8 @@ sp_status sp_step_create(sp_step **out, sp_model *m, sp_optimizer *opt, sp_excha
                          const sp_step_config *cfg) {
     *out = NULL;
     sp_step *s = calloc(1, sizeof *s);
-    const size_t B = (size_t)sp_model_max_batch(m), k = (size_t)cfg->outputs;
+    const size_t T = cfg->positions > 1 ? (size_t)cfg->positions : 1;
+    const size_t B = (size_t)sp_model_max_batch(m) * T, k = (size_t)cfg->outputs;
     if (s) {
         s->dz = malloc(B * k * sizeof *s->dz);
         s->rows = malloc(B * sizeof *s->rows);
@@ -32,6 +33,7 @@ sp_status sp_step_create(sp_step **out, sp_model *m, sp_optimizer *opt, sp_excha
         return SP_FAIL(SP_ERR_NOMEM, "out of memory");
     }
     s->m = m, s->opt = opt, s->x = x, s->cfg = *cfg;
+    s->cfg.positions = (int)T;
     s->bytes = B * (k * sizeof *s->dz + sizeof *s->rows);
     *out = s;
     return SP_OK;
@@ -50,15 +52,18 @@ size_t sp_step_memory_bytes(const sp_step *s) {
 
 /* Forward and the loss of this rank's slice: the model's output, the loss of each sample, and
  * dz, the gradient of the mean loss over the global batch (every rank scales by the same
- * global count). */
+ * global count; a language model's loss is the mean over every token of it). */
 static sp_status forward_loss_(sp_step *s, const sp_batch *b, const sp_step_ctx *ctx,
                                sp_local_batch *lb) {
-    const int B = lb->count, k = s->cfg.outputs;
+    const int B = lb->count, k = s->cfg.outputs, T = s->cfg.positions;
     /* with no samples too: batch norm's statistics are summed over every rank */
     const float *z = sp_model_forward(s->m, b->x, B, ctx);
     SP_CHECK(sp_model_status(s->m));
     if (B == 0) return SP_OK;
-    if (s->cfg.xent)
+    if (s->cfg.xent && T > 1) { /* every position of every sequence: B T rows */
+        sp_xent_seq_loss(&lb->loss_sum, &lb->correct, s->dz, s->rows, z, b->labels, B, T, k,
+                         1.0f / ((float)b->global_count * (float)T));
+    } else if (s->cfg.xent)
         sp_xent_loss(&lb->loss_sum, &lb->correct, s->dz, s->rows, z, b->labels, B, k,
                      1.0f / (float)b->global_count);
     else
@@ -74,7 +79,8 @@ sp_status sp_step_run(sp_step *s, const sp_batch *b, int64_t step, double lr, sp
                          .global_count = b->global_count,
                          .step = step,
                          .dz = s->dz,
-                         .rows = s->rows};
+                         .rows = s->rows,
+                         .positions = s->cfg.positions};
     r->t.start = sp_comm_wtime();
     SP_CHECK(forward_loss_(s, b, &ctx, &lb));
 

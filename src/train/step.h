@@ -48,7 +48,10 @@ typedef struct sp_step_result {
 
 typedef struct sp_step_config {
     bool xent;        /* cross-entropy over `outputs` classes, else MSE over `outputs` targets */
-    int outputs;      /* floats per sample out of the model */
+    int outputs;      /* classes or targets per position: floats per sample out of the model */
+    int positions;    /* positions per sample: T of a language model, whose output (T, outputs)
+                         has a label at every position and whose loss is the mean over all the
+                         tokens of the global batch; 1 (or 0) for one label per sample */
     double clip_norm; /* clip the global gradient norm to this (0: off) */
     uint64_t seed;    /* dropout masks are functions of (seed, step, sample) */
     /* Called after the gradients are global, before the verdict and the update (NULL: none):

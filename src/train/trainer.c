@@ -249,8 +249,30 @@ static sp_status run_epoch_(trainer *t, int64_t epoch, bool *stop, bool *early) 
 /* ------------------------------------------------------------------ setting up */
 
 /* The data files, and the loss their y asks for. */
+static sp_status open_tokens_(trainer *t) {
+    const sp_train_config *c = t->cfg;
+    if (strcmp(c->loss, "auto") && strcmp(c->loss, "xent"))
+        return SP_FAIL(SP_ERR_ARG, "--seq-len: a language model's loss is xent, not %s", c->loss);
+    SP_CHECK(sp_dataset_open_tokens(&t->ds, c->data, c->x_name, c->seq_len));
+    const sp_dataset_info *di = sp_dataset_get_info(t->ds);
+    if (c->val) {
+        SP_CHECK(sp_dataset_open_tokens(&t->vds, c->val, c->x_name, c->seq_len));
+        const sp_dataset_info *vi = sp_dataset_get_info(t->vds);
+        if (vi->classes > di->classes)
+            return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': vocab_size %lld, above %s's %lld",
+                           c->val, vi->x_name, (long long)vi->classes, c->data,
+                           (long long)di->classes);
+    }
+    t->xent = true;
+    t->outputs = (int)di->classes;
+    t->positions = (int)c->seq_len;
+    return SP_OK;
+}
+
 static sp_status open_data_(trainer *t) {
     const sp_train_config *c = t->cfg;
+    t->positions = 1;
+    if (c->seq_len > 0) return open_tokens_(t);
     SP_CHECK(sp_dataset_open(&t->ds, c->data, c->x_name, c->y_name));
     const sp_dataset_info *di = sp_dataset_get_info(t->ds);
     if (c->val) {
@@ -280,6 +302,35 @@ static sp_status open_data_(trainer *t) {
     return SP_OK;
 }
 
+/* A language model gives (T, V) per window of T tokens, V the data's vocabulary, and its
+ * embeddings take every token id of the data. */
+static sp_status check_language_model_(trainer *t) {
+    const sp_train_config *c = t->cfg;
+    const int n = sp_model_num_layers(t->m);
+    int64_t shape[3];
+    const int rank = sp_model_layer_out_shape(t->m, n - 1, shape);
+    if (rank != 2 || shape[0] != c->seq_len || shape[1] != t->outputs)
+        return SP_FAIL(SP_ERR_SPEC,
+                       "model spec: a language model on %s (vocab_size %d, --seq-len %lld) must "
+                       "end with (T, V) = (%lld, %d) logits, one row per position; end the model "
+                       "with dense:%d (or dense:%d:tie)",
+                       c->data, t->outputs, (long long)c->seq_len, (long long)c->seq_len,
+                       t->outputs, t->outputs, t->outputs);
+    for (int i = 0; i < n; ++i) {
+        size_t w_off, b_off;
+        int w_rank;
+        int64_t w_shape[4], b_len;
+        if (strcmp(sp_model_layer_name(t->m, i), "embedding") ||
+            !sp_model_layer_params(t->m, i, &w_off, &w_rank, w_shape, &b_off, &b_len))
+            continue;
+        if (w_shape[0] < t->outputs)
+            return SP_FAIL(
+                SP_ERR_SPEC, "model spec: layer %s embeds %lld token ids but %s has vocab_size %d",
+                sp_model_layer_path(t->m, i), (long long)w_shape[0], c->data, t->outputs);
+    }
+    return SP_OK;
+}
+
 /* The model for this rank's largest slice, its optimizer and learning-rate schedule. */
 static sp_status build_model_(trainer *t) {
     const sp_train_config *c = t->cfg;
@@ -294,7 +345,9 @@ static sp_status build_model_(trainer *t) {
         return SP_FAIL(st, "--model @%s: %s", c->model_file, why);
     }
     SP_CHECK(st);
-    if (sp_model_output_size(t->m) != (size_t)t->outputs)
+    if (t->positions > 1)
+        SP_CHECK(check_language_model_(t));
+    else if (sp_model_output_size(t->m) != (size_t)t->outputs)
         return SP_FAIL(SP_ERR_SPEC,
                        "model spec: the last layer gives %zu outputs but %s has %d %s; end the "
                        "model with dense:%d",
@@ -350,6 +403,7 @@ static sp_status build_run_(trainer *t) {
     const bool observe_reduced = c->layer_stats || t->faults.reduced;
     const sp_step_config sc = {.xent = t->xent,
                                .outputs = t->outputs,
+                               .positions = t->positions,
                                .clip_norm = c->clip_norm,
                                .seed = (uint64_t)c->seed,
                                .on_reduced = observe_reduced ? on_reduced_ : NULL,
@@ -372,6 +426,7 @@ static sp_status build_run_(trainer *t) {
                          .xent = t->xent,
                          .exact = c->deterministic,
                          .outputs = t->outputs,
+                         .positions = t->positions,
                          .log_every = c->log_every,
                          .total_steps = t->total_steps,
                          .batches_per_epoch = t->batches_per_epoch,

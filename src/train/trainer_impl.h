@@ -38,7 +38,8 @@ typedef struct trainer {
     sp_exchange *x; /* how the gradients cross ranks: float, or --deterministic's fixed point */
     sp_step *stepper;
     bool xent;
-    int outputs; /* classes (xent) or targets (mse) */
+    int outputs;   /* classes (xent) or targets (mse); a language model's vocabulary */
+    int positions; /* --seq-len T of a language model (a label per position), else 1 */
     /* where the run stands */
     int64_t step, first_step, total_steps, batches_per_epoch;
     sp_position pos;

@@ -45,7 +45,8 @@ enum {
     SP_STREAM_DROPOUT = 2, /* + layer index << 8, step in the counter's high bits */
     SP_STREAM_ORDER = 3,   /* + epoch << 8 */
     SP_STREAM_SYNTH = 4,
-    SP_STREAM_SPLIT = 5
+    SP_STREAM_SPLIT = 5,
+    SP_STREAM_GENERATE = 6 /* counter: the index of the generated token */
 };
 
 #endif

@@ -21,6 +21,11 @@ target_link_libraries(test_deterministic PRIVATE sp_trainutil)
 sp_test(graph_train TIMEOUT 600 LABELS mpi) # about 45 s; ~200 s in the sanitizer build
 target_link_libraries(test_graph_train PRIVATE sp_trainutil)
 set_tests_properties(graph_train PROPERTIES PROCESSORS 2)
+# A GPT (embeddings, causal attention, tied output) on token data through the executable: 1-4
+# ranks, threads, bitwise resume, --deterministic layouts, generate, errors (test_gpt_train.c).
+sp_test(gpt_train TIMEOUT 600 LABELS mpi)
+target_link_libraries(test_gpt_train PRIVATE sp_trainutil)
+set_tests_properties(gpt_train PROPERTIES PROCESSORS 2)
 # --trace, the straggler line and --layer-stats end to end (trace_test.py; the trace and metrics
 # files parsed with /usr/bin/python3, scripts/plot_metrics.py run on the layer statistics).
 foreach(t trace straggler layer_stats)
