@@ -1,16 +1,10 @@
 /* Elementwise activations and dropout. */
 #include <math.h>
 
+#include "kernels/isa.h"
+#include "layers/gelu_tanh.h"
 #include "layers/layers.h"
 #include "util/rng.h"
-
-/* GPT-2's tanh GELU: sqrt(2/pi) and the cubic's coefficient; u, the argument of its tanh, by
- * the same arithmetic in forward and backward */
-#define GELU_K0 ((float)(M_2_SQRTPI * M_SQRT1_2))
-#define GELU_A  0.044715f
-static inline float gelu_tanh_u_(float x) {
-    return GELU_K0 * (x + GELU_A * (x * x) * x);
-}
 
 void sp_act_forward(float *y, const float *x, size_t n, sp_act act, float slope) {
     switch (act) {
@@ -43,11 +37,7 @@ void sp_act_forward(float *y, const float *x, size_t n, sp_act act, float slope)
         for (size_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
         break;
     case SP_ACT_GELU_TANH: /* x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3) */
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; ++i) {
-            const float v = x[i];
-            y[i] = 0.5f * v * (1.0f + tanhf(gelu_tanh_u_(v)));
-        }
+        sp_gelu_tanh_forward(y, x, n);
         break;
     }
 }
@@ -86,12 +76,7 @@ void sp_act_backward(float *dx, const float *dy, const float *x, const float *y,
         }
         break;
     case SP_ACT_GELU_TANH: /* (1 + t)/2 + x/2 (1 - t^2) u', t = tanh(u), u' = k0 (1 + 3 a x^2) */
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; ++i) {
-            const float v = x[i], t = tanhf(gelu_tanh_u_(v));
-            const float du = GELU_K0 * (1.0f + 3.0f * GELU_A * (v * v));
-            dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
-        }
+        sp_gelu_tanh_backward(dx, dy, x, n);
         break;
     }
 }
@@ -116,4 +101,36 @@ void sp_dropout_backward(float *dx, const float *dy, const float *mask, int B, s
     const size_t n = (size_t)B * size;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * mask[i];
+}
+
+/* GPT-2's GELU in chunks over the threads, each chunk by the widest vectors the CPU has (the
+ * same arithmetic, element by element, in every build: the same bits). */
+enum { GELU_CHUNK = 4096 };
+
+void sp_gelu_tanh_forward(float *y, const float *x, size_t n) {
+    const sp_isa isa = sp_isa_active();
+#pragma omp parallel for schedule(static)
+    for (size_t i0 = 0; i0 < n; i0 += GELU_CHUNK) {
+        const size_t m = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
+        if (isa == SP_ISA_AVX512)
+            sp_gelu_tanh_forward_avx512(y + i0, x + i0, m);
+        else if (isa == SP_ISA_AVX2)
+            sp_gelu_tanh_forward_avx2(y + i0, x + i0, m);
+        else
+            sp_gelu_tanh_forward_loop(y + i0, x + i0, m);
+    }
+}
+
+void sp_gelu_tanh_backward(float *dx, const float *dy, const float *x, size_t n) {
+    const sp_isa isa = sp_isa_active();
+#pragma omp parallel for schedule(static)
+    for (size_t i0 = 0; i0 < n; i0 += GELU_CHUNK) {
+        const size_t m = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
+        if (isa == SP_ISA_AVX512)
+            sp_gelu_tanh_backward_avx512(dx + i0, dy + i0, x + i0, m);
+        else if (isa == SP_ISA_AVX2)
+            sp_gelu_tanh_backward_avx2(dx + i0, dy + i0, x + i0, m);
+        else
+            sp_gelu_tanh_backward_loop(dx + i0, dy + i0, x + i0, m);
+    }
 }

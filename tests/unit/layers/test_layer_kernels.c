@@ -14,6 +14,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/isa.h"
+#include "layers/gelu_tanh.h"
 #include "layers/layers.h"
 #include "testutil.h"
 
@@ -152,6 +153,53 @@ static void test_relu(void) {
     }
     sp_act_backward(dy, dy, x, y, N, SP_ACT_LEAKY_RELU, 0.1f); /* in place */
     CHECK(isnan(dy[3]), "leaky relu in place keeps NaN");
+}
+
+/* GPT-2's GELU: every ISA path gives the scalar loop's bits (layers/gelu_tanh.h), over
+ * arguments from the far tails (tanh saturated) through 0, NaN and the infinities, across
+ * several chunks and a ragged tail; and 1 thread the same as 2. */
+static void test_gelu_tanh(void) {
+    enum { N = 3 * 4096 + 37 };
+    float *x = malloc(N * sizeof *x), *dy = malloc(N * sizeof *dy), *y0 = malloc(N * sizeof *y0),
+          *d0 = malloc(N * sizeof *d0), *y = malloc(N * sizeof *y), *d = malloc(N * sizeof *d);
+    sp_test_fill(x, N, 7, -12.0f, 12.0f);
+    sp_test_fill(dy, N, 8, -1.0f, 1.0f);
+    x[0] = 0.0f, x[1] = -0.0f, x[2] = NAN, x[3] = INFINITY, x[4] = -INFINITY, x[5] = 1e-30f;
+    x[6] = 60.0f, x[7] = -60.0f, x[8] = 3e38f;
+    sp_gelu_tanh_forward_loop(y0, x, N);
+    sp_gelu_tanh_backward_loop(d0, dy, x, N);
+    const sp_isa isas[3] = {SP_ISA_PORTABLE, SP_ISA_AVX2, SP_ISA_AVX512};
+    for (int is = 0; is < 3; ++is) {
+        if (!sp_isa_set(isas[is])) {
+            printf("gelu_tanh: %s path not on this CPU, not compared\n", sp_isa_name(isas[is]));
+            continue;
+        }
+        for (int t = 1; t <= 2; ++t) {
+            omp_set_num_threads(t);
+            sp_act_forward(y, x, N, SP_ACT_GELU_TANH, 0);
+            sp_act_backward(d, dy, x, y, N, SP_ACT_GELU_TANH, 0);
+            CHECK(same_bits(y, y0, N * sizeof *y) && same_bits(d, d0, N * sizeof *d),
+                  "gelu_tanh %s, %d threads: the scalar loop's bits", sp_isa_name(isas[is]), t);
+        }
+    }
+    sp_isa_set(sp_isa_best());
+    CHECK(y0[0] == 0.0f && isnan(y0[2]) && y0[3] == INFINITY && y0[6] == 60.0f && y0[7] == 0.0f,
+          "gelu_tanh: 0, NaN, +inf and the saturated tails (%g %g %g %g %g)", y0[0], y0[2], y0[3],
+          y0[6], y0[7]);
+    /* against double: tanh within 2e-7 absolute (1 - e over 1 + e: no relative accuracy near
+     * 0, as 1 + tanhf(u) in float has none near -1), so GELU within 1e-6 (1 + |x|) */
+    double wt = 0, wg = 0;
+    for (int i = 0; i < N; ++i) {
+        const double u = -20.0 + 40.0 * i / N;
+        wt = fmax(wt, fabs(sp_gelu_tanh_t((float)u) - tanh((double)(float)u)));
+    }
+    for (int i = 9; i < N; ++i) {
+        const double v = x[i], u = (double)sp_gelu_tanh_u(x[i]);
+        wg = fmax(wg, fabs(y0[i] - 0.5 * v * (1 + tanh(u))) / (1 + fabs(v)));
+    }
+    CHECK(wt < 2e-7 && wg < 1e-6, "gelu_tanh's tanh within 2e-7 of double (%.3g), GELU %.3g", wt,
+          wg);
+    free(x), free(dy), free(y0), free(d0), free(y), free(d);
 }
 
 static void test_dense_db(int B, int out) {
@@ -521,6 +569,7 @@ int main(void) {
     test_batch_invariance(5, 32, 14, 14, 64, 3, 1, 1);
     test_batch_invariance(3, 2, 11, 10, 7, 5, 2, 2);
     test_relu();
+    test_gelu_tanh();
     /* the new layers with 1 and 3 threads: 2d and 1d batch norm, layer norm over more columns
      * than one block, the joins and resampling */
     const int max_threads = omp_get_max_threads();
