@@ -44,8 +44,8 @@ t_trained=$(date +%s)
 bpb=$(grep '"event": "summary"' "$run/metrics.jsonl" | tail -n 1 |
     grep -o '"val_bits_per_token": [0-9.]*' | cut -d' ' -f2)
 echo
-echo "fortunes_gpt: sample (--prompt 'Q: ' --tokens 300 --temperature 0.8 --top-k 40 --seed 1):"
-"$bin" generate --checkpoint "$run/model.h5" --prompt "Q: " --tokens 300 --temperature 0.8 \
+echo "fortunes_gpt: sample (--prompt 'The ' --tokens 300 --temperature 0.7 --top-k 40 --seed 1):"
+"$bin" generate --checkpoint "$run/model.h5" --prompt "The " --tokens 300 --temperature 0.7 \
     --top-k 40 --seed 1 | tee "$run/sample.txt"
 echo
 echo "fortunes_gpt: VALIDATION ${bpb:-?} BITS PER BYTE (training $((t_trained - t_train)) s," \
