@@ -14,11 +14,13 @@ the line.
     item  := layer | 'residual' '(' seq [ '|' seq ] ')' | 'repeat' ':' N '(' seq ')'
     layer := NAME { ':' ARG }          ARG = a value or key=value, positional ones first
 
-    dense:UNITS[:bias=0|1]                       conv2d:OUT:K[:stride=S][:pad=P][:bias=0|1]
+    dense:UNITS[:bias=0|1][:tie]                 conv2d:OUT:K[:stride=S][:pad=P][:bias=0|1]
     maxpool:K[:stride=S]  avgpool:K[:stride=S]   (stride defaults to K)
-    flatten  relu  tanh  sigmoid  gelu (erf form)  leaky_relu[:SLOPE] (0.01)  dropout:P
+    flatten  relu  tanh  sigmoid  leaky_relu[:SLOPE] (0.01)  dropout:P
+    gelu (erf form)  gelu:tanh (GPT-2's)         gelu[:approximate=none|tanh]
     batchnorm[:eps=E][:momentum=M] (1e-5, 0.1)   BatchNorm1d on (F), BatchNorm2d on (C, H, W)
-    layernorm[:eps=E]                            LayerNorm over the whole sample shape
+    layernorm[:eps=E]                            LayerNorm over the whole sample shape; on a
+                                                 sequence (T, D) over D, at every position
     gap                                          (C, H, W) -> (C), the mean over H and W
     upsample:S                                   nearest, by an integer factor S
     save:NAME  add:NAME  concat:NAME             name the current tensor; add / concatenate
@@ -26,22 +28,38 @@ the line.
     residual(f)  residual(f | g)                 y = f(x) + x,  y = f(x) + g(x)
     repeat:N(seq)                                N copies of seq, each with its own parameters
 
+Sequences (a language model, GPT-2's layers): the input is (T) token ids, floats holding
+integers; `embedding` makes a sequence (T, D), on which the layers act at every position.
+
+    embedding:VOCAB:DIM                          nn.Embedding(VOCAB, DIM): (T) ids -> (T, DIM)
+    pos_embedding                                y = x + P[arange(T)], P (T, D) learned
+    attention:heads=H[:bias=0|1]                 GPT-2's causal self-attention: qkv =
+                                                 nn.Linear(C, 3C), the heads, proj =
+                                                 nn.Linear(C, C) (submodules P.qkv, P.proj)
+    dense:UNITS on (T, D)                        nn.Linear(D, UNITS) at every position
+    dense:V:tie                                  nn.Linear(D, V, bias=False) whose weight is
+                                                 the first embedding's (V, D) weight: no tensor
+                                                 of its own, its gradient the sum of both uses
+
 As in shardprop's C parser (src/model/spec.c), the arguments shardprop has always had (units,
 out_channels, kernel, stride, pad, slope, p) may be given positionally in that order or by
-that name (conv2d:8:3:2:1 is conv2d:8:3:stride=2:pad=1); the new ones are written only as the
-grammar shows them: bias, eps and momentum as key=value, upsample's S and the NAMEs
-positionally. A NAME is a letter or '_' followed by letters, digits and '_'.
+that name (conv2d:8:3:2:1 is conv2d:8:3:stride=2:pad=1); bias, eps and momentum only as
+key=value, upsample's S and the NAMEs only positionally. Of the sequence layers' arguments,
+vocab and dim (embedding:40:32 is embedding:vocab=40:dim=32), heads and gelu's approximate
+(none or tanh) go either way; tie is the bare word or tie=0|1, and a tied dense has no bias
+(bias=1 with tie is an error). A NAME is a letter or '_' followed by letters, digits and '_'.
 
 Module paths, state_dict keys and checkpoint names
 --------------------------------------------------
 The items of the top-level seq are numbered 0, 1, 2, ... by position: every item counts,
 save/add/concat too. A residual at i has the sequences i.f and i.g (g absent for the identity
 shortcut), a repeat at i has the copies i.0, i.1, ..., each a sequence, and nesting composes
-(3.1.f.2). A module's tensors are "<path>.weight", "<path>.bias" and, for batchnorm,
-"<path>.running_mean", "<path>.running_var", "<path>.num_batches_tracked": exactly the
-state_dict keys of the module build() returns. In a checkpoint the tensor "<path>.<name>" is
-the dataset /model/params/<path>/<name> (one group per module, its name the dotted path):
-key_from_name and name_from_key convert.
+(3.1.f.2). An attention at P holds its two projections as P.qkv and P.proj. A module's
+tensors are "<path>.weight", "<path>.bias" and, for batchnorm, "<path>.running_mean",
+"<path>.running_var", "<path>.num_batches_tracked": exactly the state_dict keys of the module
+build() returns. A tied dense has none (its weight is stored once, as the embedding's). In
+a checkpoint the tensor "<path>.<name>" is the dataset /model/params/<path>/<name> (one group
+per module, its name the dotted path): key_from_name and name_from_key convert.
 
 Execution order is the text's: in residual(f | g), f runs before g, which matters only when a
 branch saves a name. A saved name is visible everywhere after the save in that order (inside
@@ -52,6 +70,7 @@ Public functions
 parse(spec)                   the tree: a list of Layer, Residual and Repeat
 build(spec, input_shape)      a Graph (torch.nn.Module) whose state_dict keys are the paths
 load_checkpoint(path)         (Graph in eval mode, spec, input_shape) from a shardprop file
+lm_loss(logits, targets)      a language model's loss: cross-entropy, the mean over B*T tokens
 read_state(src)               the tensors under /model/params as a state dict
 save_state(module, dest)      write a module's tensors (and /model's spec, input_shape)
 key_from_name(name)           "/model/params/3.g.0/weight" -> "3.g.0.weight"
@@ -60,6 +79,7 @@ SpecError                     a bad spec (or a spec that does not fit the input)
 
 Run with /usr/bin/python3 (torch, h5py, numpy); spgraph_selftest.py tests this module alone.
 """
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -71,7 +91,8 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["SpecError", "Layer", "Residual", "Repeat", "Graph", "parse", "build",
-           "load_checkpoint", "read_state", "save_state", "key_from_name", "name_from_key"]
+           "load_checkpoint", "read_state", "save_state", "key_from_name", "name_from_key",
+           "lm_loss"]
 
 
 # ---- errors -------------------------------------------------------------------------------------
@@ -134,6 +155,7 @@ class _Arg:
     default: object = _REQUIRED
     positional: bool = True
     keyword: bool = True
+    bare: bool = False  # the name alone is the flag set (dense:V:tie)
 
 
 def _int(lo):
@@ -191,9 +213,17 @@ def _bias():
     return _Arg("bias", _flag, True, positional=False)
 
 
+def _approximate(text):  # gelu: nn.GELU(approximate='none' | 'tanh')
+    if text not in ("none", "tanh"):
+        raise ValueError(f"must be tanh or none, got '{text}'")
+    return text
+
+
 # kind -> (arguments in positional order, usage for messages)
 _KINDS = {
-    "dense": ([_Arg("units", _int(1)), _bias()], "dense:UNITS[:bias=0|1]"),
+    "dense": ([_Arg("units", _int(1)), _bias(),
+               _Arg("tie", _flag, False, positional=False, bare=True)],
+              "dense:UNITS[:bias=0|1][:tie]"),
     "conv2d": ([_Arg("out_channels", _int(1)), _Arg("kernel", _int(1)),
                 _Arg("stride", _int(1), 1), _Arg("pad", _int(0), 0), _bias()],
                "conv2d:OUT:K[:stride=S][:pad=P][:bias=0|1]"),
@@ -204,7 +234,7 @@ _KINDS = {
     "leaky_relu": ([_Arg("slope", _number, 0.01)], "leaky_relu[:SLOPE]"),
     "tanh": ([], "tanh"),
     "sigmoid": ([], "sigmoid"),
-    "gelu": ([], "gelu"),
+    "gelu": ([_Arg("approximate", _approximate, "none")], "gelu[:tanh]"),
     "dropout": ([_Arg("p", _probability)], "dropout:P"),
     "batchnorm": ([_Arg("eps", _positive, 1e-5, positional=False),
                    _Arg("momentum", _fraction, 0.1, positional=False)],
@@ -215,6 +245,9 @@ _KINDS = {
     "save": ([_Arg("name", _name, keyword=False)], "save:NAME"),
     "add": ([_Arg("name", _name, keyword=False)], "add:NAME"),
     "concat": ([_Arg("name", _name, keyword=False)], "concat:NAME"),
+    "embedding": ([_Arg("vocab", _int(1)), _Arg("dim", _int(1))], "embedding:VOCAB:DIM"),
+    "pos_embedding": ([], "pos_embedding"),
+    "attention": ([_Arg("heads", _int(1)), _bias()], "attention:heads=H[:bias=0|1]"),
 }
 
 
@@ -329,6 +362,7 @@ class _Parser:
                       f"{', '.join(_KINDS)}, residual, repeat)", name.pos)
         defs, usage = _KINDS[name.text]
         values = {}  # argument name -> value
+        where = {}   # argument name -> the offset where it was given
         npos, keyword_seen = 0, False
         while self.peek().kind == ":":
             self.take()
@@ -341,6 +375,9 @@ class _Parser:
                     self.fail(f"{name.text}: unknown argument '{first.text}' (expected {usage})",
                               first.pos)
                 keyword_seen = True
+            elif any(a.bare and a.name == first.text for a in defs):
+                arg = next(a for a in defs if a.bare and a.name == first.text)
+                val = _Token("word", "1", first.pos)  # as C: neither positional nor key=value
             else:
                 val = first
                 if keyword_seen:
@@ -357,6 +394,7 @@ class _Parser:
                 values[arg.name] = arg.convert(val.text)
             except ValueError as e:
                 self.fail(f"{name.text}: {arg.name} {e} (expected {usage})", val.pos)
+            where[arg.name] = first.pos
         for a in defs:
             if a.name not in values:
                 if a.default is _REQUIRED:
@@ -364,6 +402,11 @@ class _Parser:
                 values[a.name] = a.default
         if name.text in ("maxpool", "avgpool") and values["stride"] is None:
             values["stride"] = values["kernel"]
+        if name.text == "dense" and values["tie"]:  # GPT-2's output projection has no bias
+            if "bias" in where and values["bias"]:
+                self.fail(f"{name.text}: a tied projection has no bias (expected {usage})",
+                          where["bias"])
+            values["bias"] = False
         last = self.toks[self.i - 1]
         return Layer(name.text, values, name.pos, self.spec[name.pos:last.pos + len(last.text)])
 
@@ -448,24 +491,127 @@ class GlobalAvgPool(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
+# ---- the sequence layers (GPT-2's) ---------------------------------------------------------------
+
+class Embedding(nn.Embedding):
+    """embedding:VOCAB:DIM: nn.Embedding (its tensor "weight", (VOCAB, DIM)) on token ids
+    given as floats holding integers, as shardprop's inputs are, or as integers."""
+
+    def forward(self, ids):
+        idx = ids.long()
+        if ids.is_floating_point() and not torch.equal(idx.to(ids.dtype), ids):
+            raise ValueError("embedding: token ids must be integers")
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.num_embeddings):
+            raise ValueError(f"embedding: token ids must be in [0, {self.num_embeddings}), got "
+                             f"[{int(idx.min())}, {int(idx.max())}]")
+        return super().forward(idx)
+
+
+class PosEmbedding(nn.Module):
+    """pos_embedding: y = x + P[arange(t)] on (B, t, D), t <= T; its tensor "weight" is P
+    (T, D) (GPT-2's wpe, indexed by position; initialized as GPT-2's, normal with std 0.02)."""
+
+    def __init__(self, T, D):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(T, D))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x):
+        t = x.shape[-2]
+        if t > self.weight.shape[0]:
+            raise ValueError(f"pos_embedding: {t} positions, the model has {self.weight.shape[0]}")
+        return x + self.weight[:t]
+
+    def extra_repr(self):
+        return f"{self.weight.shape[0]}, {self.weight.shape[1]}"
+
+
+def causal_attention(q, k, v):
+    """softmax(q k^T / sqrt(hs), causal) v on (B, H, T, hs): position i attends to j <= i.
+    Written out (torch before 2.0 has no F.scaled_dot_product_attention; the two agree to
+    rounding)."""
+    T, hs = q.shape[-2], q.shape[-1]
+    s = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    return torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1) @ v
+
+
+class CausalSelfAttention(nn.Module):
+    """attention:heads=H[:bias=0]: GPT-2's causal self-attention on (B, T, C). Submodules qkv
+    = nn.Linear(C, 3C) and proj = nn.Linear(C, C); q, k, v = qkv(x).split(C), head h the
+    columns [h C/H, (h+1) C/H) of each; the heads' outputs side by side, then proj."""
+
+    def __init__(self, C, heads, bias=True):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(C, 3 * C, bias=bias)
+        self.proj = nn.Linear(C, C, bias=bias)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        H = self.heads
+        q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in self.qkv(x).split(C, dim=-1))
+        y = causal_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+    def extra_repr(self):
+        return f"heads={self.heads}"
+
+
+class TiedLinear(nn.Module):
+    """dense:V:tie: nn.Linear(D, V, bias=False) whose weight IS the embedding's (V, D) weight.
+    The embedding is held in a tuple, not as a submodule, so the tensor appears once in
+    parameters() and in the state_dict (under the embedding's name), and autograd adds the
+    blame of both uses into its one gradient."""
+
+    def __init__(self, embedding, path):
+        super().__init__()
+        self._tied = (embedding,)
+        self.tied_to = path
+
+    @property
+    def weight(self):
+        return self._tied[0].weight
+
+    def forward(self, x):
+        return F.linear(x, self.weight)
+
+    def extra_repr(self):
+        v, d = self.weight.shape
+        return f"in_features={d}, out_features={v}, bias=False, tied to {self.tied_to}"
+
+
 class Graph(Seq):
     """The top-level sequence of a spec. forward(x) takes (B, *input_shape) and keeps the
     saved tensors of that call in a dict of its own, so calls never see each other's saves.
+    A model whose first layer is an embedding (a language model, input_shape (T)) also takes
+    (B, t) for t < T, the ids of a shorter context: for a causal model without flatten its
+    output is the first t positions' of any longer input with the same start.
 
     Attributes: spec (the text), tree (parse(spec)), input_shape, output_shape (per sample),
-    layers (module path -> the Layer node, for every layer, in execution order)."""
+    layers (module path -> the Layer node, for every layer, in execution order), tokens
+    (whether the input is token ids)."""
 
-    def __init__(self, modules, spec, tree, input_shape, output_shape, layers):
+    def __init__(self, modules, spec, tree, input_shape, output_shape, layers, tokens=False):
         super().__init__(*modules)
         self.spec, self.tree = spec, tree
         self.input_shape, self.output_shape = input_shape, output_shape
         self.layers = layers
+        self.tokens = tokens
 
     def forward(self, x):
-        if tuple(x.shape[1:]) != self.input_shape:
+        shape = tuple(x.shape[1:])
+        short = self.tokens and x.dim() == 2 and 1 <= shape[0] <= self.input_shape[0]
+        if shape != self.input_shape and not short:
             raise ValueError(f"input of shape {tuple(x.shape)}: the model takes "
                              f"(B, {', '.join(map(str, self.input_shape))})")
         return Seq.forward(self, x, {})
+
+
+def lm_loss(logits, targets):
+    """A language model's loss as shardprop's: cross-entropy at every position of every
+    sequence, the mean over the B*T tokens. logits (B, T, V), targets (B, T) ids."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long())
 
 
 def _shape_str(shape):
@@ -480,6 +626,7 @@ class _Builder:
         self.spec = spec
         self.saved = {}   # name -> sample shape of its most recent save
         self.layers = {}  # path -> Layer
+        self.embedding = None  # (module, path) of the first embedding: what tie ties to
 
     def fail(self, message, pos):
         raise SpecError(message, self.spec, pos)
@@ -517,9 +664,36 @@ class _Builder:
             if not ok:
                 self.fail(f"layer {path} '{L.text}': needs {what}, but gets {got}", L.pos)
 
-        if kind == "dense":
-            need(len(shape) == 1, "a flat input (F); add 'flatten' before it")
-            return nn.Linear(shape[0], a["units"], bias=a["bias"]), (a["units"],)
+        if kind == "dense":  # on (F), or on every position of a sequence (T, D)
+            need(len(shape) in (1, 2), "a flat input (F) or a sequence (T, D); add 'flatten' "
+                                       "before it")
+            out = shape[:-1] + (a["units"],)
+            if not a["tie"]:
+                return nn.Linear(shape[-1], a["units"], bias=a["bias"]), out
+            if self.embedding is None:
+                self.fail(f"layer {path} '{L.text}': tie needs an embedding before it "
+                          f"(embedding:VOCAB:DIM)", L.pos)
+            emb, epath = self.embedding
+            if (emb.num_embeddings, emb.embedding_dim) != (a["units"], shape[-1]):
+                self.fail(f"layer {path} '{L.text}': is tied to the embedding at layer {epath} "
+                          f"of {emb.num_embeddings} x {emb.embedding_dim}, but its weight would "
+                          f"be {a['units']} x {shape[-1]}", L.pos)
+            return TiedLinear(emb, epath), out
+        if kind == "embedding":
+            need(len(shape) == 1, "token ids (T)")
+            m = Embedding(a["vocab"], a["dim"])
+            if self.embedding is None:
+                self.embedding = (m, path)
+            return m, (shape[0], a["dim"])
+        if kind == "pos_embedding":
+            need(len(shape) == 2, "a sequence (T, D) (after an embedding)")
+            return PosEmbedding(*shape), shape
+        if kind == "attention":
+            need(len(shape) == 2, "a sequence (T, C) (after an embedding)")
+            if shape[1] % a["heads"]:
+                self.fail(f"layer {path} '{L.text}': {a['heads']} heads do not divide the "
+                          f"width {shape[1]}", L.pos)
+            return CausalSelfAttention(shape[1], a["heads"], bias=a["bias"]), shape
         if kind == "conv2d":
             k, s, p = a["kernel"], a["stride"], a["pad"]
             need(len(shape) == 3 and shape[1] + 2 * p >= k and shape[2] + 2 * p >= k,
@@ -536,18 +710,21 @@ class _Builder:
             return cls(k, stride=s), (c, (h - k) // s + 1, (w - k) // s + 1)
         if kind == "flatten":
             return nn.Flatten(), (int(np.prod(shape)),)
-        simple = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
-        if kind in simple:  # GELU: the exact (erf) form, as shardprop
+        simple = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+        if kind in simple:
             return simple[kind](), shape
+        if kind == "gelu":  # the exact (erf) form, or GPT-2's tanh approximation
+            return nn.GELU(approximate=a["approximate"]), shape
         if kind == "leaky_relu":
             return nn.LeakyReLU(a["slope"]), shape
         if kind == "dropout":
             return nn.Dropout(a["p"]), shape
         if kind == "batchnorm":
+            need(len(shape) != 2, "(F) or (C, H, W), not a sequence (use layernorm)")
             cls = nn.BatchNorm1d if len(shape) == 1 else nn.BatchNorm2d
             return cls(shape[0], eps=a["eps"], momentum=a["momentum"]), shape
-        if kind == "layernorm":
-            return nn.LayerNorm(shape, eps=a["eps"]), shape
+        if kind == "layernorm":  # the whole sample, or each position of a sequence
+            return nn.LayerNorm(shape[-1:] if len(shape) == 2 else shape, eps=a["eps"]), shape
         if kind == "gap":
             need(len(shape) == 3, "an image input (C, H, W)")
             return GlobalAvgPool(), (shape[0],)
@@ -569,6 +746,9 @@ class _Builder:
                 self.fail(f"layer {path} '{L.text}': adds '{name}' {_shape_str(other)} to "
                           f"{got}; the shapes must be equal", L.pos)
             return Add(name), shape
+        if len(shape) == 2:
+            self.fail(f"layer {path} '{L.text}': concatenates sequences {_shape_str(other)} and "
+                      f"{got}: not supported (use add)", L.pos)
         if len(other) != len(shape) or other[1:] != shape[1:]:
             self.fail(f"layer {path} '{L.text}': concatenates '{name}' {_shape_str(other)} "
                       f"to {got}; all but the first (channel) dimension must be equal", L.pos)
@@ -576,9 +756,10 @@ class _Builder:
 
 
 def build(spec, input_shape):
-    """The spec as a Graph for samples of input_shape ((F) or (C, H, W)), freshly initialized
-    by PyTorch, in training mode. Its state_dict keys are exactly shardprop's names. Raises
-    SpecError when the spec does not parse or a layer does not fit its input."""
+    """The spec as a Graph for samples of input_shape ((F) or (C, H, W); (T) token ids for a
+    model that starts with an embedding), freshly initialized by PyTorch, in training mode. Its
+    state_dict keys are exactly shardprop's names. Raises SpecError when the spec does not
+    parse or a layer does not fit its input."""
     shape = tuple(int(d) for d in np.asarray(input_shape).reshape(-1))
     if len(shape) not in (1, 3) or min(shape) < 1:
         raise ValueError(f"input_shape must be (F) or (C, H, W) with every dimension >= 1, "
@@ -586,20 +767,21 @@ def build(spec, input_shape):
     tree = parse(spec)
     b = _Builder(spec)
     top, out = b.seq(tree, shape, "")
-    return Graph(list(top), spec, tree, shape, out, b.layers)
+    tokens = bool(len(top)) and isinstance(top[0], Embedding)
+    return Graph(list(top), spec, tree, shape, out, b.layers, tokens)
 
 
 # ---- names --------------------------------------------------------------------------------------
 
 PARAMS = "/model/params"
 _TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-_PATH = re.compile(r"\d+(\.(\d+|f|g))*")
+_PATH = re.compile(r"\d+(\.(\d+|f|g))*(\.(qkv|proj))?")  # attention's two projections
 
 
 def _check_path(path, tensor, what):
     if not _PATH.fullmatch(path) or tensor not in _TENSORS:
         raise ValueError(f"'{what}' is not a shardprop tensor name (a module path such as "
-                         f"3.g.0, then one of {', '.join(_TENSORS)})")
+                         f"3.g.0 or 2.1.0.f.1.qkv, then one of {', '.join(_TENSORS)})")
 
 
 def key_from_name(name):
@@ -710,6 +892,10 @@ def save_state(module, dest, spec=None, input_shape=None):
         name = name_from_key(key, prefix="")
         path = name.rpartition("/")[0]
         grp = dest.require_group(path)
-        if path in layers and "layer" not in grp.attrs:
-            grp.attrs["layer"] = np.bytes_(layers[path].kind.encode("utf-8"))
+        # attention's projections are dense layers in shardprop (P.qkv, P.proj)
+        parent, _, part = path.rpartition(".")
+        kind = (layers[path].kind if path in layers else
+                "dense" if part in ("qkv", "proj") and parent in layers else None)
+        if kind is not None and "layer" not in grp.attrs:
+            grp.attrs["layer"] = np.bytes_(kind.encode("utf-8"))
         grp.create_dataset(name.rpartition("/")[2], data=t.detach().cpu().numpy())

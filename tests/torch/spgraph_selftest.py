@@ -4,8 +4,9 @@
 Usage: spgraph_selftest.py
 
 The cross-checks trust spgraph to build the network shardprop builds and to name its tensors
-as shardprop's checkpoints do, so this test pins both down on three graphs (a ResNet with a
-projection shortcut, a pre-norm transformer block, a two-level U-Net) and a few small ones:
+as shardprop's checkpoints do, so this test pins both down on four graphs (a ResNet with a
+projection shortcut, a pre-norm transformer block, a two-level U-Net, a small GPT) and a few
+small ones:
   * output shapes, and the forward against the same modules composed by hand (which checks
     the wiring of residual, repeat, save/add/concat, not PyTorch's layers);
   * the exact state_dict key lists and parameter counts, both written out by hand below;
@@ -13,7 +14,13 @@ projection shortcut, a pre-norm transformer block, a two-level U-Net) and a few 
     (parameters and buffers, num_batches_tracked an int64 scalar), save_state writes the same
     layout back, and a missing, extra, mistyped or nested tensor is refused by name;
   * comments, newlines, spacing and written-out defaults do not change the model;
-  * bad specs, and specs that do not fit their input, raise SpecError at the right offset.
+  * bad specs, and specs that do not fit their input, raise SpecError at the right offset;
+  * the GPT's layers (embedding, pos_embedding, attention, dense and layernorm on sequences,
+    gelu:tanh, the tied output projection): shapes, a forward against GPT-2's block written
+    out by hand (attention a loop over heads and rows), causality (a later token changes no
+    earlier logit; a shorter context gives the same first logits), the tie sharing one tensor
+    whose gradient is the sum of both uses, and the checkpoint names (P.qkv, P.proj, nothing
+    for the tied dense) loading strictly.
 
 h5py and torch must be importable: when they are not, this test FAILS (CI installs python3-h5py
 and python3-torch).
@@ -42,6 +49,10 @@ RESNET = ("conv2d:16:3:pad=1:bias=0,batchnorm,relu,"
           "repeat:2(residual(conv2d:32:3:pad=1:bias=0,batchnorm,relu,"
           "conv2d:32:3:pad=1:bias=0,batchnorm),relu),gap,dense:10")
 TRANSFORMER = "dense:64,repeat:2(residual(layernorm,dense:128,gelu,dense:64)),layernorm,dense:10"
+GPT = ("embedding:40:32,pos_embedding,"
+       "repeat:2(residual(layernorm,attention:heads=4),"
+       "residual(layernorm,dense:64,gelu:tanh,dense:32)),layernorm,dense:40:tie")
+GPT_T = 16
 UNET = ("conv2d:8:3:pad=1,relu,save:s1,maxpool:2,conv2d:16:3:pad=1,relu,save:s2,maxpool:2,"
         "conv2d:32:3:pad=1,relu,upsample:2,concat:s2,conv2d:16:3:pad=1,relu,upsample:2,"
         "concat:s1,conv2d:8:3:pad=1,relu,conv2d:1:1")
@@ -253,6 +264,277 @@ def test_saved_names():
     check(list(m.state_dict()) == wb("1"), "save/add/concat count as items, hold no tensors")
 
 
+# ---- the GPT -------------------------------------------------------------------------------------
+
+def gpt_keys():
+    """GPT's state_dict keys, written out: 0 embedding, 1 pos_embedding, 2 repeat (copy k:
+    0 residual(layernorm, attention), 1 residual(layernorm, dense, gelu, dense)), 3 layernorm,
+    4 the tied dense (no tensor)."""
+    keys = ["0.weight", "1.weight"]
+    for k in range(2):
+        keys += (wb(f"2.{k}.0.f.0") + wb(f"2.{k}.0.f.1.qkv") + wb(f"2.{k}.0.f.1.proj")
+                 + wb(f"2.{k}.1.f.0") + wb(f"2.{k}.1.f.1") + wb(f"2.{k}.1.f.3"))
+    return keys + wb("3")
+
+
+def attention_by_hand(x, qkv_w, qkv_b, proj_w, proj_b, heads):
+    """GPT-2's causal self-attention on (B, T, C), one head and one row at a time: row i's
+    softmax over the scores of positions 0..i only (no mask, no -inf)."""
+    B, T, C = x.shape
+    hs = C // heads
+    qkv = x @ qkv_w.T + (0 if qkv_b is None else qkv_b)
+    y = torch.zeros(B, T, C, dtype=x.dtype)
+    for h in range(heads):
+        q = qkv[:, :, h * hs:(h + 1) * hs]
+        k = qkv[:, :, C + h * hs:C + (h + 1) * hs]
+        v = qkv[:, :, 2 * C + h * hs:2 * C + (h + 1) * hs]
+        for i in range(T):
+            s = (k[:, :i + 1] * q[:, i:i + 1]).sum(-1) / hs ** 0.5  # (B, i+1)
+            p = torch.exp(s - s.max(dim=1, keepdim=True).values)
+            p = p / p.sum(dim=1, keepdim=True)
+            y[:, i, h * hs:(h + 1) * hs] = (p.unsqueeze(-1) * v[:, :i + 1]).sum(1)
+    return y @ proj_w.T + (0 if proj_b is None else proj_b)
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1 + torch.tanh((2 / np.pi) ** 0.5 * (x + 0.044715 * x ** 3)))
+
+
+def gpt_by_hand(sd, ids, heads=4, blocks=2):
+    """The GPT forward from its state dict alone (float64): what each layer is in GPT-2."""
+    d = {k: v.double() for k, v in sd.items()}
+    t = ids.shape[1]
+    h = d["0.weight"][ids.long()] + d["1.weight"][:t]
+    for k in range(blocks):
+        p = f"2.{k}."
+        a = F.layer_norm(h, h.shape[-1:], d[p + "0.f.0.weight"], d[p + "0.f.0.bias"])
+        h = h + attention_by_hand(a, d[p + "0.f.1.qkv.weight"], d.get(p + "0.f.1.qkv.bias"),
+                                  d[p + "0.f.1.proj.weight"], d.get(p + "0.f.1.proj.bias"),
+                                  heads)
+        a = F.layer_norm(h, h.shape[-1:], d[p + "1.f.0.weight"], d[p + "1.f.0.bias"])
+        a = gelu_tanh(a @ d[p + "1.f.1.weight"].T + d[p + "1.f.1.bias"])
+        h = h + a @ d[p + "1.f.3.weight"].T + d[p + "1.f.3.bias"]
+    h = F.layer_norm(h, h.shape[-1:], d["3.weight"], d["3.bias"])
+    return h @ d["0.weight"].T  # the tied head: the embedding's weight
+
+
+def random_gpt(seed):
+    """GPT with every tensor random at a GPT-like scale (layer norms not the identity)."""
+    m = spgraph.build(GPT, (GPT_T,))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for k, p in m.state_dict().items():
+            p.copy_(torch.randn(p.shape, generator=gen) * (0.3 if k.endswith("bias") else 0.5)
+                    + (1.0 if k in ("3.weight",) or k.endswith("f.0.weight") else 0.0))
+    return m
+
+
+def tokens(shape, seed, vocab=40):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, shape, generator=gen).float()  # ids as floats, as shardprop
+
+
+def test_gpt_modules():
+    m = spgraph.build(GPT, (GPT_T,))
+    keys = list(m.state_dict())
+    check(keys == gpt_keys(), f"gpt keys {keys}")
+    check(m.tokens and m.input_shape == (GPT_T,) and m.output_shape == (GPT_T, 40),
+          f"gpt: tokens {m.tokens}, input {m.input_shape}, output {m.output_shape}")
+    sd = m.state_dict()
+    for k, shape in (("0.weight", (40, 32)), ("1.weight", (16, 32)),
+                     ("2.0.0.f.1.qkv.weight", (96, 32)), ("2.0.0.f.1.qkv.bias", (96,)),
+                     ("2.1.0.f.1.proj.weight", (32, 32)), ("2.1.0.f.1.proj.bias", (32,)),
+                     ("2.0.0.f.0.weight", (32,)), ("2.1.1.f.1.weight", (64, 32)),
+                     ("2.1.1.f.3.weight", (32, 64)), ("3.bias", (32,))):
+        check(tuple(sd[k].shape) == shape, f"gpt: {k} is {tuple(sd[k].shape)}, want {shape}")
+    # 0: 40*32; 1: 16*32; 2: 2 copies of (2*32 + 32*96 + 96 + 32*32 + 32) + (2*32 + 32*64 + 64
+    # + 64*32 + 32); 3: 2*32; 4: tied, nothing of its own
+    n = 1280 + 512 + 2 * ((64 + 3168 + 1056) + (64 + 2112 + 2080)) + 64
+    check(n == 18944 and nparams(m) == n, f"gpt: {nparams(m)} parameters, want {n}")
+    check(isinstance(m[2][0][0].f[1], spgraph.CausalSelfAttention) and
+          m[2][0][0].f[1].heads == 4, "gpt: 2.0.0.f.1 is the attention, 4 heads")
+    check(m[2][0][1].f[2].approximate == "tanh", "gelu:tanh is nn.GELU(approximate='tanh')")
+    check(spgraph.build("dense:4,gelu", (4,))[1].approximate == "none", "gelu is the erf form")
+    ln = m[3]
+    check(tuple(ln.normalized_shape) == (32,), "layernorm on (T, D) normalizes over D")
+
+    x = tokens((3, GPT_T), seed=20)
+    y = m(x)
+    check(tuple(y.shape) == (3, GPT_T, 40), f"gpt output {tuple(y.shape)}")
+    check(torch.equal(m(x.long()), y), "ids as integers give what ids as floats give")
+
+    # no biases with bias=0; dense and layernorm on sequences act on every position alone
+    nb = spgraph.build("embedding:10:8,attention:heads=2:bias=0,dense:5,layernorm", (6,))
+    check(list(nb.state_dict()) == ["0.weight", "1.qkv.weight", "1.proj.weight"] + wb("2")
+          + wb("3"), f"attention bias=0: keys {list(nb.state_dict())}")
+    check(nb.output_shape == (6, 5), f"dense on (T, D): {nb.output_shape}")
+    h = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(21))
+    with torch.no_grad():
+        per = torch.stack([nb[2](h[:, t]) for t in range(6)], dim=1)
+        close(nb[2](h), per, "dense on (B, T, D) = the Linear at each position")
+        z = nb[2](h)
+        per = torch.stack([F.layer_norm(z[:, t], (5,), nb[3].weight, nb[3].bias)
+                           for t in range(6)], dim=1)
+        close(nb[3](z), per, "layernorm on (B, T, D) = each position alone")
+        close(nb[1](h), attention_by_hand(h, nb[1].qkv.weight, None, nb[1].proj.weight, None,
+                                          2), "attention without biases vs by hand")
+    # pos_embedding adds P[t] at position t
+    pe = spgraph.build("embedding:10:8,pos_embedding", (6,))
+    ids = tokens((2, 6), seed=22, vocab=10)
+    with torch.no_grad():
+        close(pe(ids), pe[0].weight[ids.long()] + pe[1].weight.unsqueeze(0),
+              "pos_embedding: x + P[arange(T)]", tol=0)
+    raises(lambda: pe(ids + 0.5), ValueError, "token ids must be integers")
+    raises(lambda: pe(ids + 10), ValueError, "token ids must be in [0, 10)")
+    raises(lambda: pe(torch.zeros(2, 7)), ValueError, "the model takes (B, 6)")
+
+    # lm_loss: the mean over B*T tokens of -log softmax at the target
+    z = torch.randn(3, 5, 7, generator=torch.Generator().manual_seed(23), dtype=torch.float64)
+    t = torch.randint(0, 7, (3, 5), generator=torch.Generator().manual_seed(24))
+    want = -torch.log_softmax(z, -1).gather(-1, t.unsqueeze(-1)).mean()
+    close(spgraph.lm_loss(z, t), want, "lm_loss: mean over tokens", tol=1e-12)
+
+
+def test_gpt_forward():
+    m = random_gpt(seed=25)
+    x = tokens((3, GPT_T), seed=26)
+    with torch.no_grad():
+        m64 = random_gpt(seed=25).double()
+        close(m64(x.double()), gpt_by_hand(m.state_dict(), x), "gpt forward (float64) vs GPT-2 "
+              "written out by hand", tol=1e-10)
+        close(m(x).double(), gpt_by_hand(m.state_dict(), x), "gpt forward (float32) vs by hand",
+              tol=1e-5)
+
+
+def test_gpt_causal():
+    m = random_gpt(seed=27).eval()
+    x = tokens((2, GPT_T), seed=28)
+    with torch.no_grad():
+        y = m(x)
+        for t in (0, 5, GPT_T - 1):
+            x2 = x.clone()
+            x2[:, t] = (x2[:, t] + 7) % 40
+            y2 = m(x2)
+            before = float((y2[:, :t] - y[:, :t]).abs().max()) if t else 0.0
+            after = float((y2[:, t:] - y[:, t:]).abs().max())
+            check(before == 0.0, f"causal: changing token {t} changes an earlier logit by "
+                                 f"{before:.2e}")
+            check(after > 1e-3, f"changing token {t} changes its own logits by only {after:.2e}")
+        for t in (1, 7, GPT_T):
+            close(m(x[:, :t]), y[:, :t], f"a {t}-token context gives the first {t} logits",
+                  tol=1e-6)
+    # a full context with the tail padded (by token 0) reads the same at the last real position
+    ids = x[:, :5]
+    padded = torch.cat([ids, torch.zeros(2, GPT_T - 5)], dim=1)
+    with torch.no_grad():
+        close(m(padded)[:, 4], m(ids)[:, 4], "padding after the context changes nothing before",
+              tol=1e-6)
+
+
+def test_gpt_tie():
+    m = random_gpt(seed=29)
+    head, emb = m[4], m[0]
+    check(isinstance(head, spgraph.TiedLinear) and head.weight is emb.weight and
+          head.weight.data_ptr() == emb.weight.data_ptr(), "tie: the head's weight is the "
+                                                           "embedding's tensor")
+    check(sum(1 for p in m.parameters() if p is emb.weight) == 1,
+          "tie: the shared tensor is one parameter")
+    check("4.weight" not in m.state_dict(), "tie: no state_dict key of its own")
+    # the gradient is the sum of both uses: the same model with an untied copy of the weight
+    x, t = tokens((2, GPT_T), seed=30), tokens((2, GPT_T), seed=31).long()
+    spgraph.lm_loss(m(x), t).backward()
+    untied = random_gpt(seed=29)
+    copy = torch.nn.Linear(32, 40, bias=False)
+    with torch.no_grad():
+        copy.weight.copy_(untied[0].weight)
+    untied[4] = copy
+    spgraph.lm_loss(untied(x), t).backward()
+    both = untied[0].weight.grad + copy.weight.grad
+    close(emb.weight.grad, both, "tie: the gradient = the embedding's + the head's", tol=1e-6)
+    check(float(copy.weight.grad.abs().max()) > 1e-3 and
+          float(untied[0].weight.grad.abs().max()) > 1e-5, "tie: both uses have blame")
+    # .double() and deepcopy keep the tie
+    import copy as cp
+    d = cp.deepcopy(m).double()
+    check(d[4].weight is d[0].weight and d[4].weight.dtype == torch.float64,
+          "tie: kept through deepcopy and .double()")
+    # the first embedding is the one tied to; the shapes must match
+    two = spgraph.build("embedding:12:8,residual(dense:8),dense:12:tie", (5,))
+    check(two[2].weight is two[0].weight and two[2].tied_to == "0", "tie: to layer 0")
+
+
+def test_gpt_checkpoint():
+    with tempfile.TemporaryDirectory() as tmp:
+        tensors = random_state(spgraph.build(GPT, (GPT_T,)), seed=32)
+        check(sorted(tensors) == sorted(gpt_keys()), "gpt: random_state's keys")
+        path = os.path.join(tmp, "gpt.h5")
+        write_checkpoint(path, GPT, (GPT_T,), tensors)
+        with h5py.File(path, "r") as f:
+            check("/model/params/2.1.0.f.1.qkv/weight" in f and
+                  "/model/params/4" not in f, "gpt: the file's names")
+        m, spec, shape = spgraph.load_checkpoint(path)
+        check(spec == GPT and shape == (GPT_T,) and m.tokens, "gpt: load_checkpoint")
+        check(all(torch.equal(m.state_dict()[k], torch.as_tensor(v)) for k, v in
+                  tensors.items()), "gpt: the loaded tensors are the file's")
+        check(m[4].weight is m[0].weight and torch.equal(m[4].weight,
+                                                         torch.as_tensor(tensors["0.weight"])),
+              "gpt: the tied head reads the loaded embedding")
+        check(spgraph.key_from_name("/model/params/2.1.0.f.1.qkv/weight") ==
+              "2.1.0.f.1.qkv.weight" and
+              spgraph.name_from_key("2.0.0.f.1.proj.bias") == "/model/params/2.0.0.f.1.proj/bias",
+              "gpt: names of the attention's projections")
+        raises(lambda: spgraph.key_from_name("/model/params/2.0.0.f.1.q/weight"), ValueError,
+               "not a shardprop tensor name")
+        path2 = os.path.join(tmp, "gpt_saved.h5")
+        spgraph.save_state(m, path2)
+        with h5py.File(path2, "r") as f:
+            names = []
+            f["/model/params"].visititems(
+                lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+            check(sorted(names) == sorted(spgraph.name_from_key(k, prefix="") for k in tensors),
+                  f"gpt: save_state's datasets {sorted(names)[:4]}...")
+            attrs = {g: f["/model/params"][g].attrs.get("layer") for g in f["/model/params"]}
+            check(attrs.get("2.0.0.f.1.qkv") == b"dense" and attrs.get("2.1.0.f.1.proj") ==
+                  b"dense" and attrs.get("0") == b"embedding" and
+                  attrs.get("1") == b"pos_embedding" and attrs.get("3") == b"layernorm",
+                  f"gpt: save_state's layer attributes {attrs}")
+        m2, _, _ = spgraph.load_checkpoint(path2)
+        x = tokens((2, GPT_T), seed=33)
+        with torch.no_grad():
+            close(m2(x), m(x), "gpt: a saved and reloaded model", tol=0)
+
+        bad = os.path.join(tmp, "bad.h5")
+
+        def variant(edit):
+            write_checkpoint(bad, GPT, (GPT_T,), tensors)
+            with h5py.File(bad, "r+") as f:
+                edit(f)
+            return lambda: spgraph.load_checkpoint(bad)
+
+        raises(variant(lambda f: f.require_group("/model/params/4").create_dataset(
+            "weight", data=tensors["0.weight"])), ValueError,
+               "not in the spec's model /model/params/4/weight")
+        raises(variant(lambda f: f["/model/params/2.0.0.f.1.qkv"].pop("bias")), ValueError,
+               "missing /model/params/2.0.0.f.1.qkv/bias")
+
+        def short_pos(f):
+            del f["/model/params/1/weight"]
+            f["/model/params/1"].create_dataset("weight", data=np.zeros((8, 32), "f4"))
+        raises(variant(short_pos), ValueError, "/model/params/1/weight is torch.float32 (8, 32)")
+
+
+def test_gpt_spec_text():
+    for short, long in (("gelu:tanh", "gelu:approximate=tanh"), ("gelu", "gelu:none"),
+                        ("dense:40:tie", "dense:units=40:tie=1:bias=0"),
+                        ("dense:40:tie=0", "dense:40"),
+                        ("embedding:40:32", "embedding:vocab=40:dim=32"),
+                        ("attention:4", "attention:heads=4:bias=1")):
+        check(spgraph.parse(short) == spgraph.parse(long), f"{short} == {long}")
+    t = spgraph.parse("dense:40:tie")[0]
+    check(t.args == {"units": 40, "bias": False, "tie": True}, f"dense:40:tie args {t.args}")
+    check(spgraph.parse(GPT)[2].n == 2, "the gpt's tree")
+
+
 # ---- checkpoints --------------------------------------------------------------------------------
 
 def random_state(model, seed):
@@ -461,6 +743,25 @@ BAD = [  # (spec, input shape or None for parse only, offset, a piece of the mes
     ("add:a,save:a", (4,), 0, "no 'save:a' runs before it"),
     ("save:a,dense:3,add:a", (4,), 15, "the shapes must be equal"),
     ("save:a,maxpool:2,concat:a", (1, 4, 4), 17, "all but the first (channel) dimension"),
+    # the sequence layers
+    ("gelu:erf", None, 5, "approximate must be tanh or none"),
+    ("embedding:40", None, 0, "missing dim"),
+    ("attention", None, 0, "missing heads"),
+    ("attention:heads=4:2", None, 18, "a positional argument after a key=value one"),
+    ("pos_embedding:3", None, 14, "too many arguments"),
+    ("dense:40:tie:bias=1", None, 13, "a tied projection has no bias"),
+    ("dense:40:tie=2", None, 13, "tie must be 0 or 1"),
+    ("embedding:10:8,attention:heads=3", (6,), 15, "3 heads do not divide the width 8"),
+    ("dense:8,attention:heads=2", (6,), 8, "needs a sequence (T, C)"),
+    ("dense:8,pos_embedding", (6,), 8, "needs a sequence (T, D)"),
+    ("embedding:10:8,embedding:10:8", (6,), 15, "needs token ids (T)"),
+    ("embedding:10:8", (1, 4, 4), 0, "needs token ids (T)"),
+    ("embedding:10:8,batchnorm", (6,), 15, "not a sequence (use layernorm)"),
+    ("embedding:10:8,save:a,concat:a", (6,), 22, "concatenates sequences"),
+    ("dense:10:tie", (6,), 0, "tie needs an embedding before it"),
+    ("embedding:10:8,dense:11:tie", (6,), 15, "is tied to the embedding at layer 0 of 10 x 8"),
+    ("embedding:10:8,dense:4,dense:10:tie", (6,), 23, "its weight would be 10 x 4"),
+    ("embedding:10:8,conv2d:4:3", (6,), 15, "needs an image input"),
 ]
 
 
@@ -478,7 +779,9 @@ def test_bad_specs():
 def main():
     torch.manual_seed(0)
     for t in (test_resnet, test_transformer, test_unet, test_straight_stack, test_saved_names,
-              test_checkpoints, test_names, test_spec_text, test_bad_specs):
+              test_checkpoints, test_names, test_spec_text, test_bad_specs, test_gpt_modules,
+              test_gpt_forward, test_gpt_causal, test_gpt_tie, test_gpt_checkpoint,
+              test_gpt_spec_text):
         before = len(failures)
         try:
             t()

@@ -17,8 +17,9 @@ set_tests_properties(optim_vs_torch PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TES
 add_test(NAME predict_torch COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/predict_torch.py)
 set_tests_properties(predict_torch PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TEST_ENV}")
 
-# spgraph.py, the spec language (graphs included) as PyTorch modules with shardprop's tensor
-# names, on its own: shapes, state_dict keys, parameter counts, checkpoint round trips, errors.
+# spgraph.py, the spec language (graphs and the GPT's sequence layers included) as PyTorch
+# modules with shardprop's tensor names, on its own: shapes, state_dict keys, parameter counts,
+# checkpoint round trips, errors; attention's causality and the tied embedding.
 add_test(NAME spgraph_selftest COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/spgraph_selftest.py)
 set_tests_properties(spgraph_selftest PROPERTIES TIMEOUT 300 ENVIRONMENT "${SP_TEST_ENV}")
 
