@@ -104,7 +104,12 @@ def parse_args(argv):
         for k, v in read_config(a.config).items():
             if k in OPTIONS:
                 typ = OPTIONS[k][0]
-                cfg[k] = v.lower() in ("1", "true", "yes", "") if typ is bool else typ(v)
+                if typ is bool:  # as src/util/args.c reads a flag's value
+                    if v not in ("true", "1", "yes", "false", "0", "no"):
+                        sys.exit(f"{a.config}: {k}: '{v}' is not a boolean (true/false)")
+                    cfg[k] = v in ("true", "1", "yes")
+                else:
+                    cfg[k] = typ(v)
             elif k not in IGNORED:
                 sys.exit(f"{a.config}: unknown option '{k}'")
     for name, (_, default) in OPTIONS.items():
