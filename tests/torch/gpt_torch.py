@@ -30,12 +30,14 @@ What is checked:
   4. VALIDATION. The val_loss shardprop reports after the 1-rank run (--val: the mean over
      every token of every window of the file) equals PyTorch's forward of shardprop's final
      checkpoint on the same windows within 1e-5 relative.
-  5. GENERATE. `shardprop generate --checkpoint <the 1-rank result> --prompt P --tokens 24
-     --temperature 0` prints PyTorch's greedy continuation and a newline (argmax of the logits
-     at the last position, the context the last 16 tokens; the prompt's bytes are the ids),
-     for a short prompt and one longer than T. Where PyTorch's two best logits are within
-     1e-4 of each other a different pick is reported as a tie rather than a failure; the rest
-     must be equal.
+  5. GENERATE. After 8 steps the model repeats one token whatever its context, so a longer
+     run trains it first (300 AdamW steps, lr 0.01, cosine with 10 warmup steps; 1 s): then
+     `shardprop generate --checkpoint M --prompt P --tokens 24 --temperature 0` must print
+     PyTorch's greedy continuation and a newline (argmax of the logits at the last position,
+     the context the last 16 tokens; the prompt's bytes are the ids), for a short prompt and
+     one longer than T, each continuation at least 4 distinct tokens (else the check proves
+     little, and fails). Where PyTorch's two best logits are within 1e-4 of each other a
+     different pick is reported as a tie rather than a failure; the rest must be equal.
 
 Conditioning: each training check also prints the distance between the float32 and a float64
 PyTorch run of the same steps, the floor of any float32 comparison. Adam's eps is 1e-4, not
@@ -83,6 +85,9 @@ OPT_FLAGS = ["--optimizer", "adamw", "--lr", "0.003", "--beta1", "0.9", "--beta2
              "--schedule", "cosine", "--warmup-steps", "2", "--min-lr", "0.0003"]
 SHUF_WINDOWS, SHUF_EPOCHS, SHUF_SEED = 20, 2, 5
 GEN_TOKENS = 24
+GEN_FLAGS = ["--optimizer", "adamw", "--lr", "0.01", "--schedule", "cosine", "--warmup-steps",
+             "10", "--epochs", "100", "--max-steps", "300"]
+GEN_DISTINCT = 4  # a continuation of fewer distinct tokens does not test the context
 PROMPTS = ["12+7=", "3+4=7\n25+13=38\n4+"]  # the second is longer than T
 
 PARAM_TOL = 1e-4   # per tensor, max|c - t| / max(max|t|, 1e-3)
@@ -251,6 +256,10 @@ def check_generate(ckpt):
         first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
                      None if len(got) == len(want) else min(len(got), len(want)))
         shown = bytes(want).decode(errors="replace")
+        if len(set(want)) < GEN_DISTINCT:
+            print(f"FAIL generate {prompt!r}: PyTorch's continuation {shown!r} has "
+                  f"{len(set(want))} distinct tokens (< {GEN_DISTINCT}): train the model longer")
+            ok = False
         if first is None:
             print(f"generate {prompt!r}: {shown!r} as PyTorch's greedy argmax (smallest top-2 "
                   f"margin {min(margins):.2e})")
@@ -338,9 +347,12 @@ def run(tmp):
         ok &= check_run(f"shuffled {len(steps)} steps, {ranks} rank{'s' if ranks > 1 else ''}",
                         out, met, t_state, t_losses, floor)
 
-    # 4. and 5. the 1-rank model
+    # 4. the 1-rank model's validation loss; 5. sampling, from a model trained longer
     ok &= check_val(p("np1.h5"), p("np1.jsonl"), val_tok)
-    ok &= check_generate(p("np1.h5"))
+    shardprop("train", "--data", p("train.h5"), "--seq-len", str(T), "--model", SPEC,
+              "--init-from", p("init.h5"), "--batch", str(BATCH), "--threads", "1", "--quiet",
+              "--out", p("gen.h5"), *GEN_FLAGS)
+    ok &= check_generate(p("gen.h5"))
     return ok
 
 
