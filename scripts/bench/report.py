@@ -1,9 +1,10 @@
-"""Turn run.sh's raw measurements (RESULTS/raw.jsonl) into the tables and files of issue 7.
+"""Turn run.sh's raw measurements (RESULTS/raw.jsonl) into the tables and files of issues 7, 20.
 
     python3 report.py RESULTS_DIR     -> stdout markdown; RESULTS_DIR/{table.md,results.json,results.csv}
 
 Statistics: the median over the timed windows (epoch 1 / the first window is the warm-up).
 GFLOP/s = median samples/s x training FLOPs per sample (workloads.flops_per_sample).
+A language model (gpt) trains on T tokens per sample: tokens/s = samples/s x T.
 % of peak: against the FMA peak measured on min(ranks x threads, CPUs) cores in the same run.
 """
 import csv
@@ -41,6 +42,7 @@ def main():
         w = wl.WORKLOADS[r["workload"]]
         _, train_flops = wl.flops_per_sample(w["spec"], w["shape"])
         sps = median(r["samples_per_s"])
+        tok = wl.tokens_per_sample(r["workload"])
         cores = min(r["ranks"] * r["threads"], ncpu)
         peak = peaks.get(cores, {}).get("gflops")
         gflops = sps * train_flops / 1e9 if sps else None
@@ -52,6 +54,8 @@ def main():
             "samples_per_s": sps,
             "samples_per_s_min": min(r["samples_per_s"]) if r["samples_per_s"] else None,
             "samples_per_s_max": max(r["samples_per_s"]) if r["samples_per_s"] else None,
+            "tokens_per_sample": tok, "tokens_per_s": sps * tok if sps and tok else None,
+            "tokens_from": r.get("tokens_from"),
             "mflop_per_sample": train_flops / 1e6, "gflops": gflops,
             "peak_gflops": peak, "pct_of_peak": 100 * gflops / peak if gflops and peak else None,
             "peak_rss_mb_per_rank": max(r.get("peak_rss_mb_per_rank") or [0]) or None,
@@ -103,13 +107,18 @@ def main():
                      ", ".join(f"{fmt(v, '{:.1f}')} MB per rank at {k} rank{'s' if k > 1 else ''}"
                                for k, v in sorted(baseline.items())))
     lines.append("")
-    lines.append("| workload | framework | layout | samples/s (median) | min..max | GFLOP/s | "
-                 "% of peak | peak RSS/rank MB | RSS / plan (without runtime) | comm hidden |")
-    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("| workload | framework | layout | samples/s (median) | min..max | tokens/s | "
+                 "GFLOP/s | % of peak | peak RSS/rank MB | RSS / plan (without runtime) | "
+                 "comm hidden |")
+    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    small = "{:.1f}"  # a language model's samples/s are tens, not thousands
     for r in rows:
+        sf = small if r["tokens_per_sample"] else "{:.0f}"
         lines.append(
-            f"| {r['workload']} | {r['framework']} | {r['layout']} | {fmt(r['samples_per_s'])} | "
-            f"{fmt(r['samples_per_s_min'])}..{fmt(r['samples_per_s_max'])} | "
+            f"| {r['workload']} | {r['framework']} | {r['layout']} | "
+            f"{fmt(r['samples_per_s'], sf)} | "
+            f"{fmt(r['samples_per_s_min'], sf)}..{fmt(r['samples_per_s_max'], sf)} | "
+            f"{fmt(r['tokens_per_s'], none='-')} | "
             f"{fmt(r['gflops'], '{:.1f}')} | {fmt(r['pct_of_peak'], '{:.1f}')} | "
             f"{fmt(r['peak_rss_mb_per_rank'])} | {rss_plan(r)} | "
             f"{fmt(r['comm_hidden_fraction'], '{:.2f}', '-')} |")
@@ -119,22 +128,35 @@ def main():
         lines.append(f"Batch norm ({', '.join(local)}): pytorch-ddp normalizes with each rank's "
                      "own statistics (DDP refuses SyncBatchNorm on CPU modules); shardprop (every "
                      "layout) and the one-process peers with those of the global batch.")
+    srcs = sorted({r["tokens_from"] for r in rows if r.get("tokens_from")})
+    if srcs:
+        lines.append("")
+        lines.append(f"Token data of shardprop: {' and '.join(srcs)} bytes "
+                     "(fortunes: the text of /usr/share/games/fortunes; random: uniform bytes); "
+                     "the peers train on random tokens held in memory.")
     # ratios: shardprop's best layout vs the best peer layout, and per layout
     lines.append("")
-    lines.append("| workload | shardprop best (layout) | best peer (framework, layout) | "
-                 "ratio | vs pytorch same layout | vs jax same layout | 2x1 / 1x1 |")
-    lines.append("|---|---|---|---:|---|---|---:|")
+    lines.append("| workload | shardprop best (layout) | % of peak | best peer (framework, layout) "
+                 "| % of peak | ratio | vs pytorch same layout | vs jax same layout | 2x1 / 1x1 |")
+    lines.append("|---|---|---:|---|---:|---:|---|---|---:|")
+
+    def rate(r):  # the summary's throughput: tokens/s for a language model, else samples/s
+        if r is None:
+            return "n/a"
+        return (f"{fmt(r['tokens_per_s'])} tok/s" if r["tokens_per_s"]
+                else fmt(r["samples_per_s"]))
     summary = []
     for name in wl.WORKLOADS:
         mine = [r for r in rows if r["workload"] == name and r["framework"] == "shardprop"
                 and r["samples_per_s"]]
         peers = [r for r in rows if r["workload"] == name
                  and not r["framework"].startswith("shardprop") and r["samples_per_s"]]
-        if not mine:
+        if not mine and not peers:
             continue
-        best = max(mine, key=lambda r: r["samples_per_s"])
+        # (no shardprop row: its run failed, or the peers were measured alone)
+        best = max(mine, key=lambda r: r["samples_per_s"]) if mine else None
         bp = max(peers, key=lambda r: r["samples_per_s"]) if peers else None
-        ratio = best["samples_per_s"] / bp["samples_per_s"] if bp else None
+        ratio = best["samples_per_s"] / bp["samples_per_s"] if best and bp else None
 
         def same(fw_prefix):
             out = []
@@ -147,15 +169,22 @@ def main():
         by = {m["layout"]: m["samples_per_s"] for m in mine}
         scale = by["2x1"] / by["1x1"] if "2x1" in by and "1x1" in by else None
         lines.append(
-            f"| {name} | {fmt(best['samples_per_s'])} ({best['layout']}) | "
-            f"{fmt(bp['samples_per_s']) + ' (' + bp['framework'] + ', ' + bp['layout'] + ')' if bp else 'n/a'} | "
+            f"| {name} | {rate(best)}{' (' + best['layout'] + ')' if best else ''} | "
+            f"{fmt(best and best['pct_of_peak'], '{:.1f}')} | "
+            f"{rate(bp) + ' (' + bp['framework'] + ', ' + bp['layout'] + ')' if bp else 'n/a'} | "
+            f"{fmt(bp and bp['pct_of_peak'], '{:.1f}')} | "
             f"{fmt(ratio, '{:.2f}x')} | {same('pytorch')} | {same('jax')} | "
             f"{fmt(scale, '{:.2f}x')} |")
-        summary.append({"workload": name, "shardprop_best": best["samples_per_s"],
-                        "shardprop_best_layout": best["layout"],
+        summary.append({"workload": name,
+                        "shardprop_best": best["samples_per_s"] if best else None,
+                        "shardprop_best_layout": best["layout"] if best else None,
+                        "shardprop_best_tokens_per_s": best["tokens_per_s"] if best else None,
+                        "shardprop_best_pct_of_peak": best["pct_of_peak"] if best else None,
                         "best_peer": bp["framework"] if bp else None,
                         "best_peer_layout": bp["layout"] if bp else None,
                         "best_peer_samples_per_s": bp["samples_per_s"] if bp else None,
+                        "best_peer_tokens_per_s": bp["tokens_per_s"] if bp else None,
+                        "best_peer_pct_of_peak": bp["pct_of_peak"] if bp else None,
                         "ratio": ratio, "scaling_2x1_over_1x1": scale})
     det = [r for r in rows if r["framework"] == "shardprop-det" and r["samples_per_s"]]
     if det:
@@ -204,7 +233,8 @@ def main():
               open(os.path.join(d, "results.json"), "w"), indent=1)
     with open(os.path.join(d, "results.csv"), "w", newline="") as f:
         cols = ["workload", "framework", "version", "layout", "ranks", "threads", "windows",
-                "samples_per_s", "samples_per_s_min", "samples_per_s_max", "mflop_per_sample",
+                "samples_per_s", "samples_per_s_min", "samples_per_s_max", "tokens_per_sample",
+                "tokens_per_s", "tokens_from", "mflop_per_sample",
                 "gflops", "peak_gflops", "pct_of_peak", "peak_rss_mb_per_rank", "plan_mb",
                 "rss_over_plan", "runtime_rss_mb", "rss_beyond_runtime_over_plan",
                 "comm_hidden_fraction", "comm_s", "compute_s", "bn_stats"]

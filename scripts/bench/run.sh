@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The shardprop benchmark harness (issue 7): shardprop vs PyTorch and JAX on the same workloads,
-# layouts and machine, in one run, against the measured FMA peak. See scripts/bench/README.md.
+# The shardprop benchmark harness (issues 7, 20): shardprop vs PyTorch and JAX on the same
+# workloads, layouts and machine, in one run, against the measured FMA peak. See
+# scripts/bench/README.md.
 #
 #   scripts/bench/run.sh [--quick] [--layouts "1x1 1x2 2x1"]
-#                        [--workloads "mlp-wide mlp-small cnn resnet"]
+#                        [--workloads "mlp-wide mlp-small cnn resnet gpt"]
 #                        [--reps N] [--peers "torch jax"|none] [--build DIR] [--results DIR]
 #                        [--no-build] [--no-gemm] [--check] [--deterministic]
 #
@@ -19,7 +20,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 BUILD="$ROOT/build"
 RESULTS=""
 LAYOUTS="1x1 1x2 2x1"
-WORKLOADS="mlp-wide mlp-small cnn resnet"
+WORKLOADS="mlp-wide mlp-small cnn resnet gpt"
 PEERS="torch jax"
 QUICK=0
 REPS=""
@@ -29,7 +30,7 @@ DO_CHECK=0
 DO_DET=0
 PIN_WARNINGS=0
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -54,6 +55,7 @@ if [ -z "$REPS" ]; then REPS=$([ $QUICK = 1 ] && echo 2 || echo 7); fi
 mkdir -p "$RESULTS"
 RESULTS="$(cd "$RESULTS" && pwd)"
 DATA="$BUILD/bench/data"
+FORTUNES=/usr/share/games/fortunes # the gpt workload's text, when the fortunes package is there
 VENV="$BUILD/bench/venv"
 mkdir -p "$DATA"
 RAW="$RESULTS/raw.jsonl"
@@ -67,6 +69,7 @@ window_of() {
     mlp-small) [ $QUICK = 1 ] && echo 16 || echo 256 ;;
     cnn) [ $QUICK = 1 ] && echo 2 || echo 12 ;;
     resnet) [ $QUICK = 1 ] && echo 1 || echo 2 ;;
+    gpt) [ $QUICK = 1 ] && echo 1 || echo 2 ;;
     *) echo "run.sh: unknown workload '$1'" >&2; exit 2 ;;
     esac
 }
@@ -156,22 +159,37 @@ fi
 
 # ---- shardprop -----------------------------------------------------------------------------------
 run_shardprop() { # WORKLOAD R T [det]
-    local wl=$1 R=$2 T=$3 det=${4:-} W B spec shape n data tag dir fw=shardprop
+    local wl=$1 R=$2 T=$3 det=${4:-} W B spec shape n data tag dir fw=shardprop seq src=""
     W=$(window_of "$wl")
     B=$(wl_field "$wl" batch)
     spec=$(wl_field "$wl" spec)
     shape=$(wl_field "$wl" shape)
+    seq=$(python3 -c "import sys; sys.path.insert(0, '$HERE'); import workloads as w; \
+print(w.tokens_per_sample('$wl') or '')")
     n=$((B * W)) # one epoch = one timed window
-    data="$DATA/$wl-$n.h5"
-    # shellcheck disable=SC2086
-    [ -f "$data" ] || "$BUILD/scripts/bench/bench_mkdata" "$data" "$n" 10 7 $shape
+    if [ -n "$seq" ]; then
+        # token data: n windows of seq tokens (+ 1, the last window's last target), bytes of the
+        # fortunes corpus when the fortunes package is installed, else random bytes
+        local texts=()
+        [ -d "$FORTUNES" ] && mapfile -t texts < <(find "$FORTUNES" -maxdepth 1 -type f ! -name '*.*' | sort)
+        src=$([ ${#texts[@]} -gt 0 ] && echo fortunes || echo random)
+        data="$DATA/$wl-$n-$src.h5"
+        [ -f "$data" ] || "$BUILD/scripts/bench/bench_mkdata" --tokens "$data" $((n * seq + 1)) 7 \
+            "${texts[@]}"
+    else
+        data="$DATA/$wl-$n.h5"
+        # shellcheck disable=SC2086
+        [ -f "$data" ] || "$BUILD/scripts/bench/bench_mkdata" "$data" "$n" 10 7 $shape
+    fi
     [ -n "$det" ] && fw=shardprop-det
     tag="$fw-$wl-${R}x$T"
     dir="$RESULTS/$tag"
     mkdir -p "$dir"
     rm -f "$dir"/metrics.jsonl "$dir"/rss.*
+    local opt_args
+    read -ra opt_args <<<"$(python3 "$HERE/workloads.py" --shardprop-args "$wl")"
     local args=(train --data "$data" --model "$spec" --batch "$B" --epochs $((REPS + 1))
-        --optimizer sgd --lr 0.01 --momentum 0.9 --seed 7 --threads "$T" --quiet
+        "${opt_args[@]}" --seed 7 --threads "$T" --quiet
         --log-every 1000000000 --check-every 0 --metrics "$dir/metrics.jsonl")
     [ -n "$det" ] && args+=(--deterministic)
     local st=0
@@ -196,9 +214,10 @@ run_shardprop() { # WORKLOAD R T [det]
     fi
     # the memory plan of one rank of this layout (rank 0 prints it)
     ranks_run "$R" "$SP" "${args[@]}" --dry-run --json >"$dir/plan.json" 2>/dev/null || true
-    python3 - "$dir" "$wl" "$R" "$T" "$fw" >>"$RAW" <<'PYEOF'
+    python3 - "$dir" "$wl" "$R" "$T" "$fw" "$src" >>"$RAW" <<'PYEOF'
 import glob, json, os, sys
 d, wl, R, T, fw = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+src = sys.argv[6]
 ev = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl")) if l.strip()]
 ep = [e for e in ev if e.get("event") == "epoch"][1:]  # epoch 1 is the warm-up
 rss = []
@@ -207,11 +226,14 @@ for f in sorted(glob.glob(os.path.join(d, "rss.*"))):
         rss.append(float(open(f).read().split()[-1]) / 1024.0)
     except (ValueError, IndexError):
         pass
-print(json.dumps({"kind": "run", "framework": fw, "workload": wl, "ranks": R,
-                  "threads": T, "samples_per_s": [e["samples_per_s"] for e in ep],
-                  "compute_s": [e["compute_s"] for e in ep], "comm_s": [e["comm_s"] for e in ep],
-                  "comm_hidden_fraction": [e["comm_hidden_fraction"] for e in ep],
-                  "peak_rss_mb_per_rank": rss}))
+run = {"kind": "run", "framework": fw, "workload": wl, "ranks": R,
+       "threads": T, "samples_per_s": [e["samples_per_s"] for e in ep],
+       "compute_s": [e["compute_s"] for e in ep], "comm_s": [e["comm_s"] for e in ep],
+       "comm_hidden_fraction": [e["comm_hidden_fraction"] for e in ep],
+       "peak_rss_mb_per_rank": rss}
+if src:
+    run["tokens_from"] = src  # token data: the fortunes corpus or random bytes
+print(json.dumps(run))
 PYEOF
 }
 

@@ -22,6 +22,7 @@ import workloads as wl  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 class Residual(nn.Module):
@@ -44,6 +45,37 @@ class GlobalAvgPool(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+class PosEmbedding(nn.Module):
+    """pos_embedding: x + P[t] at every position t (GPT-2's wpe), P (T, D)."""
+
+    def __init__(self, positions, dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(positions, dim))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x):
+        return x + self.weight[:x.shape[1]]
+
+
+class CausalSelfAttention(nn.Module):
+    """attention:heads=H: GPT-2's attention, qkv (C -> 3C), causal scaled dot-product
+    attention of H heads through F.scaled_dot_product_attention (PyTorch's fused CPU kernel),
+    proj (C -> C); children qkv and proj, shardprop's P.qkv and P.proj."""
+
+    def __init__(self, width, heads, bias):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width, bias=bias)
+        self.proj = nn.Linear(width, width, bias=bias)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
 def build_tree(tree):
     mods = []
     for d in tree:
@@ -53,8 +85,22 @@ def build_tree(tree):
                                  None if d["g"] is None else build_tree(d["g"])))
         elif kind == "repeat":
             mods.append(nn.Sequential(*[build_tree(c) for c in d["copies"]]))
+        elif kind == "attention":
+            mods.append(CausalSelfAttention(d["in"][-1], d["heads"], d["bias"]))
         elif kind == "dense":
-            mods.append(nn.Linear(d["in"][0], d["units"], bias=d["bias"]))
+            lin = nn.Linear(d["features"], d["units"], bias=d["bias"])
+            lin.sp_tie = d["tie"]  # build() gives it the embedding's weight
+            mods.append(lin)
+        elif kind == "embedding":
+            emb = nn.Embedding(d["vocab"], d["dim"])
+            nn.init.normal_(emb.weight, std=0.02)
+            mods.append(emb)
+        elif kind == "pos_embedding":
+            mods.append(PosEmbedding(d["positions"], d["dim"]))
+        elif kind == "layernorm":
+            mods.append(nn.LayerNorm(d["normalized"], eps=d["eps"]))
+        elif kind == "gelu":
+            mods.append(nn.GELU(approximate=d["approximate"]))
         elif kind == "conv2d":
             mods.append(nn.Conv2d(d["in"][0], d["oc"], d["k"], d["stride"], d["pad"],
                                   bias=d["bias"]))
@@ -76,8 +122,14 @@ def build_tree(tree):
 
 def build(spec, shape):
     """The workload's network, in training mode; its state_dict keys are shardprop's tensor
-    names (0.weight, 3.f.1.running_mean, ...)."""
-    return build_tree(wl.graph(spec, shape))
+    names (0.weight, 3.f.1.running_mean, ...). A tied dense (dense:V:tie) shares the weight
+    of the first embedding (GPT-2's lm head)."""
+    model = build_tree(wl.graph(spec, shape))
+    emb = next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
+    for m in model.modules():
+        if getattr(m, "sp_tie", False):
+            m.weight = emb.weight
+    return model
 
 
 def gemm_main(argv):
@@ -118,6 +170,8 @@ def main():
     ap.add_argument("--reps", type=int, default=7, help="timed windows after one warm-up window")
     ap.add_argument("--world", type=int, default=1)
     ap.add_argument("--rank", type=int, default=0)
+    ap.add_argument("--no-fused", dest="fused", action="store_false",
+                    help="AdamW: the for-loop implementation instead of the fused kernel")
     a = ap.parse_args()
     w = wl.WORKLOADS[a.workload]
     torch.set_num_threads(a.threads)
@@ -134,19 +188,32 @@ def main():
         # over the global batch, as shardprop's default) is refused by DDP on CPU modules
         # ("SyncBatchNorm layers only work with GPU modules", PyTorch 2.15).
         model = nn.parallel.DistributedDataParallel(model)
-    opt = torch.optim.SGD(model.parameters(), lr=wl.LR, momentum=wl.MOMENTUM)
+    kind, o = wl.optimizer(a.workload)
+    if kind == "adamw":
+        # fused: PyTorch's one-kernel AdamW for CPU tensors, its fastest CPU path
+        opt = torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=(o["beta1"], o["beta2"]),
+                                eps=o["eps"], weight_decay=o["weight_decay"], fused=a.fused)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"])
     loss_fn = nn.CrossEntropyLoss()
     gb = w["batch"]
     lb = gb // a.world + (1 if a.rank < gb % a.world else 0)
     nb = 8  # distinct batches cycled through
     g = torch.Generator().manual_seed(wl.SEED + a.rank)
-    X = torch.randn((nb * lb,) + tuple(w["shape"]), generator=g)
-    Y = torch.randint(0, wl.CLASSES, (nb * lb,), generator=g)
+    T = wl.tokens_per_sample(a.workload)
+    if T:  # windows of T + 1 random tokens: the first T the input, the last T the targets
+        tok = torch.randint(0, w["vocab"], (nb * lb, T + 1), generator=g)
+        X, Y = tok[:, :-1].contiguous(), tok[:, 1:].contiguous()
+    else:
+        X = torch.randn((nb * lb,) + tuple(w["shape"]), generator=g)
+        Y = torch.randint(0, wl.CLASSES, (nb * lb,), generator=g)
 
     def step(i):
         j = (i % nb) * lb
         opt.zero_grad(set_to_none=False)
-        loss = loss_fn(model(X[j:j + lb]), Y[j:j + lb])
+        out = model(X[j:j + lb])
+        # a language model: the mean over every position of every sample
+        loss = loss_fn(out.reshape(-1, out.shape[-1]), Y[j:j + lb].reshape(-1))
         loss.backward()
         opt.step()
         return loss
@@ -167,6 +234,7 @@ def main():
         if rep > 0:  # the first window is the warm-up
             rates.append(gb * a.window / dt)
     out = {"framework": "pytorch", "version": torch.__version__, "workload": a.workload,
+           "optimizer": kind,
            "ranks": a.world, "threads": a.threads, "rank": a.rank, "samples_per_s": rates,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
            "loss": loss}

@@ -1,6 +1,7 @@
-"""The benchmark workloads of issue 7, shared by run.sh (via report.py) and the peers.
+"""The benchmark workloads of issues 7 and 20, shared by run.sh (via report.py) and the peers.
 
-Each workload: shardprop model spec, sample shape, global batch. graph() reads the spec into a
+Each workload: shardprop model spec, sample shape, global batch (and for a language model the
+context length T and vocabulary: a sample is a window of T tokens). graph() reads the spec into a
 tree (residual blocks included) with every layer's shapes and PyTorch module path, from which
 torch_ref.py and jax_ref.py build the same network; FLOPs are counted here once (see
 flops_per_sample) so that every framework is scored against the same number. Plain Python (no
@@ -44,12 +45,55 @@ WORKLOADS = {
         "shape": (1, 28, 28),
         "batch": 128,
     },
+    # issue 20: a GPT-2-style decoder on byte tokens (width 128, 4 layers of 4 heads, T = 128,
+    # tied output), trained with AdamW as data/configs/fortunes_gpt.conf (without its schedule
+    # and clipping) on that config's global batch of 32 windows (4096 tokens per step)
+    "gpt": {
+        "spec": model_file("data/configs/fortunes_gpt.model"),
+        "model_file": "data/configs/fortunes_gpt.model",
+        "shape": (128,),
+        "batch": 32,
+        "seq_len": 128,
+        "vocab": 256,
+        "optimizer": "adamw",
+    },
 }
 
 CLASSES = 10
 LR = 0.01
 MOMENTUM = 0.9
 SEED = 7
+# AdamW (decoupled weight decay on every parameter, as torch.optim.AdamW over model.parameters()
+# and shardprop's adamw), constant rate, no gradient clipping
+ADAMW = {"lr": 0.002, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1}
+
+
+def optimizer(name):
+    """The workload's optimizer: ("sgd", {"lr", "momentum"}) or ("adamw", ADAMW)."""
+    kind = WORKLOADS[name].get("optimizer", "sgd")
+    if kind == "adamw":
+        return kind, dict(ADAMW)
+    return kind, {"lr": LR, "momentum": MOMENTUM}
+
+
+def shardprop_args(name):
+    """The `shardprop train` flags of workload `name` beyond data, model, batch and layout: its
+    optimizer, and --seq-len for token data."""
+    kind, o = optimizer(name)
+    if kind == "adamw":
+        args = ["--optimizer", "adamw", "--lr", repr(o["lr"]), "--beta1", repr(o["beta1"]),
+                "--beta2", repr(o["beta2"]), "--eps", repr(o["eps"]),
+                "--weight-decay", repr(o["weight_decay"])]
+    else:
+        args = ["--optimizer", "sgd", "--lr", repr(o["lr"]), "--momentum", repr(o["momentum"])]
+    if "seq_len" in WORKLOADS[name]:
+        args += ["--seq-len", str(WORKLOADS[name]["seq_len"])]
+    return args
+
+
+def tokens_per_sample(name):
+    """Tokens a sample trains on (T of a language model), or None for the other workloads."""
+    return WORKLOADS[name].get("seq_len")
 
 
 # ---- the spec language (the subset of src/model/spec.h the peers build) --------------------------
@@ -60,11 +104,12 @@ SEED = 7
 _POSITIONAL = {  # kind -> its positional arguments, in order
     "dense": ("units",), "conv2d": ("out_channels", "kernel", "stride", "pad"),
     "maxpool": ("kernel", "stride"), "avgpool": ("kernel", "stride"),
-    "leaky_relu": ("slope",), "dropout": ("p",),
+    "leaky_relu": ("slope",), "dropout": ("p",), "gelu": ("approximate",),
+    "embedding": ("vocab", "dim"),
 }
-_KEYWORD = {"dense": ("bias",), "conv2d": ("bias",), "batchnorm": ("eps", "momentum"),
-            "layernorm": ("eps",)}
-_PLAIN = ("flatten", "relu", "tanh", "sigmoid", "gelu", "gap")
+_KEYWORD = {"dense": ("bias", "tie"), "conv2d": ("bias",), "batchnorm": ("eps", "momentum"),
+            "layernorm": ("eps",), "attention": ("heads", "bias")}
+_PLAIN = ("flatten", "relu", "tanh", "sigmoid", "gap", "pos_embedding")
 
 
 def _tokens(spec):
@@ -116,6 +161,9 @@ def parse(spec):
         while toks[i] == ":":
             take(":")
             a = take()
+            if name == "dense" and a == "tie" and toks[i] != "=":
+                args["tie"] = "1"  # the flag alone: dense:V:tie
+                continue
             if toks[i] == "=":
                 take("=")
                 if a not in _POSITIONAL.get(name, ()) + _KEYWORD.get(name, ()):
@@ -137,9 +185,21 @@ def parse(spec):
 def _layer(kind, a, shape, path, reads_input):
     """One layer's dict: its arguments (defaults filled in), in/out shapes, path."""
     d = {"kind": kind, "in": shape, "path": path, "reads_input": reads_input}
-    if kind == "dense":
-        d.update(units=int(a["units"]), bias=a.get("bias", "1") == "1")
-        shape = (d["units"],)
+    if kind == "dense":  # on (F), or on every position of a sequence (T, D)
+        tie = a.get("tie", "0") == "1"
+        d.update(units=int(a["units"]), tie=tie, bias=not tie and a.get("bias", "1") == "1",
+                 features=shape[-1], positions=shape[0] if len(shape) == 2 else 1)
+        shape = shape[:-1] + (d["units"],)
+    elif kind == "embedding":  # (T) token ids -> (T, DIM)
+        d.update(vocab=int(a["vocab"]), dim=int(a["dim"]))
+        shape = (shape[0], d["dim"])
+    elif kind == "pos_embedding":
+        d.update(positions=shape[0], dim=shape[1])
+    elif kind == "attention_core":  # (T, 3C) -> (T, C)
+        d.update(heads=int(a["heads"]), positions=shape[0], width=shape[1] // 3)
+        shape = (shape[0], shape[1] // 3)
+    elif kind == "gelu":
+        d.update(approximate=a.get("approximate", "none"))
     elif kind == "conv2d":
         c, h, w = shape
         oc, k = int(a["out_channels"]), int(a["kernel"])
@@ -161,6 +221,8 @@ def _layer(kind, a, shape, path, reads_input):
         shape = (shape[0],)
     elif kind in ("batchnorm", "layernorm"):
         d.update(eps=float(a.get("eps", 1e-5)), momentum=float(a.get("momentum", 0.1)))
+        if kind == "layernorm":  # over each position's D features, or over the whole sample
+            d["normalized"] = shape[-1:] if len(shape) == 2 else shape
     elif kind == "leaky_relu":
         d.update(slope=float(a.get("slope", 0.01)))
     elif kind == "dropout":
@@ -173,7 +235,9 @@ def graph(spec, shape):
     """The spec as a tree of dicts, every item with "kind", "in", "out" (sample shapes) and
     "path": a layer also with its arguments and "reads_input" (fed by the model's input: no
     input gradient); {"kind": "residual", "f": [...], "g": [...] or None} is f(x) + g(x)
-    (g None: + x); {"kind": "repeat", "copies": [[...], ...]} the copies in a row."""
+    (g None: + x); {"kind": "repeat", "copies": [[...], ...]} the copies in a row;
+    {"kind": "attention", "qkv": dense, "core": attention_core, "proj": dense} GPT-2's attention
+    module at path P (P.qkv, the causal core at P, P.proj: shardprop's nodes)."""
     def seq(items, shape, prefix, is_input):
         out = []
         for i, it in enumerate(items):
@@ -195,8 +259,21 @@ def graph(spec, shape):
             for k in range(it[1]):
                 c, s = seq(it[2], s, f"{path}.{k}.", is_input and k == 0)
                 copies.append(c)
+                for lay in walk(c) if k else ():
+                    lay["repeat_copy"] = k  # the same shapes as copy 0's
             return {"kind": "repeat", "copies": copies, "in": shape, "out": s,
                     "path": path}, s
+        if it[1] == "attention":
+            a = it[2]
+            bias = a.get("bias", "1")
+            qkv = _layer("dense", {"units": str(3 * shape[-1]), "bias": bias}, shape,
+                         f"{path}.qkv", is_input)
+            core = _layer("attention_core", {"heads": a["heads"]}, qkv["out"], path, False)
+            proj = _layer("dense", {"units": str(shape[-1]), "bias": bias}, core["out"],
+                          f"{path}.proj", False)
+            return {"kind": "attention", "qkv": qkv, "core": core, "proj": proj,
+                    "heads": core["heads"], "bias": bias == "1", "in": shape,
+                    "out": proj["out"], "path": path}, proj["out"]
         d = _layer(it[1], it[2], shape, path, is_input)
         return d, d["out"]
 
@@ -213,6 +290,10 @@ def walk(tree):
         elif d["kind"] == "repeat":
             for c in d["copies"]:
                 yield from walk(c)
+        elif d["kind"] == "attention":
+            yield d["qkv"]
+            yield d["core"]
+            yield d["proj"]
         else:
             yield d
 
@@ -225,16 +306,21 @@ def layers(spec, shape):
 def flops_per_sample(spec, shape):
     """Training FLOPs per sample, the convention of README.md:
 
-    a dense layer in -> out does 2*in*out FLOPs forward (one multiply-add = 2 FLOPs), a conv2d
-    2*oc*(c*k*k)*oh*ow; training counts 3x the forward (forward, weight gradient, input
-    gradient), for every GEMM layer including the first. Bias, activations, pooling, batch
-    norm, the residual adds, global average pooling, loss and the optimizer are not counted
-    (they are O(activations), not O(MACs)).
+    a dense layer in -> out does 2*in*out FLOPs forward (one multiply-add = 2 FLOPs) at every
+    position (T of a sequence; a tied output projection counts as any dense), a conv2d
+    2*oc*(c*k*k)*oh*ow, the causal attention core 4*C*(T+1)/2 per position (q k^T and P v over
+    the (T+1)/2 keys a query sees on average); training counts 3x the forward (forward, weight
+    gradient, input gradient), for every GEMM layer including the first. Bias, activations,
+    pooling, batch and layer norm, embeddings, the residual adds, global average pooling, loss
+    and the optimizer are not counted (they are O(activations), not O(MACs)).
     Returns (forward, train)."""
     fwd = 0
     for kind, d in layers(spec, shape):
         if kind == "dense":
-            fwd += 2 * d["in"][0] * d["units"]
+            fwd += 2 * d["features"] * d["units"] * d["positions"]
+        elif kind == "attention_core":
+            T = d["positions"]
+            fwd += T * 4 * d["width"] * (T + 1) // 2
         elif kind == "conv2d":
             c = d["in"][0]
             _, oh, ow = d["out"]
@@ -243,11 +329,21 @@ def flops_per_sample(spec, shape):
 
 
 def params_count(spec, shape):
-    """Trained parameters (batch norm's gamma and beta included, its running statistics not)."""
+    """Trained parameters (batch and layer norm's gamma and beta included, batch norm's running
+    statistics not; a tied projection's weight is the embedding's, counted once)."""
     n = 0
     for kind, d in layers(spec, shape):
         if kind == "dense":
-            n += d["in"][0] * d["units"] + (d["units"] if d["bias"] else 0)
+            n += (0 if d["tie"] else d["features"] * d["units"]) + (d["units"] if d["bias"] else 0)
+        elif kind == "embedding":
+            n += d["vocab"] * d["dim"]
+        elif kind == "pos_embedding":
+            n += d["positions"] * d["dim"]
+        elif kind == "layernorm":
+            f = 1
+            for x in d["normalized"]:
+                f *= x
+            n += 2 * f
         elif kind == "conv2d":
             n += d["oc"] * d["in"][0] * d["k"] * d["k"] + (d["oc"] if d["bias"] else 0)
         elif kind == "batchnorm":
@@ -260,13 +356,17 @@ def gemm_shapes(name):
     (label, trans_a, trans_b, M, N, K) in sp_gemm's terms (src/layers/dense.c, conv2d.c),
     labelled by the layer's module path; a layer fed by the model's input computes no input
     gradient. (A conv's forward and input gradient are counted as one GEMM over the batch's
-    columns; shardprop runs them per sample, B GEMMs of N = oh*ow.)"""
+    columns; shardprop runs them per sample, B GEMMs of N = oh*ow.) A dense on a sequence is one
+    GEMM over the batch's B*T positions; the attention core's per-(sample, head) products are
+    not listed, nor the GEMMs of a repeat's copies after the first (the same shapes)."""
     w = WORKLOADS[name]
     B, out = w["batch"], []
     for kind, d in layers(w["spec"], w["shape"]):
         i = d["path"]
+        if d.get("repeat_copy"):
+            continue
         if kind == "dense":
-            n_in, n_out = d["in"][0], d["units"]
+            n_in, n_out, B = d["features"], d["units"], w["batch"] * d["positions"]
             out.append((f"{name}.{i}.dense.fwd", 0, 1, B, n_out, n_in))
             out.append((f"{name}.{i}.dense.dW", 1, 0, n_out, n_in, B))
             if not d["reads_input"]:
@@ -287,7 +387,12 @@ if __name__ == "__main__":
         print(" ".join(f"{l}:{ta},{tb},{m},{n},{k}" for wname in sys.argv[2:]
                        for (l, ta, tb, m, n, k) in gemm_shapes(wname)))
         sys.exit(0)
+    if len(sys.argv) > 2 and sys.argv[1] == "--shardprop-args":
+        print(" ".join(shardprop_args(sys.argv[2])))
+        sys.exit(0)
     for name, w in WORKLOADS.items():
         f, t = flops_per_sample(w["spec"], w["shape"])
-        print(f"{name}: {f / 1e6:.2f} MFLOP forward, {t / 1e6:.2f} MFLOP train per sample, "
-              f"{params_count(w['spec'], w['shape'])} params")
+        tok = tokens_per_sample(name)
+        per_tok = f", {t / tok / 1e6:.3f} MFLOP train per token" if tok else ""
+        print(f"{name}: {f / 1e6:.2f} MFLOP forward, {t / 1e6:.2f} MFLOP train per sample"
+              f"{per_tok}, {params_count(w['spec'], w['shape'])} params")
