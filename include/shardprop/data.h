@@ -167,6 +167,8 @@ typedef struct sp_loader_config {
     bool prefetch;       /* read batch b+1 on a background thread while b is used */
     int64_t micro_batch; /* 0: balanced split; > 0: whole micro-batches of this size per rank
                           * (contiguous blocks, sp_rank_slice_micro; --deterministic) */
+    const char *augment; /* NULL, "" or "none": batches hold the rows as read; else a list of
+                          * image transforms applied to each batch, e.g. "crop:2,flip" (below) */
 } sp_loader_config;
 
 typedef struct sp_batch {
@@ -191,6 +193,17 @@ typedef struct sp_batch {
  * sp_loader_cache_enabled is false. Each batch reads its windows' token runs from the file, with
  * their labels in the same read; HDF5's chunk cache (up to 64 MiB of the dataset, in the
  * file's dtype) keeps a token file that size in memory after the first epoch.
+ * Augmentation (cfg->augment, for training data only): a comma-separated list applied in order
+ * to every sample of a batch (C, H, W), after its rows are read and on the same thread (the
+ * reader thread with prefetch), so it overlaps training; the cache keeps the rows un-augmented.
+ *   crop:P       pad P zero pixels on every side, take a random H x W window (offsets uniform in
+ *                [0, 2P] on each axis)
+ *   flip         mirror left-right with probability 1/2
+ *   translate:T  shift by a random integer in [-T, T] on each axis, zero fill
+ * Every draw depends only on (seed, epoch, sample id): not on nranks, the batch or the thread,
+ * and a resumed epoch draws the same. The spec is parsed here (the string need not outlive the
+ * call): a bad one is SP_ERR_ARG quoting it; data that are not images (N, C, H, W), or P, T not
+ * below H and W, are SP_ERR_DATA naming the file and the dataset.
  */
 sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_config *cfg);
 

@@ -5,12 +5,16 @@
  * Double buffering with prefetch: batch b is handed out from buf[k] while the reader thread fills
  * buf[k^1] with batch b+1; the next call waits for buf[k^1] and then queues b+2 into buf[k], whose
  * pointers the caller gave up by calling again. At most one job is in flight.
+ *
+ * Augmentation (cfg.augment) changes the batch buffer after its rows arrived, so it runs where
+ * the reads run (the reader thread with prefetch) and the row cache keeps the rows as read.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "data/augment.h"
 #include "data/data.h"
 #include "io/h5.h"
 #include "util/arith.h"
@@ -46,6 +50,7 @@ struct sp_loader {
     size_t cache_bytes, buf_bytes; /* what sp_loader_memory_bytes reports */
     int64_t *miss_ids, *miss_pos;  /* (cmax) */
     float *miss_x;                 /* (cmax, sample_size) */
+    sp_augment aug;                /* n = 0: none */
     /* reader thread */
     bool thread_on, quit, busy;
     int job_buf;
@@ -120,6 +125,11 @@ static void fill_(sp_loader *ld, int k, int64_t b) {
             }
         }
     }
+    if (st == SP_OK && ld->aug.n > 0) {
+        const int64_t *sh = ld->in->sample_shape; /* (C, H, W), checked at creation */
+        sp_augment_apply(&ld->aug, B->x, B->ids, count, (int)sh[0], (int)sh[1], (int)sh[2],
+                         ld->cfg.seed, ld->epoch);
+    }
     if (st != SP_OK) {
         B->st = st;
         snprintf(B->err, sizeof B->err, "%s", sp_last_error());
@@ -177,11 +187,16 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
     if (cfg->nranks < 1 || cfg->rank < 0 || cfg->rank >= cfg->nranks)
         return SP_FAIL(SP_ERR_ARG, "data loader: rank %d is not in [0, %d)", cfg->rank,
                        cfg->nranks);
+    sp_augment aug;
+    SP_CHECK(sp_augment_parse(&aug, cfg->augment));
+    SP_CHECK(sp_augment_check_shape(&aug, in));
     sp_loader *ld = calloc(1, sizeof *ld);
     if (!ld) return SP_FAIL(SP_ERR_NOMEM, "data loader: out of memory");
     ld->ds = ds;
     ld->in = in;
     ld->cfg = *cfg;
+    ld->cfg.augment = NULL; /* the caller's string may go; ld->aug holds the parsed list */
+    ld->aug = aug;
     ld->n = in->n;
     ld->nbatches = sp_batches_per_epoch(in->n, cfg->batch);
     ld->cmax = sp_rank_slice_max(cfg->batch, cfg->micro_batch, cfg->nranks);
