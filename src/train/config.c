@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "data/augment.h"
 #include "scale/scaleplan.h"
 #include "util/args.h"
 #include "util/status.h"
@@ -26,7 +27,7 @@ static const char *train_description =
     "--config FILE (key = value lines, names without the dashes; flags override the file).";
 
 /* The table: one place for names, defaults (set in config_defaults_), help and ranges. */
-#define N_SPECS 59
+#define N_SPECS 60
 static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     int n = 0;
 #define STR(name, field, meta, help)                                                               \
@@ -50,6 +51,11 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
         "lines, # comments; README: the model language) (required)");
     STR("val", val, "VAL.h5", "validation data, evaluated at the end of every epoch");
     STR("loss", loss, "xent|mse", "loss (default: xent for integer labels, mse for float y)");
+    STR("augment", augment, "LIST",
+        "augment the training images (N, C, H, W), never validation: comma-separated transforms "
+        "applied in order, crop:P (pad P zero pixels, take a random crop of the original size), "
+        "flip (left-right, probability 0.5), translate:T (random shift in [-T, T] pixels on each "
+        "axis, zero fill); e.g. crop:2,flip. Each draw depends on (seed, epoch, sample) only");
     STR("x", x_name, "NAME", "path of the inputs in the data files (default X)");
     STR("y", y_name, "NAME", "path of the labels/targets in the data files (default y)");
     INT("seq-len", seq_len, 0, 1 << 20, "T",
@@ -416,6 +422,15 @@ sp_status sp_train_config_check(const sp_train_config *c) {
     if (c->micro_batch > 0 && !c->deterministic)
         return SP_FAIL(SP_ERR_ARG, "--micro-batch goes with --deterministic");
     if (c->network) SP_CHECK(sp_train_check_network(c->network, c->dry_run));
+    if (c->augment) { /* the sizes are checked against the data when the loader is made */
+        sp_augment a;
+        const sp_status st = sp_augment_parse(&a, c->augment);
+        if (st != SP_OK) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", sp_last_error());
+            return SP_FAIL(st, "--%s", why);
+        }
+    }
     return SP_OK;
 }
 

@@ -17,6 +17,7 @@
 typedef struct sp_train_config {
     /* data and model */
     const char *data, *val, *model, *loss, *x_name, *y_name;
+    const char *augment; /* --augment LIST (data/augment.h) for the training data, or NULL */
     int64_t data_cache_mb;
     int64_t seq_len; /* > 0: token data, windows of seq_len tokens (a language model) */
     bool no_shuffle, no_prefetch;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/augment.h"
 #include "scale/scaleplan.h"
 #include "util/json.h"
 #include "util/status.h"
@@ -36,6 +37,13 @@ static memory_plan memory_plan_(const sp_train_setup *t) {
     return p;
 }
 
+/* --augment in canonical form ("none" without it; parsed when the loader was made). */
+static void augment_text_(const sp_train_config *c, char *buf, size_t cap) {
+    sp_augment a;
+    if (sp_augment_parse(&a, c->augment) != SP_OK) a.n = 0;
+    sp_augment_format(&a, buf, cap);
+}
+
 static void print_json_(const sp_train_setup *t) {
     sp_model *m = t->m;
     const sp_reducer *red = t->x->plan; /* with one rank: those of more ranks */
@@ -54,9 +62,14 @@ static void print_json_(const sp_train_setup *t) {
            mp.params, mp.grads, mp.activations, mp.optimizer, mp.allreduce, mp.data_cache,
            mp.data_buffers, mp.total);
     printf(", \"params\": %zu, \"ranks\": %d, \"threads\": %d, \"batch\": %lld, "
-           "\"bucket_mb\": %g, \"layers\": [",
+           "\"bucket_mb\": %g, ",
            sp_model_num_params(m), t->ranks, t->threads, (long long)t->cfg->batch,
            t->cfg->bucket_mb);
+    char aug[SP_AUGMENT_SPEC_MAX];
+    augment_text_(t->cfg, aug, sizeof aug);
+    printf("\"augment\": ");
+    sp_json_write_string(stdout, aug);
+    printf(", \"layers\": [");
     for (int i = 0; i < sp_model_num_layers(m); ++i) {
         int64_t sh[3];
         const int r = sp_model_layer_out_shape(m, i, sh);
@@ -109,6 +122,12 @@ static void print_text_(const sp_train_setup *t) {
     const int64_t local = sp_model_max_batch(m);
     printf("model %s: %zu parameters, %.3g MFLOP per sample forward (~%.3g forward+backward)\n",
            sp_model_spec(m), sp_model_num_params(m), fps / 1e6, 3 * fps / 1e6);
+    char aug[SP_AUGMENT_SPEC_MAX];
+    augment_text_(t->cfg, aug, sizeof aug);
+    if (strcmp(aug, "none"))
+        printf("augment: %s (training batches only, on the loader's thread; validation is not "
+               "augmented)\n",
+               aug);
     printf("memory per rank: %.1f MB = parameters %.1f + gradients %.1f + activations and work "
            "buffers for %lld samples %.1f + optimizer state %.1f + %s %.1f + data cache %.1f + "
            "data batch buffers %.1f\n",

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/augment.h"
 #include "io/checkpoint.h"
 #include "train/trainer_impl.h"
 #include "util/atomic_file.h"
@@ -93,6 +94,29 @@ static void config_value_(const char *conf, const char *key, char *out, size_t c
     }
 }
 
+/* The run's augmentation against this one's: the same list (in canonical form; a checkpoint
+ * without the key had none), else the data a resumed run sees would not be those it would
+ * have seen. */
+static sp_status same_augment_(const char *path, const char *stored, const char *mine) {
+    char v[SP_AUGMENT_SPEC_MAX], cv[SP_AUGMENT_SPEC_MAX], cm[SP_AUGMENT_SPEC_MAX];
+    config_value_(stored, "augment", v, sizeof v);
+    sp_augment a, b;
+    if (sp_augment_parse(&a, v) != SP_OK) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", sp_last_error());
+        return SP_FAIL(SP_ERR_DATA, "%s: the stored configuration's %s", path, why);
+    }
+    SP_CHECK(sp_augment_parse(&b, mine));
+    sp_augment_format(&a, cv, sizeof cv);
+    sp_augment_format(&b, cm, sizeof cm);
+    if (strcmp(cv, cm))
+        return SP_FAIL(SP_ERR_ARG,
+                       "%s: the run used augment = %s, this one %s: resuming needs the same "
+                       "augmentation (the samples it trains on depend on it)",
+                       path, cv, cm);
+    return SP_OK;
+}
+
 /* Resume or init-from: load what the checkpoint holds into this rank (every rank reads the same
  * file; rank 0 chose it). */
 sp_status sp_run_load_start(trainer *t, const char *path, bool resume) {
@@ -129,6 +153,8 @@ sp_status sp_run_load_start(trainer *t, const char *path, bool resume) {
                              "value",
                              path, keys[k], v, mine);
         }
+        if (st == SP_OK && !conf) st = SP_FAIL(SP_ERR_NOMEM, "out of memory");
+        if (st == SP_OK) st = same_augment_(path, info.train.config, c->augment);
         free(conf);
     }
     if (st == SP_OK) st = sp_ckpt_load_optimizer(path, t->m, t->opt);

@@ -387,11 +387,13 @@ static sp_status build_run_(trainer *t) {
                            .shuffle = !c->no_shuffle,
                            .cache_mb = (size_t)c->data_cache_mb,
                            .prefetch = !c->no_prefetch,
-                           .micro_batch = c->deterministic ? c->micro_batch : 0};
+                           .micro_batch = c->deterministic ? c->micro_batch : 0,
+                           .augment = c->augment};
     SP_CHECK(sp_loader_create(&t->ld, t->ds, &lc));
-    if (t->vds) {
+    if (t->vds) { /* validation measures the model on the data as they are */
         lc.micro_batch = 0;
         lc.shuffle = false;
+        lc.augment = NULL;
         SP_CHECK(sp_loader_create(&t->vld, t->vds, &lc));
     }
     /* the one choice of how gradients cross ranks; the step does not know which */
