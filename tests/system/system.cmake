@@ -15,6 +15,12 @@ sp_test(resume TIMEOUT 600 LABELS mpi)
 target_link_libraries(test_resume PRIVATE sp_trainutil)
 sp_test(deterministic TIMEOUT 900 LABELS mpi)
 target_link_libraries(test_deterministic PRIVATE sp_trainutil)
+# --augment: bitwise layouts with --deterministic, ranks within 1e-5 and threads bitwise without,
+# bitwise resume mid-epoch (another list refused), validation not augmented, errors
+# (test_augment.c).
+sp_test(augment TIMEOUT 600 LABELS mpi)
+target_link_libraries(test_augment PRIVATE sp_trainutil)
+set_tests_properties(augment PROPERTIES PROCESSORS 2)
 # Graphs (residual blocks, named joins, batch and layer norm) trained through the executable:
 # synchronized batch norm on 1-4 ranks, --bn-stats local, threads, bitwise resume,
 # --deterministic layouts, bad specs and --model @FILE, the --dry-run graph (test_graph_train.c).
