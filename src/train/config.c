@@ -52,10 +52,9 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     STR("val", val, "VAL.h5", "validation data, evaluated at the end of every epoch");
     STR("loss", loss, "xent|mse", "loss (default: xent for integer labels, mse for float y)");
     STR("augment", augment, "LIST",
-        "augment the training images (N, C, H, W), never validation: comma-separated transforms "
-        "applied in order, crop:P (pad P zero pixels, take a random crop of the original size), "
-        "flip (left-right, probability 0.5), translate:T (random shift in [-T, T] pixels on each "
-        "axis, zero fill); e.g. crop:2,flip. Each draw depends on (seed, epoch, sample) only");
+        "augment the training images (N, C, H, W), not validation; transforms in order: crop:P "
+        "(pad P zeros, random crop back to size), flip (left-right, p 0.5), translate:T (random "
+        "shift in [-T, T], zero fill); e.g. crop:2,flip (docs/data.md)");
     STR("x", x_name, "NAME", "path of the inputs in the data files (default X)");
     STR("y", y_name, "NAME", "path of the labels/targets in the data files (default y)");
     INT("seq-len", seq_len, 0, 1 << 20, "T",

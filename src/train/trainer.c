@@ -13,6 +13,7 @@
 
 #include "comm/reducer.h"
 #include "comm/watchdog.h"
+#include "data/augment.h"
 #include "model/layer_hook.h"
 #include "train/batches.h"
 #include "train/eval.h"
@@ -493,6 +494,11 @@ static sp_status start_(trainer *t, bool *done) {
         if (t->vds) {
             sp_dataset_describe(t->vds, line, sizeof line);
             printf("validation: %s\n", line);
+        }
+        sp_augment aug;
+        if (c->augment && sp_augment_parse(&aug, c->augment) == SP_OK && aug.n > 0) {
+            sp_augment_format(&aug, line, sizeof line);
+            printf("augment: %s (the training batches only)\n", line);
         }
         printf("model: %s (%zu parameters), loss %s, optimizer %s lr %g, batch %lld (%lld per "
                "rank at most)\n",
