@@ -10,6 +10,7 @@
  *    accepted;
  *  - validation is not augmented: the last epoch's val_loss is what `shardprop eval` of the
  *    final model on the validation file gives;
+ *  - the config-file form, shown by --dry-run (text, JSON) and at the start of a run;
  *  - errors on 2 ranks: vector data (naming the file and the dataset), a crop too large for the
  *    images, a bad spec on the command line and in a config file: one line, non-zero exit.
  */
@@ -179,6 +180,41 @@ static void test_validation(void) {
     free(out);
 }
 
+/* The config-file form, in --dry-run's text and JSON (in canonical form), and at the start. */
+static void test_shown(void) {
+    char conf[512], args[1600], *out = NULL;
+    snprintf(conf, sizeof conf, "%s/aug.conf", dir);
+    FILE *f = fopen(conf, "w");
+    if (f) {
+        fprintf(f, "data = %s/img.h5\nmodel = flatten,dense:3\naugment = translate:1 , flip\n",
+                dir);
+        fclose(f);
+    }
+    snprintf(args, sizeof args, "train --config %s --dry-run", conf);
+    int rc = sp_test_shardprop(0, 1, args, &out);
+    CHECK(rc == 0 && out && strstr(out, "\naugment: translate:1,flip (training batches only"),
+          "--dry-run names the list of the config file:\n%s", out ? out : "");
+    free(out);
+    out = NULL;
+    snprintf(args, sizeof args, "train --config %s --dry-run --json", conf);
+    rc = sp_test_shardprop(0, 1, args, &out);
+    CHECK(rc == 0 && out && strstr(out, "\"augment\": \"translate:1,flip\""),
+          "--dry-run --json: %s", out ? out : "");
+    free(out);
+    out = NULL;
+    snprintf(args, sizeof args, "train --config %s --dry-run --json --augment none", conf);
+    rc = sp_test_shardprop(0, 1, args, &out);
+    CHECK(rc == 0 && out && strstr(out, "\"augment\": \"none\""),
+          "--augment none overrides the file: %s", out ? out : "");
+    free(out);
+    out = NULL;
+    snprintf(args, sizeof args, "train --config %s --max-steps 0", conf);
+    rc = sp_test_shardprop(0, 1, args, &out);
+    CHECK(rc == 0 && out && strstr(out, "augment: translate:1,flip (the training batches only)"),
+          "the start of the run names the list:\n%s", out ? out : "");
+    free(out);
+}
+
 static void test_errors(void) {
     char args[1600], *out = NULL;
     snprintf(args, sizeof args,
@@ -232,6 +268,7 @@ int main(void) {
     test_float();
     test_resume();
     test_validation();
+    test_shown();
     test_errors();
     return sp_test_summary("augment");
 }
