@@ -79,6 +79,13 @@ static int inspect_checkpoint_(const char *path) {
                (long long)t->step, (long long)t->epoch, (long long)t->epoch_batch,
                (unsigned long long)t->seed, info.version, t->world_size,
                t->world_size == 1 ? "" : "s", t->threads, t->threads == 1 ? "" : "s");
+        const sp_ckpt_best *b = &info.best;
+        if (info.has_best && b->epoch > 0)
+            printf("  best so far: %s %.6g at epoch %lld, %lld epoch(s) since\n", b->metric,
+                   b->value, (long long)b->epoch, (long long)b->epochs_since_best);
+        else if (info.has_best)
+            printf("  best so far: no %s yet, %lld epoch(s) validated\n", b->metric,
+                   (long long)b->epochs_since_best);
         printf("  config:\n");
         const char *c = t->config && *t->config ? t->config : "(empty)\n";
         for (const char *p = c; *p;) { /* indent each line */
