@@ -26,7 +26,7 @@ static const char *train_description =
     "--config FILE (key = value lines, names without the dashes; flags override the file).";
 
 /* The table: one place for names, defaults (set in config_defaults_), help and ranges. */
-#define N_SPECS 59
+#define N_SPECS 62
 static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     int n = 0;
 #define STR(name, field, meta, help)                                                               \
@@ -112,6 +112,15 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     STR("resume", resume, "auto|FILE",
         "resume from FILE, or with auto from DIR/latest when present (else start fresh)");
     STR("init-from", init_from, "FILE", "start a new run from a checkpoint's parameters");
+    FLAG("keep-best", keep_best,
+         "after each epoch's validation, keep the checkpoint with the best --best-metric so far "
+         "as DIR/best.h5 (needs --checkpoint-dir and --val; --out stays the final model)");
+    STR("best-metric", best_metric, "val_loss|val_accuracy",
+        "what --keep-best and --early-stop compare: val_loss (lower is better, default) or "
+        "val_accuracy (higher is better; classification only)");
+    INT("early-stop", early_stop, 0, INT64_MAX, "N",
+        "stop after N epochs in a row without improving --best-metric (needs --val; 0: off, "
+        "default)");
     DBL("max-time", max_time, 0, 1e9, "MIN",
         "checkpoint and stop cleanly after MIN minutes (default: from SLURM_JOB_END_TIME)");
     DBL("collective-timeout", collective_timeout, 0, 1e9, "S",
@@ -328,6 +337,7 @@ static sp_status read_model_file_(sp_train_config *c, sp_train_args *own) {
  * checkpoints' /train config) holds the value used. */
 static void resolve_(sp_train_config *c) {
     if (c->deterministic && c->micro_batch == 0) c->micro_batch = SP_DET_DEFAULT_MICRO_BATCH;
+    if ((c->keep_best || c->early_stop > 0) && !c->best_metric) c->best_metric = "val_loss";
 }
 
 sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, bool *help,
@@ -415,6 +425,18 @@ sp_status sp_train_config_check(const sp_train_config *c) {
         return SP_FAIL(SP_ERR_ARG, "--bn-stats must be global or local, got '%s'", c->bn_stats);
     if (c->micro_batch > 0 && !c->deterministic)
         return SP_FAIL(SP_ERR_ARG, "--micro-batch goes with --deterministic");
+    if (c->keep_best && !c->checkpoint_dir)
+        return SP_FAIL(SP_ERR_ARG, "--keep-best writes DIR/best.h5: add --checkpoint-dir DIR");
+    if (c->keep_best && !c->val)
+        return SP_FAIL(SP_ERR_ARG, "--keep-best compares validation results: add --val VAL.h5");
+    if (c->early_stop > 0 && !c->val)
+        return SP_FAIL(SP_ERR_ARG, "--early-stop watches validation results: add --val VAL.h5");
+    if (c->best_metric && !c->keep_best && c->early_stop == 0)
+        return SP_FAIL(SP_ERR_ARG, "--best-metric goes with --keep-best or --early-stop");
+    if (c->best_metric && strcmp(c->best_metric, "val_loss") &&
+        strcmp(c->best_metric, "val_accuracy"))
+        return SP_FAIL(SP_ERR_ARG, "--best-metric must be val_loss or val_accuracy, got '%s'",
+                       c->best_metric);
     if (c->network) SP_CHECK(sp_train_check_network(c->network, c->dry_run));
     return SP_OK;
 }

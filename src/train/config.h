@@ -36,6 +36,11 @@ typedef struct sp_train_config {
     /* checkpoints and resume */
     const char *checkpoint_dir, *resume, *init_from, *checkpoint_errors;
     int64_t checkpoint_every, keep;
+    /* --keep-best, --early-stop N (0: off); best_metric is resolved to "val_loss" when either
+     * comes without it, and stays NULL otherwise */
+    bool keep_best;
+    int64_t early_stop;
+    const char *best_metric;
     double checkpoint_every_minutes, max_time, collective_timeout;
     /* seeing what happened: --trace, --trace-max-events, --layer-stats */
     const char *trace;

@@ -197,6 +197,10 @@ void sp_report_summary(sp_report *r, const sp_run_summary *s) {
     if (s->has_val && r->xent) printf(", val_accuracy %.4f", s->val_acc);
     if (s->has_val && r->positions > 1)
         printf(", val_loss %.4f (%.3f bits/token)", s->val_loss, s->val_loss / log(2.0));
+    if (s->best_metric && s->best_epoch > 0)
+        printf(", best %s %.4f at epoch %lld", s->best_metric, s->best_value,
+               (long long)s->best_epoch);
+    if (s->early_stopped) printf(" (stopped early)");
     if (s->out) printf("; model written to %s", s->out);
     if (s->nonfinite_skipped)
         printf("; %lld steps skipped (non-finite)", (long long)s->nonfinite_skipped);
@@ -218,5 +222,16 @@ void sp_report_summary(sp_report *r, const sp_run_summary *s) {
     sp_json_int(&j, "threads", s->threads);
     sp_json_int(&j, "params", s->params);
     sp_json_int(&j, "nonfinite_skipped", s->nonfinite_skipped);
+    if (s->best_metric) {
+        char key[32];
+        snprintf(key, sizeof key, "best_%s", s->best_metric);
+        sp_json_bool(&j, "early_stopped", s->early_stopped);
+        if (s->best_epoch > 0)
+            sp_json_int(&j, "best_epoch", s->best_epoch);
+        else
+            sp_json_null(&j, "best_epoch");
+        sp_json_num(&j, key, s->best_value);
+        if (r->exact) json_hex_(&j, "best_value_hex", s->best_value);
+    }
     sp_json_end(&j);
 }

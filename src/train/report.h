@@ -69,6 +69,11 @@ typedef struct sp_run_summary {
     const char *out; /* --out, or NULL */
     int ranks, threads;
     int64_t params;
+    /* --keep-best / --early-stop: best_metric NULL when neither is on */
+    const char *best_metric; /* "val_loss" | "val_accuracy" */
+    double best_value;       /* NaN: no finite value yet */
+    int64_t best_epoch;      /* 1-based; 0: none */
+    bool early_stopped;      /* --early-stop ended the run with steps left */
 } sp_run_summary;
 void sp_report_summary(sp_report *r, const sp_run_summary *s);
 

@@ -13,6 +13,7 @@
 
 #include "comm/reducer.h"
 #include "comm/watchdog.h"
+#include "io/checkpoint.h"
 #include "model/layer_hook.h"
 #include "train/batches.h"
 #include "train/eval.h"
@@ -29,6 +30,12 @@ enum {
     FLAG_SIGNAL = 1u << 1,                 /* a stop signal arrived on some rank */
     FLAG_CKPT_TIME = 1u << 2,              /* --checkpoint-every-minutes elapsed (rank 0's clock) */
     FLAG_OUT_OF_TIME = 1u << 3 /* --max-time / SLURM_JOB_END_TIME is near (rank 0's clock) */
+};
+
+/* Flags agreed by all ranks after a complete epoch's validation (--keep-best, --early-stop). */
+enum {
+    FLAG_IMPROVED = 1u << 0,  /* the epoch beat the best so far */
+    FLAG_EXHAUSTED = 1u << 1, /* --early-stop N epochs went by without improvement */
 };
 
 /* ------------------------------------------------------------------ observers of the step */
@@ -184,6 +191,35 @@ static sp_status validate_(trainer *t) {
     return st;
 }
 
+/* Whether --early-stop ended the run with steps left: patience ran out. */
+static bool early_stopped_(const trainer *t) {
+    return t->best.on && sp_best_exhausted(&t->best, t->cfg->early_stop) &&
+           t->step < t->total_steps;
+}
+
+/* After the validation of complete epoch t->pos.epoch (1-based: pos has moved on): the best so
+ * far, DIR/best.h5 when it improved, and whether --early-stop's patience ran out. Every rank
+ * holds the same global validation values; the decisions are agreed anyway, so that no rank
+ * writes or stops alone. */
+static sp_status track_best_(trainer *t, bool *exhausted) {
+    const sp_train_config *c = t->cfg;
+    const int64_t epoch = t->pos.epoch;
+    const double v = t->best.higher ? t->val_acc : t->val_loss;
+    uint32_t flags = sp_best_update(&t->best, v, epoch) ? FLAG_IMPROVED : 0u;
+    if (sp_best_exhausted(&t->best, c->early_stop)) flags |= FLAG_EXHAUSTED;
+    SP_CHECK(sp_comm_agree(t->comm, SP_OK, &flags));
+    *exhausted = (flags & FLAG_EXHAUSTED) != 0;
+    if (!(flags & FLAG_IMPROVED) || !c->keep_best) return SP_OK;
+    bool written = false;
+    SP_CHECK(sp_run_write_best(t, t->pos, &written));
+    if (written && t->talk && !c->quiet) {
+        printf("epoch %lld: %s %.4f is the best so far: wrote %s/%s\n", (long long)epoch,
+               t->best.metric, t->best.value, c->checkpoint_dir, SP_CKPT_BEST_NAME);
+        fflush(stdout);
+    }
+    return SP_OK;
+}
+
 static void epoch_begin_(trainer *t, sp_loader_stats *io0) {
     sp_report_epoch_begin(&t->rep, sp_comm_wtime());
     t->compute_s = 0;
@@ -191,8 +227,11 @@ static void epoch_begin_(trainer *t, sp_loader_stats *io0) {
     if (t->x->reducer) sp_reducer_reset_stats(t->x->reducer);
 }
 
-/* The epoch's line and record, after its validation pass. */
-static sp_status epoch_end_(trainer *t, const sp_loader_stats *io0) {
+/* The epoch's line and record, after its validation pass; a complete epoch also counts for the
+ * best so far (*exhausted: --early-stop's patience ran out). A run stopped by --max-steps in the
+ * middle of an epoch validates too, but that partial epoch counts only once complete (resumed),
+ * so an interrupted run takes the same decisions as an uninterrupted one. */
+static sp_status epoch_end_(trainer *t, const sp_loader_stats *io0, bool *exhausted) {
     sp_report_epoch_end(&t->rep, sp_comm_wtime());
     if (t->vld) SP_CHECK(validate_(t));
     sp_reducer_stats rs = {0};
@@ -207,12 +246,15 @@ static sp_status epoch_end_(trainer *t, const sp_loader_stats *io0) {
                               .exposed_s = rs.exposed_s,
                               .io_wait_s = io1.io_wait_s - io0->io_wait_s};
     sp_report_epoch(&t->rep, t->pos.epoch, t->step, &e);
-    if (t->pos.epoch_batch >= t->batches_per_epoch) t->pos = (sp_position){t->pos.epoch + 1, 0};
-    return SP_OK;
+    *exhausted = false;
+    if (t->pos.epoch_batch < t->batches_per_epoch) return SP_OK;
+    t->pos = (sp_position){t->pos.epoch + 1, 0};
+    return t->best.on ? track_best_(t, exhausted) : SP_OK;
 }
 
 /* The steps of epoch `epoch`, each behind an agreed boundary. *stop: the run is over (its
- * steps are done, or *early: a signal or the time limit stopped it, checkpointed). */
+ * steps are done, --early-stop ended it, or *early: a signal or the time limit stopped it,
+ * checkpointed). */
 static sp_status run_epoch_(trainer *t, int64_t epoch, bool *stop, bool *early) {
     const int64_t first = epoch == t->pos.epoch ? t->pos.epoch_batch : 0;
     SP_CHECK(sp_comm_agree(t->comm, sp_loader_start_epoch(t->ld, epoch, first), NULL));
@@ -243,7 +285,10 @@ static sp_status run_epoch_(trainer *t, int64_t epoch, bool *stop, bool *early) 
             break;
         }
     }
-    return epoch_end_(t, &io0);
+    bool exhausted = false;
+    SP_CHECK(epoch_end_(t, &io0, &exhausted));
+    if (exhausted) *stop = true;
+    return SP_OK;
 }
 
 /* ------------------------------------------------------------------ setting up */
@@ -438,6 +483,11 @@ static sp_status build_run_(trainer *t) {
 /* Everything that can fail locally before the first collective step; agreed by the caller. */
 static sp_status setup_local_(trainer *t) {
     SP_CHECK(open_data_(t));
+    if (t->best.higher && !t->xent)
+        return SP_FAIL(SP_ERR_ARG,
+                       "--best-metric val_accuracy needs classes (integer labels); %s has float "
+                       "targets (mse): use --best-metric val_loss",
+                       t->cfg->data);
     SP_CHECK(build_model_(t));
     return build_run_(t);
 }
@@ -535,7 +585,11 @@ static sp_status finish_(trainer *t, int64_t epochs) {
                               .out = c->out,
                               .ranks = t->size,
                               .threads = t->threads,
-                              .params = (int64_t)sp_model_num_params(t->m)};
+                              .params = (int64_t)sp_model_num_params(t->m),
+                              .best_metric = t->best.on ? t->best.metric : NULL,
+                              .best_value = t->best.value,
+                              .best_epoch = t->best.epoch,
+                              .early_stopped = early_stopped_(t)};
     sp_report_summary(&t->rep, &s);
     return SP_OK;
 }
@@ -551,14 +605,26 @@ static sp_status train_(trainer *t) {
     SP_CHECK(sp_trace_start(&t->tr, t->comm));
     t->t_start = t->last_ckpt_time = sp_comm_wtime();
     sp_report_start(&t->rep, t->t_start);
-    bool stop = t->step >= t->total_steps, early = false;
+    /* a resumed run whose patience had run out has nothing left to do, as a finished one */
+    bool stop = t->step >= t->total_steps || early_stopped_(t), early = false;
     int64_t epoch = t->pos.epoch;
     for (; epoch < c->epochs && !stop; ++epoch) {
         SP_CHECK(run_epoch_(t, epoch, &stop, &early));
         if (early) break;
     }
     sp_watchdog_stop(t->comm);
-    return early ? SP_OK : finish_(t, epoch);
+    if (early) return SP_OK;
+    if (early_stopped_(t) && t->talk) {
+        if (t->rep.tty) printf("\n");
+        printf("early stop: no improvement of %s for %lld epochs", t->best.metric,
+               (long long)t->best.since);
+        if (t->best.epoch > 0)
+            printf(" (best %.4f at epoch %lld)\n", t->best.value, (long long)t->best.epoch);
+        else
+            printf(" (no finite value yet)\n");
+        fflush(stdout);
+    }
+    return finish_(t, epoch);
 }
 
 static void free_trainer_(trainer *t) {
@@ -589,6 +655,7 @@ sp_status sp_train_run(const sp_train_config *cfg, sp_comm *comm) {
     t.talk = t.rank == 0;
     t.skip_nonfinite = cfg->on_nonfinite && !strcmp(cfg->on_nonfinite, "skip");
     t.val_loss = t.val_acc = NAN;
+    t.best = sp_best_init(cfg->keep_best || cfg->early_stop > 0 ? cfg->best_metric : NULL);
     /* the time limit: --max-time, else the end of the SLURM allocation (less a margin for the
      * shutdown); rank 0's clock decides, the step agreement tells the others */
     if (cfg->max_time > 0) {

@@ -10,6 +10,7 @@
 #include "data/data.h"
 #include "optim/optim.h"
 #include "optim/schedule.h"
+#include "train/best.h"
 #include "shardprop/model.h"
 #include "train/config.h"
 #include "train/exchange.h"
@@ -47,6 +48,7 @@ typedef struct trainer {
     double deadline; /* wall time (sp_comm_wtime) to stop by; 0: none */
     double last_ckpt_time, last_ckpt_s;
     double val_loss, val_acc;  /* the last validation */
+    sp_best best;              /* --keep-best / --early-stop: the best epoch so far */
     double compute_s;          /* this epoch's forward + backward + update time of this rank */
     int64_t nonfinite_skipped; /* steps dropped for a non-finite loss or gradient */
     bool skip_nonfinite;       /* --on-nonfinite skip */
@@ -67,5 +69,8 @@ sp_status sp_run_load_start(trainer *t, const char *path, bool resume);
 sp_status sp_run_checkpoint(trainer *t, sp_position pos);
 sp_status sp_run_write_model(trainer *t, const char *path, sp_position pos);
 sp_status sp_run_write_complete_marker(trainer *t);
+/* DIR/best.h5 of the run standing at pos (--keep-best); *written: whether it was written (false
+ * only when --checkpoint-errors warn turned a failure into a warning). */
+sp_status sp_run_write_best(trainer *t, sp_position pos, bool *written);
 
 #endif
