@@ -13,6 +13,10 @@ sp_test(train_mpi TIMEOUT 600 LABELS mpi)
 target_link_libraries(test_train_mpi PRIVATE sp_trainutil)
 sp_test(resume TIMEOUT 600 LABELS mpi)
 target_link_libraries(test_resume PRIVATE sp_trainutil)
+# --keep-best, --best-metric and --early-stop on a run that overfits: best.h5, the stop epoch,
+# resumes mid-epoch and between epochs, 2 ranks, bad flags (test_best.c).
+sp_test(best TIMEOUT 300 LABELS mpi)
+target_link_libraries(test_best PRIVATE sp_trainutil)
 sp_test(deterministic TIMEOUT 900 LABELS mpi)
 target_link_libraries(test_deterministic PRIVATE sp_trainutil)
 # Graphs (residual blocks, named joins, batch and layer norm) trained through the executable:
