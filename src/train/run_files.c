@@ -86,6 +86,8 @@ sp_status sp_run_checkpoint(trainer *t, sp_position pos) {
     return st;
 }
 
+/* Write DIR/best.h5 (rank 0), agreed; --checkpoint-errors warn turns a failure into a warning,
+ * as for the step checkpoints. */
 sp_status sp_run_write_best(trainer *t, sp_position pos, bool *written) {
     const sp_train_config *c = t->cfg;
     const double t0 = sp_trace_now(&t->tr);
