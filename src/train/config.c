@@ -26,7 +26,7 @@ static const char *train_description =
     "--config FILE (key = value lines, names without the dashes; flags override the file).";
 
 /* The table: one place for names, defaults (set in config_defaults_), help and ranges. */
-#define N_SPECS 62
+#define N_SPECS 63
 static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     int n = 0;
 #define STR(name, field, meta, help)                                                               \
@@ -59,6 +59,11 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     INT("max-steps", max_steps, 0, INT64_MAX, "N",
         "stop after N optimizer steps; 0 writes the initialized model and exits");
     INT("batch", batch, 1, 1 << 24, "B", "global batch size, split over the ranks (default 64)");
+    INT("accum-steps", accum_steps, 1, 1 << 24, "K",
+        "gradient accumulation: each step's batch B in K micro-steps of B/K samples (K divides "
+        "B), one allreduce per step; the memory of B/K samples, the parameters of --batch B "
+        "(1e-5; bitwise with --deterministic), except with batch norm, whose statistics are "
+        "per micro-step (default 1)");
     STR("optimizer", optimizer, "sgd|adam|adamw", "optimizer (default sgd)");
     DBL("lr", lr, 0, 1e6, "LR", "base learning rate (default 0.01)");
     DBL("momentum", momentum, 0, 0.999999, "M", "SGD momentum (default 0.9)");
@@ -154,6 +159,7 @@ static void config_defaults_(sp_train_config *c) {
     c->epochs = 10;
     c->max_steps = -1;
     c->batch = 64;
+    c->accum_steps = 1;
     c->optimizer = "sgd";
     c->schedule = "constant";
     c->lr = 0.01, c->momentum = 0.9, c->beta1 = 0.9, c->beta2 = 0.999, c->eps = 1e-8;
@@ -437,6 +443,19 @@ sp_status sp_train_config_check(const sp_train_config *c) {
         strcmp(c->best_metric, "val_accuracy"))
         return SP_FAIL(SP_ERR_ARG, "--best-metric must be val_loss or val_accuracy, got '%s'",
                        c->best_metric);
+    if (c->accum_steps < 1 || c->batch % c->accum_steps)
+        return SP_FAIL(SP_ERR_ARG,
+                       "--accum-steps %lld must be >= 1 and divide --batch %lld (each step's "
+                       "batch comes in micro-steps of batch / K samples)",
+                       (long long)c->accum_steps, (long long)c->batch);
+    /* the micro-batches of a step are then those of the whole batch: the same exact sums */
+    if (c->deterministic && c->accum_steps > 1 && c->micro_batch > 0 &&
+        (c->batch / c->accum_steps) % c->micro_batch)
+        return SP_FAIL(SP_ERR_ARG,
+                       "--deterministic --accum-steps %lld: --micro-batch %lld must divide the "
+                       "micro-step's batch %lld / %lld = %lld",
+                       (long long)c->accum_steps, (long long)c->micro_batch, (long long)c->batch,
+                       (long long)c->accum_steps, (long long)(c->batch / c->accum_steps));
     if (c->network) SP_CHECK(sp_train_check_network(c->network, c->dry_run));
     return SP_OK;
 }

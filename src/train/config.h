@@ -22,6 +22,8 @@ typedef struct sp_train_config {
     bool no_shuffle, no_prefetch;
     /* length */
     int64_t epochs, max_steps, batch;
+    int64_t accum_steps; /* K: each step's batch in K micro-steps of batch / K (gradient
+                            accumulation; 1: none) */
     /* optimization */
     const char *optimizer, *schedule;
     double lr, momentum, weight_decay, beta1, beta2, eps, clip_norm, lr_gamma, min_lr;

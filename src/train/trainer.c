@@ -153,6 +153,34 @@ static sp_status next_batch_(trainer *t, sp_batch *b, uint32_t *flags) {
     return st;
 }
 
+/* The next micro-batch of an optimizer step (sp_step_batches.next), agreed with every rank. A
+ * signal or a timer waits for the step's end; the epoch cannot end here (the step's count of
+ * micro-batches is a function of its position, the same on every rank). */
+static sp_status next_micro_(void *user, sp_batch *b) {
+    trainer *t = user;
+    uint32_t flags = 0;
+    SP_CHECK(sp_next_batch_agreed(t->ld, t->comm, SP_OK, b, &flags));
+    if (flags & FLAG_EPOCH_DONE)
+        return SP_FAIL(SP_ERR_INTERNAL,
+                       "epoch %lld ended inside step %lld: the loader has fewer micro-batches "
+                       "than --accum-steps expects",
+                       (long long)t->pos.epoch + 1, (long long)t->step + 1);
+    return SP_OK;
+}
+
+/* The micro-batches of the epoch's optimizer step `epoch_batch` (0-based), whose first is b:
+ * K of them, or what is left in the epoch; its global count is that of the whole step. */
+static sp_step_batches step_batches_(trainer *t, const sp_batch *b) {
+    const int64_t s = t->pos.epoch_batch, B = t->cfg->batch;
+    const int64_t left = t->micro_per_epoch - s * t->accum;
+    const int64_t rest = t->samples - s * B;
+    return (sp_step_batches){.first = b,
+                             .count = (int)(left < t->accum ? left : t->accum),
+                             .global_count = rest < B ? rest : B,
+                             .next = next_micro_,
+                             .user = t};
+}
+
 /* A signal or the time limit: checkpoint where the run stands and stop, on every rank. */
 static sp_status stop_early_(trainer *t, uint32_t flags) {
     const sp_train_config *c = t->cfg;
@@ -257,7 +285,8 @@ static sp_status epoch_end_(trainer *t, const sp_loader_stats *io0, bool *exhaus
  * checkpointed). */
 static sp_status run_epoch_(trainer *t, int64_t epoch, bool *stop, bool *early) {
     const int64_t first = epoch == t->pos.epoch ? t->pos.epoch_batch : 0;
-    SP_CHECK(sp_comm_agree(t->comm, sp_loader_start_epoch(t->ld, epoch, first), NULL));
+    /* the loader counts micro-batches, the position optimizer steps */
+    SP_CHECK(sp_comm_agree(t->comm, sp_loader_start_epoch(t->ld, epoch, first * t->accum), NULL));
     t->pos = (sp_position){epoch, first};
     sp_loader_stats io0;
     epoch_begin_(t, &io0);
@@ -275,7 +304,8 @@ static sp_status run_epoch_(trainer *t, int64_t epoch, bool *stop, bool *early) 
         before_step_(t);
         const double lr = sp_schedule_lr(&t->sched, t->step);
         sp_step_result r;
-        SP_CHECK(sp_step_run(t->stepper, &b, t->step, lr, &r));
+        const sp_step_batches in = step_batches_(t, &b);
+        SP_CHECK(sp_step_run(t->stepper, &in, t->step, lr, &r));
         if (r.nonfinite)
             SP_CHECK(sp_nonfinite_handle(t->m, t->skip_nonfinite, t->step + 1, r.loss_sum,
                                          r.bad_grad, &r.scan, &t->nonfinite_skipped, t->talk));
@@ -380,8 +410,9 @@ static sp_status check_language_model_(trainer *t) {
 static sp_status build_model_(trainer *t) {
     const sp_train_config *c = t->cfg;
     const sp_dataset_info *di = sp_dataset_get_info(t->ds);
-    const int64_t local_max =
-        sp_rank_slice_max(c->batch, c->deterministic ? c->micro_batch : 0, t->size);
+    /* with --accum-steps K the model holds a micro-batch: this rank's largest slice of B / K */
+    const int64_t local_max = sp_rank_slice_max(c->batch / c->accum_steps,
+                                                c->deterministic ? c->micro_batch : 0, t->size);
     const sp_status st = sp_model_create(&t->m, c->model_text ? c->model_text : c->model,
                                          di->sample_shape, di->sample_rank, (int)local_max);
     if (st != SP_OK && c->model_file) { /* name the file whose lines the message counts */
@@ -410,6 +441,9 @@ static sp_status build_model_(trainer *t) {
     SP_CHECK(sp_optim_create(&t->opt, &oc, sp_model_num_params(t->m)));
 
     t->batches_per_epoch = sp_batches_per_epoch(di->n, c->batch);
+    t->accum = c->accum_steps;
+    t->micro_per_epoch = sp_batches_per_epoch(di->n, c->batch / c->accum_steps);
+    t->samples = di->n;
     t->total_steps = t->batches_per_epoch * c->epochs;
     if (c->max_steps >= 0 && c->max_steps < t->total_steps) t->total_steps = c->max_steps;
     SP_CHECK(sp_sched_kind_parse(c->schedule, &t->sched.kind));
@@ -425,7 +459,7 @@ static sp_status build_model_(trainer *t) {
 /* The loaders, the gradient exchange and the step, and what observes the steps. */
 static sp_status build_run_(trainer *t) {
     const sp_train_config *c = t->cfg;
-    sp_loader_config lc = {.batch = c->batch,
+    sp_loader_config lc = {.batch = c->batch / c->accum_steps,
                            .rank = t->rank,
                            .nranks = t->size,
                            .seed = (uint64_t)c->seed,
@@ -542,10 +576,13 @@ static sp_status start_(trainer *t, bool *done) {
             sp_dataset_describe(t->vds, line, sizeof line);
             printf("validation: %s\n", line);
         }
-        printf("model: %s (%zu parameters), loss %s, optimizer %s lr %g, batch %lld (%lld per "
-               "rank at most)\n",
-               c->model, sp_model_num_params(t->m), t->xent ? "xent" : "mse", c->optimizer, c->lr,
-               (long long)c->batch, (long long)sp_model_max_batch(t->m));
+        printf("model: %s (%zu parameters), loss %s, optimizer %s lr %g, batch %lld", c->model,
+               sp_model_num_params(t->m), t->xent ? "xent" : "mse", c->optimizer, c->lr,
+               (long long)c->batch);
+        if (c->accum_steps > 1)
+            printf(" in %lld micro-steps of %lld", (long long)c->accum_steps,
+                   (long long)(c->batch / c->accum_steps));
+        printf(" (%lld per rank at most)\n", (long long)sp_model_max_batch(t->m));
         printf("reading %.1f MB per epoch per rank (rank 0), %lld steps in %lld epochs\n",
                (double)sp_loader_bytes_per_epoch(t->ld) / 1e6, (long long)t->total_steps,
                (long long)c->epochs);

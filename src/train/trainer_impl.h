@@ -20,7 +20,8 @@
 #include "train/step.h"
 #include "train/trace.h"
 
-/* Where a run stands, for checkpoints: the epoch (0-based) and the batches of it done. */
+/* Where a run stands, for checkpoints: the epoch (0-based) and the batches of it done (optimizer
+ * steps: with --accum-steps K, a batch is K of the loader's micro-batches). */
 typedef struct sp_position {
     int64_t epoch, epoch_batch;
 } sp_position;
@@ -43,6 +44,9 @@ typedef struct trainer {
     int positions; /* --seq-len T of a language model (a label per position), else 1 */
     /* where the run stands */
     int64_t step, first_step, total_steps, batches_per_epoch;
+    /* --accum-steps K: the loader's batches are micro-batches of batch / K samples, K to a step
+     * (fewer in an epoch's partial last step); samples: of an epoch */
+    int64_t accum, micro_per_epoch, samples;
     sp_position pos;
     double t_start;
     double deadline; /* wall time (sp_comm_wtime) to stop by; 0: none */
