@@ -19,6 +19,10 @@ sp_test(best TIMEOUT 300 LABELS mpi)
 target_link_libraries(test_best PRIVATE sp_trainutil)
 sp_test(deterministic TIMEOUT 900 LABELS mpi)
 target_link_libraries(test_deterministic PRIVATE sp_trainutil)
+# --accum-steps: the parameters of the whole batch (1e-5; bitwise with --deterministic on
+# 1x1, 2x1, 1x2), bitwise resume, a signal acted on at an optimizer step, errors, --dry-run.
+sp_test(accum TIMEOUT 600 LABELS mpi)
+target_link_libraries(test_accum PRIVATE sp_trainutil)
 # Graphs (residual blocks, named joins, batch and layer norm) trained through the executable:
 # synchronized batch norm on 1-4 ranks, --bn-stats local, threads, bitwise resume,
 # --deterministic layouts, bad specs and --model @FILE, the --dry-run graph (test_graph_train.c).
