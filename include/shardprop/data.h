@@ -123,6 +123,28 @@ enum {
 sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_name,
                              const char *y_name, unsigned flags);
 
+/*
+ * Several files as one logical dataset: paths[0..npaths) in that order (callers sort them), their
+ * rows concatenated (file i's row r is row first_i + r, first_i the rows of the files before
+ * it). Each file is opened and validated as by sp_dataset_open_ex (its y read whole, as for one
+ * file), then checked against the first: the same X dtype, sample shape, scale and offset, y
+ * present in both, the same kind of y (labels or targets) and T, the same `classes` attribute
+ * (or none in both; classes is then the largest over the files); a mismatch names both files.
+ * At most SHARDPROP_MAX_OPEN_FILES (default 16) files are open at a time: a file is reopened
+ * when its rows are read, least recently used closed first, and a file changed since the open
+ * (removed, replaced, truncated, rewritten) is SP_ERR_DATA naming it. HDF5's chunk cache of X,
+ * 64 MiB for one file, is shared by the open files. info.path is "first .. last (K files)";
+ * messages about a row name the file that holds it and the row within that file.
+ * npaths = 1 is sp_dataset_open_ex. Not collective.
+ */
+sp_status sp_dataset_open_files(sp_dataset **out, const char *const *paths, int npaths,
+                                const char *x_name, const char *y_name, unsigned flags);
+
+/* Token files as one dataset the same way: each file's windows, concatenated (a window never
+ * spans two files); the files must agree on dtype, vocab_size and tokenizer. */
+sp_status sp_dataset_open_tokens_files(sp_dataset **out, const char *const *paths, int npaths,
+                                       const char *name, int64_t seq_len);
+
 /* The dataset's description (owned by the dataset; valid until sp_dataset_close). */
 const sp_dataset_info *sp_dataset_get_info(const sp_dataset *ds);
 

@@ -47,6 +47,50 @@
 #include "shardprop/data.h"
 #include "shardprop/status.h"
 
+/* ------------------------------------------------- the items of --data: files of a dataset */
+
+/*
+ * A logical dataset is named by items, each one of:
+ *   a file path; a glob pattern (holds *, ? or [; expanded with glob(3)); a directory (its *.h5
+ *   files); @FILE, a text file of items, one a line, relative to FILE's directory unless
+ *   absolute (blank lines and # comments skipped).
+ * The expansion is sorted by path (strcmp) and deduplicated: the files in sorted order.
+ * A missing file, a pattern that matches nothing, a directory without .h5 files, an empty or
+ * unreadable list: one line naming it (and `flag`, e.g. "--data", when not NULL).
+ */
+typedef struct sp_path_list {
+    char **v; /* (n) malloc'd paths, sorted, unique */
+    int n, cap;
+} sp_path_list;
+sp_status sp_data_paths_expand(const char *const *items, int nitems, const char *flag,
+                               sp_path_list *out);
+
+/* The same for items separated by blanks in one string (a config's `data = a.h5 b.h5`, or the
+ * words of --data joined by sp_data_items_join). A string that names an existing file is that
+ * one file, blanks included. */
+sp_status sp_data_paths_expand_words(const char *words, const char *flag, sp_path_list *out);
+void sp_path_list_free(sp_path_list *l);
+
+/* items[0..n) joined by single spaces (malloc'd; NULL when out of memory). */
+char *sp_data_items_join(const char *const *items, int nitems);
+
+/* Expand `items` (sp_data_paths_expand_words) and open the files as one dataset:
+ * sp_dataset_open_files / sp_dataset_open_tokens_files. */
+sp_status sp_dataset_open_items(sp_dataset **out, const char *items, const char *flag,
+                                const char *x_name, const char *y_name, unsigned flags);
+sp_status sp_dataset_open_tokens_items(sp_dataset **out, const char *items, const char *flag,
+                                       const char *name, int64_t seq_len);
+
+/* The files of a dataset: their number, and file i's path and rows (its first row in the
+ * logical order is the sum of the rows before it). One file for sp_dataset_open. */
+int sp_dataset_nfiles(const sp_dataset *ds);
+const char *sp_dataset_file_path(const sp_dataset *ds, int i);
+int64_t sp_dataset_file_rows(const sp_dataset *ds, int i);
+
+/* Open HDF5 files of a dataset: *open_now, the most at once since open (*peak) and the opens
+ * after the first of each file (*reopens). For tests of the handle bound. */
+void sp_dataset_handle_stats(const sp_dataset *ds, int *open_now, int *peak, int64_t *reopens);
+
 /* ------------------------------------------------------ internal extras: dataset from memory */
 
 /*

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "data/data.h"
 #include "scale/scaleplan.h"
 #include "util/args.h"
 #include "util/status.h"
@@ -44,11 +45,15 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
         name, SP_ARG_BOOL, &c->field, NULL, help, .required = false                                \
     }
     STR("config", config_file, "FILE", "read options from FILE (key = value lines)");
-    STR("data", data, "TRAIN.h5", "training data (required; datasets X and y, see README)");
+    STR("data", data, "TRAIN.h5...",
+        "training data (required; datasets X and y, see README): one or more files, glob "
+        "patterns ('shards/train-*.h5'), directories (their *.h5) or @LIST (a file of paths, one "
+        "a line); one logical set, the files in sorted order, rows concatenated");
     STR("model", model, "SPEC|@FILE",
         "model spec, e.g. flatten,dense:128,relu,dense:10, or @FILE to read it from FILE (several "
         "lines, # comments; README: the model language) (required)");
-    STR("val", val, "VAL.h5", "validation data, evaluated at the end of every epoch");
+    STR("val", val, "VAL.h5...",
+        "validation data, evaluated at the end of every epoch (the same forms as --data)");
     STR("loss", loss, "xent|mse", "loss (default: xent for integer labels, mse for float y)");
     STR("x", x_name, "NAME", "path of the inputs in the data files (default X)");
     STR("y", y_name, "NAME", "path of the labels/targets in the data files (default y)");
@@ -372,7 +377,23 @@ sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, boo
     int n = 0;
     own->argv[n++] = argv[0];
     for (int i = 0; i < own->n; ++i) own->argv[n++] = own->strings[i];
-    for (int i = 1; i < argc; ++i) own->argv[n++] = argv[i];
+    for (int i = 1; i < argc; ++i) {
+        own->argv[n++] = argv[i];
+        if (!strcmp(argv[i], "--")) {
+            while (++i < argc) own->argv[n++] = argv[i];
+            break;
+        }
+        /* --data A B C (an unquoted glob): one value, the items blank-separated as in a file */
+        if (strcmp(argv[i], "--data") && strcmp(argv[i], "--val")) continue;
+        int j = i + 1;
+        while (j < argc && strncmp(argv[j], "--", 2)) ++j;
+        if (j - i <= 2) continue;
+        char *joined = sp_data_items_join((const char *const *)argv + i + 1, j - i - 1);
+        if (!joined) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+        SP_CHECK(own_string_(own, joined));
+        own->argv[n++] = joined;
+        i = j - 1;
+    }
     SP_CHECK(sp_args_parse(&a, n, own->argv));
     *help = a.help;
     resolve_(cfg);

@@ -328,10 +328,10 @@ static sp_status open_tokens_(trainer *t) {
     const sp_train_config *c = t->cfg;
     if (strcmp(c->loss, "auto") && strcmp(c->loss, "xent"))
         return SP_FAIL(SP_ERR_ARG, "--seq-len: a language model's loss is xent, not %s", c->loss);
-    SP_CHECK(sp_dataset_open_tokens(&t->ds, c->data, c->x_name, c->seq_len));
+    SP_CHECK(sp_dataset_open_tokens_items(&t->ds, c->data, "--data", c->x_name, c->seq_len));
     const sp_dataset_info *di = sp_dataset_get_info(t->ds);
     if (c->val) {
-        SP_CHECK(sp_dataset_open_tokens(&t->vds, c->val, c->x_name, c->seq_len));
+        SP_CHECK(sp_dataset_open_tokens_items(&t->vds, c->val, "--val", c->x_name, c->seq_len));
         const sp_dataset_info *vi = sp_dataset_get_info(t->vds);
         if (vi->classes > di->classes)
             return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': vocab_size %lld, above %s's %lld",
@@ -348,10 +348,10 @@ static sp_status open_data_(trainer *t) {
     const sp_train_config *c = t->cfg;
     t->positions = 1;
     if (c->seq_len > 0) return open_tokens_(t);
-    SP_CHECK(sp_dataset_open(&t->ds, c->data, c->x_name, c->y_name));
+    SP_CHECK(sp_dataset_open_items(&t->ds, c->data, "--data", c->x_name, c->y_name, 0));
     const sp_dataset_info *di = sp_dataset_get_info(t->ds);
     if (c->val) {
-        SP_CHECK(sp_dataset_open(&t->vds, c->val, c->x_name, c->y_name));
+        SP_CHECK(sp_dataset_open_items(&t->vds, c->val, "--val", c->x_name, c->y_name, 0));
         const sp_dataset_info *vi = sp_dataset_get_info(t->vds);
         SP_CHECK(sp_dataset_check_input_shape(t->vds, di->sample_shape, di->sample_rank));
         if (vi->regression != di->regression || (vi->regression && vi->targets != di->targets))
