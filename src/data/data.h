@@ -131,6 +131,18 @@ void sp_dataset_summary_free(sp_dataset_summary *s);
  * shuffle = false gives the identity. */
 void sp_epoch_order(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch, bool shuffle);
 
+/*
+ * perm (N = sum of rows[0..nfiles)): the order of `epoch` for --shuffle shards. The files
+ * (shards) are permuted by Fisher-Yates keyed by (seed, SP_STREAM_ORDER_SHARDS + (epoch << 8),
+ * i) for i < nfiles, the permuted shards are grouped into consecutive windows of `window`
+ * shards (the last may hold fewer), and the rows of each window, in file order, are shuffled
+ * among themselves keyed by (seed, same stream, nfiles + position). A pure function of (seed,
+ * epoch, rows, window): the same on every rank for any number of ranks. window >= 1;
+ * scratch (2 nfiles) is the caller's.
+ */
+void sp_epoch_order_shards(int64_t *perm, const int64_t *rows, int nfiles, int64_t window,
+                           uint64_t seed, int64_t epoch, int64_t *scratch);
+
 /* Rank r's contiguous slice of global batch b: positions [*pos, *pos + *count) of the epoch
  * order; *global_count = samples in the whole batch. The g samples of the batch are split as
  * evenly as possible, lower ranks taking the remainder: count = g/P + (r < g%P); count may be 0. */

@@ -91,6 +91,12 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     INT("seed", seed, 0, INT64_MAX, "S",
         "seed of the initial weights, the sample order and dropout (default 1)");
     FLAG("no-shuffle", no_shuffle, "keep the file's order in every epoch");
+    STR("shuffle", shuffle, "global|shards",
+        "epoch order: a permutation of all rows (global, default), or for sets far larger than "
+        "the cache the files in a shuffled order, rows shuffled within windows of "
+        "--shuffle-window files (shards: mostly sequential reads)");
+    INT("shuffle-window", shuffle_window, 1, 1 << 20, "W",
+        "--shuffle shards: files per window whose rows are shuffled together (default 4)");
     INT("threads", threads, 0, 4096, "T",
         "OpenMP threads per rank (default: OMP_NUM_THREADS, else the cores given to the rank)");
     STR("out", out, "MODEL.h5", "write the final model (a checkpoint file) here");
@@ -180,6 +186,8 @@ static void config_defaults_(sp_train_config *c) {
     c->on_nonfinite = "stop";
     c->collective_timeout = 600;
     c->trace_max_events = (int64_t)1 << 18;
+    c->shuffle = "global";
+    c->shuffle_window = 4;
 }
 
 void sp_train_print_help(FILE *f) {
@@ -450,6 +458,10 @@ sp_status sp_train_config_check(const sp_train_config *c) {
         return SP_FAIL(SP_ERR_ARG, "--layer-stats writes to the metrics file: add --metrics FILE");
     if (strcmp(c->bn_stats, "global") && strcmp(c->bn_stats, "local"))
         return SP_FAIL(SP_ERR_ARG, "--bn-stats must be global or local, got '%s'", c->bn_stats);
+    if (strcmp(c->shuffle, "global") && strcmp(c->shuffle, "shards"))
+        return SP_FAIL(SP_ERR_ARG, "--shuffle must be global or shards, got '%s'", c->shuffle);
+    if (c->no_shuffle && !strcmp(c->shuffle, "shards"))
+        return SP_FAIL(SP_ERR_ARG, "--no-shuffle and --shuffle shards exclude each other");
     if (c->micro_batch > 0 && !c->deterministic)
         return SP_FAIL(SP_ERR_ARG, "--micro-batch goes with --deterministic");
     if (c->keep_best && !c->checkpoint_dir)

@@ -20,6 +20,8 @@ typedef struct sp_train_config {
     int64_t data_cache_mb;
     int64_t seq_len; /* > 0: token data, windows of seq_len tokens (a language model) */
     bool no_shuffle, no_prefetch;
+    const char *shuffle;    /* "global" or "shards" (data/data.h sp_epoch_order_shards) */
+    int64_t shuffle_window; /* --shuffle shards: files per window */
     /* length */
     int64_t epochs, max_steps, batch;
     int64_t accum_steps; /* K: each step's batch in K micro-steps of batch / K (gradient

@@ -171,10 +171,15 @@ sp_status sp_run_load_start(trainer *t, const char *path, bool resume) {
         char v[64], mine[64];
         /* a --deterministic run continues only with its micro-batch size (the sums depend on
          * it); config_value_ gives "" for checkpoints older than the flag */
-        const char *keys[] = {"batch", "no-shuffle", "data", "micro-batch"};
+        const char *keys[] = {"batch",   "no-shuffle",     "data",
+                              "shuffle", "shuffle-window", "micro-batch"};
         char *conf = sp_train_config_format(c);
-        for (int k = 0; k < (c->deterministic ? 4 : 3) && st == SP_OK && conf; ++k) {
+        for (int k = 0; k < (c->deterministic ? 6 : 5) && st == SP_OK && conf; ++k) {
+            /* the window matters only to --shuffle shards */
+            if (!strcmp(keys[k], "shuffle-window") && strcmp(c->shuffle, "shards")) continue;
             config_value_(info.train.config, keys[k], v, sizeof v);
+            /* a checkpoint from before --shuffle used the global order */
+            if (!v[0] && !strcmp(keys[k], "shuffle")) snprintf(v, sizeof v, "global");
             config_value_(conf, keys[k], mine, sizeof mine);
             if (v[0] && strcmp(v, mine))
                 st = SP_FAIL(SP_ERR_ARG,

@@ -466,7 +466,8 @@ static sp_status build_run_(trainer *t) {
                            .shuffle = !c->no_shuffle,
                            .cache_mb = (size_t)c->data_cache_mb,
                            .prefetch = !c->no_prefetch,
-                           .micro_batch = c->deterministic ? c->micro_batch : 0};
+                           .micro_batch = c->deterministic ? c->micro_batch : 0,
+                           .shuffle_window = strcmp(c->shuffle, "shards") ? 0 : c->shuffle_window};
     SP_CHECK(sp_loader_create(&t->ld, t->ds, &lc));
     if (t->vds) {
         lc.micro_batch = 0;
