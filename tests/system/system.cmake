@@ -59,6 +59,13 @@ sp_test(eval TIMEOUT 600 LABELS mpi) # about 25 s; ~170 s in the sanitizer build
 target_link_libraries(test_eval PRIVATE sp_trainutil)
 set_tests_properties(eval PROPERTIES PROCESSORS 2)
 
+# ---- A data set as shard files (test_shards.c): split --shards, inspect of the set, training on
+# the shards bitwise equal to the one file (1 and 2 ranks, --deterministic layouts, a virtual
+# dataset over the shards), --shuffle shards across layouts, eval and predict, the errors.
+sp_test(shards TIMEOUT 600 LABELS mpi)
+target_link_libraries(test_shards PRIVATE sp_trainutil)
+set_tests_properties(shards PROPERTIES PROCESSORS 2)
+
 # ---- The demo: two spirals in memory reach 99% training accuracy within its default 30 epochs
 # (the command exits non-zero when they do not).
 add_test(NAME demo COMMAND shardprop_cli demo --quiet --epochs 30)
