@@ -181,14 +181,18 @@ int64_t sp_batches_per_epoch(int64_t n, int64_t batch);
 typedef struct sp_loader sp_loader;
 
 typedef struct sp_loader_config {
-    int64_t batch;       /* global batch size B >= 1 */
-    int rank, nranks;    /* 0 <= rank < nranks; a single process: 0 and 1 */
-    uint64_t seed;       /* shuffle seed: epoch e's order depends only on (seed, e) */
-    bool shuffle;        /* false: identity order every epoch */
-    size_t cache_mb;     /* row cache budget in MiB; 0 disables the cache */
-    bool prefetch;       /* read batch b+1 on a background thread while b is used */
-    int64_t micro_batch; /* 0: balanced split; > 0: whole micro-batches of this size per rank
+    int64_t batch;          /* global batch size B >= 1 */
+    int rank, nranks;       /* 0 <= rank < nranks; a single process: 0 and 1 */
+    uint64_t seed;          /* shuffle seed: epoch e's order depends only on (seed, e) */
+    bool shuffle;           /* false: identity order every epoch */
+    size_t cache_mb;        /* row cache budget in MiB; 0 disables the cache */
+    bool prefetch;          /* read batch b+1 on a background thread while b is used */
+    int64_t micro_batch;    /* 0: balanced split; > 0: whole micro-batches of this size per rank
                           * (contiguous blocks, sp_rank_slice_micro; --deterministic) */
+    int64_t shuffle_window; /* 0: with shuffle, one permutation of all N rows; W > 0: the files
+                             * in a shuffled order, rows shuffled within windows of W files
+                             * (--shuffle shards; a pure function of seed, epoch, file sizes
+                             * and W) */
 } sp_loader_config;
 
 typedef struct sp_batch {
@@ -231,6 +235,8 @@ typedef struct sp_loader_stats {
     uint64_t bytes_read; /* bytes of X rows read from the file (uncompressed, file dtype) */
     uint64_t rows_read;  /* rows of X read from the file */
     uint64_t cache_hits; /* rows served from the cache */
+    double read_s;       /* time spent filling batches (reads, conversion, cache copies), on the
+                          * reader thread with prefetch: bytes_read / read_s is the read rate */
 } sp_loader_stats;
 
 /* Cumulative counters since sp_loader_create into *st. */

@@ -78,6 +78,7 @@ static int64_t slot_(const sp_loader *ld, int64_t id) {
  * the caller's thread (synchronous). */
 static void fill_(sp_loader *ld, int k, int64_t b) {
     lbuf_ *B = &ld->buf[k];
+    const double t0 = now_();
     const size_t ss = ld->in->sample_size;
     int64_t pos, count, g;
     sp_rank_slice_micro(ld->n, ld->cfg.batch, ld->cfg.micro_batch, b, ld->cfg.rank, ld->cfg.nranks,
@@ -131,6 +132,7 @@ static void fill_(sp_loader *ld, int k, int64_t b) {
     ld->stats.cache_hits += hits;
     ld->stats.rows_read += misses;
     ld->stats.bytes_read += misses * ld->in->x_row_bytes;
+    ld->stats.read_s += now_() - t0;
     pthread_mutex_unlock(&ld->mu);
 }
 

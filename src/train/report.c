@@ -185,6 +185,8 @@ void sp_report_epoch(sp_report *r, int64_t epoch, int64_t step, const sp_epoch_s
         sp_json_num(&j, "comm_hidden_fraction",
                     e->comm_s > 0 ? 1.0 - e->exposed_s / e->comm_s : NAN);
         sp_json_num(&j, "io_wait_s", e->io_wait_s);
+        sp_json_num(&j, "read_mb", e->read_mb);
+        sp_json_num(&j, "read_mb_per_s", e->read_s > 0 ? e->read_mb / e->read_s : NAN);
         sp_json_end(&j);
     }
 }

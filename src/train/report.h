@@ -56,6 +56,7 @@ typedef struct sp_epoch_stats {
     double compute_s;         /* this rank's forward + backward + update time */
     double comm_s, exposed_s; /* gradient exchange in flight, and waited for after backward */
     double io_wait_s;         /* waiting for data */
+    double read_mb, read_s;   /* this rank's X read from the files (MiB) and time filling batches */
 } sp_epoch_stats;
 
 /* The end of epoch `epoch` (0-based) after `step` steps. */

@@ -272,7 +272,9 @@ static sp_status epoch_end_(trainer *t, const sp_loader_stats *io0, bool *exhaus
                               .compute_s = t->compute_s,
                               .comm_s = rs.comm_s,
                               .exposed_s = rs.exposed_s,
-                              .io_wait_s = io1.io_wait_s - io0->io_wait_s};
+                              .io_wait_s = io1.io_wait_s - io0->io_wait_s,
+                              .read_mb = (double)(io1.bytes_read - io0->bytes_read) / 1048576.0,
+                              .read_s = io1.read_s - io0->read_s};
     sp_report_epoch(&t->rep, t->pos.epoch, t->step, &e);
     *exhausted = false;
     if (t->pos.epoch_batch < t->batches_per_epoch) return SP_OK;
@@ -285,11 +287,16 @@ static sp_status epoch_end_(trainer *t, const sp_loader_stats *io0, bool *exhaus
  * checkpointed). */
 static sp_status run_epoch_(trainer *t, int64_t epoch, bool *stop, bool *early) {
     const int64_t first = epoch == t->pos.epoch ? t->pos.epoch_batch : 0;
-    /* the loader counts micro-batches, the position optimizer steps */
+    /* the reads count from before the start: it may begin prefetching the first batch; the
+     * loader counts micro-batches, the position optimizer steps */
+    sp_loader_stats read0;
+    sp_loader_get_stats(t->ld, &read0);
     SP_CHECK(sp_comm_agree(t->comm, sp_loader_start_epoch(t->ld, epoch, first * t->accum), NULL));
     t->pos = (sp_position){epoch, first};
     sp_loader_stats io0;
     epoch_begin_(t, &io0);
+    io0.bytes_read = read0.bytes_read;
+    io0.read_s = read0.read_s;
     for (;;) {
         sp_batch b;
         uint32_t flags;

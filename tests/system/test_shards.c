@@ -3,6 +3,7 @@
  * 1 and 2 ranks, --deterministic across layouts), --shuffle shards the same for any layout, an
  * HDF5 virtual dataset over the shards, eval and predict on the shards, and the errors. */
 #include <hdf5.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,18 @@ static void test_train_(void) {
     CHECK(train_(0, 1, path_("full.h5"), path_("d-full.h5"), "--deterministic") == 0, "det");
     CHECK(train_(2, 2, glob, path_("d-glob.h5"), "--deterministic") == 0, "det 2x2");
     CHECK(sp_test_same_params(path_("d-full.h5"), path_("d-glob.h5")), "deterministic differs");
+    /* the epoch records carry the bytes read: every row once per epoch without the cache */
+    char extra[900];
+    snprintf(extra, sizeof extra, "--data-cache-mb 0 --metrics %s --log-every 1000",
+             path_("metrics.jsonl"));
+    CHECK(train_(0, 1, glob, path_("m-met.h5"), extra) == 0, "metrics run");
+    double mb[4] = {0}, rate[4] = {0};
+    CHECK(sp_test_metric_values(path_("metrics.jsonl"), "epoch", "read_mb", mb, 4) == 2 &&
+              sp_test_metric_values(path_("metrics.jsonl"), "epoch", "read_mb_per_s", rate, 4) == 2,
+          "epoch records");
+    const double want = N * 6 * 4 / 1048576.0;
+    CHECK(fabs(mb[0] - want) < 1e-6 * want && fabs(mb[1] - want) < 1e-6 * want && rate[0] > 0,
+          "read_mb %g %g (want %g), read_mb_per_s %g", mb[0], mb[1], want, rate[0]);
     /* --shuffle shards: the same for any layout */
     CHECK(train_(0, 1, glob, path_("s-1.h5"),
                  "--deterministic --shuffle shards --shuffle-window 2") == 0,
