@@ -1216,6 +1216,19 @@ static sp_status read_windows_(sp_dataset *ds, const int64_t *ids, int64_t n, fl
     return SP_OK;
 }
 
+/* Move the read scratch (sorted ids, pairs, raw rows) from one dataset to another: the parts
+ * borrow the whole's while they read, so memory does not grow with the number of files. */
+static void move_scratch_(sp_dataset *from, sp_dataset *to) {
+    to->sorted = from->sorted;
+    to->pairs = from->pairs;
+    to->raw = from->raw;
+    to->cap = from->cap;
+    from->sorted = NULL;
+    from->pairs = NULL;
+    from->raw = NULL;
+    from->cap = 0;
+}
+
 /* The part that holds logical row `id` (binary search of part_first). */
 static int part_of_(const sp_dataset *ds, int64_t id) {
     int lo = 0, hi = ds->nparts - 1;
@@ -1289,8 +1302,12 @@ static sp_status read_parts_(sp_dataset *ds, const int64_t *ids, int64_t n, floa
         const int64_t b = p ? cnt[p - 1] : 0, m = cnt[p] - b;
         if (m == 0) continue;
         if (file_read) SP_CHECK(acquire_(ds, p));
-        SP_CHECK(sp_dataset_read(ds->parts[p], ds->pids + b, m, x ? ds->px : NULL,
-                                 labels ? ds->plabels : NULL, targets ? ds->ptargets : NULL));
+        move_scratch_(ds, ds->parts[p]);
+        const sp_status st =
+            sp_dataset_read(ds->parts[p], ds->pids + b, m, x ? ds->px : NULL,
+                            labels ? ds->plabels : NULL, targets ? ds->ptargets : NULL);
+        move_scratch_(ds->parts[p], ds);
+        SP_CHECK(st);
         for (int64_t k = 0; k < m; ++k) {
             const size_t dst = (size_t)ds->porder[b + k];
             if (x) memcpy(x + dst * ss, ds->px + (size_t)k * ss, ss * sizeof(float));
@@ -1460,7 +1477,9 @@ static sp_status summarize_parts_(sp_dataset *ds, sp_dataset_summary *out) {
         const sp_dataset_info *pi = &part->info;
         sp_dataset_summary s;
         sp_status st = acquire_(ds, p);
+        move_scratch_(ds, part);
         if (st == SP_OK) st = sp_dataset_summarize(part, &s);
+        move_scratch_(part, ds);
         if (st != SP_OK) {
             sp_dataset_summary_free(out);
             return st;
