@@ -1,6 +1,7 @@
 # train/: the configuration (flags, --config files), the model's sums over ranks through the two
 # gradient exchanges (train/exchange.h), the non-finite gradient scan (no MPI).
 sp_test(config)
+sp_test(config_data)
 foreach(np 1 2 3)
   sp_mpi_test(exchange ${np} TIMEOUT 60)
 endforeach()
