@@ -147,6 +147,20 @@ static void test_train_(void) {
           "--shuffle shards: layouts differ");
     CHECK(!sp_test_same_params(path_("s-1.h5"), path_("d-full.h5")),
           "--shuffle shards trained the global order");
+    /* resume mid-epoch under --shuffle shards, on another layout: bitwise the uninterrupted run */
+    char ck[900];
+    snprintf(ck, sizeof ck,
+             "--deterministic --shuffle shards --shuffle-window 2 --checkpoint-dir %s "
+             "--checkpoint-every 5 --max-steps 7",
+             path_("ck-s"));
+    CHECK(train_(2, 1, glob, path_("s-stop.h5"), ck) == 0, "stopped run");
+    snprintf(ck, sizeof ck,
+             "--deterministic --shuffle shards --shuffle-window 2 --checkpoint-dir %s "
+             "--resume auto",
+             path_("ck-s"));
+    CHECK(train_(0, 2, glob, path_("s-res.h5"), ck) == 0, "resumed run");
+    CHECK(sp_test_same_params(path_("s-1.h5"), path_("s-res.h5")),
+          "--shuffle shards: the resumed run differs");
     char *o = NULL;
     CHECK(run_(0, 1, &o, "train --data %s --model %s --no-shuffle --shuffle shards", glob,
                model_) == 2 &&
