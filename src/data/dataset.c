@@ -70,7 +70,7 @@ static sp_status open_dataset_(hid_t file, const char *path, const char *name, b
         for (int i = 0; i < r; ++i) chunk_bytes *= (double)chunk[i];
         hssize_t np = H5Sget_simple_extent_npoints(s);
         total *= (double)(np > 0 ? np : 0);
-        double nbytes = fmin(fmax(total * 1.05, 1048576.0), fmax((double)cap, 1048576.0));
+        double nbytes = fmin(fmax(total * 1.05, 1048576.0), (double)cap);
         double nchunks = nbytes / fmax(chunk_bytes, 1.0);
         size_t nslots = (size_t)fmin(fmax(nchunks * 10.0, 521.0), 1e6) | 1;
         hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
@@ -674,8 +674,8 @@ static sp_status assemble_(sp_dataset **out, sp_dataset **parts, int n, int max_
     return SP_OK;
 }
 
-/* Open paths[0..n) one after the other (open_one), checking each against the first and keeping
- * at most max_open of them open. */
+/* Open paths[0..n) one after the other as single files, checking each against the first and
+ * keeping at most max_open of them open (y read, only X's handles kept). */
 static sp_status open_parts_(sp_dataset **out, const char *const *paths, int n, const char *x,
                              const char *y, unsigned flags, int64_t seq_len) {
     *out = NULL;
@@ -684,7 +684,9 @@ static sp_status open_parts_(sp_dataset **out, const char *const *paths, int n, 
         return seq_len > 0 ? open_tokens_file_(out, paths[0], x, seq_len, SP_CHUNK_CACHE_TOTAL_)
                            : open_file_(out, paths[0], x, y, flags, SP_CHUNK_CACHE_TOTAL_);
     const int max_open = max_open_files_();
-    const size_t cap = SP_CHUNK_CACHE_TOTAL_ / (size_t)(n < max_open ? n : max_open);
+    /* the open files share one file's chunk cache (a floor of 256 KiB each: a few chunks) */
+    size_t cap = SP_CHUNK_CACHE_TOTAL_ / (size_t)(n < max_open ? n : max_open);
+    if (cap < ((size_t)256 << 10)) cap = (size_t)256 << 10;
     sp_dataset **parts = calloc((size_t)n, sizeof *parts);
     if (!parts) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", paths[0]);
     sp_status st = SP_OK;
