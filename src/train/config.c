@@ -48,7 +48,8 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     STR("data", data, "TRAIN.h5...",
         "training data (required; datasets X and y, see README): one or more files, glob "
         "patterns ('shards/train-*.h5'), directories (their *.h5) or @LIST (a file of paths, one "
-        "a line); one logical set, the files in sorted order, rows concatenated");
+        "a line); one logical set, the files in sorted order, rows concatenated, at most "
+        "SHARDPROP_MAX_OPEN_FILES (16) open at a time");
     STR("model", model, "SPEC|@FILE",
         "model spec, e.g. flatten,dense:128,relu,dense:10, or @FILE to read it from FILE (several "
         "lines, # comments; README: the model language) (required)");
@@ -94,7 +95,7 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     STR("shuffle", shuffle, "global|shards",
         "epoch order: a permutation of all rows (global, default), or for sets far larger than "
         "the cache the files in a shuffled order, rows shuffled within windows of "
-        "--shuffle-window files (shards: mostly sequential reads)");
+        "--shuffle-window files (shards: a rank reads from a few files at a time)");
     INT("shuffle-window", shuffle_window, 1, 1 << 20, "W",
         "--shuffle shards: files per window whose rows are shuffled together (default 4)");
     INT("threads", threads, 0, 4096, "T",
