@@ -123,6 +123,28 @@ enum {
 sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_name,
                              const char *y_name, unsigned flags);
 
+/*
+ * Several files as one logical dataset: paths[0..npaths) in that order (callers sort them), their
+ * rows concatenated (file i's row r is row first_i + r, first_i the rows of the files before
+ * it). Each file is opened and validated as by sp_dataset_open_ex (its y read whole, as for one
+ * file), then checked against the first: the same X dtype, sample shape, scale and offset, y
+ * present in both, the same kind of y (labels or targets) and T, the same `classes` attribute
+ * (or none in both; classes is then the largest over the files); a mismatch names both files.
+ * At most SHARDPROP_MAX_OPEN_FILES (default 16) files are open at a time: a file is reopened
+ * when its rows are read, least recently used closed first, and a file changed since the open
+ * (removed, replaced, truncated, rewritten) is SP_ERR_DATA naming it. HDF5's chunk cache of X,
+ * 64 MiB for one file, is shared by the open files. info.path is "first .. last (K files)";
+ * messages about a row name the file that holds it and the row within that file.
+ * npaths = 1 is sp_dataset_open_ex. Not collective.
+ */
+sp_status sp_dataset_open_files(sp_dataset **out, const char *const *paths, int npaths,
+                                const char *x_name, const char *y_name, unsigned flags);
+
+/* Token files as one dataset the same way: each file's windows, concatenated (a window never
+ * spans two files); the files must agree on dtype, vocab_size and tokenizer. */
+sp_status sp_dataset_open_tokens_files(sp_dataset **out, const char *const *paths, int npaths,
+                                       const char *name, int64_t seq_len);
+
 /* The dataset's description (owned by the dataset; valid until sp_dataset_close). */
 const sp_dataset_info *sp_dataset_get_info(const sp_dataset *ds);
 
@@ -159,16 +181,20 @@ int64_t sp_batches_per_epoch(int64_t n, int64_t batch);
 typedef struct sp_loader sp_loader;
 
 typedef struct sp_loader_config {
-    int64_t batch;       /* global batch size B >= 1 */
-    int rank, nranks;    /* 0 <= rank < nranks; a single process: 0 and 1 */
-    uint64_t seed;       /* shuffle seed: epoch e's order depends only on (seed, e) */
-    bool shuffle;        /* false: identity order every epoch */
-    size_t cache_mb;     /* row cache budget in MiB; 0 disables the cache */
-    bool prefetch;       /* read batch b+1 on a background thread while b is used */
-    int64_t micro_batch; /* 0: balanced split; > 0: whole micro-batches of this size per rank
+    int64_t batch;          /* global batch size B >= 1 */
+    int rank, nranks;       /* 0 <= rank < nranks; a single process: 0 and 1 */
+    uint64_t seed;          /* shuffle seed: epoch e's order depends only on (seed, e) */
+    bool shuffle;           /* false: identity order every epoch */
+    size_t cache_mb;        /* row cache budget in MiB; 0 disables the cache */
+    bool prefetch;          /* read batch b+1 on a background thread while b is used */
+    int64_t micro_batch;    /* 0: balanced split; > 0: whole micro-batches of this size per rank
                           * (contiguous blocks, sp_rank_slice_micro; --deterministic) */
-    const char *augment; /* NULL, "" or "none": batches hold the rows as read; else a list of
+    const char *augment;    /* NULL, "" or "none": batches hold the rows as read; else a list of
                           * image transforms applied to each batch, e.g. "crop:2,flip" (below) */
+    int64_t shuffle_window; /* 0: with shuffle, one permutation of all N rows; W > 0: the files
+                             * in a shuffled order, rows shuffled within windows of W files
+                             * (--shuffle shards; a pure function of seed, epoch, file sizes
+                             * and W) */
 } sp_loader_config;
 
 typedef struct sp_batch {
@@ -222,6 +248,8 @@ typedef struct sp_loader_stats {
     uint64_t bytes_read; /* bytes of X rows read from the file (uncompressed, file dtype) */
     uint64_t rows_read;  /* rows of X read from the file */
     uint64_t cache_hits; /* rows served from the cache */
+    double read_s;       /* time spent filling batches (reads, conversion, cache copies), on the
+                          * reader thread with prefetch: bytes_read / read_s is the read rate */
 } sp_loader_stats;
 
 /* Cumulative counters since sp_loader_create into *st. */

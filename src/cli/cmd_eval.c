@@ -1,6 +1,7 @@
 /* `shardprop eval`: the metrics of a trained model on a labeled data set, distributed over MPI. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -106,11 +107,14 @@ static void write_metrics_(FILE *f, const eval_args_ *o, const sp_model *m, cons
 
 int sp_cmd_eval(int argc, char **argv) {
     eval_args_ o = {.x = "X", .y = "y", .batch = 256, .threads = 0};
+    sp_arg_list data_items = {0};
     sp_arg_spec specs[] = {
         {"checkpoint", SP_ARG_STRING, &o.ckpt, "MODEL.h5",
          "the trained model: a checkpoint or a file written by `train --out`", .required = true},
-        {"data", SP_ARG_STRING, &o.data, "TEST.h5", "labeled data file (X and y) to evaluate on",
-         .required = true},
+        {"data", SP_ARG_STRING, &data_items, "TEST.h5...",
+         "labeled data (X and y) to evaluate on: files, globs, directories or @LIST, one logical "
+         "set (README: data files)",
+         .required = true, .multi = true},
         {"metrics", SP_ARG_STRING, &o.metrics, "FILE.jsonl",
          "append one JSON line {\"event\": \"eval\", \"loss\", \"accuracy\", \"n\", ...}",
          .required = false},
@@ -154,7 +158,11 @@ int sp_cmd_eval(int argc, char **argv) {
     sp_loader *ld = NULL;
     FILE *mf = NULL;
     bool xent = false;
-    sp_status st = sp_eval_open(o.ckpt, o.data, o.x, o.y, true, o.batch, ranks, &m, &ds, &xent);
+    char *data = sp_data_items_join(data_items.v, data_items.n);
+    o.data = data;
+    sp_status st =
+        data ? sp_eval_open(o.ckpt, o.data, o.x, o.y, true, o.batch, ranks, &m, &ds, &xent)
+             : SP_FAIL(SP_ERR_NOMEM, "out of memory");
     if (st == SP_OK) {
         const sp_loader_config lc = {.batch = o.batch,
                                      .rank = rank,
@@ -183,5 +191,6 @@ int sp_cmd_eval(int argc, char **argv) {
     sp_loader_free(ld);
     sp_dataset_close(ds);
     sp_model_free(m);
+    free(data);
     return sp_cli_mpi_finish(a.command, comm, st);
 }

@@ -79,6 +79,13 @@ static int inspect_checkpoint_(const char *path) {
                (long long)t->step, (long long)t->epoch, (long long)t->epoch_batch,
                (unsigned long long)t->seed, info.version, t->world_size,
                t->world_size == 1 ? "" : "s", t->threads, t->threads == 1 ? "" : "s");
+        const sp_ckpt_best *b = &info.best;
+        if (info.has_best && b->epoch > 0)
+            printf("  best so far: %s %.6g at epoch %lld, %lld epoch(s) since\n", b->metric,
+                   b->value, (long long)b->epoch, (long long)b->epochs_since_best);
+        else if (info.has_best)
+            printf("  best so far: no %s yet, %lld epoch(s) validated\n", b->metric,
+                   (long long)b->epochs_since_best);
         printf("  config:\n");
         const char *c = t->config && *t->config ? t->config : "(empty)\n";
         for (const char *p = c; *p;) { /* indent each line */
@@ -113,9 +120,9 @@ static int inspect_checkpoint_(const char *path) {
  * Opened with windows of 1 token, so every token is validated by the summary (histogram) and the
  * first tokens are read as windows 0, 1, ... of that.
  */
-static int inspect_tokens_(const char *path) {
+static int inspect_tokens_(const char *const *paths, int npaths) {
     sp_dataset *ds = NULL;
-    sp_status st = sp_dataset_open_tokens(&ds, path, NULL, 1);
+    sp_status st = sp_dataset_open_tokens_files(&ds, paths, npaths, NULL, 1);
     sp_dataset_summary sum = {0};
     /* the first tokens: window i of 1 token is token i, its label token i + 1 */
     float x[64];
@@ -185,10 +192,13 @@ static int inspect_tokens_(const char *path) {
     printf("\n  windows (N = (tokens - 1) / T):");
     const int64_t Ts[5] = {64, 128, 256, 512, 1024};
     int shown = 0;
-    for (int k = 0; k < 5; ++k)
-        if ((ntok - 1) / Ts[k] >= 1)
-            printf("%s T=%lld: N=%lld", shown++ ? "," : "", (long long)Ts[k],
-                   (long long)((ntok - 1) / Ts[k]));
+    for (int k = 0; k < 5; ++k) {
+        /* each file's windows (its tokens - 1 are its windows of 1 token) */
+        int64_t nw = 0;
+        for (int f = 0; f < sp_dataset_nfiles(ds); ++f) nw += sp_dataset_file_rows(ds, f) / Ts[k];
+        if (nw >= 1)
+            printf("%s T=%lld: N=%lld", shown++ ? "," : "", (long long)Ts[k], (long long)nw);
+    }
     if (!shown) printf(" T=1: N=%lld (fewer than 65 tokens)", (long long)(ntok - 1));
     printf("\nvalidation: OK\n");
     sp_dataset_summary_free(&sum);
@@ -196,9 +206,23 @@ static int inspect_tokens_(const char *path) {
     return 0;
 }
 
-static int inspect_data_(const char *path, const char *xn, const char *yn) {
+/* The files of a set: their number, and each one's rows (the first 5 and the last when more). */
+static void print_files_(const sp_dataset *ds) {
+    const int n = sp_dataset_nfiles(ds);
+    printf("\nfiles: %d, one logical set in this order, rows concatenated\n", n);
+    for (int i = 0; i < n; ++i) {
+        if (n > 6 && i == 5) {
+            printf("  ... (%d more)\n", n - 6);
+            i = n - 1;
+        }
+        printf("  %s: N=%lld\n", sp_dataset_file_path(ds, i),
+               (long long)sp_dataset_file_rows(ds, i));
+    }
+}
+
+static int inspect_data_(const char *const *paths, int npaths, const char *xn, const char *yn) {
     sp_dataset *ds = NULL;
-    sp_status st = sp_dataset_open(&ds, path, xn, yn);
+    sp_status st = sp_dataset_open_files(&ds, paths, npaths, xn, yn, 0);
     sp_dataset_summary sum = {0};
     if (st == SP_OK) st = sp_dataset_summarize(ds, &sum);
     if (st != SP_OK) {
@@ -208,6 +232,7 @@ static int inspect_data_(const char *path, const char *xn, const char *yn) {
         return 1;
     }
     const sp_dataset_info *in = sp_dataset_get_info(ds);
+    if (npaths > 1) print_files_(ds);
     printf("\ndata:\n  N: %lld\n  %s: %s, sample shape (", (long long)in->n, in->x_name,
            sp_x_dtype_name(in->x_dtype));
     for (int d = 0; d < in->sample_rank; ++d)
@@ -231,6 +256,8 @@ static int inspect_data_(const char *path, const char *xn, const char *yn) {
     return 0;
 }
 
+static int inspect_file_(const char *path, const char *xn, const char *yn);
+
 int sp_cmd_inspect(int argc, char **argv) {
     const char *xn = "X", *yn = "y";
     sp_arg_spec specs[] = {
@@ -239,7 +266,7 @@ int sp_cmd_inspect(int argc, char **argv) {
          .required = false},
     };
     sp_args a = {.command = "shardprop inspect",
-                 .positionals = "FILE.h5",
+                 .positionals = "FILE.h5 | ITEM...",
                  .description =
                      "List the groups, datasets (shape, dtype, chunks, filters) and attributes of\n"
                      "an HDF5 file, then check it against the data file contract: class histogram\n"
@@ -255,25 +282,54 @@ int sp_cmd_inspect(int argc, char **argv) {
                      "described by itself: token count, dtype, vocab_size, tokenizer, id range,\n"
                      "the most frequent ids, the first tokens (as text for byte tokens) and the\n"
                      "number of windows for a few --seq-len values; every token is validated.\n"
-                     "--x and --y apply to data files only.",
+                     "--x and --y apply to data files only.\n"
+                     "Several files (up to 8 items: files, quoted globs, directories, @LIST, as\n"
+                     "for `train --data`) are inspected as the one logical set training reads:\n"
+                     "the files and their N, the total N, shape, dtype, classes and the\n"
+                     "statistics over all rows, after checking every file against the first.",
                  .specs = specs,
                  .nspecs = 2,
                  .min_positional = 1,
-                 .max_positional = 1};
+                 .max_positional = 8};
     sp_status st = sp_args_parse(&a, argc, argv);
     if (st != SP_OK) return sp_cli_fail(a.command, st);
     if (a.help) {
         sp_args_print_help(&a, stdout);
         return 0;
     }
-    const char *path = a.positional[0];
-    bool has_model = false;
-    st = sp_h5_describe_file(path, stdout, &has_model);
+    sp_path_list files = {0};
+    st = sp_data_paths_expand(a.positional, a.npositional, NULL, &files);
+    if (st != SP_OK && a.npositional == 1 && !strpbrk(a.positional[0], "*?[@")) {
+        /* one path that is not there: the describer says so, as it always did */
+        return inspect_file_(a.positional[0], xn, yn);
+    }
     if (st != SP_OK) {
         printf("validation: FAILED: %s\n", sp_last_error());
         return sp_cli_fail(a.command, st);
     }
+    if (files.n > 1) {
+        const char *const *v = (const char *const *)files.v;
+        const int rc = sp_dataset_is_token_file(v[0], xn) ? inspect_tokens_(v, files.n)
+                                                          : inspect_data_(v, files.n, xn, yn);
+        sp_path_list_free(&files);
+        return rc;
+    }
+    /* one file: described whole (a checkpoint, token or data file); a missing one is left to
+     * the describer, whose message says it was to be inspected */
+    const char *path = files.n == 1 ? files.v[0] : a.positional[0];
+    const int rc = inspect_file_(path, xn, yn);
+    sp_path_list_free(&files);
+    return rc;
+}
+
+static int inspect_file_(const char *path, const char *xn, const char *yn) {
+    bool has_model = false;
+    sp_status st = sp_h5_describe_file(path, stdout, &has_model);
+    if (st != SP_OK) {
+        printf("validation: FAILED: %s\n", sp_last_error());
+        return sp_cli_fail("shardprop inspect", st);
+    }
     if (has_model) return inspect_checkpoint_(path);
-    if (sp_dataset_is_token_file(path, xn)) return inspect_tokens_(path);
-    return inspect_data_(path, xn, yn);
+    if (sp_dataset_is_token_file(path, xn)) return inspect_tokens_(&path, 1);
+    return inspect_data_(&path, 1, xn, yn);
 }

@@ -1,5 +1,6 @@
 /* `shardprop predict`: a trained model's predictions for every sample of a data file. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -9,14 +10,16 @@
 #include "util/status.h"
 
 int sp_cmd_predict(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL, *out = NULL, *x = "X", *y = "y";
+    const char *ckpt = NULL, *out = NULL, *x = "X", *y = "y";
+    sp_arg_list data_items = {0};
     int64_t batch = 256, threads = 0;
     sp_arg_spec specs[] = {
         {"checkpoint", SP_ARG_STRING, &ckpt, "MODEL.h5",
          "the trained model: a checkpoint or a file written by `train --out`", .required = true},
-        {"data", SP_ARG_STRING, &data, "IN.h5",
-         "input data file: X (N, ...) of the model's input shape; y is not needed",
-         .required = true},
+        {"data", SP_ARG_STRING, &data_items, "IN.h5...",
+         "input data: X (N, ...) of the model's input shape, y not needed; files, globs, "
+         "directories or @LIST, one logical set in sorted file order (README: data files)",
+         .required = true, .multi = true},
         {"out", SP_ARG_STRING, &out, "PRED.h5", "output file (replaced atomically when complete)",
          .required = true},
         {"batch", SP_ARG_INT, &batch, "B",
@@ -34,8 +37,8 @@ int sp_cmd_predict(int argc, char **argv) {
     sp_args a = {
         .command = "shardprop predict",
         .description =
-            "Apply a trained model to every sample of a data file and write, in input order\n"
-            "(row i = sample i):\n"
+            "Apply a trained model to every sample of a data set and write, in input order\n"
+            "(row i = sample i; several files: their rows in sorted file order):\n"
             "  classification model:  probs float32 (N, C), the softmax of the outputs, and\n"
             "                         label int32 (N,), the argmax (attribute classes = C)\n"
             "  regression model:      outputs float32 (N, T)\n"
@@ -56,7 +59,9 @@ int sp_cmd_predict(int argc, char **argv) {
     sp_model *m = NULL;
     sp_dataset *ds = NULL;
     bool xent = false;
-    sp_status st = sp_eval_open(ckpt, data, x, y, false, batch, ranks, &m, &ds, &xent);
+    char *data = sp_data_items_join(data_items.v, data_items.n);
+    sp_status st = data ? sp_eval_open(ckpt, data, x, y, false, batch, ranks, &m, &ds, &xent)
+                        : SP_FAIL(SP_ERR_NOMEM, "out of memory");
     st = sp_comm_agree(comm, st, NULL);
     if (st == SP_OK) st = sp_predict_write(m, ds, batch, comm, xent, out, ckpt);
     if (st == SP_OK && rank == 0) {
@@ -71,5 +76,6 @@ int sp_cmd_predict(int argc, char **argv) {
     }
     sp_dataset_close(ds);
     sp_model_free(m);
+    free(data);
     return sp_cli_mpi_finish(a.command, comm, st);
 }

@@ -47,6 +47,50 @@
 #include "shardprop/data.h"
 #include "shardprop/status.h"
 
+/* ------------------------------------------------- the items of --data: files of a dataset */
+
+/*
+ * A logical dataset is named by items, each one of:
+ *   a file path; a glob pattern (holds *, ? or [; expanded with glob(3)); a directory (its *.h5
+ *   files); @FILE, a text file of items, one a line, relative to FILE's directory unless
+ *   absolute (blank lines and # comments skipped).
+ * The expansion is sorted by path (strcmp) and deduplicated: the files in sorted order.
+ * A missing file, a pattern that matches nothing, a directory without .h5 files, an empty or
+ * unreadable list: one line naming it (and `flag`, e.g. "--data", when not NULL).
+ */
+typedef struct sp_path_list {
+    char **v; /* (n) malloc'd paths, sorted, unique */
+    int n, cap;
+} sp_path_list;
+sp_status sp_data_paths_expand(const char *const *items, int nitems, const char *flag,
+                               sp_path_list *out);
+
+/* The same for items separated by blanks in one string (a config's `data = a.h5 b.h5`, or the
+ * words of --data joined by sp_data_items_join). A string that names an existing file is that
+ * one file, blanks included. */
+sp_status sp_data_paths_expand_words(const char *words, const char *flag, sp_path_list *out);
+void sp_path_list_free(sp_path_list *l);
+
+/* items[0..n) joined by single spaces (malloc'd; NULL when out of memory). */
+char *sp_data_items_join(const char *const *items, int nitems);
+
+/* Expand `items` (sp_data_paths_expand_words) and open the files as one dataset:
+ * sp_dataset_open_files / sp_dataset_open_tokens_files. */
+sp_status sp_dataset_open_items(sp_dataset **out, const char *items, const char *flag,
+                                const char *x_name, const char *y_name, unsigned flags);
+sp_status sp_dataset_open_tokens_items(sp_dataset **out, const char *items, const char *flag,
+                                       const char *name, int64_t seq_len);
+
+/* The files of a dataset: their number, and file i's path and rows (its first row in the
+ * logical order is the sum of the rows before it). One file for sp_dataset_open. */
+int sp_dataset_nfiles(const sp_dataset *ds);
+const char *sp_dataset_file_path(const sp_dataset *ds, int i);
+int64_t sp_dataset_file_rows(const sp_dataset *ds, int i);
+
+/* Open HDF5 files of a dataset: *open_now, the most at once since open (*peak) and the opens
+ * after the first of each file (*reopens). For tests of the handle bound. */
+void sp_dataset_handle_stats(const sp_dataset *ds, int *open_now, int *peak, int64_t *reopens);
+
 /* ------------------------------------------------------ internal extras: dataset from memory */
 
 /*
@@ -86,6 +130,18 @@ void sp_dataset_summary_free(sp_dataset_summary *s);
  * (seed, SP_STREAM_ORDER + (epoch << 8), position): identical on every rank for any n.
  * shuffle = false gives the identity. */
 void sp_epoch_order(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch, bool shuffle);
+
+/*
+ * perm (N = sum of rows[0..nfiles)): the order of `epoch` for --shuffle shards. The files
+ * (shards) are permuted by Fisher-Yates keyed by (seed, SP_STREAM_ORDER_SHARDS + (epoch << 8),
+ * i) for i < nfiles, the permuted shards are grouped into consecutive windows of `window`
+ * shards (the last may hold fewer), and the rows of each window, in file order, are shuffled
+ * among themselves keyed by (seed, same stream, nfiles + position). A pure function of (seed,
+ * epoch, rows, window): the same on every rank for any number of ranks. window >= 1;
+ * scratch (2 nfiles) is the caller's.
+ */
+void sp_epoch_order_shards(int64_t *perm, const int64_t *rows, int nfiles, int64_t window,
+                           uint64_t seed, int64_t epoch, int64_t *scratch);
 
 /* Rank r's contiguous slice of global batch b: positions [*pos, *pos + *count) of the epoch
  * order; *global_count = samples in the whole batch. The g samples of the batch are split as

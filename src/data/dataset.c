@@ -40,9 +40,9 @@ const char *sp_x_dtype_name(sp_x_dtype t) {
 }
 
 /* Open dataset `name`, or fail naming what is there instead. Chunk cache sized for random row
- * reads when `row_reads` (up to 64 MiB, or the whole dataset when smaller). */
+ * reads when `row_reads` (up to `cap` bytes, or the whole dataset when smaller). */
 static sp_status open_dataset_(hid_t file, const char *path, const char *name, bool row_reads,
-                               hid_t *out) {
+                               size_t cap, hid_t *out) {
     *out = -1;
     if (!sp_h5_exists(file, name))
         return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': not found in the file", path, name);
@@ -70,7 +70,7 @@ static sp_status open_dataset_(hid_t file, const char *path, const char *name, b
         for (int i = 0; i < r; ++i) chunk_bytes *= (double)chunk[i];
         hssize_t np = H5Sget_simple_extent_npoints(s);
         total *= (double)(np > 0 ? np : 0);
-        double nbytes = fmin(fmax(total * 1.05, 1048576.0), 64.0 * 1048576.0);
+        double nbytes = fmin(fmax(total * 1.05, 1048576.0), (double)cap);
         double nchunks = nbytes / fmax(chunk_bytes, 1.0);
         size_t nslots = (size_t)fmin(fmax(nchunks * 10.0, 521.0), 1e6) | 1;
         hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
@@ -202,7 +202,7 @@ static sp_status mem_check_(const sp_dataset *ds, const char *name, size_t bytes
 static sp_status open_x_(sp_dataset *ds) {
     const char *path = ds->path, *name = ds->x_name;
     sp_dataset_info *in = &ds->info;
-    SP_CHECK(open_dataset_(ds->file, path, name, true, &ds->dx));
+    SP_CHECK(open_dataset_(ds->file, path, name, true, ds->cache_cap, &ds->dx));
     hid_t t = H5Dget_type(ds->dx);
     H5T_class_t c = H5Tget_class(t);
     size_t sz = H5Tget_size(t);
@@ -271,7 +271,7 @@ static sp_status open_x_(sp_dataset *ds) {
 static sp_status open_y_(sp_dataset *ds) {
     const char *path = ds->path, *name = ds->y_name;
     sp_dataset_info *in = &ds->info;
-    SP_CHECK(open_dataset_(ds->file, path, name, false, &ds->dy));
+    SP_CHECK(open_dataset_(ds->file, path, name, false, 0, &ds->dy));
     hid_t t = H5Dget_type(ds->dy);
     H5T_class_t c = H5Tget_class(t);
     size_t sz = H5Tget_size(t);
@@ -375,6 +375,7 @@ static sp_status load_y_(sp_dataset *ds) {
     }
     free(tmp);
     in->classes = found ? (int64_t)cattr : maxl + 1;
+    ds->classes_attr = found ? (int64_t)cattr : 0;
     return SP_OK;
 }
 
@@ -453,6 +454,7 @@ static sp_status dataset_new_(sp_dataset **out, const char *path, const char *x_
     *out = NULL;
     if (!ds) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", path);
     ds->file = ds->dx = ds->dy = -1;
+    ds->cache_cap = (size_t)64 << 20;
     ds->path = strdup(path);
     ds->x_name = strdup(x_name);
     ds->y_name = strdup(y_name);
@@ -472,11 +474,10 @@ sp_status sp_dataset_open(sp_dataset **out, const char *path, const char *x_name
     return sp_dataset_open_ex(out, path, x_name, y_name, 0);
 }
 
-sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_name,
-                             const char *y_name, unsigned flags) {
+/* One file with its chunk cache bound (x_name, y_name not NULL). */
+static sp_status open_file_(sp_dataset **out, const char *path, const char *x_name,
+                            const char *y_name, unsigned flags, size_t cache_cap) {
     *out = NULL;
-    if (!x_name) x_name = "X";
-    if (!y_name) y_name = "y";
     char what[512];
     if (flags & SP_DATASET_Y_OPTIONAL)
         snprintf(what, sizeof what, "dataset '%s'", x_name);
@@ -485,6 +486,7 @@ sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_n
     SP_CHECK(sp_h5_check_file(path, what));
     sp_dataset *ds;
     SP_CHECK(dataset_new_(&ds, path, x_name, y_name));
+    ds->cache_cap = cache_cap;
     watch_(ds);
     sp_h5_lock();
     ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -496,6 +498,277 @@ sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_n
     }
     *out = ds;
     return SP_OK;
+}
+
+static sp_status open_tokens_file_(sp_dataset **out, const char *path, const char *name,
+                                   int64_t seq_len, size_t cache_cap);
+
+sp_status sp_dataset_open_ex(sp_dataset **out, const char *path, const char *x_name,
+                             const char *y_name, unsigned flags) {
+    const char *one[1] = {path};
+    return sp_dataset_open_files(out, one, 1, x_name, y_name, flags);
+}
+
+sp_status sp_dataset_open_tokens(sp_dataset **out, const char *path, const char *name,
+                                 int64_t seq_len) {
+    const char *one[1] = {path};
+    return sp_dataset_open_tokens_files(out, one, 1, name, seq_len);
+}
+
+/* ------------------------------------------------------------------ several files as one */
+
+/* The HDF5 chunk cache of X a single file gets; several files share it (parts_new_). */
+#define SP_CHUNK_CACHE_TOTAL_ ((size_t)64 << 20)
+
+/* The most files of a dataset open at once: SHARDPROP_MAX_OPEN_FILES, else 16. */
+static int max_open_files_(void) {
+    const char *e = getenv("SHARDPROP_MAX_OPEN_FILES");
+    long v = e && *e ? strtol(e, NULL, 10) : 16;
+    return v < 1 ? 1 : v > 1 << 20 ? 1 << 20 : (int)v;
+}
+
+static void close_handles_locked_(sp_dataset *part) {
+    if (part->dx >= 0) H5Dclose(part->dx);
+    if (part->dy >= 0) H5Dclose(part->dy);
+    if (part->file >= 0) H5Fclose(part->file);
+    part->file = part->dx = part->dy = -1;
+}
+
+/* Part p's handles, opened again when closed; the least recently used open part is closed first
+ * when max_open are open. A file that changed since the dataset was opened is refused before it
+ * is reopened. */
+static sp_status acquire_(sp_dataset *ds, int p) {
+    sp_dataset *part = ds->parts[p];
+    part->used = ++ds->tick;
+    if (part->file >= 0) return SP_OK;
+    SP_CHECK(check_unchanged_(part));
+    sp_h5_lock();
+    if (ds->nopen >= ds->max_open) {
+        int lru = -1;
+        for (int i = 0; i < ds->nparts; ++i)
+            if (i != p && ds->parts[i]->file >= 0 &&
+                (lru < 0 || ds->parts[i]->used < ds->parts[lru]->used))
+                lru = i;
+        if (lru >= 0) {
+            close_handles_locked_(ds->parts[lru]);
+            --ds->nopen;
+        }
+    }
+    sp_status st = SP_OK;
+    part->file = H5Fopen(part->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (part->file < 0)
+        st = open_failed_(part);
+    else
+        st = open_dataset_(part->file, part->path, part->x_name, true, part->cache_cap, &part->dx);
+    if (st != SP_OK) {
+        close_handles_locked_(part);
+    } else {
+        ++ds->nopen;
+        ++ds->reopens;
+        if (ds->nopen > ds->peak_open) ds->peak_open = ds->nopen;
+    }
+    sp_h5_unlock();
+    return st;
+}
+
+static bool same_shape_(const sp_dataset_info *a, const sp_dataset_info *b) {
+    if (a->sample_rank != b->sample_rank) return false;
+    for (int d = 0; d < a->sample_rank; ++d)
+        if (a->sample_shape[d] != b->sample_shape[d]) return false;
+    return true;
+}
+
+/* Part q against the first part f: everything a row's meaning depends on must agree. The
+ * message names both files. */
+static sp_status check_part_(const sp_dataset *f, const sp_dataset *q) {
+    const sp_dataset_info *a = &f->info, *b = &q->info;
+    const char *xn = a->x_name, *yn = a->y_name;
+    if (a->x_dtype != b->x_dtype)
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': dtype %s differs from %s's %s", q->path, xn,
+                       sp_x_dtype_name(b->x_dtype), f->path, sp_x_dtype_name(a->x_dtype));
+    if (!same_shape_(a, b)) {
+        char sa[160], sb[160];
+        sp_shape_str_compact(sa, sizeof sa, a->sample_shape, a->sample_rank);
+        sp_shape_str_compact(sb, sizeof sb, b->sample_shape, b->sample_rank);
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': sample shape %s differs from %s's %s",
+                       q->path, xn, sb, f->path, sa);
+    }
+    if (a->seq_len > 0) {
+        if (a->classes != b->classes)
+            return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': vocab_size %lld differs from %s's %lld",
+                           q->path, xn, (long long)b->classes, f->path, (long long)a->classes);
+        const char *ta = a->tokenizer ? a->tokenizer : "(none)",
+                   *tb = b->tokenizer ? b->tokenizer : "(none)";
+        if (strcmp(ta, tb))
+            return SP_FAIL(SP_ERR_DATA,
+                           "%s: dataset '%s': tokenizer '%.64s' differs from %s's '%.64s'", q->path,
+                           xn, tb, f->path, ta);
+        return SP_OK;
+    }
+    if (a->scale != b->scale || a->offset != b->offset)
+        return SP_FAIL(SP_ERR_DATA,
+                       "%s: dataset '%s': scale %.9g, offset %.9g differ from %s's %.9g, %.9g",
+                       q->path, xn, b->scale, b->offset, f->path, a->scale, a->offset);
+    if (a->labeled != b->labeled)
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': %s, but %s has it",
+                       a->labeled ? q->path : f->path, yn, "not in the file",
+                       a->labeled ? f->path : q->path);
+    if (!a->labeled) return SP_OK;
+    if (a->regression != b->regression)
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': %s %s, but %s holds %s %s", q->path, yn,
+                       b->y_dtype, b->regression ? "targets" : "labels", f->path, a->y_dtype,
+                       a->regression ? "targets" : "labels");
+    if (a->regression && a->targets != b->targets)
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': %lld targets per sample, %s has %lld",
+                       q->path, yn, (long long)b->targets, f->path, (long long)a->targets);
+    if (!a->regression && f->classes_attr != q->classes_attr) {
+        char va[32] = "absent", vb[32] = "absent";
+        if (f->classes_attr) snprintf(va, sizeof va, "%lld", (long long)f->classes_attr);
+        if (q->classes_attr) snprintf(vb, sizeof vb, "%lld", (long long)q->classes_attr);
+        return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': attribute 'classes' %s differs from %s's %s",
+                       q->path, yn, vb, f->path, va);
+    }
+    return SP_OK;
+}
+
+/* The logical dataset over parts[0..n), already opened and checked: info from the first part,
+ * N the sum, classes the attribute or the largest of the parts'. Takes the parts. */
+static sp_status assemble_(sp_dataset **out, sp_dataset **parts, int n, int max_open) {
+    char desc[600];
+    snprintf(desc, sizeof desc, "%s .. %s (%d files)", parts[0]->path, parts[n - 1]->path, n);
+    sp_dataset *ds;
+    sp_status st = dataset_new_(&ds, desc, parts[0]->x_name, parts[0]->y_name);
+    if (st != SP_OK) {
+        for (int i = 0; i < n; ++i) sp_dataset_close(parts[i]);
+        free(parts);
+        return st;
+    }
+    ds->parts = parts;
+    ds->nparts = n;
+    ds->max_open = max_open;
+    ds->part_first = malloc(((size_t)n + 1) * sizeof(int64_t));
+    ds->pcount = malloc(((size_t)n + 1) * sizeof(int64_t));
+    if (!ds->part_first || !ds->pcount) {
+        sp_dataset_close(ds);
+        return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", desc);
+    }
+    sp_dataset_info *in = &ds->info;
+    *in = parts[0]->info;
+    in->path = ds->path;
+    in->x_name = ds->x_name;
+    in->y_name = ds->y_name;
+    int64_t total = 0, tokens = 0, classes = 0;
+    for (int i = 0; i < n; ++i) {
+        ds->part_first[i] = total;
+        total += parts[i]->info.n;
+        tokens += parts[i]->info.tokens;
+        if (parts[i]->info.classes > classes) classes = parts[i]->info.classes;
+        if (parts[i]->file >= 0) ++ds->nopen;
+    }
+    ds->part_first[n] = total;
+    ds->peak_open = ds->nopen;
+    in->n = total;
+    in->tokens = tokens;
+    if (in->labeled && !in->regression) in->classes = classes;
+    *out = ds;
+    return SP_OK;
+}
+
+/* Open paths[0..n) one after the other as single files, checking each against the first and
+ * keeping at most max_open of them open (y read, only X's handles kept). */
+static sp_status open_parts_(sp_dataset **out, const char *const *paths, int n, const char *x,
+                             const char *y, unsigned flags, int64_t seq_len) {
+    *out = NULL;
+    if (n < 1) return SP_FAIL(SP_ERR_ARG, "no data file given");
+    if (n == 1)
+        return seq_len > 0 ? open_tokens_file_(out, paths[0], x, seq_len, SP_CHUNK_CACHE_TOTAL_)
+                           : open_file_(out, paths[0], x, y, flags, SP_CHUNK_CACHE_TOTAL_);
+    const int max_open = max_open_files_();
+    /* the open files share one file's chunk cache (a floor of 256 KiB each: a few chunks) */
+    size_t cap = SP_CHUNK_CACHE_TOTAL_ / (size_t)(n < max_open ? n : max_open);
+    if (cap < ((size_t)256 << 10)) cap = (size_t)256 << 10;
+    sp_dataset **parts = calloc((size_t)n, sizeof *parts);
+    if (!parts) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", paths[0]);
+    sp_status st = SP_OK;
+    int64_t total = 0;
+    for (int i = 0; i < n && st == SP_OK; ++i) {
+        st = seq_len > 0 ? open_tokens_file_(&parts[i], paths[i], x, seq_len, cap)
+                         : open_file_(&parts[i], paths[i], x, y, flags, cap);
+        if (st == SP_OK && i > 0) st = check_part_(parts[0], parts[i]);
+        if (st == SP_OK && parts[i]->info.n > INT64_MAX - total)
+            st = SP_FAIL(SP_ERR_DATA, "%s: the files hold more than 2^63 rows", paths[i]);
+        if (st == SP_OK) total += parts[i]->info.n;
+        if (st == SP_OK && i >= max_open) { /* the first max_open stay open */
+            sp_h5_lock();
+            close_handles_locked_(parts[i]);
+            sp_h5_unlock();
+        } else if (st == SP_OK && parts[i]->dy >= 0) { /* y is in memory: only X is read again */
+            sp_h5_lock();
+            H5Dclose(parts[i]->dy);
+            parts[i]->dy = -1;
+            sp_h5_unlock();
+        }
+    }
+    if (st != SP_OK) {
+        for (int i = 0; i < n; ++i) sp_dataset_close(parts[i]);
+        free(parts);
+        return st;
+    }
+    return assemble_(out, parts, n, max_open);
+}
+
+sp_status sp_dataset_open_files(sp_dataset **out, const char *const *paths, int npaths,
+                                const char *x_name, const char *y_name, unsigned flags) {
+    return open_parts_(out, paths, npaths, x_name ? x_name : "X", y_name ? y_name : "y", flags, 0);
+}
+
+sp_status sp_dataset_open_tokens_files(sp_dataset **out, const char *const *paths, int npaths,
+                                       const char *name, int64_t seq_len) {
+    *out = NULL;
+    if (!name) name = SP_TOKENS_NAME_;
+    if (seq_len < 1)
+        return SP_FAIL(SP_ERR_ARG, "%s: dataset '%s': --seq-len must be >= 1 (got %lld)",
+                       npaths > 0 ? paths[0] : "(no file)", name, (long long)seq_len);
+    return open_parts_(out, paths, npaths, name, name, 0, seq_len);
+}
+
+sp_status sp_dataset_open_items(sp_dataset **out, const char *items, const char *flag,
+                                const char *x_name, const char *y_name, unsigned flags) {
+    *out = NULL;
+    sp_path_list l;
+    SP_CHECK(sp_data_paths_expand_words(items, flag, &l));
+    sp_status st = sp_dataset_open_files(out, (const char *const *)l.v, l.n, x_name, y_name, flags);
+    sp_path_list_free(&l);
+    return st;
+}
+
+sp_status sp_dataset_open_tokens_items(sp_dataset **out, const char *items, const char *flag,
+                                       const char *name, int64_t seq_len) {
+    *out = NULL;
+    sp_path_list l;
+    SP_CHECK(sp_data_paths_expand_words(items, flag, &l));
+    sp_status st = sp_dataset_open_tokens_files(out, (const char *const *)l.v, l.n, name, seq_len);
+    sp_path_list_free(&l);
+    return st;
+}
+
+int sp_dataset_nfiles(const sp_dataset *ds) {
+    return ds->parts ? ds->nparts : 1;
+}
+
+const char *sp_dataset_file_path(const sp_dataset *ds, int i) {
+    return ds->parts ? ds->parts[i]->path : ds->path;
+}
+
+int64_t sp_dataset_file_rows(const sp_dataset *ds, int i) {
+    return ds->parts ? ds->parts[i]->info.n : ds->info.n;
+}
+
+void sp_dataset_handle_stats(const sp_dataset *ds, int *open_now, int *peak, int64_t *reopens) {
+    const int one = ds->file >= 0 ? 1 : 0;
+    *open_now = ds->parts ? ds->nopen : one;
+    *peak = ds->parts ? ds->peak_open : one;
+    *reopens = ds->parts ? ds->reopens : 0;
 }
 
 /* The checks sp_h5_check_file makes on a file: the HDF5 signature at 0, 512, 1024, ... */
@@ -590,7 +863,7 @@ static sp_status validate_tokens_locked_(sp_dataset *ds, int64_t T) {
                        "%s: dataset '%s': not found in the file; the file holds samples ('X'): "
                        "train it without --seq-len",
                        path, name);
-    SP_CHECK(open_dataset_(ds->file, path, name, true, &ds->dx));
+    SP_CHECK(open_dataset_(ds->file, path, name, true, ds->cache_cap, &ds->dx));
     hid_t t = H5Dget_type(ds->dx);
     const H5T_class_t c = H5Tget_class(t);
     const size_t sz = H5Tget_size(t);
@@ -678,10 +951,10 @@ static sp_status tokens_new_(sp_dataset **ds, const char *path, const char *name
     return SP_OK;
 }
 
-sp_status sp_dataset_open_tokens(sp_dataset **out, const char *path, const char *name,
-                                 int64_t seq_len) {
+/* One token file with its chunk cache bound (name not NULL). */
+static sp_status open_tokens_file_(sp_dataset **out, const char *path, const char *name,
+                                   int64_t seq_len, size_t cache_cap) {
     *out = NULL;
-    if (!name) name = SP_TOKENS_NAME_;
     if (seq_len >= 1) {
         char what[512];
         snprintf(what, sizeof what, "token dataset '%s'", name);
@@ -689,6 +962,7 @@ sp_status sp_dataset_open_tokens(sp_dataset **out, const char *path, const char 
     }
     sp_dataset *ds;
     SP_CHECK(tokens_new_(&ds, path, name, seq_len));
+    ds->cache_cap = cache_cap;
     watch_(ds);
     sp_h5_lock();
     ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -756,6 +1030,15 @@ sp_status sp_dataset_check_input_shape(const sp_dataset *ds, const int64_t *shap
 
 void sp_dataset_close(sp_dataset *ds) {
     if (!ds) return;
+    for (int i = 0; i < ds->nparts; ++i) sp_dataset_close(ds->parts[i]);
+    free(ds->parts);
+    free(ds->part_first);
+    free(ds->pcount);
+    free(ds->pids);
+    free(ds->porder);
+    free(ds->px);
+    free(ds->ptargets);
+    free(ds->plabels);
     sp_h5_lock();
     if (ds->dx >= 0) H5Dclose(ds->dx);
     if (ds->dy >= 0) H5Dclose(ds->dy);
@@ -935,6 +1218,110 @@ static sp_status read_windows_(sp_dataset *ds, const int64_t *ids, int64_t n, fl
     return SP_OK;
 }
 
+/* Move the read scratch (sorted ids, pairs, raw rows) from one dataset to another: the parts
+ * borrow the whole's while they read, so memory does not grow with the number of files. */
+static void move_scratch_(sp_dataset *from, sp_dataset *to) {
+    to->sorted = from->sorted;
+    to->pairs = from->pairs;
+    to->raw = from->raw;
+    to->cap = from->cap;
+    from->sorted = NULL;
+    from->pairs = NULL;
+    from->raw = NULL;
+    from->cap = 0;
+}
+
+/* The part that holds logical row `id` (binary search of part_first). */
+static int part_of_(const sp_dataset *ds, int64_t id) {
+    int lo = 0, hi = ds->nparts - 1;
+    while (lo < hi) {
+        const int mid = lo + (hi - lo + 1) / 2;
+        if (ds->part_first[mid] <= id)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+static sp_status reserve_parts_(sp_dataset *ds, int64_t n) {
+    if ((size_t)n <= ds->pcap) return SP_OK;
+    const sp_dataset_info *in = &ds->info;
+    const size_t cap = (size_t)n, lw = in->seq_len > 0 ? (size_t)in->seq_len : 1;
+    size_t xb, tb, lb;
+    if (!sp_size_mul(cap, in->sample_size * sizeof(float), &xb) ||
+        !sp_size_mul(cap, (size_t)in->targets * sizeof(float), &tb) ||
+        !sp_size_mul(cap, lw * sizeof(int32_t), &lb) || cap > SIZE_MAX / 16)
+        return SP_FAIL(SP_ERR_NOMEM, "%s: dataset '%s': read of %lld rows overflows size_t",
+                       ds->path, ds->x_name, (long long)n);
+    SP_CHECK(mem_check_(ds, ds->x_name, xb, "the read buffer"));
+    free(ds->pids);
+    free(ds->porder);
+    free(ds->px);
+    free(ds->ptargets);
+    free(ds->plabels);
+    ds->pids = malloc(cap * sizeof(int64_t));
+    ds->porder = malloc(cap * sizeof(int64_t));
+    ds->px = malloc(xb ? xb : 1);
+    ds->ptargets = malloc(tb ? tb : 1);
+    ds->plabels = malloc(lb ? lb : 1);
+    ds->pcap = cap;
+    if (!ds->pids || !ds->porder || !ds->px || !ds->ptargets || !ds->plabels) {
+        ds->pcap = 0;
+        return SP_FAIL(SP_ERR_NOMEM, "%s: dataset '%s': cannot allocate a read buffer of %zu bytes",
+                       ds->path, ds->x_name, xb);
+    }
+    return SP_OK;
+}
+
+/*
+ * Several files: the ids grouped by the part that holds them (in caller order within a part),
+ * each part read with its local ids (rows sorted and coalesced there, messages naming its file)
+ * and scattered back to the caller's positions. A part's file is opened only when its X (or its
+ * tokens) is read.
+ */
+static sp_status read_parts_(sp_dataset *ds, const int64_t *ids, int64_t n, float *x,
+                             int32_t *labels, float *targets) {
+    const sp_dataset_info *in = &ds->info;
+    if (n == 0) return SP_OK;
+    SP_CHECK(reserve_parts_(ds, n));
+    const int np = ds->nparts;
+    int64_t *cnt = ds->pcount;
+    memset(cnt, 0, ((size_t)np + 1) * sizeof(int64_t));
+    for (int64_t i = 0; i < n; ++i) ++cnt[part_of_(ds, ids[i]) + 1];
+    for (int p = 0; p < np; ++p) cnt[p + 1] += cnt[p]; /* cnt[p]: offset of part p */
+    for (int64_t i = 0; i < n; ++i) {
+        const int p = part_of_(ds, ids[i]);
+        const int64_t k = cnt[p]++;
+        ds->pids[k] = ids[i] - ds->part_first[p];
+        ds->porder[k] = i;
+    }
+    /* cnt[p] is now the end of part p, so part p spans [p ? cnt[p - 1] : 0, cnt[p]) */
+    const size_t ss = in->sample_size, lw = in->seq_len > 0 ? (size_t)in->seq_len : 1,
+                 nt = (size_t)in->targets;
+    const bool file_read = x || (in->seq_len > 0 && labels);
+    for (int p = 0; p < np; ++p) {
+        const int64_t b = p ? cnt[p - 1] : 0, m = cnt[p] - b;
+        if (m == 0) continue;
+        if (file_read) SP_CHECK(acquire_(ds, p));
+        move_scratch_(ds, ds->parts[p]);
+        const sp_status st =
+            sp_dataset_read(ds->parts[p], ds->pids + b, m, x ? ds->px : NULL,
+                            labels ? ds->plabels : NULL, targets ? ds->ptargets : NULL);
+        move_scratch_(ds->parts[p], ds);
+        SP_CHECK(st);
+        for (int64_t k = 0; k < m; ++k) {
+            const size_t dst = (size_t)ds->porder[b + k];
+            if (x) memcpy(x + dst * ss, ds->px + (size_t)k * ss, ss * sizeof(float));
+            if (labels)
+                memcpy(labels + dst * lw, ds->plabels + (size_t)k * lw, lw * sizeof(int32_t));
+            if (targets)
+                memcpy(targets + dst * nt, ds->ptargets + (size_t)k * nt, nt * sizeof(float));
+        }
+    }
+    return SP_OK;
+}
+
 sp_status sp_dataset_read(sp_dataset *ds, const int64_t *ids, int64_t n, float *x, int32_t *labels,
                           float *targets) {
     const sp_dataset_info *in = &ds->info;
@@ -943,6 +1330,7 @@ sp_status sp_dataset_read(sp_dataset *ds, const int64_t *ids, int64_t n, float *
         if (ids[i] < 0 || ids[i] >= in->n)
             return SP_FAIL(SP_ERR_ARG, "%s: dataset '%s': sample index %lld out of range [0, %lld)",
                            ds->path, ds->x_name, (long long)ids[i], (long long)in->n);
+    if (ds->parts) return read_parts_(ds, ids, n, x, labels, targets);
     if (in->seq_len > 0) {
         if (targets)
             return SP_FAIL(SP_ERR_ARG,
@@ -1073,9 +1461,62 @@ static sp_status summarize_tokens_(sp_dataset *ds, sp_dataset_summary *out) {
     return SP_OK;
 }
 
+/* Several files: each part summarized on its own (its file opened for the time), combined. */
+static sp_status summarize_parts_(sp_dataset *ds, sp_dataset_summary *out) {
+    const sp_dataset_info *in = &ds->info;
+    const bool hist = in->seq_len > 0 || (in->labeled && !in->regression);
+    if (hist) {
+        SP_CHECK(mem_check_(ds, ds->y_name, (size_t)in->classes * sizeof(int64_t),
+                            "the class histogram"));
+        out->class_counts = calloc((size_t)in->classes, sizeof(int64_t));
+        if (!out->class_counts) return SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", ds->path);
+    }
+    out->x_min = out->y_min = INFINITY;
+    out->x_max = out->y_max = -INFINITY;
+    double xs = 0, ys = 0, xw = 0, yw = 0;
+    for (int p = 0; p < ds->nparts; ++p) {
+        sp_dataset *part = ds->parts[p];
+        const sp_dataset_info *pi = &part->info;
+        sp_dataset_summary s;
+        sp_status st = acquire_(ds, p);
+        move_scratch_(ds, part);
+        if (st == SP_OK) st = sp_dataset_summarize(part, &s);
+        move_scratch_(part, ds);
+        if (st != SP_OK) {
+            sp_dataset_summary_free(out);
+            return st;
+        }
+        /* means weighted by the values each part averaged over */
+        const double w =
+            in->seq_len > 0 ? (double)pi->tokens : (double)pi->n * (double)pi->sample_size;
+        xs += s.x_mean * w;
+        xw += w;
+        out->x_min = fmin(out->x_min, s.x_min);
+        out->x_max = fmax(out->x_max, s.x_max);
+        if (in->regression) {
+            const double v = (double)pi->n * (double)pi->targets;
+            ys += s.y_mean * v;
+            yw += v;
+            out->y_min = fmin(out->y_min, s.y_min);
+            out->y_max = fmax(out->y_max, s.y_max);
+        }
+        if (hist && s.class_counts)
+            for (int64_t c = 0; c < pi->classes; ++c) out->class_counts[c] += s.class_counts[c];
+        sp_dataset_summary_free(&s);
+    }
+    out->x_mean = xs / xw;
+    if (in->regression) {
+        out->y_mean = ys / yw;
+    } else {
+        out->y_min = out->y_max = out->y_mean = 0;
+    }
+    return SP_OK;
+}
+
 sp_status sp_dataset_summarize(sp_dataset *ds, sp_dataset_summary *out) {
     memset(out, 0, sizeof *out);
     const sp_dataset_info *in = &ds->info;
+    if (ds->parts) return summarize_parts_(ds, out);
     if (in->seq_len > 0) return summarize_tokens_(ds, out);
     const size_t ss = in->sample_size, rb = in->x_row_bytes;
     int64_t block = (int64_t)((8u << 20) / rb);

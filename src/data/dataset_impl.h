@@ -33,6 +33,25 @@ struct sp_dataset {
     bool watched;
     unsigned long long st_dev, st_ino;
     long long st_size, st_mtime_s, st_mtime_ns;
+    int64_t classes_attr; /* the `classes` attribute of y, 0 when absent */
+    size_t cache_cap;     /* HDF5 chunk cache of X at most, bytes */
+    /* Several files (sp_dataset_open_files with more than one): each file is a dataset of its
+     * own (parts, validated alone and against parts[0]) and this one is their concatenation:
+     * info describes the whole, path names the set, the handles above stay closed (-1), and
+     * reads go to the parts. NULL for one file, which the fields above describe. */
+    sp_dataset **parts;  /* (nparts) */
+    int64_t *part_first; /* (nparts + 1) first logical row of each part, then N */
+    int nparts;
+    uint64_t used; /* a part: when its handles were last needed (the tick of the whole) */
+    uint64_t tick; /* the whole: counts handle uses, for the least recently used part */
+    int max_open, nopen, peak_open; /* parts with open HDF5 files: bound, now, most */
+    int64_t reopens;                /* opens of a part after its first */
+    /* scratch of a read over parts, reused across reads */
+    int64_t *pcount;        /* (nparts + 1) ids per part, then their offsets */
+    int64_t *pids, *porder; /* (pcap) local ids grouped by part, and their caller positions */
+    float *px, *ptargets;   /* (pcap, sample_size), (pcap, targets) */
+    int32_t *plabels;       /* (pcap, T or 1) */
+    size_t pcap;
 };
 
 /*

@@ -38,6 +38,9 @@ struct sp_loader {
     sp_loader_config cfg;
     int64_t n, nbatches, cmax, rank_rows;
     int64_t *perm; /* (n) order of the current epoch */
+    /* --shuffle shards (cfg.shuffle_window > 0): the rows of each file, and the order's scratch */
+    int nfiles;
+    int64_t *file_rows, *order_scratch; /* (nfiles), (2 nfiles) */
     int64_t epoch, next_b;
     bool started;
     lbuf_ buf[2];
@@ -80,6 +83,7 @@ static int64_t slot_(const sp_loader *ld, int64_t id) {
  * the caller's thread (synchronous). */
 static void fill_(sp_loader *ld, int k, int64_t b) {
     lbuf_ *B = &ld->buf[k];
+    const double t0 = now_();
     const size_t ss = ld->in->sample_size;
     int64_t pos, count, g;
     sp_rank_slice_micro(ld->n, ld->cfg.batch, ld->cfg.micro_batch, b, ld->cfg.rank, ld->cfg.nranks,
@@ -138,6 +142,7 @@ static void fill_(sp_loader *ld, int k, int64_t b) {
     ld->stats.cache_hits += hits;
     ld->stats.rows_read += misses;
     ld->stats.bytes_read += misses * ld->in->x_row_bytes;
+    ld->stats.read_s += now_() - t0;
     pthread_mutex_unlock(&ld->mu);
 }
 
@@ -235,6 +240,13 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
     ld->buf_bytes = pbytes + 4 * c * sizeof(int64_t) + 3 * xbytes +
                     (in->labeled ? 2 * c * (in->regression ? (size_t)in->targets * 4 : lw * 4) : 0);
     ld->perm = malloc((size_t)ld->n * sizeof(int64_t));
+    if (cfg->shuffle && cfg->shuffle_window > 0) {
+        ld->nfiles = sp_dataset_nfiles(ds);
+        ld->file_rows = malloc((size_t)ld->nfiles * sizeof(int64_t));
+        ld->order_scratch = malloc((size_t)ld->nfiles * 2 * sizeof(int64_t));
+        ok = ok && ld->file_rows && ld->order_scratch;
+        for (int f = 0; ok && f < ld->nfiles; ++f) ld->file_rows[f] = sp_dataset_file_rows(ds, f);
+    }
     ld->miss_ids = malloc(c * sizeof(int64_t));
     ld->miss_pos = malloc(c * sizeof(int64_t));
     ld->miss_x = ok ? malloc(xbytes) : NULL;
@@ -286,7 +298,11 @@ sp_status sp_loader_start_epoch(sp_loader *ld, int64_t epoch, int64_t first_batc
         return SP_FAIL(SP_ERR_ARG, "data loader: bad epoch %lld / first batch %lld",
                        (long long)epoch, (long long)first_batch);
     wait_idle_(ld);
-    sp_epoch_order(ld->perm, ld->n, ld->cfg.seed, epoch, ld->cfg.shuffle);
+    if (ld->file_rows)
+        sp_epoch_order_shards(ld->perm, ld->file_rows, ld->nfiles, ld->cfg.shuffle_window,
+                              ld->cfg.seed, epoch, ld->order_scratch);
+    else
+        sp_epoch_order(ld->perm, ld->n, ld->cfg.seed, epoch, ld->cfg.shuffle);
     ld->epoch = epoch;
     ld->next_b = first_batch;
     ld->cur = 0;
@@ -374,6 +390,8 @@ void sp_loader_free(sp_loader *ld) {
         free(ld->buf[k].targets);
     }
     free(ld->perm);
+    free(ld->file_rows);
+    free(ld->order_scratch);
     free(ld->miss_ids);
     free(ld->miss_pos);
     free(ld->miss_x);

@@ -17,6 +17,43 @@ void sp_epoch_order(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch, bool
     }
 }
 
+void sp_epoch_order_shards(int64_t *perm, const int64_t *rows, int nfiles, int64_t window,
+                           uint64_t seed, int64_t epoch, int64_t *scratch) {
+    const uint64_t stream = (uint64_t)SP_STREAM_ORDER_SHARDS + ((uint64_t)epoch << 8);
+    /* the shards: Fisher-Yates as sp_epoch_order, position i keyed by i */
+    int64_t *order = scratch;
+    int64_t *first = scratch + nfiles; /* first row of each file */
+    int64_t acc = 0;
+    for (int f = 0; f < nfiles; ++f) {
+        order[f] = f;
+        first[f] = acc;
+        acc += rows[f];
+    }
+    for (int64_t i = nfiles - 1; i > 0; --i) {
+        int64_t j = (int64_t)sp_rng_below(seed, stream, (uint64_t)i, (uint64_t)i + 1);
+        int64_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    if (window < 1) window = 1;
+    /* each window: its shards' rows in file order, then shuffled among themselves, the draw
+     * for position p (of the epoch) keyed by nfiles + p */
+    int64_t p = 0;
+    for (int w0 = 0, w1; w0 < nfiles; w0 = w1) {
+        w1 = nfiles - w0 > window ? w0 + (int)window : nfiles;
+        const int64_t p0 = p;
+        for (int k = w0; k < w1; ++k)
+            for (int64_t r = 0; r < rows[order[k]]; ++r) perm[p++] = first[order[k]] + r;
+        for (int64_t i = p - 1; i > p0; --i) {
+            int64_t j = p0 + (int64_t)sp_rng_below(seed, stream, (uint64_t)(nfiles + i),
+                                                   (uint64_t)(i - p0 + 1));
+            int64_t t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+    }
+}
+
 int64_t sp_batches_per_epoch(int64_t n, int64_t batch) {
     if (n <= 0 || batch <= 0) return 0;
     return (n + batch - 1) / batch;

@@ -128,3 +128,42 @@ sp_status sp_data_split(const char *in, const char *x_name, const char *y_name, 
     }
     return st;
 }
+
+bool sp_data_shard_path(const char *prefix, int64_t i, int64_t k, char *buf, size_t cap) {
+    const int n = snprintf(buf, cap, "%s-%05lld-of-%05lld.h5", prefix, (long long)i, (long long)k);
+    return n > 0 && (size_t)n < cap;
+}
+
+sp_status sp_data_split_shards(const char *in, const char *x_name, const char *y_name, int64_t k,
+                               const char *prefix, int64_t *rows_max) {
+    sp_dataset *ds;
+    SP_CHECK(sp_dataset_open(&ds, in, x_name, y_name));
+    const int64_t n = sp_dataset_get_info(ds)->n;
+    sp_status st = SP_OK;
+    char path[4200];
+    if (k < 1 || k > n)
+        st = SP_FAIL(SP_ERR_ARG, "%s: --shards %lld: must be in [1, N = %lld]", in, (long long)k,
+                     (long long)n);
+    else if (!sp_data_shard_path(prefix, k - 1, k, path, sizeof path))
+        st = SP_FAIL(SP_ERR_ARG, "--out %s: path too long", prefix);
+    /* file i: rows [first, first + n/k + (i < n%k)), in file order */
+    const int64_t base = st == SP_OK ? n / k : 0, rem = st == SP_OK ? n % k : 0;
+    int64_t *ids = st == SP_OK ? malloc((size_t)(base + 1) * sizeof(int64_t)) : NULL;
+    if (st == SP_OK && !ids) st = SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", in);
+    int64_t first = 0;
+    for (int64_t i = 0; i < k && st == SP_OK; ++i) {
+        const int64_t m = base + (i < rem ? 1 : 0);
+        for (int64_t j = 0; j < m; ++j) ids[j] = first + j;
+        sp_data_shard_path(prefix, i, k, path, sizeof path);
+        sp_h5_out o;
+        sp_h5_lock();
+        st = write_part_(ds, path, ids, m, &o);
+        if (st == SP_OK) st = sp_h5_out_commit(&o);
+        sp_h5_unlock();
+        first += m;
+    }
+    free(ids);
+    sp_dataset_close(ds);
+    if (st == SP_OK && rows_max) *rows_max = base + (rem ? 1 : 0);
+    return st;
+}

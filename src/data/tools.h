@@ -73,6 +73,19 @@ sp_status sp_data_split(const char *in, const char *x_name, const char *y_name, 
                         uint64_t seed, bool stratify, const char *out_train, const char *out_val,
                         int64_t *n_train, int64_t *n_val);
 
+/*
+ * A data file as k shard files <prefix>-00000-of-0000k.h5 ... (i and k on 5 digits): its rows in
+ * file order, file i holding N/k rows, one more for i < N % k; dtypes, shapes and every attribute
+ * of X and y kept, as sp_data_split. Each file is written to a temporary file renamed into place,
+ * so a failure leaves no partial shard (the shards written before it stay). 1 <= k <= N.
+ * *rows_max (may be NULL): the rows of the largest shard.
+ */
+sp_status sp_data_split_shards(const char *in, const char *x_name, const char *y_name, int64_t k,
+                               const char *prefix, int64_t *rows_max);
+
+/* The path of shard i of k (sp_data_split_shards) into buf; false when it does not fit. */
+bool sp_data_shard_path(const char *prefix, int64_t i, int64_t k, char *buf, size_t cap);
+
 /* Print every group and dataset of an HDF5 file (shape, dtype, chunking, filters, attributes)
  * to `f`. *has_model_group tells whether a top-level group "model" exists (a checkpoint). */
 sp_status sp_h5_describe_file(const char *path, FILE *f, bool *has_model_group);

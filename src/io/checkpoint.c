@@ -275,8 +275,8 @@ static void w_slab_(wctx_ *w, hid_t root, const char *prefix, const sp_model *m,
 
 /* Build the whole file in memory; *img (malloc'd) and *len on success. Holds the HDF5 lock. */
 static sp_status build_image_(const char *path, const sp_model *m, const sp_optimizer *opt,
-                              const char *loss_name, const sp_train_state *ts, void **img,
-                              size_t *len) {
+                              const char *loss_name, const sp_train_state *ts,
+                              const sp_ckpt_best *best, void **img, size_t *len) {
     *img = NULL;
     *len = 0;
     size_t np = sp_model_num_params(m);
@@ -343,6 +343,13 @@ static sp_status build_image_(const char *path, const sp_model *m, const sp_opti
         w_str_(&w, g, "/train", "shardprop_version", SHARDPROP_VERSION);
         w_i32_(&w, g, "/train", "world_size", ts->world_size);
         w_i32_(&w, g, "/train", "threads", ts->threads);
+        if (best) {
+            w_str_(&w, g, "/train", "best_metric", best->metric);
+            w_attr_(&w, g, "/train", "best_value", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, -1,
+                    &best->value);
+            w_i64_(&w, g, "/train", "best_epoch", best->epoch);
+            w_i64_(&w, g, "/train", "epochs_since_best", best->epochs_since_best);
+        }
         h5close_group_(g);
     }
 
@@ -393,7 +400,7 @@ sp_status sp_ckpt_write(const char *path, const sp_model *m, const sp_optimizer 
     if (st == SP_OK) st = sp_afile_check_target(dirfd, base, path);
     void *img = NULL;
     size_t n = 0;
-    if (st == SP_OK) st = build_image_(path, m, opt, loss_name, ts, &img, &n);
+    if (st == SP_OK) st = build_image_(path, m, opt, loss_name, ts, NULL, &img, &n);
     if (st == SP_OK) st = replace_file_at_(dirfd, dir, base, img, n, "data", NULL);
     free(img);
     if (dirfd >= 0) close(dirfd);
@@ -401,7 +408,7 @@ sp_status sp_ckpt_write(const char *path, const sp_model *m, const sp_optimizer 
     return st;
 }
 
-/* Remove ".<latest|step file>.tmp-XXXXXXXXXXXX" regular files of ours (best effort). */
+/* Remove ".<latest|best.h5|step file>.tmp-XXXXXXXXXXXX" regular files of ours (best effort). */
 static void remove_stale_tmps_(int dirfd) {
     int fd2 = dup(dirfd);
     if (fd2 < 0) return;
@@ -420,7 +427,9 @@ static void remove_stale_tmps_(int dirfd) {
         memcpy(target, e->d_name + 1, tl);
         target[tl] = '\0';
         int64_t step;
-        if (strcmp(target, "latest") != 0 && !parse_step_name_(target, &step)) continue;
+        if (strcmp(target, "latest") != 0 && strcmp(target, SP_CKPT_BEST_NAME) != 0 &&
+            !parse_step_name_(target, &step))
+            continue;
         struct stat st;
         if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
         if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) continue;
@@ -498,6 +507,13 @@ static sp_status prune_(int dirfd, const char *dir, const char *current, int kee
 sp_status sp_ckpt_save(const char *dir, int64_t step, int keep, const sp_model *m,
                        const sp_optimizer *opt, const char *loss_name, const sp_train_state *ts,
                        char *written_path, size_t cap) {
+    return sp_ckpt_save_tracked(dir, step, keep, m, opt, loss_name, ts, NULL, written_path, cap);
+}
+
+sp_status sp_ckpt_save_tracked(const char *dir, int64_t step, int keep, const sp_model *m,
+                               const sp_optimizer *opt, const char *loss_name,
+                               const sp_train_state *ts, const sp_ckpt_best *best,
+                               char *written_path, size_t cap) {
     if (written_path && cap) written_path[0] = '\0';
     if (step < 0) return SP_FAIL(SP_ERR_ARG, "%s: checkpoint step %lld < 0", dir, (long long)step);
     if (!*dir) return SP_FAIL(SP_ERR_ARG, "checkpoint directory: empty path");
@@ -517,7 +533,7 @@ sp_status sp_ckpt_save(const char *dir, int64_t step, int keep, const sp_model *
     if (st == SP_OK) remove_stale_tmps_(dirfd);
     void *img = NULL;
     size_t n = 0;
-    if (st == SP_OK) st = build_image_(shown, m, opt, loss_name, ts, &img, &n);
+    if (st == SP_OK) st = build_image_(shown, m, opt, loss_name, ts, ts ? best : NULL, &img, &n);
     if (st == SP_OK) st = replace_file_at_(dirfd, dir, name, img, n, "data", NULL);
     free(img);
     if (st == SP_OK)
@@ -527,6 +543,29 @@ sp_status sp_ckpt_save(const char *dir, int64_t step, int keep, const sp_model *
     close(dirfd);
     free(shown);
     free(shown_latest);
+    return st;
+}
+
+sp_status sp_ckpt_save_best(const char *dir, const sp_model *m, const sp_optimizer *opt,
+                            const char *loss_name, const sp_train_state *ts,
+                            const sp_ckpt_best *best, char *written_path, size_t cap) {
+    if (written_path && cap) written_path[0] = '\0';
+    if (!*dir) return SP_FAIL(SP_ERR_ARG, "checkpoint directory: empty path");
+    SP_CHECK(mkdir_p_(dir));
+    int dirfd;
+    SP_CHECK(open_dir_(dir, &dirfd));
+    char *shown = sp_path_join(dir, SP_CKPT_BEST_NAME);
+    sp_status st = shown ? SP_OK : SP_FAIL(SP_ERR_NOMEM, "%s: out of memory", dir);
+    if (st == SP_OK) st = sp_afile_check_target(dirfd, SP_CKPT_BEST_NAME, shown);
+    if (st == SP_OK) remove_stale_tmps_(dirfd);
+    void *img = NULL;
+    size_t n = 0;
+    if (st == SP_OK) st = build_image_(shown, m, opt, loss_name, ts, ts ? best : NULL, &img, &n);
+    if (st == SP_OK) st = replace_file_at_(dirfd, dir, SP_CKPT_BEST_NAME, img, n, "data", NULL);
+    free(img);
+    if (st == SP_OK && written_path && cap) snprintf(written_path, cap, "%s", shown);
+    close(dirfd);
+    free(shown);
     return st;
 }
 
@@ -756,6 +795,21 @@ static sp_status r_f32_(hid_t obj, const char *name, const char *file, const cha
     return st;
 }
 
+static sp_status r_f64_(hid_t obj, const char *name, const char *file, const char *objname,
+                        double *out) {
+    hid_t a;
+    H5T_class_t c;
+    hssize_t np;
+    SP_CHECK(attr_open_(obj, name, file, objname, &a, &c, &np));
+    if (c != H5T_FLOAT || np != 1) return attr_type_err_(a, file, objname, name, "one float");
+    sp_status st = SP_OK;
+    if (H5Aread(a, H5T_NATIVE_DOUBLE, out) < 0)
+        st =
+            SP_FAIL(SP_ERR_DATA, "%s: cannot read checkpoint attribute %s@%s", file, objname, name);
+    H5Aclose(a);
+    return st;
+}
+
 static sp_status int_range_(int64_t v, int64_t lo, int64_t hi, const char *file, const char *obj,
                             const char *name) {
     if (v < lo || v > hi)
@@ -835,6 +889,20 @@ static sp_status read_info_(hid_t f, const char *path, sp_ckpt_info *info) {
         if (st == SP_OK) st = int_range_(th, 0, INT32_MAX, path, o, "threads");
         t->world_size = (int)ws;
         t->threads = (int)th;
+        /* the best so far: optional (older files, runs without --keep-best or --early-stop) */
+        if (st == SP_OK && H5Aexists(g, "best_metric") > 0) {
+            sp_ckpt_best *b = &info->best;
+            char *bm = NULL;
+            info->has_best = true;
+            st = r_str_(g, "best_metric", path, o, &bm);
+            b->metric = bm;
+            if (st == SP_OK) st = r_f64_(g, "best_value", path, o, &b->value);
+            if (st == SP_OK) st = r_i64_(g, "best_epoch", path, o, &b->epoch);
+            if (st == SP_OK) st = int_range_(b->epoch, 0, INT64_MAX, path, o, "best_epoch");
+            if (st == SP_OK) st = r_i64_(g, "epochs_since_best", path, o, &b->epochs_since_best);
+            if (st == SP_OK)
+                st = int_range_(b->epochs_since_best, 0, INT64_MAX, path, o, "epochs_since_best");
+        }
         H5Gclose(g);
     }
     return st;
@@ -845,6 +913,7 @@ void sp_ckpt_info_free(sp_ckpt_info *info) {
     free(info->spec);
     free(info->loss);
     free((char *)info->train.config);
+    free((char *)info->best.metric);
     free(info->version);
     memset(info, 0, sizeof *info);
 }

@@ -27,7 +27,9 @@
  *                                        /optimizer/state group when the optimizer has no state
  *   /train                         attrs: step, epoch, epoch_batch (int64), seed (uint64),
  *                                         config (str), shardprop_version (str),
- *                                         world_size, threads (int32)
+ *                                         world_size, threads (int32); optional, all four or
+ *                                         none: best_metric (str), best_value (float64),
+ *                                         best_epoch, epochs_since_best (int64)
  *
  * /optimizer is absent when written without an optimizer, /train when written without a train
  * state: a model-only file (e.g. for predict) is still a checkpoint.
@@ -63,6 +65,15 @@ typedef struct sp_train_state {
     int world_size, threads; /* of the run that wrote it, for information only */
 } sp_train_state;
 
+/* The best validation so far (--keep-best, --early-stop), saved in /train next to the position
+ * when given; absent from files older than it and from runs without those flags. */
+typedef struct sp_ckpt_best {
+    const char *metric;        /* "val_loss" | "val_accuracy" */
+    double value;              /* NaN before the first finite value */
+    int64_t epoch;             /* 1-based; 0: none yet */
+    int64_t epochs_since_best; /* complete epochs validated since `epoch` */
+} sp_ckpt_best;
+
 /*
  * Write a complete checkpoint to `path`, atomically (see the top of this file). `opt` NULL: no
  * /optimizer group; `ts` NULL: no /train group; `loss_name` NULL: "". The optimizer must have
@@ -79,8 +90,8 @@ sp_status sp_ckpt_write(const char *path, const sp_model *m, const sp_optimizer 
  * In the checkpoint directory `dir` (created with its parents if missing, mode 0777 & ~umask;
  * SP_ERR_IO if it is not a directory):
  *   1. remove temporary files left by killed writers: names ".<name>.tmp-<12 chars>" for <name>
- *      "latest" or a step file, regular files owned by this user (best effort; one writer per
- *      directory is assumed, as for the rest of this function);
+ *      "latest", "best.h5" or a step file, regular files owned by this user (best effort; one
+ *      writer per directory is assumed, as for the rest of this function);
  *   2. write dir/step_<step, 8 digits>.h5 atomically as sp_ckpt_write;
  *   3. replace dir/latest atomically (temporary file + rename + directory fsync); it holds the
  *      file name and a newline: "step_00000042.h5\n";
@@ -95,6 +106,26 @@ sp_status sp_ckpt_write(const char *path, const sp_model *m, const sp_optimizer 
 sp_status sp_ckpt_save(const char *dir, int64_t step, int keep, const sp_model *m,
                        const sp_optimizer *opt, const char *loss_name, const sp_train_state *ts,
                        char *written_path, size_t cap);
+
+/* sp_ckpt_save that also records `best` in /train (best NULL: exactly sp_ckpt_save; needs ts). */
+sp_status sp_ckpt_save_tracked(const char *dir, int64_t step, int keep, const sp_model *m,
+                               const sp_optimizer *opt, const char *loss_name,
+                               const sp_train_state *ts, const sp_ckpt_best *best,
+                               char *written_path, size_t cap);
+
+/* The name of the best checkpoint in a checkpoint directory (--keep-best). */
+#define SP_CKPT_BEST_NAME "best.h5"
+
+/*
+ * Write dir/best.h5 (dir created with its parents if missing, like sp_ckpt_save) atomically as
+ * sp_ckpt_write, with `best` (may be NULL) recorded in /train, after removing temporary files
+ * left by killed writers (as sp_ckpt_save).
+ * Neither `latest` nor the step files change, and sp_ckpt_save's pruning never removes it.
+ * written_path (may be NULL) receives "dir/best.h5" (truncated to cap).
+ */
+sp_status sp_ckpt_save_best(const char *dir, const sp_model *m, const sp_optimizer *opt,
+                            const char *loss_name, const sp_train_state *ts,
+                            const sp_ckpt_best *best, char *written_path, size_t cap);
 
 /*
  * The newest complete checkpoint of `dir`: reads dir/latest and writes "dir/<name>" into `path`
@@ -118,6 +149,8 @@ typedef struct sp_ckpt_info {
     bool has_train;
     sp_train_state train; /* when has_train; train.config points into this struct */
     char *version;        /* shardprop_version, when has_train */
+    bool has_best;        /* /train records the best so far */
+    sp_ckpt_best best;    /* when has_best; best.metric points into this struct */
 } sp_ckpt_info;
 
 /*

@@ -44,7 +44,7 @@ static int64_t elem_ref_(const sp_gemm_fixed_args *a, int i, int j, int64_t *bad
 static void store_(const sp_gemm_fixed_args *a, int i, int j, int64_t q) {
     const size_t o = (size_t)i * a->ldq + j;
     if (a->q)
-        a->q[o] = q;
+        a->q[o] = a->add ? a->q[o] + q : q;
     else
         a->g[o] = sp_fix_to_float(q);
 }
@@ -127,7 +127,7 @@ static int64_t tile_(const sp_gemm_fixed_args *a, const float *ap, const float *
             return 0;
         }
         sp_gemm_fixed_store_avx2(q, off, rm, a->q ? a->q + o : NULL, a->q ? NULL : a->g + o,
-                                 (size_t)a->ldq);
+                                 (size_t)a->ldq, a->add);
         return 0;
     }
     for (int r = 0; r < rm; ++r) { /* a tile narrower than NR: element by element */

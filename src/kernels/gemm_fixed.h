@@ -25,12 +25,14 @@
  *                    sp_gemm + sp_fix_accumulate then, which gives the same integers.
  * sp_gemm_fixed_ref  the plain loops over elements, micro-batches and samples: the oracle.
  *
- * Output: with q != NULL, q[i * ldq + j] = the int64 sum (overwritten); otherwise
- * g[i * ldq + j] = sp_fix_to_float(the sum). Returns the number of out-of-range terms.
+ * Output: with q != NULL, q[i * ldq + j] = the int64 sum (overwritten; with add, added to it:
+ * gradient accumulation over several calls); otherwise g[i * ldq + j] = sp_fix_to_float(the
+ * sum). Returns the number of out-of-range terms.
  */
 #ifndef SP_KERNELS_GEMM_FIXED_H
 #define SP_KERNELS_GEMM_FIXED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +46,7 @@ typedef struct sp_gemm_fixed_args {
     int64_t *q;   /* (M, N) row stride ldq, or NULL: */
     float *g;     /* (M, N) row stride ldq, the float of the sums */
     int ldq;
+    bool add; /* with q: q += the sums, instead of q = */
 } sp_gemm_fixed_args;
 
 /* Floats of workspace sp_gemm_fixed needs for these sizes (64-byte aligned by the caller). */

@@ -91,14 +91,17 @@ uint32_t sp_gemm_fixed_ukernel_avx2(int K, int m, const float *ap, const float *
 }
 
 void sp_gemm_fixed_store_avx2(const int64_t *q, uint64_t off, int rm, int64_t *dq, float *dg,
-                              size_t ldq) {
+                              size_t ldq, bool add) {
     const __m256i voff = _mm256_set1_epi64x((long long)off);
     for (int r = 0; r < rm; ++r, q += NR) {
         for (int j = 0; j < NR; j += 4) {
             const __m256i x =
                 _mm256_sub_epi64(_mm256_load_si256((const __m256i *)(const void *)(q + j)), voff);
-            if (dq)
-                _mm256_storeu_si256((__m256i *)(void *)(dq + (size_t)r * ldq + j), x);
+            __m256i *d = dq ? (__m256i *)(void *)(dq + (size_t)r * ldq + j) : NULL;
+            if (dq && add)
+                _mm256_storeu_si256(d, _mm256_add_epi64(_mm256_loadu_si256(d), x));
+            else if (dq)
+                _mm256_storeu_si256(d, x);
             else
                 sp_fix_to_float4_avx2(dg + (size_t)r * ldq + j, x);
         }

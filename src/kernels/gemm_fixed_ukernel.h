@@ -15,6 +15,7 @@
 #ifndef SP_KERNELS_GEMM_FIXED_UKERNEL_H
 #define SP_KERNELS_GEMM_FIXED_UKERNEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,10 +28,10 @@
 uint32_t sp_gemm_fixed_ukernel_avx2(int K, int m, const float *ap, const float *bp, int64_t *q);
 
 /* The first rm rows of a full-width tile q (MR x NR, 32-byte aligned, from the micro-kernel) minus
- * off (its n * 0x40b8000000000000), written to dq (int64, row stride ldq) or, with dq NULL, to dg
- * as sp_fix_to_float of each (kernels/fixed.h), bit for bit. AVX2. */
+ * off (its n * 0x40b8000000000000), written to dq (int64, row stride ldq; with add, added to
+ * it) or, with dq NULL, to dg as sp_fix_to_float of each (kernels/fixed.h), bit for bit. AVX2. */
 void sp_gemm_fixed_store_avx2(const int64_t *q, uint64_t off, int rm, int64_t *dq, float *dg,
-                              size_t ldq);
+                              size_t ldq, bool add);
 /* The same to dg, for a tile whose sums are all known to satisfy |q - off| < 2^51 (the caller's
  * bound from the largest term): the fast conversion with no range test. AVX2. */
 void sp_gemm_fixed_store_small_avx2(const int64_t *q, uint64_t off, int rm, float *dg, size_t ldq);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "data/augment.h"
+#include "data/data.h"
 #include "scale/scaleplan.h"
 #include "util/args.h"
 #include "util/status.h"
@@ -27,7 +28,7 @@ static const char *train_description =
     "--config FILE (key = value lines, names without the dashes; flags override the file).";
 
 /* The table: one place for names, defaults (set in config_defaults_), help and ranges. */
-#define N_SPECS 60
+#define N_SPECS 64
 static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     int n = 0;
 #define STR(name, field, meta, help)                                                               \
@@ -45,11 +46,16 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
         name, SP_ARG_BOOL, &c->field, NULL, help, .required = false                                \
     }
     STR("config", config_file, "FILE", "read options from FILE (key = value lines)");
-    STR("data", data, "TRAIN.h5", "training data (required; datasets X and y, see README)");
+    STR("data", data, "TRAIN.h5...",
+        "training data (required; datasets X and y, see README): one or more files, glob "
+        "patterns ('shards/train-*.h5'), directories (their *.h5) or @LIST (a file of paths, one "
+        "a line); one logical set, the files in sorted order, rows concatenated, at most "
+        "SHARDPROP_MAX_OPEN_FILES (16) open at a time");
     STR("model", model, "SPEC|@FILE",
         "model spec, e.g. flatten,dense:128,relu,dense:10, or @FILE to read it from FILE (several "
         "lines, # comments; README: the model language) (required)");
-    STR("val", val, "VAL.h5", "validation data, evaluated at the end of every epoch");
+    STR("val", val, "VAL.h5...",
+        "validation data, evaluated at the end of every epoch (the same forms as --data)");
     STR("loss", loss, "xent|mse", "loss (default: xent for integer labels, mse for float y)");
     STR("augment", augment, "LIST",
         "augment the training images (N, C, H, W), not validation; transforms in order: crop:P "
@@ -64,6 +70,11 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     INT("max-steps", max_steps, 0, INT64_MAX, "N",
         "stop after N optimizer steps; 0 writes the initialized model and exits");
     INT("batch", batch, 1, 1 << 24, "B", "global batch size, split over the ranks (default 64)");
+    INT("accum-steps", accum_steps, 1, 1 << 24, "K",
+        "gradient accumulation: each step's batch B in K micro-steps of B/K samples (K divides "
+        "B), one allreduce per step; the memory of B/K samples, the parameters of --batch B "
+        "(1e-5; bitwise with --deterministic), except with batch norm, whose statistics are "
+        "per micro-step (default 1)");
     STR("optimizer", optimizer, "sgd|adam|adamw", "optimizer (default sgd)");
     DBL("lr", lr, 0, 1e6, "LR", "base learning rate (default 0.01)");
     DBL("momentum", momentum, 0, 0.999999, "M", "SGD momentum (default 0.9)");
@@ -86,6 +97,12 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     INT("seed", seed, 0, INT64_MAX, "S",
         "seed of the initial weights, the sample order and dropout (default 1)");
     FLAG("no-shuffle", no_shuffle, "keep the file's order in every epoch");
+    STR("shuffle", shuffle, "global|shards",
+        "epoch order: a permutation of all rows (global, default), or for sets far larger than "
+        "the cache the files in a shuffled order, rows shuffled within windows of "
+        "--shuffle-window files (shards: a rank reads from a few files at a time)");
+    INT("shuffle-window", shuffle_window, 1, 1 << 20, "W",
+        "--shuffle shards: files per window whose rows are shuffled together (default 4)");
     INT("threads", threads, 0, 4096, "T",
         "OpenMP threads per rank (default: OMP_NUM_THREADS, else the cores given to the rank)");
     STR("out", out, "MODEL.h5", "write the final model (a checkpoint file) here");
@@ -117,6 +134,15 @@ static int make_specs_(sp_train_config *c, sp_arg_spec *s) {
     STR("resume", resume, "auto|FILE",
         "resume from FILE, or with auto from DIR/latest when present (else start fresh)");
     STR("init-from", init_from, "FILE", "start a new run from a checkpoint's parameters");
+    FLAG("keep-best", keep_best,
+         "after each epoch's validation, keep the checkpoint with the best --best-metric so far "
+         "as DIR/best.h5 (needs --checkpoint-dir and --val; --out stays the final model)");
+    STR("best-metric", best_metric, "val_loss|val_accuracy",
+        "what --keep-best and --early-stop compare: val_loss (lower is better, default) or "
+        "val_accuracy (higher is better; classification only)");
+    INT("early-stop", early_stop, 0, INT64_MAX, "N",
+        "stop after N epochs in a row without improving --best-metric (needs --val; 0: off, "
+        "default)");
     DBL("max-time", max_time, 0, 1e9, "MIN",
         "checkpoint and stop cleanly after MIN minutes (default: from SLURM_JOB_END_TIME)");
     DBL("collective-timeout", collective_timeout, 0, 1e9, "S",
@@ -150,6 +176,7 @@ static void config_defaults_(sp_train_config *c) {
     c->epochs = 10;
     c->max_steps = -1;
     c->batch = 64;
+    c->accum_steps = 1;
     c->optimizer = "sgd";
     c->schedule = "constant";
     c->lr = 0.01, c->momentum = 0.9, c->beta1 = 0.9, c->beta2 = 0.999, c->eps = 1e-8;
@@ -165,6 +192,8 @@ static void config_defaults_(sp_train_config *c) {
     c->on_nonfinite = "stop";
     c->collective_timeout = 600;
     c->trace_max_events = (int64_t)1 << 18;
+    c->shuffle = "global";
+    c->shuffle_window = 4;
 }
 
 void sp_train_print_help(FILE *f) {
@@ -333,6 +362,7 @@ static sp_status read_model_file_(sp_train_config *c, sp_train_args *own) {
  * checkpoints' /train config) holds the value used. */
 static void resolve_(sp_train_config *c) {
     if (c->deterministic && c->micro_batch == 0) c->micro_batch = SP_DET_DEFAULT_MICRO_BATCH;
+    if ((c->keep_best || c->early_stop > 0) && !c->best_metric) c->best_metric = "val_loss";
 }
 
 sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, bool *help,
@@ -361,7 +391,23 @@ sp_status sp_train_config_parse(sp_train_config *cfg, int argc, char **argv, boo
     int n = 0;
     own->argv[n++] = argv[0];
     for (int i = 0; i < own->n; ++i) own->argv[n++] = own->strings[i];
-    for (int i = 1; i < argc; ++i) own->argv[n++] = argv[i];
+    for (int i = 1; i < argc; ++i) {
+        own->argv[n++] = argv[i];
+        if (!strcmp(argv[i], "--")) {
+            while (++i < argc) own->argv[n++] = argv[i];
+            break;
+        }
+        /* --data A B C (an unquoted glob): one value, the items blank-separated as in a file */
+        if (strcmp(argv[i], "--data") && strcmp(argv[i], "--val")) continue;
+        int j = i + 1;
+        while (j < argc && strncmp(argv[j], "--", 2)) ++j;
+        if (j - i <= 2) continue;
+        char *joined = sp_data_items_join((const char *const *)argv + i + 1, j - i - 1);
+        if (!joined) return SP_FAIL(SP_ERR_NOMEM, "out of memory");
+        SP_CHECK(own_string_(own, joined));
+        own->argv[n++] = joined;
+        i = j - 1;
+    }
     SP_CHECK(sp_args_parse(&a, n, own->argv));
     *help = a.help;
     resolve_(cfg);
@@ -418,8 +464,37 @@ sp_status sp_train_config_check(const sp_train_config *c) {
         return SP_FAIL(SP_ERR_ARG, "--layer-stats writes to the metrics file: add --metrics FILE");
     if (strcmp(c->bn_stats, "global") && strcmp(c->bn_stats, "local"))
         return SP_FAIL(SP_ERR_ARG, "--bn-stats must be global or local, got '%s'", c->bn_stats);
+    if (strcmp(c->shuffle, "global") && strcmp(c->shuffle, "shards"))
+        return SP_FAIL(SP_ERR_ARG, "--shuffle must be global or shards, got '%s'", c->shuffle);
+    if (c->no_shuffle && !strcmp(c->shuffle, "shards"))
+        return SP_FAIL(SP_ERR_ARG, "--no-shuffle and --shuffle shards exclude each other");
     if (c->micro_batch > 0 && !c->deterministic)
         return SP_FAIL(SP_ERR_ARG, "--micro-batch goes with --deterministic");
+    if (c->keep_best && !c->checkpoint_dir)
+        return SP_FAIL(SP_ERR_ARG, "--keep-best writes DIR/best.h5: add --checkpoint-dir DIR");
+    if (c->keep_best && !c->val)
+        return SP_FAIL(SP_ERR_ARG, "--keep-best compares validation results: add --val VAL.h5");
+    if (c->early_stop > 0 && !c->val)
+        return SP_FAIL(SP_ERR_ARG, "--early-stop watches validation results: add --val VAL.h5");
+    if (c->best_metric && !c->keep_best && c->early_stop == 0)
+        return SP_FAIL(SP_ERR_ARG, "--best-metric goes with --keep-best or --early-stop");
+    if (c->best_metric && strcmp(c->best_metric, "val_loss") &&
+        strcmp(c->best_metric, "val_accuracy"))
+        return SP_FAIL(SP_ERR_ARG, "--best-metric must be val_loss or val_accuracy, got '%s'",
+                       c->best_metric);
+    if (c->accum_steps < 1 || c->batch % c->accum_steps)
+        return SP_FAIL(SP_ERR_ARG,
+                       "--accum-steps %lld must be >= 1 and divide --batch %lld (each step's "
+                       "batch comes in micro-steps of batch / K samples)",
+                       (long long)c->accum_steps, (long long)c->batch);
+    /* the micro-batches of a step are then those of the whole batch: the same exact sums */
+    if (c->deterministic && c->accum_steps > 1 && c->micro_batch > 0 &&
+        (c->batch / c->accum_steps) % c->micro_batch)
+        return SP_FAIL(SP_ERR_ARG,
+                       "--deterministic --accum-steps %lld: --micro-batch %lld must divide the "
+                       "micro-step's batch %lld / %lld = %lld",
+                       (long long)c->accum_steps, (long long)c->micro_batch, (long long)c->batch,
+                       (long long)c->accum_steps, (long long)(c->batch / c->accum_steps));
     if (c->network) SP_CHECK(sp_train_check_network(c->network, c->dry_run));
     if (c->augment) { /* the sizes are checked against the data when the loader is made */
         sp_augment a;

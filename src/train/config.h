@@ -21,8 +21,12 @@ typedef struct sp_train_config {
     int64_t data_cache_mb;
     int64_t seq_len; /* > 0: token data, windows of seq_len tokens (a language model) */
     bool no_shuffle, no_prefetch;
+    const char *shuffle;    /* "global" or "shards" (data/data.h sp_epoch_order_shards) */
+    int64_t shuffle_window; /* --shuffle shards: files per window */
     /* length */
     int64_t epochs, max_steps, batch;
+    int64_t accum_steps; /* K: each step's batch in K micro-steps of batch / K (gradient
+                            accumulation; 1: none) */
     /* optimization */
     const char *optimizer, *schedule;
     double lr, momentum, weight_decay, beta1, beta2, eps, clip_norm, lr_gamma, min_lr;
@@ -37,6 +41,11 @@ typedef struct sp_train_config {
     /* checkpoints and resume */
     const char *checkpoint_dir, *resume, *init_from, *checkpoint_errors;
     int64_t checkpoint_every, keep;
+    /* --keep-best, --early-stop N (0: off); best_metric is resolved to "val_loss" when either
+     * comes without it, and stays NULL otherwise */
+    bool keep_best;
+    int64_t early_stop;
+    const char *best_metric;
     double checkpoint_every_minutes, max_time, collective_timeout;
     /* seeing what happened: --trace, --trace-max-events, --layer-stats */
     const char *trace;

@@ -37,6 +37,11 @@
  *  5. Clipping (sp_clip_grad_norm: a thread-invariant sum of the identical reduced gradient) and
  *     the optimizer (elementwise) are then the same on every rank and layout.
  *
+ * With gradient accumulation (--accum-steps K, m dividing B / K) the step's K micro-steps each
+ * run 2-3 on their slice and add their terms into the same accumulators (dense tiles add instead
+ * of storing); only the last one runs 4. Micro-batch j of the step is then micro-batch j of the
+ * whole batch, so the integers, and the bits, are those of one step of B.
+ *
  * The loss of each sample (a double) is summed exactly as well: floor(l) in one int64 and the
  * rest round((l - floor(l)) * 2^32) in another.
  *
@@ -87,6 +92,9 @@ typedef struct sp_det {
     double row_limit; /* and of one position's blame (embeddings: one term per position) */
     int64_t bad;      /* terms out of range in this step (local) */
     bool single;      /* one rank: dense tiles convert to the float gradients directly */
+    bool adding;      /* the step comes in micro-steps (--accum-steps): every term adds into the
+                         accumulators, which hold the step's sums so far */
+    bool last;        /* the step's last micro-step: the buckets go */
     int nz;           /* ranges [zoff, zoff + zlen) of the slab not written whole by dense tiles */
     size_t *zoff, *zlen;
     float *work;        /* sp_gemm_fixed's packed operands, or NULL */
@@ -251,8 +259,10 @@ static int64_t dense_tiles_(sp_det *d, const sp_wgrad_layer *L) {
         for (int i = 0; i < r; ++i) {
             const size_t o = (size_t)(r0 + i) * in + c0;
             const int64_t *src = a + (size_t)i * c;
-            if (d->single && !L->tied) /* tied: the embedding's rows are still to come */
+            if (d->single && !L->tied && !d->adding) /* tied: the embedding's rows are to come */
                 sp_fix_sum_to_float(gw + o, (const int64_t *const[]){src}, 1, (size_t)c);
+            else if (d->adding)
+                for (int k = 0; k < c; ++k) aw[o + (size_t)k] += src[k];
             else
                 memcpy(aw + o, src, (size_t)c * sizeof *src);
         }
@@ -266,7 +276,8 @@ static int64_t dense_tiles_(sp_det *d, const sp_wgrad_layer *L) {
  * order), into the accumulators. */
 static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
     const int B = L->B, out = L->out, m = (int)d->micro * L->rows;
-    const bool to_float = d->single && !L->tied; /* tied: the embedding's rows are to come */
+    /* tied: the embedding's rows are to come; adding: the step's other micro-steps */
+    const bool to_float = d->single && !L->tied && !d->adding;
     const int nmb = (B + m - 1) / m;
     int64_t *ab = d->acc + L->b_off;
     const double lim = d->limit;
@@ -281,7 +292,8 @@ static void dense_wgrad_(sp_det *d, const sp_wgrad_layer *L) {
                                    .limit = lim,
                                    .q = to_float ? NULL : d->acc + L->w_off,
                                    .g = to_float ? sp_model_grads(d->m) + L->w_off : NULL,
-                                   .ldq = L->in};
+                                   .ldq = L->in,
+                                   .add = d->adding};
     int64_t bad = d->work ? sp_gemm_fixed(&fa, d->work) : -1;
     if (bad < 0) bad = dense_tiles_(d, L);
     enum { DB_BLOCK = 256 };
@@ -394,8 +406,8 @@ static void wgrad_(void *user, const sp_wgrad_layer *L) {
         dense_wgrad_(d, L);
     /* this layer's accumulators are final, and those of the layers after it (higher offsets):
      * their buckets start their allreduce now, overlapped with the rest of backward (a tied
-     * projection's are not: the embedding adds to them) */
-    if (d->red && !L->tied) sp_reducer_ready(d->red, L->w_off);
+     * projection's are not: the embedding adds to them); in the step's last micro-step only */
+    if (d->red && !L->tied && d->last) sp_reducer_ready(d->red, L->w_off);
 }
 
 /* The exact fixed-point form of the sum of n per-sample losses: hi += floor(l), lo +=
@@ -453,21 +465,23 @@ static sp_status allsum_(sp_exchange *x, const double *terms, int count, size_t 
 
 /* Backward with the weight gradients summed per micro-batch in fixed point, then over ranks (the
  * buckets start as their layers finish); the head (the exact loss, the counts, the bad terms)
- * after them. */
+ * after them. A step in micro-steps adds each one's terms to the accumulators: the integer sums
+ * are those of the whole step at once, and only the last micro-step crosses the ranks. */
 static sp_status backward_(sp_exchange *x, const sp_local_batch *lb) {
     sp_det *d = (sp_det *)x;
     const int B = lb->count;
+    const bool first = lb->micro == 0;
+    /* the step's micro-batches: the range of a sum is shared over all of them */
     const int64_t nmb_global = (lb->global_count + d->micro - 1) / d->micro;
     int64_t *head = d->buf;
-    /* dense weights are stored whole by their tiles; the rest accumulates from 0 */
-    if (B > 0) {
+    d->adding = lb->micros > 1;
+    d->last = lb->micro + 1 >= lb->micros;
+    if (first && (B == 0 || d->adding)) { /* every accumulator from 0 */
+        memset(d->buf, 0, (d->nparams + X_N) * sizeof(int64_t));
+    } else if (first) { /* dense weights are stored whole by their tiles; the rest from 0 */
         for (int i = 0; i < d->nz; ++i)
             memset(d->acc + d->zoff[i], 0, d->zlen[i] * sizeof(int64_t));
         memset(head, 0, X_N * sizeof(int64_t));
-    } else { /* no samples here: zero terms, and the model's sums over ranks all the same */
-        if (d->red) sp_reducer_begin(d->red);
-        memset(d->buf, 0, (d->nparams + X_N) * sizeof(int64_t));
-        sp_model_backward_wgrad(d->m, lb->dz, 0, wgrad_, d);
     }
     d->limit = sp_fix_limit(nmb_global);
     d->row_limit = sp_fix_limit(lb->global_count * lb->positions);
@@ -475,19 +489,23 @@ static sp_status backward_(sp_exchange *x, const sp_local_batch *lb) {
     if (B > 0) {
         if (!loss_fix_(lb->rows, B, lb->global_count, &head[X_LOSS_HI], &head[X_LOSS_LO]))
             head[X_BAD_LOSS] = 1;
-        head[X_CORRECT] = lb->correct;
-        head[X_COUNT] = B;
-        if (d->red) sp_reducer_begin(d->red);
-        sp_model_backward_wgrad(d->m, lb->dz, B, wgrad_, d);
-        head[X_BAD_GRAD] = d->bad;
+        head[X_CORRECT] += lb->correct;
+        head[X_COUNT] += B;
     }
+    if (d->red && d->last) sp_reducer_begin(d->red);
+    /* with no samples too: the model's sums over ranks are the same on every rank */
+    sp_model_backward_wgrad(d->m, lb->dz, B, wgrad_, d);
+    head[X_BAD_GRAD] += d->bad;
+    if (!d->last) return sp_model_status(d->m);
     x->t_wait[0] = sp_comm_wtime();
     if (d->red) { /* the gradients, as floats; then the head, now that it is complete */
         SP_CHECK(sp_reducer_finish(d->red));
         SP_CHECK(sp_comm_sum_int64(d->comm, head, X_N));
     }
     SP_CHECK(sp_model_status(d->m)); /* a failed sum over ranks: the same verdict everywhere */
-    if (d->single) {                 /* the dense weights are done */
+    if (d->single && d->adding) {    /* every accumulator holds the step's sum */
+        sp_fix_sum_to_float(sp_model_grads(d->m), (const int64_t *const[]){d->acc}, 1, d->nparams);
+    } else if (d->single) { /* the dense weights are done */
         float *g = sp_model_grads(d->m);
         for (int r = 0; r < d->nz; ++r)
             sp_fix_sum_to_float(g + d->zoff[r], (const int64_t *const[]){d->acc + d->zoff[r]}, 1,

@@ -244,7 +244,7 @@ sp_status sp_eval_open(const char *ckpt_path, const char *data, const char *x, c
                        bool need_labels, int64_t batch, int ranks, sp_model **m, sp_dataset **ds,
                        bool *xent) {
     *m = NULL;
-    SP_CHECK(sp_dataset_open_ex(ds, data, x, y, SP_DATASET_Y_OPTIONAL));
+    SP_CHECK(sp_dataset_open_items(ds, data, "--data", x, y, SP_DATASET_Y_OPTIONAL));
     const int64_t n = sp_dataset_get_info(*ds)->n, per = (batch + ranks - 1) / ranks;
     SP_CHECK(sp_eval_load_model(ckpt_path, (int)(per < n ? per : n), m, xent));
     if (need_labels && !sp_dataset_get_info(*ds)->labeled)

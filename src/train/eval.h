@@ -89,7 +89,8 @@ sp_status sp_eval_check_data(const sp_dataset *ds, const sp_model *m, bool xent,
                              const char *ckpt_path);
 
 /*
- * The start of `eval` and `predict`: open the data file (datasets x and y; y may be absent
+ * The start of `eval` and `predict`: open the data (`data`: the items of --data, blank-separated,
+ * data/data.h sp_dataset_open_items; datasets x and y; y may be absent
  * unless need_labels), build the checkpoint's model for this rank's largest slice of a global
  * batch of `batch` over `ranks` (no larger than the file) and check the two against each other.
  * Not collective: the caller agrees on the status. On failure *m and *ds may be set (free both).

@@ -13,6 +13,11 @@
  * Both leave the model's gradient slab holding the gradient of the mean loss over the global
  * batch, identical on every rank. Every call is collective: every rank makes it for every
  * global batch, with no samples of it included.
+ *
+ * Gradient accumulation (--accum-steps K): an optimizer step's global batch comes as K
+ * micro-steps, each a backward call. The first starts the gradients from zero, the others add
+ * to them, and only the last one's buckets cross the ranks; the earlier ones stay on the rank
+ * (a model with batch norm still sums its statistics over ranks in each of them).
  */
 #ifndef SP_TRAIN_EXCHANGE_H
 #define SP_TRAIN_EXCHANGE_H
@@ -29,8 +34,9 @@
 /* What forward and the loss made of this rank's slice of the global batch. */
 typedef struct sp_local_batch {
     int count;            /* samples of this rank (may be 0) */
-    int64_t global_count; /* samples of the global batch, over all ranks */
-    int64_t step;         /* the step (0-based, as sp_step_ctx) */
+    int64_t global_count; /* samples of the step's global batch, over all ranks and micro-steps */
+    int64_t step;         /* the optimizer step (0-based, as sp_step_ctx) */
+    int micro, micros;    /* micro-step `micro` (0-based) of the step's `micros` (0 or 1: one) */
     const float *dz;      /* (count, outputs): dLoss/dz at the output, mean over the global batch */
     const double *rows;   /* (count): each sample's loss (a sequence's: summed over positions) */
     int positions;        /* positions per sample with a loss: T of a sequence model, else 1 */
@@ -48,9 +54,11 @@ typedef struct sp_step_sums {
 typedef struct sp_exchange sp_exchange;
 struct sp_exchange {
     /* Backward of this rank's slice from lb->dz, the gradients summed over ranks as backward
-     * completes them; on return the gradient slab holds the global mean gradient. (collective) */
+     * completes them; on return the gradient slab holds the global mean gradient. Of a step in
+     * micro-steps: the gradients add up on the rank, and the last micro-step sums them over
+     * ranks. (collective: every micro-step) */
     sp_status (*backward)(sp_exchange *x, const sp_local_batch *lb);
-    /* The step's sums over ranks with this rank's verdict on the reduced gradient (bad: a
+    /* The step's sums over ranks (lb: this rank's over all its micro-steps) with this rank's verdict on the reduced gradient (bad: a
      * non-finite element here): *out global, *any_bad true when any rank found one. (collective) */
     sp_status (*sums)(sp_exchange *x, const sp_local_batch *lb, bool bad, sp_step_sums *out,
                       bool *any_bad);

@@ -19,9 +19,16 @@ static void on_grad_ready_(void *user, size_t begin) {
 
 static sp_status backward_(sp_exchange *x, const sp_local_batch *lb) {
     float_exchange *f = (float_exchange *)x;
-    sp_reducer_begin(f->red);
-    /* overwrites the gradient slab (zero when this rank has no samples of the batch) */
-    sp_model_backward_fresh(f->m, lb->dz, lb->count, on_grad_ready_, f->red);
+    const bool first = lb->micro == 0, last = lb->micro + 1 >= lb->micros;
+    /* the buckets go during the step's last backward only: the earlier micro-steps' gradients
+     * stay on the rank and add up */
+    sp_grad_ready_fn ready = last ? on_grad_ready_ : NULL;
+    if (last) sp_reducer_begin(f->red);
+    if (first) /* overwrites the gradient slab (zero when this rank has no samples of it) */
+        sp_model_backward_fresh(f->m, lb->dz, lb->count, ready, f->red);
+    else
+        sp_model_backward(f->m, lb->dz, lb->count, ready, f->red);
+    if (!last) return sp_model_status(f->m);
     x->t_wait[0] = sp_comm_wtime();
     const sp_status st = sp_reducer_finish(f->red);
     x->t_wait[1] = sp_comm_wtime();

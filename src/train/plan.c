@@ -62,9 +62,11 @@ static void print_json_(const sp_train_setup *t) {
            mp.params, mp.grads, mp.activations, mp.optimizer, mp.allreduce, mp.data_cache,
            mp.data_buffers, mp.total);
     printf(", \"params\": %zu, \"ranks\": %d, \"threads\": %d, \"batch\": %lld, "
+           "\"accum_steps\": %lld, \"micro_step_batch\": %lld, \"rank_batch\": %d, "
            "\"bucket_mb\": %g, ",
            sp_model_num_params(m), t->ranks, t->threads, (long long)t->cfg->batch,
-           t->cfg->bucket_mb);
+           (long long)t->cfg->accum_steps, (long long)(t->cfg->batch / t->cfg->accum_steps),
+           sp_model_max_batch(m), t->cfg->bucket_mb);
     char aug[SP_AUGMENT_SPEC_MAX];
     augment_text_(t->cfg, aug, sizeof aug);
     printf("\"augment\": ");
@@ -135,6 +137,11 @@ static void print_text_(const sp_train_setup *t) {
            (long long)local, (double)mp.activations / 1e6, (double)mp.optimizer / 1e6,
            t->x->memory_kind, (double)mp.allreduce / 1e6, (double)mp.data_cache / 1e6,
            (double)mp.data_buffers / 1e6);
+    const int64_t K = t->cfg->accum_steps, B = t->cfg->batch;
+    if (K > 1)
+        printf("gradient accumulation: each step's batch of %lld in %lld micro-steps of %lld "
+               "(at most %lld samples per rank each), one allreduce per step\n",
+               (long long)B, (long long)K, (long long)(B / K), (long long)local);
     size_t saved = 0;
     for (int i = 0; i < sp_model_num_layers(m); ++i) saved += sp_model_layer_saved_bytes(m, i);
     printf("graph (%d layers; of the activations and work buffers, %.1f MB are saved for "

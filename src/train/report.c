@@ -185,6 +185,8 @@ void sp_report_epoch(sp_report *r, int64_t epoch, int64_t step, const sp_epoch_s
         sp_json_num(&j, "comm_hidden_fraction",
                     e->comm_s > 0 ? 1.0 - e->exposed_s / e->comm_s : NAN);
         sp_json_num(&j, "io_wait_s", e->io_wait_s);
+        sp_json_num(&j, "read_mb", e->read_mb);
+        sp_json_num(&j, "read_mb_per_s", e->read_s > 0 ? e->read_mb / e->read_s : NAN);
         sp_json_end(&j);
     }
 }
@@ -197,6 +199,10 @@ void sp_report_summary(sp_report *r, const sp_run_summary *s) {
     if (s->has_val && r->xent) printf(", val_accuracy %.4f", s->val_acc);
     if (s->has_val && r->positions > 1)
         printf(", val_loss %.4f (%.3f bits/token)", s->val_loss, s->val_loss / log(2.0));
+    if (s->best_metric && s->best_epoch > 0)
+        printf(", best %s %.4f at epoch %lld", s->best_metric, s->best_value,
+               (long long)s->best_epoch);
+    if (s->early_stopped) printf(" (stopped early)");
     if (s->out) printf("; model written to %s", s->out);
     if (s->nonfinite_skipped)
         printf("; %lld steps skipped (non-finite)", (long long)s->nonfinite_skipped);
@@ -218,5 +224,16 @@ void sp_report_summary(sp_report *r, const sp_run_summary *s) {
     sp_json_int(&j, "threads", s->threads);
     sp_json_int(&j, "params", s->params);
     sp_json_int(&j, "nonfinite_skipped", s->nonfinite_skipped);
+    if (s->best_metric) {
+        char key[32];
+        snprintf(key, sizeof key, "best_%s", s->best_metric);
+        sp_json_bool(&j, "early_stopped", s->early_stopped);
+        if (s->best_epoch > 0)
+            sp_json_int(&j, "best_epoch", s->best_epoch);
+        else
+            sp_json_null(&j, "best_epoch");
+        sp_json_num(&j, key, s->best_value);
+        if (r->exact) json_hex_(&j, "best_value_hex", s->best_value);
+    }
     sp_json_end(&j);
 }

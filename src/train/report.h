@@ -56,6 +56,7 @@ typedef struct sp_epoch_stats {
     double compute_s;         /* this rank's forward + backward + update time */
     double comm_s, exposed_s; /* gradient exchange in flight, and waited for after backward */
     double io_wait_s;         /* waiting for data */
+    double read_mb, read_s;   /* this rank's X read from the files (MiB) and time filling batches */
 } sp_epoch_stats;
 
 /* The end of epoch `epoch` (0-based) after `step` steps. */
@@ -69,6 +70,11 @@ typedef struct sp_run_summary {
     const char *out; /* --out, or NULL */
     int ranks, threads;
     int64_t params;
+    /* --keep-best / --early-stop: best_metric NULL when neither is on */
+    const char *best_metric; /* "val_loss" | "val_accuracy" */
+    double best_value;       /* NaN: no finite value yet */
+    int64_t best_epoch;      /* 1-based; 0: none */
+    bool early_stopped;      /* --early-stop ended the run with steps left */
 } sp_run_summary;
 void sp_report_summary(sp_report *r, const sp_run_summary *s);
 

@@ -29,6 +29,16 @@ static sp_train_state state_(const trainer *t, sp_position pos, const char *conf
                             .threads = t->threads};
 }
 
+/* The best so far that checkpoints record (NULL without --keep-best and --early-stop). */
+static const sp_ckpt_best *best_(const trainer *t, sp_ckpt_best *b) {
+    if (!t->best.on) return NULL;
+    *b = (sp_ckpt_best){.metric = t->best.metric,
+                        .value = t->best.value,
+                        .epoch = t->best.epoch,
+                        .epochs_since_best = t->best.since};
+    return b;
+}
+
 /* Rank 0 writes the model file; everyone agrees on the outcome. */
 sp_status sp_run_write_model(trainer *t, const char *path, sp_position pos) {
     sp_status st = SP_OK;
@@ -54,8 +64,9 @@ sp_status sp_run_checkpoint(trainer *t, sp_position pos) {
     if (t->rank == 0) {
         char *conf = sp_train_config_format(c);
         const sp_train_state ts = state_(t, pos, conf);
-        st = conf ? sp_ckpt_save(c->checkpoint_dir, t->step, (int)c->keep, t->m, t->opt,
-                                 loss_name_(t), &ts, written, sizeof written)
+        sp_ckpt_best b;
+        st = conf ? sp_ckpt_save_tracked(c->checkpoint_dir, t->step, (int)c->keep, t->m, t->opt,
+                                         loss_name_(t), &ts, best_(t, &b), written, sizeof written)
                   : SP_FAIL(SP_ERR_NOMEM, "out of memory");
         free(conf);
     }
@@ -74,6 +85,48 @@ sp_status sp_run_checkpoint(trainer *t, sp_position pos) {
     if (st == SP_OK && t->talk && !c->quiet && !t->rep.tty)
         printf("checkpoint: %s (%.2f s)\n", written, t->last_ckpt_s);
     return st;
+}
+
+/* Write DIR/best.h5 (rank 0), agreed; --checkpoint-errors warn turns a failure into a warning,
+ * as for the step checkpoints. */
+sp_status sp_run_write_best(trainer *t, sp_position pos, bool *written) {
+    const sp_train_config *c = t->cfg;
+    const double t0 = sp_trace_now(&t->tr);
+    sp_status st = SP_OK;
+    if (t->rank == 0) {
+        char *conf = sp_train_config_format(c);
+        const sp_train_state ts = state_(t, pos, conf);
+        sp_ckpt_best b;
+        st = conf ? sp_ckpt_save_best(c->checkpoint_dir, t->m, t->opt, loss_name_(t), &ts,
+                                      best_(t, &b), NULL, 0)
+                  : SP_FAIL(SP_ERR_NOMEM, "out of memory");
+        free(conf);
+    }
+    st = sp_comm_agree(t->comm, st, NULL);
+    sp_trace_span(&t->tr, SP_TR_CHECKPOINT, -1, t0, sp_trace_now(&t->tr));
+    *written = st == SP_OK;
+    if (st != SP_OK && !strcmp(c->checkpoint_errors, "warn")) {
+        if (t->talk) fprintf(stderr, "shardprop train: warning: %s\n", sp_last_error());
+        return SP_OK;
+    }
+    return st;
+}
+
+/* Resuming with --keep-best or --early-stop: carry on from the best the checkpoint recorded, of
+ * the same metric. A checkpoint without one (older, or of a run without these flags) starts
+ * the count afresh from the resumed position. */
+static sp_status load_best_(trainer *t, const char *path, const sp_ckpt_info *info) {
+    if (!t->best.on || !info->has_best) return SP_OK;
+    const sp_ckpt_best *b = &info->best;
+    if (strcmp(b->metric, t->best.metric))
+        return SP_FAIL(SP_ERR_ARG,
+                       "%s: the run kept the best %s, this one asks for --best-metric %s: "
+                       "resuming needs the same metric (or start a new --checkpoint-dir)",
+                       path, b->metric, t->best.metric);
+    t->best.value = b->value;
+    t->best.epoch = b->epoch;
+    t->best.since = b->epochs_since_best;
+    return SP_OK;
 }
 
 /* A "key = value" line of a stored configuration ("" if absent). */
@@ -142,10 +195,15 @@ sp_status sp_run_load_start(trainer *t, const char *path, bool resume) {
         char v[64], mine[64];
         /* a --deterministic run continues only with its micro-batch size (the sums depend on
          * it); config_value_ gives "" for checkpoints older than the flag */
-        const char *keys[] = {"batch", "no-shuffle", "data", "micro-batch"};
+        const char *keys[] = {"batch",   "no-shuffle",     "data",
+                              "shuffle", "shuffle-window", "micro-batch"};
         char *conf = sp_train_config_format(c);
-        for (int k = 0; k < (c->deterministic ? 4 : 3) && st == SP_OK && conf; ++k) {
+        for (int k = 0; k < (c->deterministic ? 6 : 5) && st == SP_OK && conf; ++k) {
+            /* the window matters only to --shuffle shards */
+            if (!strcmp(keys[k], "shuffle-window") && strcmp(c->shuffle, "shards")) continue;
             config_value_(info.train.config, keys[k], v, sizeof v);
+            /* a checkpoint from before --shuffle used the global order */
+            if (!v[0] && !strcmp(keys[k], "shuffle")) snprintf(v, sizeof v, "global");
             config_value_(conf, keys[k], mine, sizeof mine);
             if (v[0] && strcmp(v, mine))
                 st = SP_FAIL(SP_ERR_ARG,
@@ -157,6 +215,7 @@ sp_status sp_run_load_start(trainer *t, const char *path, bool resume) {
         if (st == SP_OK) st = same_augment_(path, info.train.config, c->augment);
         free(conf);
     }
+    if (st == SP_OK) st = load_best_(t, path, &info);
     if (st == SP_OK) st = sp_ckpt_load_optimizer(path, t->m, t->opt);
     if (st == SP_OK) {
         t->step = info.train.step;

@@ -51,8 +51,8 @@ size_t sp_step_memory_bytes(const sp_step *s) {
 }
 
 /* Forward and the loss of this rank's slice: the model's output, the loss of each sample, and
- * dz, the gradient of the mean loss over the global batch (every rank scales by the same
- * global count; a language model's loss is the mean over every token of it). */
+ * dz, the gradient of the mean loss over the step's global batch (every rank and micro-step
+ * scales by the same global count; a language model's loss is the mean over every token). */
 static sp_status forward_loss_(sp_step *s, const sp_batch *b, const sp_step_ctx *ctx,
                                sp_local_batch *lb) {
     const int B = lb->count, k = s->cfg.outputs, T = s->cfg.positions;
@@ -62,30 +62,49 @@ static sp_status forward_loss_(sp_step *s, const sp_batch *b, const sp_step_ctx 
     if (B == 0) return SP_OK;
     if (s->cfg.xent && T > 1) { /* every position of every sequence: B T rows */
         sp_xent_seq_loss(&lb->loss_sum, &lb->correct, s->dz, s->rows, z, b->labels, B, T, k,
-                         1.0f / ((float)b->global_count * (float)T));
+                         1.0f / ((float)lb->global_count * (float)T));
     } else if (s->cfg.xent)
         sp_xent_loss(&lb->loss_sum, &lb->correct, s->dz, s->rows, z, b->labels, B, k,
-                     1.0f / (float)b->global_count);
+                     1.0f / (float)lb->global_count);
     else
         sp_mse_loss(&lb->loss_sum, s->dz, s->rows, z, b->targets, B, k,
-                    1.0f / ((float)b->global_count * (float)k));
+                    1.0f / ((float)lb->global_count * (float)k));
     return SP_OK;
 }
 
-sp_status sp_step_run(sp_step *s, const sp_batch *b, int64_t step, double lr, sp_step_result *r) {
+/* One micro-batch b (micro of in->count): forward, loss and backward, its gradients added to
+ * the step's (sent over the ranks with the last), its sums to *sum. */
+static sp_status micro_step_(sp_step *s, const sp_step_batches *in, const sp_batch *b, int micro,
+                             int64_t step, sp_local_batch *sum, sp_step_result *r) {
     const sp_step_ctx ctx = {
         .training = true, .seed = s->cfg.seed, .step = step, .sample_ids = b->ids};
     sp_local_batch lb = {.count = (int)b->count,
-                         .global_count = b->global_count,
+                         .global_count = in->global_count,
                          .step = step,
+                         .micro = micro,
+                         .micros = in->count,
                          .dz = s->dz,
                          .rows = s->rows,
                          .positions = s->cfg.positions};
-    r->t.start = sp_comm_wtime();
     SP_CHECK(forward_loss_(s, b, &ctx, &lb));
-
     r->t.backward = sp_comm_wtime();
     SP_CHECK(s->x->backward(s->x, &lb));
+    sum->count += lb.count;
+    sum->loss_sum += lb.loss_sum;
+    sum->correct += lb.correct;
+    return SP_OK;
+}
+
+sp_status sp_step_run(sp_step *s, const sp_step_batches *in, int64_t step, double lr,
+                      sp_step_result *r) {
+    sp_local_batch sum = {.global_count = in->global_count, .step = step};
+    r->t.start = sp_comm_wtime();
+    SP_CHECK(micro_step_(s, in, in->first, 0, step, &sum, r));
+    for (int j = 1; j < in->count; ++j) {
+        sp_batch b;
+        SP_CHECK(in->next(in->user, &b));
+        SP_CHECK(micro_step_(s, in, &b, j, step, &sum, r));
+    }
     r->t.wait = s->x->t_wait[0];
     r->t.reduced = s->x->t_wait[1];
     if (s->cfg.on_reduced) s->cfg.on_reduced(s->cfg.user, s->m, step);
@@ -94,7 +113,7 @@ sp_status sp_step_run(sp_step *s, const sp_batch *b, int64_t step, double lr, sp
     sp_nonfinite_scan_grads(s->m, &r->scan);
     sp_step_sums g;
     bool any_bad = false;
-    SP_CHECK(s->x->sums(s->x, &lb, r->scan.first_layer >= 0, &g, &any_bad));
+    SP_CHECK(s->x->sums(s->x, &sum, r->scan.first_layer >= 0, &g, &any_bad));
     r->loss_sum = g.loss, r->correct = g.correct, r->samples = g.samples;
     r->bad_grad = any_bad;
     r->nonfinite = !isfinite(g.loss) || any_bad;

@@ -9,6 +9,11 @@
  *   verdict   a non-finite loss or gradient on any rank is agreed on, and then no rank updates;
  *   update    clipping and the optimizer, the same bits on every rank.
  *
+ * With gradient accumulation (--accum-steps K) the global batch comes as K micro-batches, one
+ * after the other: forward, loss and backward for each, the gradients adding up on the rank, and
+ * the buckets cross the ranks during the last backward only. The loss is the mean over the
+ * whole step's global batch throughout, so the gradient is that of one step of the whole batch.
+ *
  * The step does nothing else: logging, tracing, statistics and checkpoints observe it from the
  * trainer (what it returns, and the one observer point `on_reduced`).
  */
@@ -27,8 +32,8 @@
 
 /* When each phase of a step began (sp_comm_wtime seconds). */
 typedef struct sp_step_times {
-    double start;    /* forward */
-    double backward; /* backward, with the exchange of buckets */
+    double start;    /* forward (of the first micro-batch) */
+    double backward; /* the last micro-batch's backward, with the exchange of buckets */
     double wait;     /* waiting for the last buckets (this rank's compute is done) */
     double reduced;  /* the gradients are global: the verdict */
     double update;   /* clipping and the optimizer */
@@ -70,8 +75,20 @@ void sp_step_free(sp_step *s);
 /* Bytes of the step's own buffers (the error signal and the per-sample losses). */
 size_t sp_step_memory_bytes(const sp_step *s);
 
-/* Step number `step` (0-based) on this rank's slice b of the global batch, at learning rate lr.
- * (collective: every rank, every global batch, b->count 0 included) */
-sp_status sp_step_run(sp_step *s, const sp_batch *b, int64_t step, double lr, sp_step_result *r);
+/* The global batch of one step, as this rank sees it: its slice of each micro-batch. */
+typedef struct sp_step_batches {
+    const sp_batch *first; /* the first micro-batch (the whole batch without accumulation) */
+    int count;             /* micro-batches: K, fewer in an epoch's partial last step, or 1 */
+    int64_t global_count;  /* samples of the step's global batch, all micro-batches together */
+    /* the next micro-batch of this rank, agreed with every rank (collective; valid until the
+     * next call) */
+    sp_status (*next)(void *user, sp_batch *b);
+    void *user;
+} sp_step_batches;
+
+/* Step number `step` (0-based) on this rank's slices of the global batch in, at learning rate
+ * lr. (collective: every rank, every global batch and micro-batch, with no samples included) */
+sp_status sp_step_run(sp_step *s, const sp_step_batches *in, int64_t step, double lr,
+                      sp_step_result *r);
 
 #endif

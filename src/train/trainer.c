@@ -14,6 +14,7 @@
 #include "comm/reducer.h"
 #include "comm/watchdog.h"
 #include "data/augment.h"
+#include "io/checkpoint.h"
 #include "model/layer_hook.h"
 #include "train/batches.h"
 #include "train/eval.h"
@@ -30,6 +31,12 @@ enum {
     FLAG_SIGNAL = 1u << 1,                 /* a stop signal arrived on some rank */
     FLAG_CKPT_TIME = 1u << 2,              /* --checkpoint-every-minutes elapsed (rank 0's clock) */
     FLAG_OUT_OF_TIME = 1u << 3 /* --max-time / SLURM_JOB_END_TIME is near (rank 0's clock) */
+};
+
+/* Flags agreed by all ranks after a complete epoch's validation (--keep-best, --early-stop). */
+enum {
+    FLAG_IMPROVED = 1u << 0,  /* the epoch beat the best so far */
+    FLAG_EXHAUSTED = 1u << 1, /* --early-stop N epochs went by without improvement */
 };
 
 /* ------------------------------------------------------------------ observers of the step */
@@ -147,6 +154,34 @@ static sp_status next_batch_(trainer *t, sp_batch *b, uint32_t *flags) {
     return st;
 }
 
+/* The next micro-batch of an optimizer step (sp_step_batches.next), agreed with every rank. A
+ * signal or a timer waits for the step's end; the epoch cannot end here (the step's count of
+ * micro-batches is a function of its position, the same on every rank). */
+static sp_status next_micro_(void *user, sp_batch *b) {
+    trainer *t = user;
+    uint32_t flags = 0;
+    SP_CHECK(sp_next_batch_agreed(t->ld, t->comm, SP_OK, b, &flags));
+    if (flags & FLAG_EPOCH_DONE)
+        return SP_FAIL(SP_ERR_INTERNAL,
+                       "epoch %lld ended inside step %lld: the loader has fewer micro-batches "
+                       "than --accum-steps expects",
+                       (long long)t->pos.epoch + 1, (long long)t->step + 1);
+    return SP_OK;
+}
+
+/* The micro-batches of the epoch's optimizer step `epoch_batch` (0-based), whose first is b:
+ * K of them, or what is left in the epoch; its global count is that of the whole step. */
+static sp_step_batches step_batches_(trainer *t, const sp_batch *b) {
+    const int64_t s = t->pos.epoch_batch, B = t->cfg->batch;
+    const int64_t left = t->micro_per_epoch - s * t->accum;
+    const int64_t rest = t->samples - s * B;
+    return (sp_step_batches){.first = b,
+                             .count = (int)(left < t->accum ? left : t->accum),
+                             .global_count = rest < B ? rest : B,
+                             .next = next_micro_,
+                             .user = t};
+}
+
 /* A signal or the time limit: checkpoint where the run stands and stop, on every rank. */
 static sp_status stop_early_(trainer *t, uint32_t flags) {
     const sp_train_config *c = t->cfg;
@@ -185,6 +220,35 @@ static sp_status validate_(trainer *t) {
     return st;
 }
 
+/* Whether --early-stop ended the run with steps left: patience ran out. */
+static bool early_stopped_(const trainer *t) {
+    return t->best.on && sp_best_exhausted(&t->best, t->cfg->early_stop) &&
+           t->step < t->total_steps;
+}
+
+/* After the validation of complete epoch t->pos.epoch (1-based: pos has moved on): the best so
+ * far, DIR/best.h5 when it improved, and whether --early-stop's patience ran out. Every rank
+ * holds the same global validation values; the decisions are agreed anyway, so that no rank
+ * writes or stops alone. */
+static sp_status track_best_(trainer *t, bool *exhausted) {
+    const sp_train_config *c = t->cfg;
+    const int64_t epoch = t->pos.epoch;
+    const double v = t->best.higher ? t->val_acc : t->val_loss;
+    uint32_t flags = sp_best_update(&t->best, v, epoch) ? FLAG_IMPROVED : 0u;
+    if (sp_best_exhausted(&t->best, c->early_stop)) flags |= FLAG_EXHAUSTED;
+    SP_CHECK(sp_comm_agree(t->comm, SP_OK, &flags));
+    *exhausted = (flags & FLAG_EXHAUSTED) != 0;
+    if (!(flags & FLAG_IMPROVED) || !c->keep_best) return SP_OK;
+    bool written = false;
+    SP_CHECK(sp_run_write_best(t, t->pos, &written));
+    if (written && t->talk && !c->quiet) {
+        printf("epoch %lld: %s %.4f is the best so far: wrote %s/%s\n", (long long)epoch,
+               t->best.metric, t->best.value, c->checkpoint_dir, SP_CKPT_BEST_NAME);
+        fflush(stdout);
+    }
+    return SP_OK;
+}
+
 static void epoch_begin_(trainer *t, sp_loader_stats *io0) {
     sp_report_epoch_begin(&t->rep, sp_comm_wtime());
     t->compute_s = 0;
@@ -192,8 +256,11 @@ static void epoch_begin_(trainer *t, sp_loader_stats *io0) {
     if (t->x->reducer) sp_reducer_reset_stats(t->x->reducer);
 }
 
-/* The epoch's line and record, after its validation pass. */
-static sp_status epoch_end_(trainer *t, const sp_loader_stats *io0) {
+/* The epoch's line and record, after its validation pass; a complete epoch also counts for the
+ * best so far (*exhausted: --early-stop's patience ran out). A run stopped by --max-steps in the
+ * middle of an epoch validates too, but that partial epoch counts only once complete (resumed),
+ * so an interrupted run takes the same decisions as an uninterrupted one. */
+static sp_status epoch_end_(trainer *t, const sp_loader_stats *io0, bool *exhausted) {
     sp_report_epoch_end(&t->rep, sp_comm_wtime());
     if (t->vld) SP_CHECK(validate_(t));
     sp_reducer_stats rs = {0};
@@ -206,20 +273,31 @@ static sp_status epoch_end_(trainer *t, const sp_loader_stats *io0) {
                               .compute_s = t->compute_s,
                               .comm_s = rs.comm_s,
                               .exposed_s = rs.exposed_s,
-                              .io_wait_s = io1.io_wait_s - io0->io_wait_s};
+                              .io_wait_s = io1.io_wait_s - io0->io_wait_s,
+                              .read_mb = (double)(io1.bytes_read - io0->bytes_read) / 1048576.0,
+                              .read_s = io1.read_s - io0->read_s};
     sp_report_epoch(&t->rep, t->pos.epoch, t->step, &e);
-    if (t->pos.epoch_batch >= t->batches_per_epoch) t->pos = (sp_position){t->pos.epoch + 1, 0};
-    return SP_OK;
+    *exhausted = false;
+    if (t->pos.epoch_batch < t->batches_per_epoch) return SP_OK;
+    t->pos = (sp_position){t->pos.epoch + 1, 0};
+    return t->best.on ? track_best_(t, exhausted) : SP_OK;
 }
 
 /* The steps of epoch `epoch`, each behind an agreed boundary. *stop: the run is over (its
- * steps are done, or *early: a signal or the time limit stopped it, checkpointed). */
+ * steps are done, --early-stop ended it, or *early: a signal or the time limit stopped it,
+ * checkpointed). */
 static sp_status run_epoch_(trainer *t, int64_t epoch, bool *stop, bool *early) {
     const int64_t first = epoch == t->pos.epoch ? t->pos.epoch_batch : 0;
-    SP_CHECK(sp_comm_agree(t->comm, sp_loader_start_epoch(t->ld, epoch, first), NULL));
+    /* the reads count from before the start: it may begin prefetching the first batch; the
+     * loader counts micro-batches, the position optimizer steps */
+    sp_loader_stats read0;
+    sp_loader_get_stats(t->ld, &read0);
+    SP_CHECK(sp_comm_agree(t->comm, sp_loader_start_epoch(t->ld, epoch, first * t->accum), NULL));
     t->pos = (sp_position){epoch, first};
     sp_loader_stats io0;
     epoch_begin_(t, &io0);
+    io0.bytes_read = read0.bytes_read;
+    io0.read_s = read0.read_s;
     for (;;) {
         sp_batch b;
         uint32_t flags;
@@ -234,7 +312,8 @@ static sp_status run_epoch_(trainer *t, int64_t epoch, bool *stop, bool *early) 
         before_step_(t);
         const double lr = sp_schedule_lr(&t->sched, t->step);
         sp_step_result r;
-        SP_CHECK(sp_step_run(t->stepper, &b, t->step, lr, &r));
+        const sp_step_batches in = step_batches_(t, &b);
+        SP_CHECK(sp_step_run(t->stepper, &in, t->step, lr, &r));
         if (r.nonfinite)
             SP_CHECK(sp_nonfinite_handle(t->m, t->skip_nonfinite, t->step + 1, r.loss_sum,
                                          r.bad_grad, &r.scan, &t->nonfinite_skipped, t->talk));
@@ -244,7 +323,10 @@ static sp_status run_epoch_(trainer *t, int64_t epoch, bool *stop, bool *early) 
             break;
         }
     }
-    return epoch_end_(t, &io0);
+    bool exhausted = false;
+    SP_CHECK(epoch_end_(t, &io0, &exhausted));
+    if (exhausted) *stop = true;
+    return SP_OK;
 }
 
 /* ------------------------------------------------------------------ setting up */
@@ -254,10 +336,10 @@ static sp_status open_tokens_(trainer *t) {
     const sp_train_config *c = t->cfg;
     if (strcmp(c->loss, "auto") && strcmp(c->loss, "xent"))
         return SP_FAIL(SP_ERR_ARG, "--seq-len: a language model's loss is xent, not %s", c->loss);
-    SP_CHECK(sp_dataset_open_tokens(&t->ds, c->data, c->x_name, c->seq_len));
+    SP_CHECK(sp_dataset_open_tokens_items(&t->ds, c->data, "--data", c->x_name, c->seq_len));
     const sp_dataset_info *di = sp_dataset_get_info(t->ds);
     if (c->val) {
-        SP_CHECK(sp_dataset_open_tokens(&t->vds, c->val, c->x_name, c->seq_len));
+        SP_CHECK(sp_dataset_open_tokens_items(&t->vds, c->val, "--val", c->x_name, c->seq_len));
         const sp_dataset_info *vi = sp_dataset_get_info(t->vds);
         if (vi->classes > di->classes)
             return SP_FAIL(SP_ERR_DATA, "%s: dataset '%s': vocab_size %lld, above %s's %lld",
@@ -274,10 +356,10 @@ static sp_status open_data_(trainer *t) {
     const sp_train_config *c = t->cfg;
     t->positions = 1;
     if (c->seq_len > 0) return open_tokens_(t);
-    SP_CHECK(sp_dataset_open(&t->ds, c->data, c->x_name, c->y_name));
+    SP_CHECK(sp_dataset_open_items(&t->ds, c->data, "--data", c->x_name, c->y_name, 0));
     const sp_dataset_info *di = sp_dataset_get_info(t->ds);
     if (c->val) {
-        SP_CHECK(sp_dataset_open(&t->vds, c->val, c->x_name, c->y_name));
+        SP_CHECK(sp_dataset_open_items(&t->vds, c->val, "--val", c->x_name, c->y_name, 0));
         const sp_dataset_info *vi = sp_dataset_get_info(t->vds);
         SP_CHECK(sp_dataset_check_input_shape(t->vds, di->sample_shape, di->sample_rank));
         if (vi->regression != di->regression || (vi->regression && vi->targets != di->targets))
@@ -336,8 +418,9 @@ static sp_status check_language_model_(trainer *t) {
 static sp_status build_model_(trainer *t) {
     const sp_train_config *c = t->cfg;
     const sp_dataset_info *di = sp_dataset_get_info(t->ds);
-    const int64_t local_max =
-        sp_rank_slice_max(c->batch, c->deterministic ? c->micro_batch : 0, t->size);
+    /* with --accum-steps K the model holds a micro-batch: this rank's largest slice of B / K */
+    const int64_t local_max = sp_rank_slice_max(c->batch / c->accum_steps,
+                                                c->deterministic ? c->micro_batch : 0, t->size);
     const sp_status st = sp_model_create(&t->m, c->model_text ? c->model_text : c->model,
                                          di->sample_shape, di->sample_rank, (int)local_max);
     if (st != SP_OK && c->model_file) { /* name the file whose lines the message counts */
@@ -366,6 +449,9 @@ static sp_status build_model_(trainer *t) {
     SP_CHECK(sp_optim_create(&t->opt, &oc, sp_model_num_params(t->m)));
 
     t->batches_per_epoch = sp_batches_per_epoch(di->n, c->batch);
+    t->accum = c->accum_steps;
+    t->micro_per_epoch = sp_batches_per_epoch(di->n, c->batch / c->accum_steps);
+    t->samples = di->n;
     t->total_steps = t->batches_per_epoch * c->epochs;
     if (c->max_steps >= 0 && c->max_steps < t->total_steps) t->total_steps = c->max_steps;
     SP_CHECK(sp_sched_kind_parse(c->schedule, &t->sched.kind));
@@ -381,7 +467,7 @@ static sp_status build_model_(trainer *t) {
 /* The loaders, the gradient exchange and the step, and what observes the steps. */
 static sp_status build_run_(trainer *t) {
     const sp_train_config *c = t->cfg;
-    sp_loader_config lc = {.batch = c->batch,
+    sp_loader_config lc = {.batch = c->batch / c->accum_steps,
                            .rank = t->rank,
                            .nranks = t->size,
                            .seed = (uint64_t)c->seed,
@@ -389,6 +475,7 @@ static sp_status build_run_(trainer *t) {
                            .cache_mb = (size_t)c->data_cache_mb,
                            .prefetch = !c->no_prefetch,
                            .micro_batch = c->deterministic ? c->micro_batch : 0,
+                           .shuffle_window = strcmp(c->shuffle, "shards") ? 0 : c->shuffle_window,
                            .augment = c->augment};
     SP_CHECK(sp_loader_create(&t->ld, t->ds, &lc));
     if (t->vds) { /* validation measures the model on the data as they are */
@@ -441,6 +528,11 @@ static sp_status build_run_(trainer *t) {
 /* Everything that can fail locally before the first collective step; agreed by the caller. */
 static sp_status setup_local_(trainer *t) {
     SP_CHECK(open_data_(t));
+    if (t->best.higher && !t->xent)
+        return SP_FAIL(SP_ERR_ARG,
+                       "--best-metric val_accuracy needs classes (integer labels); %s has float "
+                       "targets (mse): use --best-metric val_loss",
+                       t->cfg->data);
     SP_CHECK(build_model_(t));
     return build_run_(t);
 }
@@ -500,10 +592,13 @@ static sp_status start_(trainer *t, bool *done) {
             sp_augment_format(&aug, line, sizeof line);
             printf("augment: %s (the training batches only)\n", line);
         }
-        printf("model: %s (%zu parameters), loss %s, optimizer %s lr %g, batch %lld (%lld per "
-               "rank at most)\n",
-               c->model, sp_model_num_params(t->m), t->xent ? "xent" : "mse", c->optimizer, c->lr,
-               (long long)c->batch, (long long)sp_model_max_batch(t->m));
+        printf("model: %s (%zu parameters), loss %s, optimizer %s lr %g, batch %lld", c->model,
+               sp_model_num_params(t->m), t->xent ? "xent" : "mse", c->optimizer, c->lr,
+               (long long)c->batch);
+        if (c->accum_steps > 1)
+            printf(" in %lld micro-steps of %lld", (long long)c->accum_steps,
+                   (long long)(c->batch / c->accum_steps));
+        printf(" (%lld per rank at most)\n", (long long)sp_model_max_batch(t->m));
         printf("reading %.1f MB per epoch per rank (rank 0), %lld steps in %lld epochs\n",
                (double)sp_loader_bytes_per_epoch(t->ld) / 1e6, (long long)t->total_steps,
                (long long)c->epochs);
@@ -543,7 +638,11 @@ static sp_status finish_(trainer *t, int64_t epochs) {
                               .out = c->out,
                               .ranks = t->size,
                               .threads = t->threads,
-                              .params = (int64_t)sp_model_num_params(t->m)};
+                              .params = (int64_t)sp_model_num_params(t->m),
+                              .best_metric = t->best.on ? t->best.metric : NULL,
+                              .best_value = t->best.value,
+                              .best_epoch = t->best.epoch,
+                              .early_stopped = early_stopped_(t)};
     sp_report_summary(&t->rep, &s);
     return SP_OK;
 }
@@ -559,14 +658,26 @@ static sp_status train_(trainer *t) {
     SP_CHECK(sp_trace_start(&t->tr, t->comm));
     t->t_start = t->last_ckpt_time = sp_comm_wtime();
     sp_report_start(&t->rep, t->t_start);
-    bool stop = t->step >= t->total_steps, early = false;
+    /* a resumed run whose patience had run out has nothing left to do, as a finished one */
+    bool stop = t->step >= t->total_steps || early_stopped_(t), early = false;
     int64_t epoch = t->pos.epoch;
     for (; epoch < c->epochs && !stop; ++epoch) {
         SP_CHECK(run_epoch_(t, epoch, &stop, &early));
         if (early) break;
     }
     sp_watchdog_stop(t->comm);
-    return early ? SP_OK : finish_(t, epoch);
+    if (early) return SP_OK;
+    if (early_stopped_(t) && t->talk) {
+        if (t->rep.tty) printf("\n");
+        printf("early stop: no improvement of %s for %lld epochs", t->best.metric,
+               (long long)t->best.since);
+        if (t->best.epoch > 0)
+            printf(" (best %.4f at epoch %lld)\n", t->best.value, (long long)t->best.epoch);
+        else
+            printf(" (no finite value yet)\n");
+        fflush(stdout);
+    }
+    return finish_(t, epoch);
 }
 
 static void free_trainer_(trainer *t) {
@@ -597,6 +708,7 @@ sp_status sp_train_run(const sp_train_config *cfg, sp_comm *comm) {
     t.talk = t.rank == 0;
     t.skip_nonfinite = cfg->on_nonfinite && !strcmp(cfg->on_nonfinite, "skip");
     t.val_loss = t.val_acc = NAN;
+    t.best = sp_best_init(cfg->keep_best || cfg->early_stop > 0 ? cfg->best_metric : NULL);
     /* the time limit: --max-time, else the end of the SLURM allocation (less a margin for the
      * shutdown); rank 0's clock decides, the step agreement tells the others */
     if (cfg->max_time > 0) {

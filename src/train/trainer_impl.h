@@ -10,6 +10,7 @@
 #include "data/data.h"
 #include "optim/optim.h"
 #include "optim/schedule.h"
+#include "train/best.h"
 #include "shardprop/model.h"
 #include "train/config.h"
 #include "train/exchange.h"
@@ -19,7 +20,8 @@
 #include "train/step.h"
 #include "train/trace.h"
 
-/* Where a run stands, for checkpoints: the epoch (0-based) and the batches of it done. */
+/* Where a run stands, for checkpoints: the epoch (0-based) and the batches of it done (optimizer
+ * steps: with --accum-steps K, a batch is K of the loader's micro-batches). */
 typedef struct sp_position {
     int64_t epoch, epoch_batch;
 } sp_position;
@@ -42,11 +44,15 @@ typedef struct trainer {
     int positions; /* --seq-len T of a language model (a label per position), else 1 */
     /* where the run stands */
     int64_t step, first_step, total_steps, batches_per_epoch;
+    /* --accum-steps K: the loader's batches are micro-batches of batch / K samples, K to a step
+     * (fewer in an epoch's partial last step); samples: of an epoch */
+    int64_t accum, micro_per_epoch, samples;
     sp_position pos;
     double t_start;
     double deadline; /* wall time (sp_comm_wtime) to stop by; 0: none */
     double last_ckpt_time, last_ckpt_s;
     double val_loss, val_acc;  /* the last validation */
+    sp_best best;              /* --keep-best / --early-stop: the best epoch so far */
     double compute_s;          /* this epoch's forward + backward + update time of this rank */
     int64_t nonfinite_skipped; /* steps dropped for a non-finite loss or gradient */
     bool skip_nonfinite;       /* --on-nonfinite skip */
@@ -67,5 +73,8 @@ sp_status sp_run_load_start(trainer *t, const char *path, bool resume);
 sp_status sp_run_checkpoint(trainer *t, sp_position pos);
 sp_status sp_run_write_model(trainer *t, const char *path, sp_position pos);
 sp_status sp_run_write_complete_marker(trainer *t);
+/* DIR/best.h5 of the run standing at pos (--keep-best); *written: whether it was written (false
+ * only when --checkpoint-errors warn turned a failure into a warning). */
+sp_status sp_run_write_best(trainer *t, sp_position pos, bool *written);
 
 #endif

@@ -46,8 +46,9 @@ enum {
     SP_STREAM_ORDER = 3,   /* + epoch << 8 */
     SP_STREAM_SYNTH = 4,
     SP_STREAM_SPLIT = 5,
-    SP_STREAM_GENERATE = 6, /* counter: the index of the generated token */
-    SP_STREAM_AUGMENT = 7   /* + epoch << 8; counter: sample id and draw (data/augment.h) */
+    SP_STREAM_GENERATE = 6,    /* counter: the index of the generated token */
+    SP_STREAM_AUGMENT = 7,     /* + epoch << 8; counter: sample id and draw (data/augment.h) */
+    SP_STREAM_ORDER_SHARDS = 8 /* + epoch << 8: --shuffle shards (data/order.c) */
 };
 
 #endif

@@ -13,6 +13,10 @@ sp_test(train_mpi TIMEOUT 600 LABELS mpi)
 target_link_libraries(test_train_mpi PRIVATE sp_trainutil)
 sp_test(resume TIMEOUT 600 LABELS mpi)
 target_link_libraries(test_resume PRIVATE sp_trainutil)
+# --keep-best, --best-metric and --early-stop on a run that overfits: best.h5, the stop epoch,
+# resumes mid-epoch and between epochs, 2 ranks, bad flags (test_best.c).
+sp_test(best TIMEOUT 300 LABELS mpi)
+target_link_libraries(test_best PRIVATE sp_trainutil)
 sp_test(deterministic TIMEOUT 900 LABELS mpi)
 target_link_libraries(test_deterministic PRIVATE sp_trainutil)
 # --augment: bitwise layouts with --deterministic, ranks within 1e-5 and threads bitwise without,
@@ -21,6 +25,10 @@ target_link_libraries(test_deterministic PRIVATE sp_trainutil)
 sp_test(augment TIMEOUT 600 LABELS mpi)
 target_link_libraries(test_augment PRIVATE sp_trainutil)
 set_tests_properties(augment PROPERTIES PROCESSORS 2)
+# --accum-steps: the parameters of the whole batch (1e-5; bitwise with --deterministic on
+# 1x1, 2x1, 1x2), bitwise resume, a signal acted on at an optimizer step, errors, --dry-run.
+sp_test(accum TIMEOUT 600 LABELS mpi)
+target_link_libraries(test_accum PRIVATE sp_trainutil)
 # Graphs (residual blocks, named joins, batch and layer norm) trained through the executable:
 # synchronized batch norm on 1-4 ranks, --bn-stats local, threads, bitwise resume,
 # --deterministic layouts, bad specs and --model @FILE, the --dry-run graph (test_graph_train.c).
@@ -56,6 +64,13 @@ target_compile_options(test_faults PRIVATE -Wno-format-truncation) # fixed buffe
 sp_test(eval TIMEOUT 600 LABELS mpi) # about 25 s; ~170 s in the sanitizer build
 target_link_libraries(test_eval PRIVATE sp_trainutil)
 set_tests_properties(eval PROPERTIES PROCESSORS 2)
+
+# ---- A data set as shard files (test_shards.c): split --shards, inspect of the set, training on
+# the shards bitwise equal to the one file (1 and 2 ranks, --deterministic layouts, a virtual
+# dataset over the shards), --shuffle shards across layouts, eval and predict, the errors.
+sp_test(shards TIMEOUT 600 LABELS mpi)
+target_link_libraries(test_shards PRIVATE sp_trainutil)
+set_tests_properties(shards PROPERTIES PROCESSORS 2)
 
 # ---- The demo: two spirals in memory reach 99% training accuracy within its default 30 epochs
 # (the command exits non-zero when they do not).

@@ -116,6 +116,17 @@ static void check_case(int M, int N, int K, int m, int pad, bool scaled, int poi
               "the oracle (bad %lld vs %lld)",
               ncase, M, N, K, m, pad, scaled, poison, t, (long long)bad, (long long)bad_ref);
     }
+    /* add: the sums go on top of what q holds (gradient accumulation over micro-steps) */
+    for (int ref = 0; ref < 2; ++ref) {
+        for (size_t i = 0; i < mn; ++i) qf[i] = (int64_t)(i * 7919) - 100000;
+        a.q = qf, a.add = true;
+        const int64_t bad = ref ? sp_gemm_fixed_ref(&a) : sp_gemm_fixed(&a, work);
+        a.add = false;
+        size_t wrong = 0;
+        for (size_t i = 0; i < mn; ++i) wrong += qf[i] != qr[i] + (int64_t)(i * 7919) - 100000;
+        CHECK(bad == bad_ref && wrong == 0, "case %d: %s with add adds the sums (%zu wrong)", ncase,
+              ref ? "sp_gemm_fixed_ref" : "sp_gemm_fixed", wrong);
+    }
     omp_set_num_threads(2);
     int64_t bad_in = -2;
 #pragma omp parallel num_threads(2)
