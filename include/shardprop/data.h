@@ -230,6 +230,15 @@ typedef struct sp_batch {
  * and a resumed epoch draws the same. The spec is parsed here (the string need not outlive the
  * call): a bad one is SP_ERR_ARG quoting it; data that are not images (N, C, H, W), or P, T not
  * below H and W, are SP_ERR_DATA naming the file and the dataset.
+ *
+ * Window staging: with shuffle and shuffle_window > 0 (--shuffle shards), no row cache and not
+ * token data, the rows this rank needs from each window of W files are read in one ascending
+ * pass into one of two window buffers (the reader thread reads the next window while the
+ * current one is served) and the batches are copied from them: the same batches as per-batch
+ * reads. The buffers hold R' rows each, R' = min(R, ((R - 1) / batch + 2) * the rank's largest
+ * slice, the rank's rows per epoch) with R = the rows of the largest W files + batch - 1, at
+ * (sample_size * 4 + 8) bytes a row; checked against the memory limit (util/mem.h): a refusal
+ * names the data set and says to lower --shuffle-window or raise --max-memory-mb.
  */
 sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_config *cfg);
 
@@ -246,9 +255,10 @@ sp_status sp_loader_next(sp_loader *ld, sp_batch *out, bool *done);
 typedef struct sp_loader_stats {
     double io_wait_s;    /* time sp_loader_next spent waiting for data */
     uint64_t bytes_read; /* bytes of X rows read from the file (uncompressed, file dtype) */
-    uint64_t rows_read;  /* rows of X read from the file */
+    uint64_t rows_read;  /* rows of X read from the file (window staging: its window reads) */
     uint64_t cache_hits; /* rows served from the cache */
-    double read_s;       /* time spent filling batches (reads, conversion, cache copies), on the
+    double read_s;       /* time spent filling batches (reads, conversion, cache copies) and
+                          * reading windows ahead (window staging), on the
                           * reader thread with prefetch: bytes_read / read_s is the read rate */
 } sp_loader_stats;
 
@@ -264,7 +274,8 @@ uint64_t sp_loader_bytes_per_epoch(const sp_loader *ld);
 bool sp_loader_cache_enabled(const sp_loader *ld);
 
 /* Bytes the loader holds at most: *cache the row cache once full (0 when off; its pages are
- * committed as rows arrive), *buffers the batch buffers and the epoch order. */
+ * committed as rows arrive), *buffers the batch buffers, the epoch order and the two window
+ * buffers of window staging (sp_loader_create). */
 void sp_loader_memory_bytes(const sp_loader *ld, size_t *cache, size_t *buffers);
 
 /* Stops the reader thread and frees the buffers (not the dataset). NULL is fine. */

@@ -138,10 +138,27 @@ void sp_epoch_order(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch, bool
  * shards (the last may hold fewer), and the rows of each window, in file order, are shuffled
  * among themselves keyed by (seed, same stream, nfiles + position). A pure function of (seed,
  * epoch, rows, window): the same on every rank for any number of ranks. window >= 1;
- * scratch (2 nfiles) is the caller's.
+ * scratch (2 nfiles) is the caller's; on return scratch[0..nfiles) holds the permuted file
+ * order (the loader's window staging reads the windows' boundaries from it).
  */
 void sp_epoch_order_shards(int64_t *perm, const int64_t *rows, int nfiles, int64_t window,
                            uint64_t seed, int64_t epoch, int64_t *scratch);
+
+/* ------------------------------------------------------------ loader internals, for tests */
+
+/* Window staging (--shuffle shards without the row cache; loader.c): whether it is on, and a
+ * switch to turn it off (the per-batch reads, the reference of the tests) or back on. The
+ * switch finishes any read in flight; sp_loader_start_epoch must follow. */
+bool sp_loader_staging(const sp_loader *ld);
+sp_status sp_loader_set_staging(sp_loader *ld, bool on);
+
+/* Counters of the staged reads since create: stages read (one per stage with rows needed per
+ * epoch), sp_dataset_read calls, and calls whose first id was not above the previous call's
+ * last id of the same stage (0: each stage is read in one ascending pass). */
+typedef struct sp_loader_stage_stats {
+    uint64_t stages_read, blocks_read, descents;
+} sp_loader_stage_stats;
+void sp_loader_get_stage_stats(const sp_loader *ld, sp_loader_stage_stats *st);
 
 /* Rank r's contiguous slice of global batch b: positions [*pos, *pos + *count) of the epoch
  * order; *global_count = samples in the whole batch. The g samples of the batch are split as

@@ -8,6 +8,16 @@
  *
  * Augmentation (cfg.augment) changes the batch buffer after its rows arrived, so it runs where
  * the reads run (the reader thread with prefetch) and the row cache keeps the rows as read.
+ *
+ * Window staging (--shuffle shards without the row cache, not token data): the epoch order is
+ * fixed at sp_loader_start_epoch, so the rows this rank's slices need from each window of W
+ * files are known up front. A "stage" is a window (windows shorter than a global batch are
+ * merged with their successors until the stage holds one, so a batch touches at most two
+ * stages). Each stage's rows are read in one ascending pass of sorted ids into one of two stage
+ * slots, and batches are assembled from the slots by memcpy. Only the thread that runs fill_
+ * touches the slots: the reader thread with prefetch (which reads the next stage, block by
+ * block, whenever no batch job is waiting), the caller's thread without (inline, when a batch
+ * first needs a stage).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -31,6 +41,14 @@ typedef struct {
     sp_status st;
     char err[1024];
 } lbuf_;
+
+/* One stage slot: the sorted ids of this rank's rows of stage `s` and their X. */
+typedef struct {
+    int64_t s;       /* stage held, -1 none */
+    int64_t m, done; /* rows needed, rows read so far (done == m: staged) */
+    int64_t *ids;    /* (stage_cap) ascending */
+    float *x;        /* (stage_cap, sample_size) */
+} lslot_;
 
 struct sp_loader {
     sp_dataset *ds;
@@ -62,6 +80,12 @@ struct sp_loader {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     sp_loader_stats stats;
+    /* window staging (see the top): stages of the epoch [st_pos[s], st_pos[s + 1]) */
+    bool stage_on, ahead_ok;
+    int64_t nst, stage_cap, stage_blk, stage_b0, fill_next;
+    int64_t *st_pos; /* (nfiles + 1) */
+    lslot_ slot[2];
+    sp_loader_stage_stats sstats;
 };
 
 static double now_(void) {
@@ -78,6 +102,8 @@ static int64_t slot_(const sp_loader *ld, int64_t id) {
                         &pos, &cnt, &g);
     return b * ld->cfull + (id - pos);
 }
+
+static sp_status fill_staged_(sp_loader *ld, lbuf_ *B);
 
 /* Fill buf[k] with global batch b of the current epoch. Runs on the reader thread (prefetch) or
  * the caller's thread (synchronous). */
@@ -100,7 +126,9 @@ static void fill_(sp_loader *ld, int k, int64_t b) {
     sp_status st = tokens ? sp_dataset_read(ld->ds, B->ids, count, B->x, B->labels, NULL)
                           : sp_dataset_read(ld->ds, B->ids, count, NULL, B->labels, B->targets);
     uint64_t hits = 0, misses = tokens ? (uint64_t)count : 0;
-    if (st == SP_OK && !tokens) {
+    if (st == SP_OK && ld->stage_on) {
+        st = fill_staged_(ld, B); /* its window reads count their rows and bytes */
+    } else if (st == SP_OK && !tokens) {
         int64_t m = 0;
         for (int64_t i = 0; i < count; ++i) {
             int64_t id = B->ids[i];
@@ -129,6 +157,7 @@ static void fill_(sp_loader *ld, int k, int64_t b) {
             }
         }
     }
+    /* here the batch's rows are complete: augment the copy */
     if (st == SP_OK && ld->aug.n > 0) {
         const int64_t *sh = ld->in->sample_shape; /* (C, H, W), checked at creation */
         sp_augment_apply(&ld->aug, B->x, B->ids, count, (int)sh[0], (int)sh[1], (int)sh[2],
@@ -138,6 +167,7 @@ static void fill_(sp_loader *ld, int k, int64_t b) {
         B->st = st;
         snprintf(B->err, sizeof B->err, "%s", sp_last_error());
     }
+    ld->fill_next = b + 1;
     pthread_mutex_lock(&ld->mu);
     ld->stats.cache_hits += hits;
     ld->stats.rows_read += misses;
@@ -146,12 +176,185 @@ static void fill_(sp_loader *ld, int k, int64_t b) {
     pthread_mutex_unlock(&ld->mu);
 }
 
+static int cmp_i64_(const void *a, const void *b) {
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The stage holding epoch position p (binary search of st_pos). */
+static int64_t stage_of_(const sp_loader *ld, int64_t p) {
+    int64_t lo = 0, hi = ld->nst - 1;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo + 1) / 2;
+        if (ld->st_pos[mid] <= p)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Stage boundaries of the epoch: scratch[0..nfiles) is the permuted file order that
+ * sp_epoch_order_shards left there; windows of W files, merged until a stage holds a batch. */
+static void stages_build_(sp_loader *ld) {
+    const int64_t *order = ld->order_scratch, w = ld->cfg.shuffle_window;
+    int64_t p = 0, f = 0;
+    ld->nst = 0;
+    ld->st_pos[0] = 0;
+    while (f < ld->nfiles) {
+        const int64_t s0 = p;
+        while (f < ld->nfiles && (p - s0 < ld->cfg.batch || f % w != 0)) {
+            p += ld->file_rows[order[f]];
+            ++f;
+        }
+        ld->st_pos[++ld->nst] = p;
+    }
+    if (ld->nst == 0) ld->st_pos[++ld->nst] = 0; /* N = 0: one empty stage */
+}
+
+/* Put stage s into its slot: the sorted ids of this rank's positions of the stage in the batches
+ * from stage_b0 on (resume mid-epoch: nothing before first_batch is read). Nothing read yet. */
+static sp_status stage_prepare_(sp_loader *ld, int64_t s) {
+    lslot_ *S = &ld->slot[s & 1];
+    S->s = -1; /* its ids change below */
+    const int64_t a = ld->st_pos[s], e = ld->st_pos[s + 1], B = ld->cfg.batch;
+    int64_t b = a / B, m = 0;
+    if (b < ld->stage_b0) b = ld->stage_b0;
+    for (; b < ld->nbatches && b * B < e; ++b) {
+        int64_t pos, cnt, g;
+        sp_rank_slice_micro(ld->n, B, ld->cfg.micro_batch, b, ld->cfg.rank, ld->cfg.nranks, &pos,
+                            &cnt, &g);
+        const int64_t p0 = pos > a ? pos : a, p1 = pos + cnt < e ? pos + cnt : e;
+        for (int64_t p = p0; p < p1; ++p) {
+            if (m == ld->stage_cap)
+                return SP_FAIL(SP_ERR_INTERNAL,
+                               "%s: data loader: stage %lld holds more than %lld rows",
+                               ld->in->path, (long long)s, (long long)ld->stage_cap);
+            S->ids[m++] = ld->perm[p];
+        }
+    }
+    qsort(S->ids, (size_t)m, sizeof(int64_t), cmp_i64_);
+    S->s = s;
+    S->m = m;
+    S->done = 0;
+    return SP_OK;
+}
+
+/* Read the next block (up to stage_blk rows, ascending ids) of the slot being staged. Its rows
+ * and bytes go to the stats, and its time to read_s when `timed` (reads inside fill_ are timed
+ * by fill_). On failure the slot is emptied, so the batch that needs it reads it again. */
+static sp_status stage_read_block_(sp_loader *ld, lslot_ *S, bool timed) {
+    const double t0 = now_();
+    int64_t k = S->m - S->done < ld->stage_blk ? S->m - S->done : ld->stage_blk;
+    const int64_t *ids = S->ids + S->done;
+    const sp_status st =
+        sp_dataset_read(ld->ds, ids, k, S->x + (size_t)S->done * ld->in->sample_size, NULL, NULL);
+    if (st != SP_OK) {
+        S->s = -1;
+        return st;
+    }
+    pthread_mutex_lock(&ld->mu);
+    if (S->done == 0)
+        ld->sstats.stages_read++;
+    else if (ids[0] <= S->ids[S->done - 1])
+        ld->sstats.descents++;
+    ld->sstats.blocks_read++;
+    ld->stats.rows_read += (uint64_t)k;
+    ld->stats.bytes_read += (uint64_t)k * ld->in->x_row_bytes;
+    if (timed) ld->stats.read_s += now_() - t0;
+    pthread_mutex_unlock(&ld->mu);
+    S->done += k;
+    return SP_OK;
+}
+
+/* Make stage s fully staged in its slot. */
+static sp_status stage_ready_(sp_loader *ld, int64_t s) {
+    lslot_ *S = &ld->slot[s & 1];
+    if (S->s != s) SP_CHECK(stage_prepare_(ld, s));
+    while (S->done < S->m) SP_CHECK(stage_read_block_(ld, S, false));
+    return SP_OK;
+}
+
+/* The row of `id` in slot S (its ids are sorted and hold id). */
+static int64_t slot_row_(const lslot_ *S, int64_t id) {
+    int64_t lo = 0, hi = S->m - 1;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (S->ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* X of batch B (its ids set) from the stage slots: positions [first_pos, first_pos + count),
+ * from at most two stages. */
+static sp_status fill_staged_(sp_loader *ld, lbuf_ *B) {
+    const size_t ss = ld->in->sample_size;
+    int64_t p = B->first_pos, i = 0;
+    const int64_t end = p + B->count;
+    while (p < end) {
+        const int64_t s = stage_of_(ld, p);
+        SP_CHECK(stage_ready_(ld, s));
+        const lslot_ *S = &ld->slot[s & 1];
+        const int64_t e = end < ld->st_pos[s + 1] ? end : ld->st_pos[s + 1];
+        for (; p < e; ++p, ++i) {
+            const int64_t r = slot_row_(S, B->ids[i]);
+            if (r >= S->m || S->ids[r] != B->ids[i])
+                return SP_FAIL(SP_ERR_INTERNAL, "%s: data loader: sample %lld is not in stage %lld",
+                               ld->in->path, (long long)B->ids[i], (long long)s);
+            memcpy(B->x + (size_t)i * ss, S->x + (size_t)r * ss, ss * sizeof(float));
+        }
+    }
+    return SP_OK;
+}
+
+/* Read-ahead on the reader thread: the stage to read a block of next, or -1. The batches from
+ * fill_next on need positions >= fill_next * batch, so the stage c holding that position and its
+ * successor may be staged (the other slot's older stage is no longer needed). Called with the
+ * mutex held; the slots are the reader thread's own. */
+static int64_t ahead_stage_(const sp_loader *ld) {
+    if (!ld->ahead_ok || ld->fill_next >= ld->nbatches) return -1;
+    const int64_t c = stage_of_(ld, ld->fill_next * ld->cfg.batch);
+    for (int64_t s = c; s <= c + 1 && s < ld->nst; ++s) {
+        const lslot_ *S = &ld->slot[s & 1];
+        if (S->s != s || S->done < S->m) return s;
+    }
+    return -1;
+}
+
+/* One block of read-ahead of stage s. A failure stops the read-ahead; the batch that needs the
+ * stage reads it again and reports the error. */
+static void ahead_block_(sp_loader *ld, int64_t s) {
+    lslot_ *S = &ld->slot[s & 1];
+    sp_status st = S->s == s ? SP_OK : stage_prepare_(ld, s);
+    if (st == SP_OK) st = stage_read_block_(ld, S, true);
+    if (st != SP_OK) {
+        S->s = -1;
+        pthread_mutex_lock(&ld->mu);
+        ld->ahead_ok = false;
+        pthread_mutex_unlock(&ld->mu);
+    }
+}
+
 static void *reader_main_(void *arg) {
     sp_loader *ld = arg;
     pthread_mutex_lock(&ld->mu);
     for (;;) {
-        while (ld->job_buf < 0 && !ld->quit) pthread_cond_wait(&ld->cv, &ld->mu);
+        int64_t s = -1;
+        while (ld->job_buf < 0 && !ld->quit && (s = ahead_stage_(ld)) < 0)
+            pthread_cond_wait(&ld->cv, &ld->mu);
         if (ld->quit) break;
+        if (ld->job_buf < 0) { /* no batch waits: read ahead one block */
+            ld->busy = true;
+            pthread_mutex_unlock(&ld->mu);
+            ahead_block_(ld, s);
+            pthread_mutex_lock(&ld->mu);
+            ld->busy = false;
+            pthread_cond_broadcast(&ld->cv);
+            continue;
+        }
         int k = ld->job_buf;
         int64_t b = ld->job_b;
         ld->job_buf = -1;
@@ -179,8 +382,71 @@ static void submit_(sp_loader *ld, int k, int64_t b) {
 static void wait_idle_(sp_loader *ld) {
     if (!ld->thread_on) return;
     pthread_mutex_lock(&ld->mu);
+    ld->ahead_ok = false; /* no read-ahead starts until the next epoch is set up */
     while (ld->job_buf >= 0 || ld->busy) pthread_cond_wait(&ld->cv, &ld->mu);
     pthread_mutex_unlock(&ld->mu);
+}
+
+static int cmp_i64_desc_(const void *a, const void *b) {
+    return cmp_i64_(b, a);
+}
+
+/*
+ * Window staging's two slots, sized up front: a stage spans at most R = (the rows of the largest
+ * W files) + batch - 1 positions (a window, or windows shorter than a batch merged until they
+ * hold one), which overlap at most (R - 1) / batch + 2 batches, each giving this rank at most
+ * cmax rows. Off (and nothing allocated) unless --shuffle shards without the row cache and not
+ * token data.
+ */
+static sp_status stages_create_(sp_loader *ld) {
+    const sp_dataset_info *in = ld->in;
+    if (!ld->file_rows || ld->cache_on || in->seq_len > 0) return SP_OK;
+    const int64_t nf = ld->nfiles, w = ld->cfg.shuffle_window < nf ? ld->cfg.shuffle_window : nf;
+    int64_t *rows = ld->order_scratch; /* free until the first epoch */
+    memcpy(rows, ld->file_rows, (size_t)nf * sizeof(int64_t));
+    qsort(rows, (size_t)nf, sizeof(int64_t), cmp_i64_desc_);
+    int64_t r = ld->cfg.batch - 1;
+    for (int64_t f = 0; f < w; ++f) r += rows[f];
+    if (r > ld->n) r = ld->n;
+    int64_t cap = r < 1 ? 1 : ((r - 1) / ld->cfg.batch + 2) * ld->cmax;
+    if (cap > r) cap = r;
+    if (cap > ld->rank_rows) cap = ld->rank_rows;
+    if (cap < 1) cap = 1;
+    const size_t ss = in->sample_size;
+    size_t row, bytes;
+    char who[600], what[160];
+    snprintf(who, sizeof who, "%s: data loader", in->path);
+    snprintf(what, sizeof what, "two window buffers of %lld rows (--shuffle-window %lld)",
+             (long long)cap, (long long)ld->cfg.shuffle_window);
+    sp_status st = SP_OK;
+    if (!sp_size_mul(ss, sizeof(float), &row) || row > SIZE_MAX - sizeof(int64_t))
+        st = SP_FAIL(SP_ERR_NOMEM, "%s: a row of %zu samples overflows size_t", who, ss);
+    if (st == SP_OK) st = sp_mem_check_n((size_t)cap * 2, row + sizeof(int64_t), &bytes, who, what);
+    if (st != SP_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", sp_last_error());
+        return SP_FAIL(SP_ERR_NOMEM, "%s; lower --shuffle-window or raise --max-memory-mb", msg);
+    }
+    ld->st_pos = malloc(((size_t)nf + 2) * sizeof(int64_t));
+    bool ok = ld->st_pos != NULL;
+    for (int k = 0; k < 2 && ok; ++k) {
+        ld->slot[k].s = -1;
+        ld->slot[k].ids = malloc((size_t)cap * sizeof(int64_t));
+        ld->slot[k].x = malloc((size_t)cap * row);
+        ok = ld->slot[k].ids && ld->slot[k].x;
+    }
+    if (!ok)
+        return SP_FAIL(SP_ERR_NOMEM, "%s: cannot allocate two window buffers of %zu bytes", who,
+                       bytes);
+    ld->stage_cap = cap;
+    /* blocks of >= 1 MiB of floats (or a batch's slice): few HDF5 calls, a bounded read buffer
+     * in the dataset */
+    ld->stage_blk = (int64_t)(((size_t)1 << 20) / row);
+    if (ld->stage_blk < ld->cmax) ld->stage_blk = ld->cmax;
+    if (ld->stage_blk < 1) ld->stage_blk = 1;
+    ld->buf_bytes += bytes + ((size_t)nf + 2) * sizeof(int64_t);
+    ld->stage_on = true;
+    return SP_OK;
 }
 
 sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_config *cfg) {
@@ -282,6 +548,11 @@ sp_status sp_loader_create(sp_loader **out, sp_dataset *ds, const sp_loader_conf
             ld->present = NULL;
         }
     }
+    st = stages_create_(ld);
+    if (st != SP_OK) {
+        sp_loader_free(ld);
+        return st;
+    }
     if (cfg->prefetch) {
         if (pthread_create(&ld->th, NULL, reader_main_, ld) != 0) {
             sp_loader_free(ld);
@@ -303,12 +574,23 @@ sp_status sp_loader_start_epoch(sp_loader *ld, int64_t epoch, int64_t first_batc
                               ld->cfg.seed, epoch, ld->order_scratch);
     else
         sp_epoch_order(ld->perm, ld->n, ld->cfg.seed, epoch, ld->cfg.shuffle);
+    if (ld->stage_on) {
+        stages_build_(ld);
+        ld->slot[0].s = ld->slot[1].s = -1;
+        ld->stage_b0 = first_batch;
+        ld->fill_next = first_batch;
+    }
     ld->epoch = epoch;
     ld->next_b = first_batch;
     ld->cur = 0;
     ld->started = true;
     ld->buf[0].ready = ld->buf[1].ready = false;
-    if (ld->thread_on && first_batch < ld->nbatches) submit_(ld, 0, first_batch);
+    if (ld->thread_on && first_batch < ld->nbatches) {
+        pthread_mutex_lock(&ld->mu);
+        ld->ahead_ok = ld->stage_on;
+        pthread_mutex_unlock(&ld->mu);
+        submit_(ld, 0, first_batch);
+    }
     return SP_OK;
 }
 
@@ -372,6 +654,26 @@ void sp_loader_memory_bytes(const sp_loader *ld, size_t *cache, size_t *buffers)
     *buffers = ld->buf_bytes;
 }
 
+bool sp_loader_staging(const sp_loader *ld) {
+    return ld->stage_on;
+}
+
+sp_status sp_loader_set_staging(sp_loader *ld, bool on) {
+    if (on && !ld->slot[0].ids)
+        return SP_FAIL(SP_ERR_ARG, "data loader: window staging is not available for this loader");
+    wait_idle_(ld);
+    ld->stage_on = on;
+    ld->started = false; /* the next epoch starts afresh */
+    return SP_OK;
+}
+
+void sp_loader_get_stage_stats(const sp_loader *ld, sp_loader_stage_stats *st) {
+    sp_loader *m = (sp_loader *)ld; /* the mutex guards the counters */
+    pthread_mutex_lock(&m->mu);
+    *st = ld->sstats;
+    pthread_mutex_unlock(&m->mu);
+}
+
 void sp_loader_free(sp_loader *ld) {
     if (!ld) return;
     if (ld->thread_on) {
@@ -389,6 +691,11 @@ void sp_loader_free(sp_loader *ld) {
         free(ld->buf[k].labels);
         free(ld->buf[k].targets);
     }
+    for (int k = 0; k < 2; ++k) {
+        free(ld->slot[k].ids);
+        free(ld->slot[k].x);
+    }
+    free(ld->st_pos);
     free(ld->perm);
     free(ld->file_rows);
     free(ld->order_scratch);
