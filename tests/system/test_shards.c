@@ -1,6 +1,7 @@
 /* A data set as shard files, end to end through the executable: split --shards, inspect of the
  * set, training on the shards against training on the one file holding the same rows (bitwise,
- * 1 and 2 ranks, --deterministic across layouts), --shuffle shards the same for any layout, an
+ * 1 and 2 ranks, --deterministic across layouts), --shuffle shards the same for any layout and
+ * with its window staging (no row cache) the same as with per-batch reads, an
  * HDF5 virtual dataset over the shards, eval and predict on the shards, and the errors. */
 #include <hdf5.h>
 #include <math.h>
@@ -161,6 +162,37 @@ static void test_train_(void) {
     CHECK(train_(0, 2, glob, path_("s-res.h5"), ck) == 0, "resumed run");
     CHECK(sp_test_same_params(path_("s-1.h5"), path_("s-res.h5")),
           "--shuffle shards: the resumed run differs");
+    /* without the row cache the loader stages each window in one ascending read: the same
+     * batches as the per-batch reads the cache-on runs above used, so the same model, on 1 and
+     * 2 ranks, without prefetch, and resumed mid-epoch */
+    CHECK(train_(0, 1, glob, path_("w-1.h5"),
+                 "--deterministic --shuffle shards --shuffle-window 2 --data-cache-mb 0") == 0,
+          "staged 1x1");
+    CHECK(sp_test_same_params(path_("s-1.h5"), path_("w-1.h5")), "staged 1 rank differs");
+    CHECK(train_(2, 1, glob, path_("w-2.h5"),
+                 "--deterministic --shuffle shards --shuffle-window 2 --data-cache-mb 0 "
+                 "--no-prefetch") == 0,
+          "staged 2x1");
+    CHECK(sp_test_same_params(path_("s-1.h5"), path_("w-2.h5")), "staged 2 ranks differ");
+    CHECK(train_(2, 1, glob, path_("g-cache.h5"), "--shuffle shards --shuffle-window 1") == 0,
+          "default mode, cached");
+    CHECK(train_(2, 1, glob, path_("g-stage.h5"),
+                 "--shuffle shards --shuffle-window 1 --data-cache-mb 0") == 0,
+          "default mode, staged");
+    CHECK(sp_test_same_params(path_("g-cache.h5"), path_("g-stage.h5")),
+          "staged default mode differs");
+    snprintf(ck, sizeof ck,
+             "--deterministic --shuffle shards --shuffle-window 2 --data-cache-mb 0 "
+             "--checkpoint-dir %s --checkpoint-every 5 --max-steps 7",
+             path_("ck-w"));
+    CHECK(train_(2, 1, glob, path_("w-stop.h5"), ck) == 0, "staged stopped run");
+    snprintf(ck, sizeof ck,
+             "--deterministic --shuffle shards --shuffle-window 2 --data-cache-mb 0 "
+             "--checkpoint-dir %s --resume auto",
+             path_("ck-w"));
+    CHECK(train_(0, 2, glob, path_("w-res.h5"), ck) == 0, "staged resumed run");
+    CHECK(sp_test_same_params(path_("s-1.h5"), path_("w-res.h5")),
+          "staged: the resumed run differs");
     char *o = NULL;
     CHECK(run_(0, 1, &o, "train --data %s --model %s --no-shuffle --shuffle shards", glob,
                model_) == 2 &&
