@@ -439,9 +439,11 @@ static sp_status stages_create_(sp_loader *ld) {
         return SP_FAIL(SP_ERR_NOMEM, "%s: cannot allocate two window buffers of %zu bytes", who,
                        bytes);
     ld->stage_cap = cap;
-    /* blocks of >= 1 MiB of floats (or a batch's slice): few HDF5 calls, a bounded read buffer
-     * in the dataset */
-    ld->stage_blk = (int64_t)(((size_t)1 << 20) / row);
+    /* blocks of a rank's batch slice, at least 64 KiB of floats: a batch job queued behind a
+     * read-ahead block waits for that block, so a block costs about one per-batch read; the
+     * blocks stay ascending, the chunk a block boundary splits stays in the chunk cache, and
+     * the dataset's read buffer stays small */
+    ld->stage_blk = (int64_t)(((size_t)64 << 10) / row);
     if (ld->stage_blk < ld->cmax) ld->stage_blk = ld->cmax;
     if (ld->stage_blk < 1) ld->stage_blk = 1;
     ld->buf_bytes += bytes + ((size_t)nf + 2) * sizeof(int64_t);
