@@ -1,7 +1,8 @@
 /* The loader's window staging under --shuffle shards (loader.c): for several shard layouts,
  * windows, batch sizes, 1-3 ranks, micro-batches, with and without prefetch and from a batch
  * mid-epoch, every batch equals the per-batch reads' batch bitwise; each needed row is read
- * once per epoch, each stage in one ascending pass; and the memory refusal is one line. */
+ * once per epoch, each stage in one ascending pass (one read, or ascending blocks of wide rows);
+ * and the memory refusal is one line. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,18 +21,18 @@ static char *path_(const char *name) {
     return buf[k];
 }
 
-enum { F = 3 };
+enum { F = 3, WIDE = 4096 };
 
-/* Row r of the logical set: X (F) = r*F + e, gzip chunks of 3 rows; y = r % 5. */
-static int write_rows_(const char *p, int64_t r0, int64_t n) {
-    float *x = malloc((size_t)n * F * sizeof(float));
+/* Row r of the logical set: X (f) = r*f + e, gzip chunks of 3 rows; y = r % 5. */
+static int write_rows_(const char *p, int64_t r0, int64_t n, int f) {
+    float *x = malloc((size_t)n * (size_t)f * sizeof(float));
     int32_t *y = malloc((size_t)n * sizeof(int32_t));
     for (int64_t i = 0; i < n; ++i) {
-        for (int e = 0; e < F; ++e) x[i * F + e] = (float)((r0 + i) * F + e);
+        for (int e = 0; e < f; ++e) x[i * f + e] = (float)((r0 + i) * f + e);
         y[i] = (int32_t)((r0 + i) % 5);
     }
     hid_t h = tw_create(p);
-    hsize_t xd[2] = {(hsize_t)n, F}, yd[1] = {(hsize_t)n};
+    hsize_t xd[2] = {(hsize_t)n, (hsize_t)f}, yd[1] = {(hsize_t)n};
     int rc = tw_dataset(h, "X", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, xd, x, TW_GZIP);
     rc |= tw_dataset(h, "y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, yd, y, TW_CHUNKED);
     H5Fclose(h);
@@ -41,13 +42,13 @@ static int write_rows_(const char *p, int64_t r0, int64_t n) {
 }
 
 /* Shard files sub/f0.h5 ... holding consecutive rows of the given sizes. */
-static void write_layout_(const char *sub, const int64_t *rows, int nf) {
+static void write_layout_(const char *sub, const int64_t *rows, int nf, int f_) {
     mkdir(path_(sub), 0755);
     int64_t r0 = 0;
     for (int f = 0; f < nf; ++f) {
         char name[64];
         snprintf(name, sizeof name, "%s/f%d.h5", sub, f);
-        CHECK(write_rows_(path_(name), r0, rows[f]) == 0, "write %s", name);
+        CHECK(write_rows_(path_(name), r0, rows[f], f_) == 0, "write %s", name);
         r0 += rows[f];
     }
 }
@@ -58,20 +59,22 @@ typedef struct {
     bool mid; /* start epoch 0 at batch nbatches / 2 */
 } case_;
 
-static int same_batch_(const sp_batch *a, const sp_batch *b) {
+static int same_batch_(const sp_batch *a, const sp_batch *b, int f) {
     if (a->epoch != b->epoch || a->index != b->index || a->count != b->count ||
         a->global_count != b->global_count || a->first_pos != b->first_pos)
         return 0;
     const size_t c = (size_t)a->count;
-    if (memcmp(a->ids, b->ids, c * sizeof(int64_t)) || memcmp(a->x, b->x, c * F * sizeof(float)))
+    if (memcmp(a->ids, b->ids, c * sizeof(int64_t)) ||
+        memcmp(a->x, b->x, c * (size_t)f * sizeof(float)))
         return 0;
     return !a->labels || !memcmp(a->labels, b->labels, c * sizeof(int32_t));
 }
 
 /* One configuration on rank r of P: two epochs of the staged loader against the per-batch one.
- * Returns the number of mismatches (0: all good). */
+ * Returns the number of mismatches (0: all good); *multi += stages read in several blocks. */
 static int run_case_(sp_dataset *ds_ref, sp_dataset *ds_st, const case_ *k, int r, int P,
-                     const char *what) {
+                     const char *what, int64_t *multi) {
+    const int F_ = (int)sp_dataset_get_info(ds_st)->sample_size;
     sp_loader_config c = {.batch = k->batch,
                           .rank = r,
                           .nranks = P,
@@ -113,20 +116,23 @@ static int run_case_(sp_dataset *ds_ref, sp_dataset *ds_st, const case_ *k, int 
                 bad += da != db;
                 break;
             }
-            bad += !same_batch_(&a, &b);
+            bad += !same_batch_(&a, &b, F_);
             /* and against the file's rows themselves */
             for (int64_t i = 0; i < b.count; ++i)
-                for (int f = 0; f < F; ++f) bad += b.x[i * F + f] != (float)(b.ids[i] * F + f);
+                for (int f = 0; f < F_; ++f) bad += b.x[i * F_ + f] != (float)(b.ids[i] * F_ + f);
             rows += b.count;
             ++batches;
         }
         sp_loader_get_stats(st, &s1);
         sp_loader_get_stage_stats(st, &g1);
         const uint64_t read = s1.rows_read - s0.rows_read, stages = g1.stages_read - g0.stages_read;
-        /* every needed row once; each stage one ascending read (its blocks exceed these sets) */
+        /* every needed row once; each stage one ascending pass: one read of narrow rows (a
+         * block holds 64 KiB of floats), ascending blocks of wide ones */
+        const uint64_t blocks = g1.blocks_read - g0.blocks_read;
+        *multi += blocks > stages;
         if (batches != nb - fb || read != (uint64_t)rows || g1.descents != 0 ||
-            g1.blocks_read - g0.blocks_read != stages || (rows > 0 && stages == 0) ||
-            s1.bytes_read - s0.bytes_read != read * F * sizeof(float)) {
+            (F_ == F && blocks != stages) || blocks < stages || (rows > 0 && stages == 0) ||
+            s1.bytes_read - s0.bytes_read != read * (uint64_t)F_ * sizeof(float)) {
             fprintf(stderr,
                     "%s epoch %lld: batches %lld of %lld, rows %lld read %llu, stages %llu "
                     "blocks %llu descents %llu\n",
@@ -144,18 +150,22 @@ static int run_case_(sp_dataset *ds_ref, sp_dataset *ds_st, const case_ *k, int 
 
 static void test_layouts_(void) {
     /* uneven files; files smaller than a batch (batches span 2+ windows); one file */
-    static const int64_t la[] = {7, 1, 13, 5, 9, 3}, lb[] = {2, 3, 2, 4, 1, 3, 2, 5}, lc[] = {23};
+    /* and rows of 16 KiB, 4 to a 64 KiB read block: a stage in several ascending blocks */
+    static const int64_t la[] = {7, 1, 13, 5, 9, 3}, lb[] = {2, 3, 2, 4, 1, 3, 2, 5}, lc[] = {23},
+                         le[] = {9, 14, 6};
     const struct {
         const char *sub;
         const int64_t *rows;
         int nf;
-    } lay[] = {{"a", la, 6}, {"b", lb, 8}, {"c", lc, 1}};
-    write_layout_("a", la, 6);
-    write_layout_("b", lb, 8);
-    write_layout_("c", lc, 1);
+    } lay[] = {{"a", la, 6}, {"b", lb, 8}, {"c", lc, 1}, {"e", le, 3}};
+    write_layout_("a", la, 6, F);
+    write_layout_("b", lb, 8, F);
+    write_layout_("c", lc, 1, F);
+    write_layout_("e", le, 3, WIDE);
     const int64_t batches[] = {4, 10}, windows[] = {1, 2, 4}, micros[] = {0, 3};
     int cases = 0, bad_cases = 0;
-    for (int l = 0; l < 3; ++l) {
+    int64_t multi = 0;
+    for (int l = 0; l < 4; ++l) {
         sp_dataset *ds_ref = NULL, *ds_st = NULL;
         char items[700];
         snprintf(items, sizeof items, "%s", path_(lay[l].sub));
@@ -181,7 +191,7 @@ static void test_layouts_(void) {
                                          "rank %d of %d",
                                          lay[l].sub, (long long)k.batch, (long long)k.window,
                                          (long long)k.micro, k.prefetch, k.mid, r, P);
-                                const int bad = run_case_(ds_ref, ds_st, &k, r, P, what);
+                                const int bad = run_case_(ds_ref, ds_st, &k, r, P, what, &multi);
                                 if (bad) fprintf(stderr, "%s: %d mismatches\n", what, bad);
                                 bad_cases += bad != 0;
                                 ++cases;
@@ -191,13 +201,14 @@ static void test_layouts_(void) {
     }
     CHECK(bad_cases == 0, "%d of %d configurations differ from the per-batch reads", bad_cases,
           cases);
+    CHECK(multi > 0, "no stage was read in several blocks");
 }
 
 /* Staging only without the row cache; its buffers are in sp_loader_memory_bytes; too little
  * memory for them is one line naming the set and the two ways out. */
 static void test_memory_(void) {
     static const int64_t ld_rows[] = {300, 300, 200};
-    write_layout_("d", ld_rows, 3);
+    write_layout_("d", ld_rows, 3, F);
     sp_dataset *ds = NULL;
     CHECK(sp_dataset_open_items(&ds, path_("d"), NULL, NULL, NULL, 0) == SP_OK, "open: %s",
           sp_last_error());
