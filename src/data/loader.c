@@ -422,11 +422,12 @@ static sp_status stages_create_(sp_loader *ld) {
     if (!sp_size_mul(ss, sizeof(float), &row) || row > SIZE_MAX - sizeof(int64_t))
         st = SP_FAIL(SP_ERR_NOMEM, "%s: a row of %zu samples overflows size_t", who, ss);
     if (st == SP_OK) st = sp_mem_check_n((size_t)cap * 2, row + sizeof(int64_t), &bytes, who, what);
-    if (st != SP_OK) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", sp_last_error());
-        return SP_FAIL(SP_ERR_NOMEM, "%s; lower --shuffle-window or raise --max-memory-mb", msg);
-    }
+    if (st != SP_OK) /* the size comes from the file set and W, not from a damaged file */
+        return SP_FAIL(SP_ERR_NOMEM,
+                       "%s: %s need %.1f MiB, more than the memory limit of %.1f MiB; lower "
+                       "--shuffle-window or raise --max-memory-mb",
+                       who, what, (double)cap * 2.0 * (double)(row + sizeof(int64_t)) / 1048576.0,
+                       (double)sp_mem_limit() / 1048576.0);
     ld->st_pos = malloc(((size_t)nf + 2) * sizeof(int64_t));
     bool ok = ld->st_pos != NULL;
     for (int k = 0; k < 2 && ok; ++k) {
