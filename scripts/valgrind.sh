@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Valgrind memcheck on the single-process tests: the C tests of tests/unit/ and tests/system/
 # that run in one process (status, the atomic file writer, config, layers, layer kernels, the
-# sequence layers, GEMM, model, graphs, optimizers, threads, data reading and loading, checkpoints,
-# limits, the non-finite scan; every room's executables are build/tests/test_<name>) and the
+# sequence layers, GEMM, model, graphs, optimizers, threads, data reading and loading (sets over
+# several files, window staging, augmentation), checkpoints, the best-so-far rule, limits, the
+# non-finite scan; every room's executables are build/tests/test_<name>) and the
 # fuzz-corpus replays (build/replay_<target>: every committed input of the six fuzz targets of
 # tests/fuzz/: the parsers on bad input).
 # Any invalid read or write, use of uninitialised memory, bad free, or definite leak fails.
@@ -43,8 +44,9 @@ run() { # NAME COMMAND...
         fail=1
     fi
 }
-for t in status atomic_file config layers layer_kernels seq_layers gemm model graph optim threads \
-    data_read data_loader checkpoint limits nonfinite; do
+for t in status atomic_file config config_data layers layer_kernels seq_layers gemm model graph \
+    optim threads data_read data_loader data_shards data_stage data_augment checkpoint \
+    checkpoint_best best_rule limits nonfinite; do
     run "$t" "$build/tests/test_$t"
 done
 for t in spec config data ckpt idx csv; do
