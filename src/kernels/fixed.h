@@ -58,6 +58,21 @@ static inline int64_t sp_fix_accumulate_ref(int64_t *restrict acc, const float *
 
 int64_t sp_fix_accumulate(int64_t *restrict acc, const float *restrict g, size_t n, double limit);
 
+/* A sum of doubles (per-sample losses) exact in any grouping: v adds floor(v) to *hi and
+ * round(frac(v) 2^32) to *lo (v - floor(v) is exact), and the sum is *hi + *lo 2^-32. The caller
+ * keeps |v| times the number of terms below 2^62 and the terms below 2^31 (then *lo cannot
+ * overflow either). */
+static inline void sp_fix_add_double(double v, int64_t *hi, int64_t *lo) {
+    const double f = floor(v);
+    *hi += (int64_t)f;
+    *lo += (int64_t)nearbyint((v - f) * 0x1p32);
+}
+
+/* The double value of such a sum. */
+static inline double sp_fix_double_value(int64_t hi, int64_t lo) {
+    return (double)hi + (double)lo * 0x1p-32;
+}
+
 /* The float nearest to q * 2^-40 (via double: deterministic, within one float rounding). */
 static inline float sp_fix_to_float(int64_t q) {
     return (float)((double)q * SP_FIX_INV_SCALE);

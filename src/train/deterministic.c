@@ -410,21 +410,15 @@ static void wgrad_(void *user, const sp_wgrad_layer *L) {
     if (d->red && !L->tied && d->last) sp_reducer_ready(d->red, L->w_off);
 }
 
-/* The exact fixed-point form of the sum of n per-sample losses: hi += floor(l), lo +=
- * round((l - floor(l)) 2^32). Returns false if a loss is not finite or too large. */
-static void to_fix_(double v, int64_t *hi, int64_t *lo) {
-    const double f = floor(v);
-    *hi += (int64_t)f;
-    *lo += (int64_t)nearbyint((v - f) * 0x1p32); /* v - f exact: the fraction of v */
-}
-
+/* The exact fixed-point form of the sum of n per-sample losses (sp_fix_add_double). Returns
+ * false if a loss is not finite or too large. */
 static bool loss_fix_(const double *rows, int n, int64_t global, int64_t *hi, int64_t *lo) {
     /* |floor(l)| * samples and 2^32 * samples must stay below 2^62 */
     const double lim = ldexp(1.0, 62) / (double)(global > 0 ? global : 1);
     bool ok = true;
     for (int i = 0; i < n; ++i) {
         if (fabs(rows[i]) < lim)
-            to_fix_(rows[i], hi, lo);
+            sp_fix_add_double(rows[i], hi, lo);
         else
             ok = false;
     }
@@ -447,7 +441,7 @@ static sp_status allsum_(sp_exchange *x, const double *terms, int count, size_t 
             for (size_t i = 0; i < len; ++i) {
                 const double v = terms[(size_t)s * n + k0 + i];
                 if (fabs(v) < lim)
-                    to_fix_(v, &q[2 * i], &q[2 * i + 1]);
+                    sp_fix_add_double(v, &q[2 * i], &q[2 * i + 1]);
                 else
                     q[2 * len]++;
             }
@@ -457,8 +451,7 @@ static sp_status allsum_(sp_exchange *x, const double *terms, int count, size_t 
                            "--deterministic: %lld terms of a sum over ranks are NaN, infinite "
                            "or beyond %g",
                            (long long)q[2 * len], lim);
-        for (size_t i = 0; i < len; ++i)
-            sums[k0 + i] = (double)q[2 * i] + (double)q[2 * i + 1] * 0x1p-32;
+        for (size_t i = 0; i < len; ++i) sums[k0 + i] = sp_fix_double_value(q[2 * i], q[2 * i + 1]);
     }
     return SP_OK;
 }
@@ -512,8 +505,7 @@ static sp_status backward_(sp_exchange *x, const sp_local_batch *lb) {
                                 d->zlen[r]);
     }
     x->t_wait[1] = sp_comm_wtime();
-    d->total.loss =
-        head[X_BAD_LOSS] ? NAN : (double)head[X_LOSS_HI] + (double)head[X_LOSS_LO] * 0x1p-32;
+    d->total.loss = head[X_BAD_LOSS] ? NAN : sp_fix_double_value(head[X_LOSS_HI], head[X_LOSS_LO]);
     d->total.correct = (double)head[X_CORRECT];
     d->total.samples = (double)head[X_COUNT];
     /* the counts are global now: every rank takes the same branch */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/fixed.h"
 #include "layers/layers.h"
 #include "train/batches.h"
 #include "io/checkpoint.h"
@@ -24,10 +25,13 @@ void sp_eval_result_free(sp_eval_result *r) {
 }
 
 /* The per-rank accumulators: counts in one int64 block, sums in one double block, so that each
- * is one reduction at the end. */
+ * is one reduction at the end. The loss is also summed exactly (sp_fix_add_double: the same
+ * bits for every layout of ranks and threads, so that --keep-best and --early-stop decide alike
+ * on every layout), falling back to the double sum for a loss too large for it. */
+enum { LOSS_HI, LOSS_LO, LOSS_INEXACT, LOSS_N }; /* at the end of ints */
 typedef struct acc_ {
-    int64_t *ints;  /* [n, correct, class_total (C), class_correct (C), confusion (C*C)] */
-    size_t nints;   /* 2 (regression) or 2 + 2C (+ C*C) */
+    int64_t *ints;  /* [n, correct, class_total (C), class_correct (C), confusion (C*C), loss] */
+    size_t nints;   /* 2 (regression) or 2 + 2C (+ C*C), + LOSS_N */
     double *sums;   /* [loss_sum, abs_sum, sq per target (T), abs per target (T)] */
     int nsums;      /* 1 (classification) or 2 + 2T */
     double *row;    /* (max_batch) row losses: scratch of the loss functions */
@@ -38,7 +42,7 @@ static sp_status acc_init_(acc_ *a, bool xent, int outputs, int max_batch) {
     memset(a, 0, sizeof *a);
     const size_t k = (size_t)outputs;
     a->confusion = xent && outputs <= SP_EVAL_MAX_CONFUSION;
-    a->nints = xent ? 2 + 2 * k + (a->confusion ? k * k : 0) : 2;
+    a->nints = (xent ? 2 + 2 * k + (a->confusion ? k * k : 0) : 2) + LOSS_N;
     a->nsums = xent ? 1 : 2 + 2 * outputs;
     a->ints = calloc(a->nints, sizeof *a->ints);
     a->sums = calloc((size_t)a->nsums, sizeof *a->sums);
@@ -105,6 +109,13 @@ static sp_status eval_batch_(sp_model *m, const sp_batch *b, bool xent, int C, i
             }
     }
     a->sums[0] += loss;
+    int64_t *exact = a->ints + a->nints - LOSS_N;
+    for (int i = 0; i < B; ++i) { /* up to 2^31 rows of |loss| < 2^31: no overflow */
+        if (fabs(a->row[i]) < 0x1p31)
+            sp_fix_add_double(a->row[i], &exact[LOSS_HI], &exact[LOSS_LO]);
+        else
+            exact[LOSS_INEXACT]++;
+    }
     a->ints[0] += B;
     return SP_OK;
 }
@@ -141,6 +152,9 @@ sp_status sp_eval_run(sp_model *m, sp_loader *ld, sp_comm *c, bool xent, int out
     const int64_t n = a.ints[0];
     const size_t k = (size_t)outputs;
     out->n = n;
+    const int64_t *exact = a.ints + a.nints - LOSS_N;
+    if (exact[LOSS_INEXACT] == 0 && n <= (int64_t)1 << 31)
+        a.sums[0] = sp_fix_double_value(exact[LOSS_HI], exact[LOSS_LO]);
     out->loss_sum = a.sums[0];
     if (xent) {
         out->loss = n > 0 ? a.sums[0] / (double)n : NAN;

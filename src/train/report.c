@@ -174,6 +174,7 @@ void sp_report_epoch(sp_report *r, int64_t epoch, int64_t step, const sp_epoch_s
         if (r->exact) json_hex_(&j, "loss_hex", r->last_loss);
         sp_json_num(&j, "accuracy", r->last_acc);
         sp_json_num(&j, "val_loss", e->val_loss);
+        if (r->exact && e->has_val) json_hex_(&j, "val_loss_hex", e->val_loss);
         sp_json_num(&j, "val_accuracy", e->val_acc);
         json_bits_(r, &j, "bits_per_token", r->last_loss);
         json_bits_(r, &j, "val_bits_per_token", e->val_loss);

@@ -158,13 +158,18 @@ void sp_test_free_tensors(sp_test_tensor *t, int n) {
 
 /* train_util.h */
 char *sp_test_loss_trace(const char *path) {
+    return sp_test_hex_trace(path, "loss_hex");
+}
+
+char *sp_test_hex_trace(const char *path, const char *key) {
     FILE *f = fopen(path, "r");
     size_t cap = 1 << 16, used = 0;
-    char *out = calloc(cap, 1), line[4096];
+    char *out = calloc(cap, 1), line[4096], pat[128];
+    snprintf(pat, sizeof pat, "\"%s\": \"", key);
     while (f && out && fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, "\"loss_hex\": \"");
+        const char *p = strstr(line, pat);
         if (!p) continue;
-        p += 13;
+        p += strlen(pat);
         const char *e = strchr(p, '"');
         if (!e || used + (size_t)(e - p) + 2 >= cap) break;
         memcpy(out + used, p, (size_t)(e - p));

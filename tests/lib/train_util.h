@@ -37,6 +37,8 @@ void sp_test_free_tensors(sp_test_tensor *t, int n);
 /* Every "loss_hex" value (--deterministic's exact losses) of a metrics file, space-separated, in
  * a malloc'd string ("" if none; NULL if out of memory): two runs' traces compare with strcmp. */
 char *sp_test_loss_trace(const char *path);
+/* The same for the values of `key` (e.g. "val_loss_hex"), in the order of the file. */
+char *sp_test_hex_trace(const char *path, const char *key);
 
 /* 1 when every dataset of /model and /optimizer of the two files (parameters, running
  * statistics, num_batches_tracked, optimizer state) has the same name, type and bits; else 0,

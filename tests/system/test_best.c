@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
 #include "testutil.h"
 #include "train_util.h"
 
@@ -74,6 +76,20 @@ static expected predict_(const double *v, int n, int higher) {
 }
 
 /* A summary field of a metrics file's last summary record (NAN if absent). */
+/* The best_value attribute of a checkpoint's /train group (NaN when it cannot be read). */
+static double best_value_(const char *path) {
+    double v = NAN;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return v;
+    if (H5Aexists_by_name(f, "/train", "best_value", H5P_DEFAULT) > 0) {
+        hid_t a = H5Aopen_by_name(f, "/train", "best_value", H5P_DEFAULT, H5P_DEFAULT);
+        if (a >= 0 && H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0) v = NAN;
+        if (a >= 0) H5Aclose(a);
+    }
+    H5Fclose(f);
+    return v;
+}
+
 static double summary_(const char *metrics, const char *key) {
     double v[8];
     const int n = sp_test_metric_values(metrics, "summary", key, v, 8);
@@ -245,7 +261,7 @@ static void test_two_ranks(void) {
     CHECK(summary_(m, "epochs") == ref.stop_epoch && summary_(m, "best_epoch") == ref.best_epoch,
           "2 ranks: stop after %g, best %g; 1 rank: %d, %d", summary_(m, "epochs"),
           summary_(m, "best_epoch"), ref.stop_epoch, ref.best_epoch);
-    char best[2][1024];
+    char best[2][1024], *vhex[2];
     double stop[2], at[2];
     for (int np = 1; np <= 2; ++np) {
         snprintf(ck, sizeof ck, "%s/det%d_ck", dir, np);
@@ -257,7 +273,18 @@ static void test_two_ranks(void) {
         snprintf(best[np - 1], sizeof best[0], "%s/best.h5", ck);
         stop[np - 1] = summary_(m, "epochs");
         at[np - 1] = summary_(m, "best_epoch");
+        vhex[np - 1] = sp_test_hex_trace(m, "val_loss_hex");
     }
+    /* the validation loss is an exact sum: the same bits for every layout, so that the
+     * decisions cannot part on the rounding of a sum's order */
+    const double v1 = best_value_(best[0]), v2 = best_value_(best[1]);
+    CHECK(v1 == v2 && isfinite(v1), "--deterministic: best_value of 1 and 2 ranks: %a and %a", v1,
+          v2);
+    CHECK(vhex[0] && vhex[1] && vhex[0][0] && !strcmp(vhex[0], vhex[1]),
+          "--deterministic: val_loss_hex of 1 and 2 ranks differ:\n%s\n%s", vhex[0] ? vhex[0] : "",
+          vhex[1] ? vhex[1] : "");
+    free(vhex[0]);
+    free(vhex[1]);
     char why[512] = "";
     CHECK(sp_test_same_model(best[0], best[1], why, sizeof why),
           "--deterministic: best.h5 of 1 and 2 ranks bitwise: %s", why);
