@@ -1231,17 +1231,9 @@ static void move_scratch_(sp_dataset *from, sp_dataset *to) {
     from->cap = 0;
 }
 
-/* The part that holds logical row `id` (binary search of part_first). */
+/* The part that holds logical row `id`. */
 static int part_of_(const sp_dataset *ds, int64_t id) {
-    int lo = 0, hi = ds->nparts - 1;
-    while (lo < hi) {
-        const int mid = lo + (hi - lo + 1) / 2;
-        if (ds->part_first[mid] <= id)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    return lo;
+    return (int)sp_last_le_i64(ds->part_first, ds->nparts, id);
 }
 
 static sp_status reserve_parts_(sp_dataset *ds, int64_t n) {

@@ -181,17 +181,9 @@ static int cmp_i64_(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The stage holding epoch position p (binary search of st_pos). */
+/* The stage holding epoch position p. */
 static int64_t stage_of_(const sp_loader *ld, int64_t p) {
-    int64_t lo = 0, hi = ld->nst - 1;
-    while (lo < hi) {
-        const int64_t mid = lo + (hi - lo + 1) / 2;
-        if (ld->st_pos[mid] <= p)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    return lo;
+    return sp_last_le_i64(ld->st_pos, ld->nst, p);
 }
 
 /* Stage boundaries of the epoch: scratch[0..nfiles) is the permuted file order that
@@ -275,17 +267,9 @@ static sp_status stage_ready_(sp_loader *ld, int64_t s) {
     return SP_OK;
 }
 
-/* The row of `id` in slot S (its ids are sorted and hold id). */
+/* The row of `id` in slot S (its ids are sorted, distinct, and hold id). */
 static int64_t slot_row_(const lslot_ *S, int64_t id) {
-    int64_t lo = 0, hi = S->m - 1;
-    while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (S->ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return sp_last_le_i64(S->ids, S->m, id);
 }
 
 /* X of batch B (its ids set) from the stage slots: positions [first_pos, first_pos + count),

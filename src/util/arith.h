@@ -36,4 +36,19 @@ static inline int sp_min_int(int a, int b) {
     return a < b ? a : b;
 }
 
+/* The last index i of a[0..n) (ascending, n >= 1, a[0] <= x) with a[i] <= x: the segment that
+ * holds x when a lists the segments' first elements, or x's own index in a sorted list of
+ * distinct values that holds it. Binary search. */
+static inline int64_t sp_last_le_i64(const int64_t *a, int64_t n, int64_t x) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo + 1) / 2;
+        if (a[mid] <= x)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
 #endif
