@@ -249,10 +249,9 @@ static sp_status track_best_(trainer *t, bool *exhausted) {
     return SP_OK;
 }
 
-static void epoch_begin_(trainer *t, sp_loader_stats *io0) {
+static void epoch_begin_(trainer *t) {
     sp_report_epoch_begin(&t->rep, sp_comm_wtime());
     t->compute_s = 0;
-    sp_loader_get_stats(t->ld, io0);
     if (t->x->reducer) sp_reducer_reset_stats(t->x->reducer);
 }
 
@@ -288,16 +287,14 @@ static sp_status epoch_end_(trainer *t, const sp_loader_stats *io0, bool *exhaus
  * checkpointed). */
 static sp_status run_epoch_(trainer *t, int64_t epoch, bool *stop, bool *early) {
     const int64_t first = epoch == t->pos.epoch ? t->pos.epoch_batch : 0;
-    /* the reads count from before the start: it may begin prefetching the first batch; the
-     * loader counts micro-batches, the position optimizer steps */
-    sp_loader_stats read0;
-    sp_loader_get_stats(t->ld, &read0);
+    /* the epoch's reads count from before its start, which may begin prefetching the first
+     * batch (only sp_loader_next waits, so io_wait_s is the same either side); the loader counts
+     * micro-batches, the position optimizer steps */
+    sp_loader_stats io0;
+    sp_loader_get_stats(t->ld, &io0);
     SP_CHECK(sp_comm_agree(t->comm, sp_loader_start_epoch(t->ld, epoch, first * t->accum), NULL));
     t->pos = (sp_position){epoch, first};
-    sp_loader_stats io0;
-    epoch_begin_(t, &io0);
-    io0.bytes_read = read0.bytes_read;
-    io0.read_s = read0.read_s;
+    epoch_begin_(t);
     for (;;) {
         sp_batch b;
         uint32_t flags;
