@@ -5,7 +5,7 @@ SP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 # Debian/Ubuntu packages by purpose.
 SP_PKGS_BUILD="build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools zlib1g-dev"
-SP_PKGS_TEST="python3 python3-numpy python3-h5py python3-torch python3-matplotlib dataset-fashion-mnist fortunes libsimgrid-dev gdb"
+SP_PKGS_TEST="python3 python3-numpy python3-h5py python3-torch python3-matplotlib dataset-fashion-mnist fortunes libsimgrid-dev gdb iproute2 iputils-ping"
 SP_PKGS_CI="clang-format"
 
 sp_log() { printf '[shardprop] %s\n' "$*" >&2; }
