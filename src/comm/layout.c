@@ -76,8 +76,23 @@ sp_status sp_comm_layout_report(sp_comm *c, int threads, char *buf, size_t cap, 
                 uni[k] |= all[q].mask[k];
             }
         }
-        OUT("  host %s: %d rank%s, %d threads, %d cores online\n", all[r].host, nranks,
-            nranks == 1 ? "" : "s", nthreads, all[r].cpus_online);
+        /* the ranks on this host, runs of consecutive ones as ranges: (0-3,8) */
+        char list[256];
+        size_t ll = 0;
+        list[0] = '\0';
+        for (int q = r; q < c->size && ll < sizeof list; ++q) {
+            if (strcmp(all[q].host, all[r].host)) continue;
+            int last = q;
+            while (last + 1 < c->size && !strcmp(all[last + 1].host, all[r].host)) ++last;
+            ll += (size_t)(last > q
+                               ? snprintf(list + ll, sizeof list - ll, "%s%d-%d", ll ? "," : "", q,
+                                          last)
+                               : snprintf(list + ll, sizeof list - ll, "%s%d", ll ? "," : "", q));
+            q = last;
+        }
+        if (ll >= sizeof list) snprintf(list + sizeof list - 5, 5, ",...");
+        OUT("  host %s: %d rank%s (%s), %d thread%s, %d cores online\n", all[r].host, nranks,
+            nranks == 1 ? "" : "s", list, nthreads, nthreads == 1 ? "" : "s", all[r].cpus_online);
         if (nthreads > all[r].cpus_online) {
             OUT("  warning: host %s runs %d threads on %d cores (oversubscribed: expect a large "
                 "slowdown; lower --threads or the ranks per host)\n",
