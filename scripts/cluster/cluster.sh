@@ -21,7 +21,8 @@
 #
 # `run` passes: --mca btl tcp,self, btl_tcp_if_include and oob_tcp_if_include 10.77.0.0/24,
 # plm_rsh_agent (the state directory's agent), plm_rsh_no_tree_spawn 1, orte_tmpdir_base (in the
-# state directory), mpi_yield_when_idle 1 when ranks outnumber cores, btl_tcp_sndbuf/rcvbuf
+# state directory), orte_leave_session_attached 1, oob_tcp_keepalive_time/intvl/probes 3/1/3
+# (see tune_tcp), mpi_yield_when_idle 1 when ranks outnumber cores, btl_tcp_sndbuf/rcvbuf
 # 262144 on shaped links, --bind-to none, --oversubscribe, --allow-run-as-root as root; an
 # option or --mca parameter given on the command line replaces the default. Environment passed
 # to the ranks (-x) when set: OMP_*, OPENBLAS_*, SHARDPROP_*, ASAN_OPTIONS, UBSAN_OPTIONS,
@@ -153,22 +154,24 @@ write_etc() { # write_etc NS N: hosts and nsswitch.conf for namespace NS
 
 # TCP inside the cluster gives up on a silent peer within seconds, as a real cluster's would
 # within minutes: a host cut off from mpirun (link down) learns that its daemon's connection is
-# gone and ends, instead of retransmitting for 15 minutes.
+# gone and ends, instead of retransmitting for 15 minutes. The daemons' connections set their own
+# keepalive: run passes the same values as MCA parameters.
 tune_tcp() { # tune_tcp NS
-    ip netns exec "$1" sysctl -q -w net.ipv4.tcp_retries2=5 net.ipv4.tcp_keepalive_time=5 \
+    ip netns exec "$1" sysctl -q -w net.ipv4.tcp_retries2=3 net.ipv4.tcp_keepalive_time=3 \
         net.ipv4.tcp_keepalive_intvl=1 net.ipv4.tcp_keepalive_probes=3 net.ipv4.tcp_syn_retries=3
 }
 
 write_agent() {
     # mpirun calls AGENT HOST CMD... (as it would call ssh); the words arrive as one shell line.
     # setpriv --pdeathsig: the daemon ends when mpirun does, as a remote one does when its ssh
-    # session ends (the agent execs into the daemon, so mpirun is its parent).
+    # session ends (the agent execs into the daemon, which stays mpirun's child because run
+    # sets orte_leave_session_attached: no --daemonize).
     cat >"$STATE/agent" <<EOF
 #!/bin/sh
 # rsh agent of the emulated cluster $NAME (scripts/cluster/cluster.sh): AGENT HOST CMD...
 host=\$1
 shift
-exec ip netns exec "$NAME-\$host" unshare --uts setpriv --pdeathsig KILL \\
+exec ip netns exec "$NAME-\$host" unshare --uts setpriv --pdeathsig TERM \\
     sh -c 'hostname "\$0" && exec sh -c "\$1"' "\$host" "\$*"
 EOF
     chmod 0755 "$STATE/agent"
@@ -400,6 +403,14 @@ cmd_run() {
         [ -n "$total" ] || total=$n_hosts
     fi
 
+    # A host whose link is down makes mpirun wait for its daemon: say so at once instead.
+    local k
+    for ((k = 1; k <= n_hosts; k++)); do
+        if ip -n "$(host_ns "h$k")" -o link show eth0 2>/dev/null | grep -q 'state DOWN'; then
+            die "the link of host h$k is down (scripts/cluster/cluster.sh link h$k up)"
+        fi
+    done
+
     local -A def=(
         [btl]="tcp,self"
         [btl_tcp_if_include]=$SUBNET
@@ -407,13 +418,16 @@ cmd_run() {
         [plm_rsh_agent]=$STATE/agent
         [plm_rsh_no_tree_spawn]=1
         [orte_tmpdir_base]=$STATE/ompi
+        [orte_leave_session_attached]=1
+        [oob_tcp_keepalive_time]=3
+        [oob_tcp_keepalive_intvl]=1
+        [oob_tcp_keepalive_probes]=3
     )
     [ "$total" -gt "$(nproc)" ] && def[mpi_yield_when_idle]=1
     if [ -n "$rate" ]; then
         def[btl_tcp_sndbuf]=262144
         def[btl_tcp_rcvbuf]=262144
     fi
-    local k
     for k in "${!mca[@]}"; do def[$k]=${mca[$k]}; done
     mkdir -p "$STATE/ompi"
 
