@@ -120,5 +120,25 @@ add_test(NAME slurm_requeue
 set_tests_properties(slurm_script slurm_requeue PROPERTIES TIMEOUT 300 LABELS slurm
     RESOURCE_LOCK slurm PROCESSORS 2 ENVIRONMENT "${SP_TEST_ENV}")
 
+# ---- The trainer across emulated hosts: network namespaces joined by a bridge, real TCP between
+# them (scripts/cluster/cluster.sh; needs root and iproute2, installed with apt-get when missing).
+# Each test brings up a cluster of its own and always tears it down; when namespaces cannot be
+# created the test fails and says why. Run only these with `ctest -L cluster`.
+#   cluster_train:  2 and 4 hosts: the layout report names each host and its ranks, the
+#                   gradients cross the hosts' links, parameters equal a one-host run (1e-5;
+#                   bitwise with --deterministic).
+#   cluster_faults: a host's link cut and its rank killed mid-run: the job ends (the watchdog
+#                   names rank and operation), nothing is left in the namespaces, --resume auto
+#                   ends bitwise equal to an uninterrupted run.
+# One at a time (RESOURCE_LOCK): the fault test bounds how long the job takes to end, and two
+# trainings at once on these 2 cores stretch that. About 15 s and 25 s.
+add_test(NAME cluster_train
+    COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/cluster_test.sh train $<TARGET_FILE:shardprop_cli>)
+add_test(NAME cluster_faults
+    COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/cluster_test.sh faults $<TARGET_FILE:shardprop_cli>)
+set_tests_properties(cluster_train cluster_faults PROPERTIES TIMEOUT 180 LABELS "cluster;mpi"
+    RESOURCE_LOCK cluster PROCESSORS 2 ENVIRONMENT "${SP_TEST_ENV}")
+set_tests_properties(cluster_faults PROPERTIES LABELS "cluster;mpi;faults")
+
 # ---- The layering of src/, enforced by the build (layering/layering.cmake).
 include(${CMAKE_CURRENT_LIST_DIR}/layering/layering.cmake)
