@@ -2,6 +2,10 @@
 # The trainer across emulated hosts (scripts/cluster/cluster.sh: network namespaces joined by a
 # bridge, real TCP between them).
 #
+#   tests/system/cluster_test.sh script SHARDPROP_BIN
+#       the contract of cluster.sh: up is idempotent and re-creates on another size or rate, a
+#       failed up leaves nothing, hostnames and shaping, status, link, a user --mca parameter
+#       replacing a default (mpirun aborts on repeats), -n/--npernode placement, exit status
 #   tests/system/cluster_test.sh train SHARDPROP_BIN
 #       2 hosts, then 4: the layout report names every host and its ranks; the bytes that cross
 #       the hosts' links are at least the gradients' (and none cross when both ranks share h1);
@@ -22,8 +26,8 @@ root=$(cd "$here/../.." && pwd)
 cluster=$root/scripts/cluster/cluster.sh
 mode=${1:-}
 bin=${2:-}
-if { [ "$mode" != train ] && [ "$mode" != faults ]; } || [ ! -x "$bin" ]; then
-    echo "usage: $0 train|faults SHARDPROP_BIN" >&2
+if ! [[ $mode =~ ^(script|train|faults)$ ]] || [ ! -x "$bin" ]; then
+    echo "usage: $0 script|train|faults SHARDPROP_BIN" >&2
     exit 2
 fi
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
@@ -103,6 +107,48 @@ leftovers() {
     for ns in $(ip netns list | awk '{print $1}' | grep "^$SP_CLUSTER-"); do
         for p in $(ip netns pids "$ns" 2>/dev/null); do echo "$p $(cat /proc/"$p"/comm 2>/dev/null) (in $ns)"; done
     done
+}
+
+script_test() {
+    local out ino
+    up 2
+    ino=$(stat -c %i "/run/netns/$SP_CLUSTER-h1")
+    out=$(bash "$cluster" up 2 2>&1) || fail "up 2 again: $out"
+    [ "$(stat -c %i "/run/netns/$SP_CLUSTER-h1")" = "$ino" ] || fail "up 2 again re-created the cluster"
+    up 3 --rate 500mbit
+    [ "$(stat -c %i "/run/netns/$SP_CLUSTER-h1" 2>/dev/null)" != "$ino" ] || fail "up 3 did not re-create the cluster"
+    tc -n "$SP_CLUSTER-h3" qdisc show dev eth0 | grep -q "tbf .*rate 500Mbit" ||
+        fail "h3's end of the link is not shaped: $(tc -n "$SP_CLUSTER-h3" qdisc show dev eth0)"
+    tc -n "$SP_CLUSTER-br" qdisc show dev h3 | grep -q "tbf .*rate 500Mbit" ||
+        fail "the bridge's end of h3's link is not shaped: $(tc -n "$SP_CLUSTER-br" qdisc show dev h3)"
+    out=$(bash "$cluster" status) || fail "status of a cluster that is up: exit $?: $out"
+    [ "$(grep -c ': reachable$' <<<"$out")" = 3 ] || fail "status: not 3 hosts reachable: $out"
+    out=$(crun hostname 2>&1 | sort | tr '\n' ' ') || fail "run hostname: exit $?"
+    [ "$out" = "h1 h2 h3 " ] || fail "run hostname: '$out', not one rank on each of h1 h2 h3"
+    # shellcheck disable=SC2016 # expanded by the ranks' sh
+    out=$(crun -n 4 sh -c 'echo $(hostname) $OMP_NUM_THREADS' 2>&1 | sort | tr '\n' ' ')
+    [ "$out" = "h1 1 h1 1 h2 1 h2 1 " ] || fail "run -n 4: '$out', not 2 ranks on h1 and h2 with OMP_NUM_THREADS=1"
+    out=$(crun --npernode 2 -n 2 --mca btl_tcp_sndbuf 131072 --mca btl tcp,self hostname 2>&1 | tr '\n' ' ')
+    [ "$out" = "h1 h1 " ] || fail "run --npernode 2 -n 2 with --mca parameters of its own: '$out'"
+    crun sh -c 'exit 7' >/dev/null 2>&1
+    out=$?
+    [ "$out" != 0 ] || fail "run of a program that exits 7: exit 0"
+    bash "$cluster" link h2 down || fail "link h2 down"
+    out=$(bash "$cluster" status) && fail "status with h2's link down: exit 0"
+    grep -q "h2 .*unreachable" <<<"$out" || fail "status does not call h2 unreachable: $out"
+    out=$(crun hostname 2>&1) && fail "run with h2's link down: exit 0"
+    bash "$cluster" link h2 up || fail "link h2 up"
+    bash "$cluster" status >/dev/null || fail "status after link h2 up: $(bash "$cluster" status)"
+    # a failing up (a rate tc refuses) leaves nothing behind
+    out=$(bash "$cluster" up 2 --rate 0bit 2>&1) && fail "up with rate 0bit: exit 0"
+    grep -q "error: shaping h1" <<<"$out" || fail "up with rate 0bit: the error does not say what failed: $out"
+    if ip netns list | grep -q "^$SP_CLUSTER-" || ls -d /etc/netns/"$SP_CLUSTER"-* 2>/dev/null ||
+        [ -e "${TMPDIR:-/tmp}/shardprop-cluster-$SP_CLUSTER" ]; then
+        fail "a failed up left namespaces, /etc/netns entries or state behind"
+    fi
+    bash "$cluster" down || fail "down after a failed up"
+    out=$(bash "$cluster" status) && fail "status of a cluster that is down: exit 0"
+    log "script: up, status, run, link, down and a failed up as specified"
 }
 
 "$bin" synth --kind blobs --n 420 --features 12 --classes 4 --seed 2 --out d.h5 >/dev/null ||
