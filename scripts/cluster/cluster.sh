@@ -22,9 +22,12 @@
 # `run` passes: --mca btl tcp,self, btl_tcp_if_include and oob_tcp_if_include 10.77.0.0/24,
 # plm_rsh_agent (the state directory's agent), plm_rsh_no_tree_spawn 1, orte_tmpdir_base (in the
 # state directory), orte_leave_session_attached 1, oob_tcp_keepalive_time/intvl/probes 3/1/3
-# (see tune_tcp), mpi_yield_when_idle 1 when ranks outnumber cores, btl_tcp_sndbuf/rcvbuf
-# 262144 on shaped links, --bind-to none, --oversubscribe, --allow-run-as-root as root; an
-# option or --mca parameter given on the command line replaces the default. Environment passed
+# (the namespaces' TCP gives up on a silent peer within seconds, so that a host cut off ends its
+# processes), mpi_yield_when_idle 1 when ranks outnumber cores, btl_tcp_sndbuf/rcvbuf 262144 on
+# shaped links, --bind-to none, --oversubscribe, --allow-run-as-root as root; an option or --mca
+# parameter given on the command line replaces the default. -n M places ranks in blocks on as
+# few hosts as needed (--host h1:S,...), --npernode S puts S on each; a --host or --hostfile of
+# your own is used as given. It refuses to start while a host's link is down. Environment passed
 # to the ranks (-x) when set: OMP_*, OPENBLAS_*, SHARDPROP_*, ASAN_OPTIONS, UBSAN_OPTIONS,
 # LSAN_OPTIONS, LD_LIBRARY_PATH, TMPDIR. Its exit status is mpirun's.
 #
