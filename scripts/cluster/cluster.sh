@@ -199,11 +199,15 @@ cmd_up() {
     [ -z "$rate" ] || [[ $rate =~ ^[0-9]+(\.[0-9]+)?([kmg]?(bit|bps))$ ]] ||
         die "up: --rate '$rate' is not a tc rate such as 1gbit or 500mbit"
     need_tools
-    if [ "$(setting hosts)" = "$n" ] && [ "$(setting rate)" = "$rate" ] && cmd_status >/dev/null 2>&1; then
-        log "already up: $n hosts${rate:+, $rate}"
-        return 0
-    fi
-    if [ -n "$(our_namespaces)" ] || [ -d "$STATE" ]; then
+    local st
+    if [ "$(setting hosts)" = "$n" ] && [ "$(setting rate)" = "$rate" ]; then
+        if st=$(cmd_status 2>&1); then
+            log "already up: $n hosts${rate:+, $rate}"
+            return 0
+        fi
+        log "re-creating it: not all of it is up ($(grep -v ': reachable$' <<<"$st" | tail -n +2 | tr -s ' ' | tr '\n' ';'))"
+        cmd_down
+    elif [ -n "$(our_namespaces)" ] || [ -d "$STATE" ]; then
         log "re-creating it: it had $(setting hosts) hosts, rate '$(setting rate)'; asked $n, '$rate'"
         cmd_down
     fi
