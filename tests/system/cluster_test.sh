@@ -288,9 +288,14 @@ after_fault() {
     [ -z "$left" ] || fail "$name: processes left in the cluster's namespaces 2 s after mpirun ended: $(tr '\n' ';' <<<"$left")"
     bash "$cluster" link h2 up
     bash "$cluster" status >/dev/null || fail "$name: the cluster is not reachable again: $(bash "$cluster" status)"
-    log "$name: resuming from $(cat "ck_$name/latest")"
+    local from
+    from=$(ck_step "ck_$name")
     crun "$bin" train "${common[@]}" "${fargs[@]}" --checkpoint-dir "ck_$name" --resume auto \
         --out "$name.h5" >"$name.resume.log" 2>&1 || fail "$name: --resume auto: exit $?: $(tail -n5 "$name.resume.log")"
+    # from the checkpoint, not afresh (which would end bitwise equal too)
+    grep -q "^resuming from .*step_0*$from.h5: step $from," "$name.resume.log" ||
+        fail "$name: --resume auto did not resume from step ${from:-?}: $(head -n3 "$name.resume.log")"
+    log "$name: $(grep -m1 '^resuming from' "$name.resume.log")"
     out=$(same "$name.h5" ref.h5 0) || fail "$name: resumed run vs uninterrupted: not bitwise ($out)"
     log "$name: resumed vs uninterrupted: $out"
 }
