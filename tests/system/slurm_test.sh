@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# scripts/slurm/train.sbatch on a real one-node SLURM cluster (scripts/slurm/local-cluster.sh).
+# scripts/slurm/train.sbatch on a real SLURM cluster (scripts/slurm/local-cluster.sh).
 #
 #   tests/system/slurm_test.sh --fake
 #       the batch script's own logic, with a stand-in trainer (slurm_fake_shardprop.sh, next to
 #       this script) that follows the trainer's stop/resume contract
 #   tests/system/slurm_test.sh SHARDPROP_BIN
 #       the real trainer
+#   tests/system/slurm_test.sh --nodes 2 SHARDPROP_BIN
+#       the real trainer on 2 emulated nodes (h1, h2: network namespaces of
+#       scripts/cluster/cluster.sh, one slurmd each), one rank per node talking over TCP: an
+#       uninterrupted `sbatch -N 2` run, then one with srun and one with mpirun that get the
+#       warning signal mid-run; both nodes must have run ranks, in every start of every job
+# SLURM_TEST_LAUNCHERS="srun" (or "mpirun") runs only that launcher's interrupted job.
 #
 # Both start the cluster, submit train.sbatch, send the warning signal (scancel -b -s USR1, what
 # --signal=B:USR1@T sends at the time) after the first checkpoint, and check that the job
@@ -21,6 +27,12 @@ for f in "$cluster" "$sbatch_script"; do
     [ -f "$f" ] || { echo "FAIL: $f not found (the source tree is taken to be $root)" >&2; exit 1; }
 done
 
+nodes=1
+if [ "${1:-}" = --nodes ]; then
+    nodes=${2:-}
+    shift 2
+    [[ $nodes =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [--nodes N] --fake | SHARDPROP_BIN" >&2; exit 2; }
+fi
 mode=real
 if [ "${1:-}" = --fake ]; then
     mode=fake
@@ -58,7 +70,7 @@ cleanup() {
     else
         rm -rf "$work"
     fi
-    log "$([ $rc = 0 ] && echo PASSED || echo FAILED) ($mode, $(($(date +%s) - t0)) s)"
+    log "$([ $rc = 0 ] && echo PASSED || echo FAILED) ($mode, $nodes node(s), $(($(date +%s) - t0)) s)"
     exit $rc
 }
 trap cleanup EXIT
@@ -70,14 +82,34 @@ trap 'log "FAIL: interrupted or out of time"; exit 1' INT TERM
 ) >/dev/null 2>&1 &
 watchdog=$!
 
-log "starting a one-node SLURM cluster in $SHARDPROP_SLURM_DIR"
-if ! bash "$cluster" start; then
-    log "FAIL: could not start the local SLURM cluster (it needs root, and slurm-wlm + munge" \
-        "installed or installable with apt-get); see the messages above"
-    exit 1
+if [ "$nodes" -gt 1 ]; then
+    # Our own emulated cluster (namespaces NAME-br, NAME-h1, ...), not one a user may be running.
+    export SHARDPROP_SLURM_CLUSTER=${SHARDPROP_SLURM_CLUSTER:-slt}
+    log "starting a $nodes-node SLURM cluster (emulated hosts $SHARDPROP_SLURM_CLUSTER-h1..) in $SHARDPROP_SLURM_DIR"
+    if ! bash "$cluster" start --nodes "$nodes"; then
+        log "FAIL: could not start the $nodes-node local SLURM cluster (it needs root, network" \
+            "namespaces with veth and bridge links, scripts/cluster/cluster.sh, and slurm-wlm +" \
+            "munge installed or installable with apt-get); see the messages above"
+        exit 1
+    fi
+    # slurmctld is reachable only from inside the emulated network: the client commands go
+    # through `local-cluster.sh exec`, which also sets the Open MPI settings for it (OMPI_MCA_*),
+    # passed on by sbatch to the jobs.
+    for c in sbatch scontrol scancel squeue; do
+        eval "$c() { bash \"\$cluster\" exec $c \"\$@\"; }"
+    done
+    alloc=(-N "$nodes" --ntasks-per-node=1 -c 1)
+else
+    log "starting a one-node SLURM cluster in $SHARDPROP_SLURM_DIR"
+    if ! bash "$cluster" start; then
+        log "FAIL: could not start the local SLURM cluster (it needs root, and slurm-wlm + munge" \
+            "installed or installable with apt-get); see the messages above"
+        exit 1
+    fi
+    eval "$(bash "$cluster" env)"
+    export SLURM_CONF
+    alloc=(-N 1 -n 2 -c 1)
 fi
-eval "$(bash "$cluster" env)"
-export SLURM_CONF
 
 # job_field ID FIELD: a field of `scontrol show job` (JobState, Restarts, ExitCode, ...).
 job_field() { scontrol show job "$1" -o 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1; }
@@ -116,16 +148,34 @@ show_log() {
     sed 's/\r/\n/g' "$1" | tail -n 40
 }
 
-# submit NAME LAUNCHER [train arguments...]: prints the job id. 2 ranks x 1 thread; the
-# script's own warning (600 s before the end) would come at once with a 5-minute limit.
+# submit NAME LAUNCHER [train arguments...]: prints the job id. 2 ranks x 1 thread (one node),
+# or one rank x 1 thread on each node; the script's own warning (600 s before the end) would
+# come at once with a 5-minute limit.
 submit() {
-    local name=$1 launcher=$2
+    local name=$1 launcher=$2 largs=""
     shift 2
     mkdir -p "$work/$name"
+    # All emulated nodes bind their first rank to the same real core: do not bind there.
+    [ "$nodes" -gt 1 ] && [ "$launcher" = mpirun ] && largs="--bind-to none"
     SHARDPROP=$bin SHARDPROP_LAUNCHER=$launcher SHARDPROP_CHECKPOINT_DIR=$work/$name/ckpt \
         SHARDPROP_CHECKPOINT_EVERY=$ckpt_every SHARDPROP_MAX_RESTARTS=3 \
-        sbatch --parsable --job-name="$name" -N 1 -n 2 -c 1 --time=5 --signal=B:USR1@10 \
+        SHARDPROP_LAUNCHER_ARGS=$largs \
+        sbatch --parsable --job-name="$name" "${alloc[@]}" --time=5 --signal=B:USR1@10 \
             --output="$work/$name/job.out" "$sbatch_script" "$@" --out "$work/$name/model.h5"
+}
+
+# on_all_nodes NAME STARTS: each of the job's STARTS starts ran ranks on every node (the
+# trainer's layout report: "host hK: 1 rank, ...").
+on_all_nodes() {
+    local name=$1 want=$2 k n
+    for ((k = 1; k <= nodes; k++)); do
+        n=$(grep -c "^  host h$k: 1 rank" "$work/$name/job.out")
+        if [ "$n" = "$want" ]; then
+            log "$name: host h$k ran a rank in each of the $want start(s)"
+        else
+            fail "$name: host h$k ran ranks in $n of the $want start(s) (layout report lines 'host h$k:')"
+        fi
+    done
 }
 
 # check_finished NAME ID RESTARTS: the job ended well, after RESTARTS requeues.
@@ -235,11 +285,17 @@ else
     }
     train=(--data "$work/blobs.h5" --model "dense:512,relu,dense:512,relu,dense:4" --epochs 3
         --batch 128 --seed 3 --quiet)
+    launchers=${SLURM_TEST_LAUNCHERS:-srun mpirun}
+    if [ "$nodes" -gt 1 ]; then
+        # Without --quiet: the layout report says which hosts ran ranks.
+        unset 'train[${#train[@]}-1]'
+    fi
     id=$(submit reference srun "${train[@]}") || fail "reference: sbatch failed"
     log "reference: job $id (srun), uninterrupted"
-    check_finished reference "$id" 0
-    for launcher in srun mpirun; do
+    check_finished reference "$id" 0 && [ "$nodes" -gt 1 ] && on_all_nodes reference 1
+    for launcher in $launchers; do
         interrupted "signal-$launcher" $launcher "${train[@]}" || continue
+        [ "$nodes" -gt 1 ] && on_all_nodes "signal-$launcher" 2
         if [ -s "$work/reference/model.h5" ]; then
             if h5diff -q "$work/reference/model.h5" "$work/signal-$launcher/model.h5" /model/params \
                 /model/params >/dev/null 2>&1; then
@@ -251,6 +307,6 @@ else
             fi
         fi
     done
-    crashed crash srun --data "$work/missing.h5" --model dense:4 --epochs 1
+    [ "$nodes" = 1 ] && crashed crash srun --data "$work/missing.h5" --model dense:4 --epochs 1
 fi
 [ $failed = 0 ]

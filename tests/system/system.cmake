@@ -114,10 +114,15 @@ endif()
 #   slurm_requeue: the real trainer: an uninterrupted run, then the warning signal mid-run with
 #                  srun and with mpirun: checkpointed, requeued, resumed, finished with the same
 #                  final parameters; a failing run is not requeued.
+#   slurm_multinode: the same on 2 emulated nodes (network namespaces of scripts/cluster/cluster.sh,
+#                  one slurmd each; `sbatch -N 2`, a rank per node over TCP): both nodes ran ranks
+#                  in every start, bitwise the parameters of the uninterrupted run. About 40 s.
 add_test(NAME slurm_script COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/slurm_test.sh --fake)
 add_test(NAME slurm_requeue
     COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/slurm_test.sh $<TARGET_FILE:shardprop_cli>)
-set_tests_properties(slurm_script slurm_requeue PROPERTIES TIMEOUT 300 LABELS slurm
+add_test(NAME slurm_multinode
+    COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/slurm_test.sh --nodes 2 $<TARGET_FILE:shardprop_cli>)
+set_tests_properties(slurm_script slurm_requeue slurm_multinode PROPERTIES TIMEOUT 300 LABELS slurm
     RESOURCE_LOCK slurm PROCESSORS 2 ENVIRONMENT "${SP_TEST_ENV}")
 
 # ---- The trainer across emulated hosts: network namespaces joined by a bridge, real TCP between
