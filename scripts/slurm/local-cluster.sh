@@ -105,6 +105,7 @@ mca_env() {
 in_host() {
     local ns=$1 name=$2
     shift 2
+    # shellcheck disable=SC2016 # expanded by the inner sh
     nsenter --net="/run/netns/$ns" unshare --mount --uts --propagation slave sh -c '
         ns=$1 name=$2; shift 2
         for f in /etc/netns/"$ns"/*; do
@@ -112,6 +113,8 @@ in_host() {
         done
         hostname "$name" && exec "$@"' sh "$ns" "$name" "$@"
 }
+
+ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx -- "$1"; }
 
 # The processes still living in our namespaces (a job's leftovers), killed by pid.
 kill_ns_procs() {
@@ -168,7 +171,7 @@ cmd_stop() {
                 log "warning: SP_CLUSTER=$CLUSTER $CLUSTER_SH down failed"
         fi
         for k in "$CLUSTER-br" $(seq -f "$CLUSTER-h%g" 1 "$NODES"); do
-            if ip netns list 2>/dev/null | grep -qw -- "$k"; then
+            if ns_exists "$k"; then
                 log "warning: namespace $k is still there after '$CLUSTER_SH down'; deleting it"
                 ip netns del "$k" 2>/dev/null || true
                 rm -rf "/etc/netns/$k"
@@ -185,7 +188,7 @@ cmd_stop() {
 
 cmd_status() {
     local ok=0 n p names=(munged slurmctld slurmd)
-    [ "$NODES" -gt 1 ] && names=(munged slurmctld $(seq -f "slurmd-h%g" 1 "$NODES"))
+    [ "$NODES" -gt 1 ] && mapfile -t names < <(printf '%s\n' munged slurmctld; seq -f "slurmd-h%g" 1 "$NODES")
     for n in "${names[@]}"; do
         if p=$(pid_of "$n"); then
             echo "$n: running (pid $p)"
@@ -221,7 +224,9 @@ cmd_start() {
         *) die "start: unknown option '$1' (start [--nodes N])" ;;
         esac
     done
-    [[ $want =~ ^[1-9][0-9]*$ ]] && [ "$want" -le 64 ] || die "--nodes must be 1..64, got '$want'"
+    if ! [[ $want =~ ^[1-9][0-9]*$ ]] || [ "$want" -gt 64 ]; then
+        die "--nodes must be 1..64, got '$want'"
+    fi
     [ "$(id -u)" -eq 0 ] || die "needs root (slurmd runs as root); run it with sudo"
     if cmd_status >/dev/null 2>&1; then
         [ "$NODES" = "$want" ] ||
@@ -231,6 +236,8 @@ cmd_start() {
         return 0
     fi
     if [ "$want" -gt 1 ]; then
+        [[ ${SHARDPROP_SLURM_CLUSTER:-sln} =~ ^[a-z0-9]{1,10}$ ]] ||
+            die "SHARDPROP_SLURM_CLUSTER='${SHARDPROP_SLURM_CLUSTER:-}': use 1-10 of a-z and 0-9 (cluster.sh's SP_CLUSTER)"
         [ -f "$CLUSTER_SH" ] || die "$CLUSTER_SH not found: $want emulated nodes need it"
         local b
         for b in ip unshare nsenter; do
@@ -263,13 +270,19 @@ cmd_start() {
         # The emulated hosts h1..hN and the head (bridge) namespace.
         local up=(up "$NODES")
         [ -n "${SHARDPROP_SLURM_RATE:-}" ] && up+=(--rate "$SHARDPROP_SLURM_RATE")
+        # Namespaces of this name are ours: ones left by a start or test that was killed may
+        # still hold daemons (whose ports the new ones need), so they go first.
+        if ns_exists "$CLUSTER-br"; then
+            log "the emulated cluster '$CLUSTER' exists already (a leftover?): removing it first"
+            SP_CLUSTER=$CLUSTER bash "$CLUSTER_SH" down >&2 || true
+        fi
         if ! SP_CLUSTER=$CLUSTER bash "$CLUSTER_SH" "${up[@]}" >"$DIR/log/cluster-up.log" 2>&1; then
             cat "$DIR/log/cluster-up.log" >&2
             die "could not create $NODES emulated hosts (SP_CLUSTER=$CLUSTER $CLUSTER_SH ${up[*]});" \
                 "they need root and network namespaces (ip netns add, veth, bridge)"
         fi
         for k in "$CLUSTER-br" $(seq -f "$CLUSTER-h%g" 1 "$NODES"); do
-            ip netns list | grep -qw -- "$k" || die "$CLUSTER_SH up did not make the namespace $k"
+            ns_exists "$k" || die "$CLUSTER_SH up did not make the namespace $k"
         done
     fi
 
