@@ -10,7 +10,8 @@
 #       the real trainer on 2 emulated nodes (h1, h2: network namespaces of
 #       scripts/cluster/cluster.sh, one slurmd each), one rank per node talking over TCP: an
 #       uninterrupted `sbatch -N 2` run, then one with srun and one with mpirun that get the
-#       warning signal mid-run; both nodes must have run ranks, in every start of every job
+#       warning signal mid-run; both nodes must have run ranks, in every start of every job;
+#       and a short job with two ranks per node
 # SLURM_TEST_LAUNCHERS="srun" (or "mpirun") runs only that launcher's interrupted job.
 #
 # Both start the cluster, submit train.sbatch, send the warning signal (scancel -b -s USR1, what
@@ -164,16 +165,16 @@ submit() {
             --output="$work/$name/job.out" "$sbatch_script" "$@" --out "$work/$name/model.h5"
 }
 
-# on_all_nodes NAME STARTS: each of the job's STARTS starts ran ranks on every node (the
-# trainer's layout report: "host hK: 1 rank, ...").
+# on_all_nodes NAME STARTS [PER_NODE]: each of the job's STARTS starts ran PER_NODE (default 1)
+# ranks on every node (the trainer's layout report: "host hK: 1 rank, ...").
 on_all_nodes() {
-    local name=$1 want=$2 k n
+    local name=$1 want=$2 per=${3:-1} k n
     for ((k = 1; k <= nodes; k++)); do
-        n=$(grep -c "^  host h$k: 1 rank" "$work/$name/job.out")
+        n=$(grep -c "^  host h$k: $per rank" "$work/$name/job.out")
         if [ "$n" = "$want" ]; then
-            log "$name: host h$k ran a rank in each of the $want start(s)"
+            log "$name: host h$k ran $per rank(s) in each of the $want start(s)"
         else
-            fail "$name: host h$k ran ranks in $n of the $want start(s) (layout report lines 'host h$k:')"
+            fail "$name: host h$k ran $per rank(s) in $n of the $want start(s) (layout report lines 'host h$k:')"
         fi
     done
 }
@@ -294,7 +295,7 @@ else
     log "reference: job $id (srun), uninterrupted"
     check_finished reference "$id" 0 && [ "$nodes" -gt 1 ] && on_all_nodes reference 1
     for launcher in $launchers; do
-        interrupted "signal-$launcher" $launcher "${train[@]}" || continue
+        interrupted "signal-$launcher" "$launcher" "${train[@]}" || continue
         [ "$nodes" -gt 1 ] && on_all_nodes "signal-$launcher" 2
         if [ -s "$work/reference/model.h5" ]; then
             if h5diff -q "$work/reference/model.h5" "$work/signal-$launcher/model.h5" /model/params \
@@ -307,6 +308,18 @@ else
             fi
         fi
     done
-    [ "$nodes" = 1 ] && crashed crash srun --data "$work/missing.h5" --model dense:4 --epochs 1
+    if [ "$nodes" = 1 ]; then
+        crashed crash srun --data "$work/missing.h5" --model dense:4 --epochs 1
+    else
+        # Two ranks on every node (mpirun), a short run.
+        alloc=(-N "$nodes" --ntasks-per-node=2 -c 1)
+        if id=$(submit two-per-node mpirun --data "$work/blobs.h5" --model dense:64,relu,dense:4 \
+            --epochs 1 --batch 256 --seed 3); then
+            log "two-per-node: job $id (mpirun, $((2 * nodes)) ranks)"
+            check_finished two-per-node "$id" 0 && on_all_nodes two-per-node 1 2
+        else
+            fail "two-per-node: sbatch failed"
+        fi
+    fi
 fi
 [ $failed = 0 ]

@@ -116,7 +116,8 @@ endif()
 #                  final parameters; a failing run is not requeued.
 #   slurm_multinode: the same on 2 emulated nodes (network namespaces of scripts/cluster/cluster.sh,
 #                  one slurmd each; `sbatch -N 2`, a rank per node over TCP): both nodes ran ranks
-#                  in every start, bitwise the parameters of the uninterrupted run. About 40 s.
+#                  in every start, bitwise the parameters of the uninterrupted run; a job with
+#                  two ranks per node. About 50 s.
 add_test(NAME slurm_script COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/slurm_test.sh --fake)
 add_test(NAME slurm_requeue
     COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/slurm_test.sh $<TARGET_FILE:shardprop_cli>)
