@@ -239,18 +239,17 @@ cmd_start() {
         [[ ${SHARDPROP_SLURM_CLUSTER:-sln} =~ ^[a-z0-9]{1,10}$ ]] ||
             die "SHARDPROP_SLURM_CLUSTER='${SHARDPROP_SLURM_CLUSTER:-}': use 1-10 of a-z and 0-9 (cluster.sh's SP_CLUSTER)"
         [ -f "$CLUSTER_SH" ] || die "$CLUSTER_SH not found: $want emulated nodes need it"
-        local b
-        for b in ip unshare nsenter; do
-            command -v "$b" >/dev/null || die "'$b' not found (iproute2, util-linux): needed for emulated nodes"
-        done
     fi
-    if ! sp_install slurm-wlm munge; then
-        die "cannot install slurm-wlm and munge (apt-get install -y slurm-wlm munge)"
+    local pkgs=(slurm-wlm munge)
+    [ "$want" -gt 1 ] && pkgs+=(iproute2 util-linux)
+    if ! sp_install "${pkgs[@]}"; then
+        die "cannot install ${pkgs[*]} (apt-get install -y ${pkgs[*]})"
     fi
-    local b
-    for b in munged mungekey slurmctld slurmd sinfo sbatch scontrol; do
+    local b bins=(munged mungekey slurmctld slurmd sinfo sbatch scontrol)
+    [ "$want" -gt 1 ] && bins+=(ip nsenter unshare)
+    for b in "${bins[@]}"; do
         command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] ||
-            die "$b not found after installing slurm-wlm and munge"
+            die "$b not found after installing ${pkgs[*]}"
     done
     export PATH=$PATH:/usr/sbin
 
