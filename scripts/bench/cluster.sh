@@ -235,6 +235,7 @@ train_args() { # WORKLOAD: the workload's common `shardprop train` flags (data, 
     read -ra opt <<<"${WOPT[$1]}"
     _out=(train --data "${WDATA[$1]}" --model "${WSPEC[$1]}" "${opt[@]}" --seed 7 --threads 1)
 }
+base=() # train_args fills it
 log "model input: plans and per-layer compute (traced blocking runs, $CORES ranks, local mpirun)"
 for wl in $WORKLOADS; do
     md="$RESULTS/model/$wl"

@@ -37,6 +37,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "scale"))
 import net_report  # noqa: E402  (load, fit: the alpha-beta-gamma fit of measure_net.sh)
 
+PLAN_PY = os.path.join(os.path.dirname(HERE), "scale", "plan.py")
+
 BUCKETS_MB = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)  # scale/scaleplan.c's bucket_choices_mb_
 
 
@@ -93,40 +95,28 @@ def run_stats(path, batch):
 
 
 # ---- model -------------------------------------------------------------------------------------------
-def model_input(plan, prof):
-    """scale_model's input (scripts/scale/plan.py's format) from a plan and a compute profile."""
-    layers, tl = plan["layers"], prof["layers"]
-    if len(layers) != len(tl) or plan["params"] != prof["params"]:
-        raise ValueError("plan and profile describe different models")
-    out = [f"params {plan['params']} bucket_bytes {int(plan['bucket_mb'] * 1048576)} "
-           f"host_speed 1e+11", f"layers {len(layers)}"]
-    for L, T in zip(layers, tl):
-        out.append(f"{L['index']} {T['forward_s']:.9g} {T['backward_s']:.9g} "
-                   f"{L['param_offset'] if L['params'] > 0 else -1}")
-    out.append(f"update {prof['update_s']:.9g}")
-    out.append(f"buckets {len(plan['buckets'])}")
-    for b in plan["buckets"]:
-        out.append(f"{b['index']} {b['offset']} {b['floats']}")
-    return "\n".join(out) + "\n"
-
-
 class Model:
+    """scale_model on a plan (--dry-run --json) and a compute profile (trace_profile.py's JSON),
+    through scripts/scale/plan.py (the skeleton's input format), P ranks on `cores` cores."""
+
     def __init__(self, exe, cores):
         self.exe, self.cores, self.cache = exe, cores, {}
 
-    def step(self, plan, prof, net, P, mode):
-        key = (json.dumps(plan["buckets"]), plan["bucket_mb"], id(prof), net, P, mode)
+    def step(self, plan_path, prof_path, net, P, mode):
+        key = (plan_path, prof_path, net, P, mode)
         if key not in self.cache:
-            with tempfile.NamedTemporaryFile("w", suffix=".in", delete=False) as f:
-                f.write(model_input(plan, prof))
+            fd, inp = tempfile.mkstemp(suffix=".in")
+            os.close(fd)
             try:
-                r = subprocess.run([self.exe, f.name, net, str(P), mode, str(self.cores)],
+                subprocess.run([sys.executable, PLAN_PY, plan_path, prof_path, inp], check=True,
+                               capture_output=True, text=True)
+                r = subprocess.run([self.exe, inp, net, str(P), mode, str(self.cores)],
                                    capture_output=True, text=True, check=True)
                 self.cache[key] = json.loads(r.stdout.strip().splitlines()[-1])
             except (subprocess.CalledProcessError, ValueError, IndexError) as e:
                 self.cache[key] = {"error": str(e)}
             finally:
-                os.unlink(f.name)
+                os.unlink(inp)
         return self.cache[key]
 
 
@@ -184,21 +174,18 @@ def report(res):
     import workloads  # noqa: E402
 
     mdl = Model(meta["scale_model"], cores)
-    plans, profiles, nets = {}, {}, {}
+    plans, nets = {}, {}
 
-    def plan(wl, name):
+    def plan(wl, name):  # (path, the plan) or None
         k = (wl, name)
         if k not in plans:
             p = os.path.join(res, "model", wl, f"plan-{name}.json")
-            plans[k] = json.load(open(p)) if os.path.exists(p) else None
+            plans[k] = (p, json.load(open(p))) if os.path.exists(p) else None
         return plans[k]
 
-    def profile(wl, P):
-        k = (wl, P)
-        if k not in profiles:
-            p = os.path.join(res, "model", wl, f"profile-P{P}.json")
-            profiles[k] = json.load(open(p)) if os.path.exists(p) else None
-        return profiles[k]
+    def profile(wl, P):  # its path or None
+        p = os.path.join(res, "model", wl, f"profile-P{P}.json")
+        return p if os.path.exists(p) else None
 
     def network(tag):
         if tag not in nets:
@@ -229,12 +216,12 @@ def report(res):
                "hidden": median(s["hidden"] for s in ok),
                "compute_ms": fmt_none(median(s["compute_s"] for s in ok), 1e3)}
         pl, pr, nt = plan(wl, name), profile(wl, P), network(f"{P}h-{rate}")
-        row["bucket_mb"] = pl["bucket_mb"] if pl else None
+        row["bucket_mb"] = pl[1]["bucket_mb"] if pl else None
         if pl and pr and nt:
-            mode = mode_of(configs[name], pl, meta["old_bin"])
+            mode = mode_of(configs[name], pl[1], meta["old_bin"])
             net = network_string(*nt)
-            apart = mdl.step(pl, pr, net, P, mode)
-            cpu = mdl.step(pl, pr, "shm:" + net, P, mode)
+            apart = mdl.step(pl[0], pr, net, P, mode)
+            cpu = mdl.step(pl[0], pr, "shm:" + net, P, mode)
             prim = cpu if rate == "shm" else apart
             row.update({"model_mode": mode, "network": net,
                         "model_ms": fmt_none(prim.get("step_s"), 1e3),
@@ -276,7 +263,7 @@ def report(res):
                 if not os.path.exists(p):
                     continue
                 pl = json.load(open(p))
-                s = mdl.step(pl, pr, net, P, "rabenseifner").get("step_s")
+                s = mdl.step(p, pr, net, P, "rabenseifner").get("step_s")
                 if s is not None and (best is None or s < best[1] * 0.999):
                     best = (mb, s)
                 if mb * 1048576 >= pl["params"] * 4:
