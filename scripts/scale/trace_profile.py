@@ -6,7 +6,8 @@ L3 cache and memory bandwidth, the trainer's own overheads).
 
 TRACE.json: `shardprop train --trace` of a blocking run (--bucket-mb 0); PLAN.json: the same
 model's `--dry-run --json` (parameter offsets). Steps <= SKIP_STEPS (the first epoch: warm-up)
-are left out. Per rank, the median over steps of each layer's forward and backward span, of the
+are left out. Per rank, the median over steps of each layer's forward and backward span (a span
+of fused layers, "forward 0-2 conv2d+relu+maxpool", split evenly over them), of the
 optimizer span, and of the rest of the step ("other": the step agreement, the non-finite scan
 of the gradients, the loss sums: step - forward - backward - optimizer - allreduce wait); the
 slowest rank (largest median forward + backward + optimizer + other) is written, with "other"
@@ -15,6 +16,7 @@ KAPPA (default 1) multiplies forward, backward and optimizer: the contention of 
 ranks than the traced run had, beyond the time-sharing the model applies itself."""
 import collections
 import json
+import re
 import sys
 
 
@@ -33,7 +35,17 @@ def main():
     for e in tr["traceEvents"]:
         step = e.get("args", {}).get("step") if e.get("ph") == "X" else None
         if step is not None and step > skip:
-            per[(e["pid"], step)][e["name"]] += e["dur"] * 1e-6
+            name, dur = e["name"], e["dur"] * 1e-6
+            # a fused span ("forward 0-2 conv2d+relu+maxpool"): its time split evenly over its
+            # layers, each under its own name ("forward 0 conv2d", ...)
+            m = re.match(r"(forward|backward) (\d+)-(\d+) (\S+)$", name)
+            if m and len(m.group(4).split("+")) == int(m.group(3)) - int(m.group(2)) + 1:
+                kinds = m.group(4).split("+")
+                for k, kind in enumerate(kinds):
+                    per[(e["pid"], step)][f"{m.group(1)} {int(m.group(2)) + k} {kind}"] += \
+                        dur / len(kinds)
+            else:
+                per[(e["pid"], step)][name] += dur
     nl = len(plan["layers"])
     best = None
     for rank in sorted({r for r, _ in per}):
