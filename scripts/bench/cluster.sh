@@ -153,9 +153,11 @@ done
 bin_commit() { # BIN: the commit it was built from, as far as can be told
     local b=$1 c
     if [ "$(readlink -f "$b")" = "$(readlink -f "$BUILD/shardprop")" ]; then
-        c="$(git -C "$ROOT" rev-parse --short=12 HEAD)"
-        git -C "$ROOT" diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || c="$c+dirty"
-        echo "$c (this worktree's build)"
+        # the last commit that changed the sources (later commits of scripts/ or docs/ do not
+        # change the binary); +dirty when the work tree's sources differ from it
+        c="$(git -C "$ROOT" log -1 --format=%h -- src include cmake CMakeLists.txt)"
+        git -C "$ROOT" diff --quiet HEAD -- src include cmake CMakeLists.txt 2>/dev/null || c="$c+dirty"
+        echo "$c (this worktree's sources; branch $(git -C "$ROOT" rev-parse --abbrev-ref HEAD))"
     elif c=$(basename "$b" | grep -oE '[0-9a-f]{7,40}$'); then
         echo "$c (from the file name)"
     else
