@@ -11,8 +11,8 @@
 # Parameters (environment; defaults in brackets):
 #   HOSTS="2 4"  RATES="1gbit none"  WORKLOADS="mlp-wide cnn resnet"  REPS=3 (runs per row,
 #   interleaved; the median is reported)  EPOCHS=2 (timed epochs per run, after one warm-up
-#   epoch that is dropped)  STEPS (steps per epoch; default per workload: mlp-wide 16, cnn 12,
-#   resnet 4)  BIN [build/shardprop]  OLD_BIN [/work/old-bin/shardprop-4382cb1]
+#   epoch that is dropped)  STEPS (steps per epoch; default per workload: mlp-wide 10, cnn 8,
+#   resnet 3)  BIN [build/shardprop]  OLD_BIN [/work/old-bin/shardprop-4382cb1]
 #   CONFIGS: trainer configurations, ';'-separated, each NAME|BIN|FLAGS[|MPIRUN_OPTS[|MODEL]]
 #     BIN: new (= $BIN), old (= $OLD_BIN) or a path; FLAGS: extra `shardprop train` flags;
 #     MPIRUN_OPTS: extra mpirun options of that configuration (e.g. --mca ...); MODEL: the cost
@@ -134,7 +134,7 @@ T_START=$(date +%s)
 
 steps_of() { # WORKLOAD: steps per epoch
     if [ -n "$STEPS" ]; then echo "$STEPS"; return; fi
-    case "$1" in mlp-wide) echo 16 ;; mlp-small) echo 64 ;; cnn) echo 12 ;; resnet) echo 4 ;; esac
+    case "$1" in mlp-wide) echo 10 ;; mlp-small) echo 64 ;; cnn) echo 8 ;; resnet) echo 3 ;; esac
 }
 wl_py() { "$PY" -c "import sys; sys.path.insert(0, '$HERE'); import workloads as w; $1"; }
 declare -A WSPEC WSHAPE WB WDATA WOPT

@@ -273,6 +273,7 @@ def report(res):
                       "measured": meas["config"], "measured_mb": meas["bucket_mb"],
                       "measured_ms": meas["step_ms"],
                       "all": {r["config"]: r["step_ms"] for r in cand},
+                      "mbs": {r["config"]: r["bucket_mb"] for r in cand},
                       "model": modl["config"] if modl else None, "model_ties": ties,
                       "model_mb": modl["bucket_mb"] if modl else None,
                       "model_best_mb": best[0] if best else None,
@@ -349,16 +350,20 @@ def report(res):
             L.append("Bucket size (configurations " + ", ".join(meta["race"]) + "):")
             L.append("")
             for x in rc:
-                same = x["measured"] in x["model_ties"]
-                mw = " = ".join(x["model_ties"]) if len(x["model_ties"]) > 1 else (x["model"] or "-")
+                ties = x["model_ties"]
+                same = x["measured"] in ties
+                mw = " = ".join(f"{t} ({fmt_mb(x['mbs'][t])} MB)" for t in ties) or "-"
+                verdict = "right" if same else "wrong"
+                if len(ties) > 1 and len(ties) == len(x["all"]):
+                    verdict = "no preference (every size within 0.5 %)"
                 dr = (f"{fmt_mb(x['dry_run_mb'])} MB" if x["dry_run_mb"] is not None
                       else f"n/a ({x['dry_run_note']})")
                 L.append(f"- {x['workload']}, {x['hosts']} hosts: measured winner **{x['measured']}** "
                          f"({fmt_mb(x['measured_mb'])} MB, {x['measured_ms']:.1f} ms; "
                          + ", ".join(f"{k} {v:.1f}" for k, v in x["all"].items())
-                         + f"); model's winner among them {mw} "
-                         f"({fmt_mb(x['model_mb'])} MB{', a tie' if len(x['model_ties']) > 1 else ''}): "
-                         f"{'right' if same else 'wrong'}; model's best "
+                         + f"); model's winner among them {mw}"
+                         f"{' (a tie)' if len(ties) > 1 else ''}: "
+                         f"{verdict}; model's best "
                          f"of 0.25-64 MB (cores accounted for) {fmt_mb(x['model_best_mb'])} MB; "
                          f"dry-run advice {dr}")
     if ba:
