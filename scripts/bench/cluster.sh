@@ -22,7 +22,8 @@
 #       after-b1|new|--bucket-mb 1; after-b4|new|--bucket-mb 4; after-b16|new|--bucket-mb 16
 #   RACE="blocking after-b1 after-b4 after-b16": the configurations whose bucket sizes compete
 #   SP_CLUSTER=bch  CLUSTER_SH [scripts/cluster/cluster.sh]  NET_MAX=16777216 (scale_net_bench's
-#   largest message)  RUN_TIMEOUT=600 (seconds per run)  QUICK=1 (= --quick: mlp-wide, 2 hosts,
+#   largest message)  RUN_TIMEOUT=600 (seconds per run)  CALIB_REPS=2 (traced runs for the
+#   model's compute input; the fastest is kept)  QUICK=1 (= --quick: mlp-wide, 2 hosts,
 #   1 rep, 1 timed epoch of 6 steps)  LOCAL=1 (= --local: plain mpirun on this machine, shared
 #   memory, rate "shm", no cluster: for testing the harness without scripts/cluster)
 # --report DIR: only rebuild the tables of an earlier run's results directory.
@@ -41,7 +42,7 @@ REPORT_ONLY=""
 QUICK=${QUICK:-0}
 LOCAL=${LOCAL:-0}
 
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -80,6 +81,7 @@ export SP_CLUSTER=${SP_CLUSTER:-bch}
 CLUSTER_SH=${CLUSTER_SH:-$ROOT/scripts/cluster/cluster.sh}
 NET_MAX=${NET_MAX:-16777216}
 RUN_TIMEOUT=${RUN_TIMEOUT:-600}
+CALIB_REPS=${CALIB_REPS:-2}
 
 log() { printf '[cluster-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { echo "cluster.sh: $*" >&2; exit 1; }
@@ -136,12 +138,13 @@ steps_of() { # WORKLOAD: steps per epoch
     if [ -n "$STEPS" ]; then echo "$STEPS"; return; fi
     case "$1" in mlp-wide) echo 10 ;; mlp-small) echo 64 ;; cnn) echo 8 ;; resnet) echo 3 ;; esac
 }
-wl_py() { "$PY" -c "import sys; sys.path.insert(0, '$HERE'); import workloads as w; $1"; }
+# shellcheck source=scripts/bench/lib.sh
+source "$HERE/lib.sh" # wl_field
 declare -A WSPEC WSHAPE WB WDATA WOPT
 for wl in $WORKLOADS; do
-    WSPEC[$wl]=$(wl_py "print(w.WORKLOADS['$wl']['spec'])")
-    WSHAPE[$wl]=$(wl_py "print(' '.join(map(str, w.WORKLOADS['$wl']['shape'])))")
-    WB[$wl]=$(wl_py "print(w.WORKLOADS['$wl']['batch'])")
+    WSPEC[$wl]=$(wl_field "$wl" spec)
+    WSHAPE[$wl]=$(wl_field "$wl" shape)
+    WB[$wl]=$(wl_field "$wl" batch)
     WOPT[$wl]=$("$PY" "$HERE/workloads.py" --shardprop-args "$wl")
     n=$((WB[$wl] * $(steps_of "$wl")))
     WDATA[$wl]="$DATA/$wl-$n.h5"
@@ -256,18 +259,26 @@ for wl in $WORKLOADS; do
         LB=$(((B + P - 1) / P))
         steps=$((B * $(steps_of "$wl") / (LB * CORES)))
         [ "$steps" -ge 2 ] || steps=2
-        rm -f "$md/calib-P$P.trace.json"
-        OMPI_MCA_btl_vader_single_copy_mechanism=none mpirun -n "$CORES" --bind-to core \
-            "$BIN" "${base[@]}" --batch $((LB * CORES)) --epochs 2 --bucket-mb 0 --quiet \
-            --check-every 0 --trace "$md/calib-P$P.trace.json" >"$md/calib-P$P.out" 2>&1 ||
-            die "$wl P=$P: the traced calibration run failed: $(tail -3 "$md/calib-P$P.out")"
         "$BIN" "${base[@]}" --batch $((LB * CORES)) --bucket-mb 0 --dry-run --json >"$md/calib-P$P.plan.json"
         # steps of the first epoch (the warm-up): the data file holds B x steps_of samples
         skip=$(((B * $(steps_of "$wl") + LB * CORES - 1) / (LB * CORES)))
-        "$PY" "$ROOT/scripts/scale/trace_profile.py" "$md/calib-P$P.trace.json" \
-            "$md/calib-P$P.plan.json" "$skip" "$md/profile-P$P.json" >"$md/profile-P$P.txt" ||
-            die "$wl P=$P: trace_profile.py failed"
-        rm -f "$md/calib-P$P.trace.json" # large; the profile keeps what the model reads
+        # CALIB_REPS traced runs; the fastest profile is kept (others' load only slows a run)
+        for ((c = 1; c <= CALIB_REPS; ++c)); do
+            tr="$md/calib-P$P-$c.trace.json"
+            rm -f "$tr"
+            OMPI_MCA_btl_vader_single_copy_mechanism=none mpirun -n "$CORES" --bind-to core \
+                "$BIN" "${base[@]}" --batch $((LB * CORES)) --epochs 2 --bucket-mb 0 --quiet \
+                --check-every 0 --trace "$tr" >"$md/calib-P$P-$c.out" 2>&1 ||
+                die "$wl P=$P: the traced calibration run failed: $(tail -3 "$md/calib-P$P-$c.out")"
+            "$PY" "$ROOT/scripts/scale/trace_profile.py" "$tr" "$md/calib-P$P.plan.json" "$skip" \
+                "$md/profile-P$P-$c.json" >"$md/profile-P$P-$c.txt" || die "$wl P=$P: trace_profile.py failed"
+            rm -f "$tr" # large; the profile keeps what the model reads
+        done
+        best=$("$PY" -c 'import json, sys
+t = {f: (lambda p: p["forward_s"] + p["backward_s"] + p["update_s"])(json.load(open(f))) for f in sys.argv[1:]}
+print(min(t, key=t.get))' "$md"/profile-P"$P"-*.json)
+        cp "$best" "$md/profile-P$P.json"
+        cp "${best%.json}.txt" "$md/profile-P$P.txt"
         log "  $wl P=$P (local batch $LB): $(cat "$md/profile-P$P.txt")"
     done
 done
